@@ -1,0 +1,53 @@
+# The README's two commands: `make run` and `make test`. Both set everything up.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help install run test test-fast lint format typecheck contract-test contract bench clean
+
+help:  ## List the targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
+
+$(STAMP): pyproject.toml requirements.txt requirements-dev.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -r requirements-dev.txt
+	$(BIN)/python -m pip install -q --no-deps -e .
+	@touch $(STAMP)
+
+install: $(STAMP)  ## Create the virtual environment and install (pinned)
+
+run: install  ## Serve on 127.0.0.1:8000 (SQLite under var/, in-process bus); ORCH_HOST/ORCH_PORT override
+	$(BIN)/orchestration-service serve
+
+test: install lint typecheck  ## Lint, type-check and run the whole suite
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test-fast: install  ## The suite without lint and type checks
+	$(BIN)/pytest -x -q $(PYTEST_ARGS)
+
+lint: install  ## ruff (lint and format check)
+	$(BIN)/ruff check src tests bench examples
+	$(BIN)/ruff format --check src tests bench examples
+
+format: install  ## Apply ruff's formatting and fixes
+	$(BIN)/ruff format src tests bench examples
+	$(BIN)/ruff check --fix src tests bench examples
+
+typecheck: install  ## mypy, strict on the package
+	$(BIN)/mypy
+
+contract-test: install  ## Contract tests: OpenAPI drift, Schemathesis, AsyncAPI
+	$(BIN)/pytest tests/contract $(PYTEST_ARGS)
+
+contract: install  ## Regenerate contracts/openapi.yaml from the code
+	$(BIN)/python -m orchestration_service.contracts > contracts/openapi.yaml
+
+bench: install  ## Benchmarks (needs PostgreSQL on 127.0.0.1); prints figures
+	$(BIN)/python -m bench
+
+clean:  ## Remove the virtual environment, caches and the local database
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

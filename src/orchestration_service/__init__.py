@@ -1,0 +1,3 @@
+"""DATS Orchestration Service."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,107 @@
+"""The ``orchestration-service`` command: server administration and the HTTP client."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from orchestration_service.config import Settings, SettingsError, load_settings
+
+app = typer.Typer(
+    name="orchestration-service",
+    help="DATS Orchestration Service: run the server, manage its database, and drive it over HTTP.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+db_app = typer.Typer(help="Database schema management.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+def _settings(**overrides: object) -> Settings:
+    try:
+        return load_settings(**overrides)
+    except SettingsError as exc:
+        typer.echo(f"orchestration-service: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def serve(
+    host: Annotated[
+        str | None, typer.Option(help="Bind address (default from ORCH_HOST / config: 127.0.0.1)")
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default from ORCH_PORT / config: 8000)")] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="HTTP worker processes (needs amqp:// when > 1)")
+    ] = None,
+    migrate: Annotated[
+        bool, typer.Option("--migrate/--no-migrate", help="Apply pending migrations first")
+    ] = True,
+) -> None:
+    """Serve the API with whatever the configuration says."""
+    import uvicorn
+
+    from orchestration_service.db.migrate import upgrade
+    from orchestration_service.logs import configure_logging
+
+    settings = _settings()
+    server = settings.server.model_copy(
+        update={k: v for k, v in {"host": host, "port": port, "workers": workers}.items() if v is not None}
+    )
+    settings = settings.model_copy(update={"server": server})
+    if server.workers > 1 and settings.events.is_memory:
+        typer.echo(
+            "orchestration-service: invalid setting server.workers (ORCH_WORKERS): more than one worker "
+            "needs a shared broker (ORCH_BROKER_URL=amqp://…); the in-process bus is per process",
+            err=True,
+        )
+        raise typer.Exit(2)
+    configure_logging(settings.logging)
+    if migrate:
+        try:
+            upgrade(settings.storage)
+        except Exception as exc:
+            typer.echo(f"orchestration-service: cannot migrate the database: {exc}", err=True)
+            raise typer.Exit(1) from None
+    # Workers re-read settings from the environment; pass the CLI's choices along.
+    import os
+
+    os.environ["ORCH_HOST"] = server.host
+    os.environ["ORCH_PORT"] = str(server.port)
+    uvicorn.run(
+        "orchestration_service.main:app_factory",
+        factory=True,
+        host=server.host,
+        port=server.port,
+        workers=server.workers,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=int(server.shutdown_grace_seconds) or None,
+        loop="uvloop",
+        http="httptools",
+        server_header=False,
+    )
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: Annotated[str, typer.Argument(help="Target revision")] = "head") -> None:
+    """Apply pending migrations (safe to run from several replicas at once)."""
+    from orchestration_service.db.migrate import upgrade
+
+    settings = _settings()
+    try:
+        upgrade(settings.storage, revision)
+    except Exception as exc:
+        typer.echo(f"orchestration-service: migration failed: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"database at {revision}")
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)

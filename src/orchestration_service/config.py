@@ -1,0 +1,273 @@
+"""Typed settings.
+
+Sources, strongest first: explicit arguments, the flat ``ORCH_*`` variables the README
+documents (``ORCH_DATABASE_URL`` …), nested variables (``ORCH_TASK_MANAGEMENT__MAX_ATTEMPTS``),
+the YAML file (``ORCH_CONFIG``, else ``config/orchestration-service.yaml`` when present),
+then the defaults below. Every default is a loopback address or an embedded component, so
+the service starts with no other server.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from orchestration_service.domain.lifecycle import Priority
+
+DEFAULT_CONFIG_PATH = Path("config/orchestration-service.yaml")
+
+# Flat variables -> (section, field). These are the names people type; nested
+# ``ORCH_SECTION__FIELD`` variables reach every other field.
+FLAT_ENV: dict[str, tuple[str, str]] = {
+    "ORCH_DATABASE_URL": ("storage", "database_url"),
+    "ORCH_BROKER_URL": ("events", "broker_url"),
+    "ORCH_AGENT_SERVICE_URL": ("routing", "agent_service_url"),
+    "ORCH_RAG_SERVICE_URL": ("routing", "rag_service_url"),
+    "ORCH_AGENT_TIMEOUT_SECONDS": ("routing", "agent_timeout_seconds"),
+    "ORCH_MAX_CONCURRENT_PER_PROJECT": ("task_management", "max_concurrent_per_project"),
+    "ORCH_HOST": ("server", "host"),
+    "ORCH_PORT": ("server", "port"),
+    "ORCH_WORKERS": ("server", "workers"),
+    "ORCH_MAX_BODY_BYTES": ("server", "max_body_bytes"),
+    "ORCH_SHUTDOWN_GRACE_SECONDS": ("server", "shutdown_grace_seconds"),
+    "ORCH_EVENT_RETENTION_DAYS": ("events", "retention_days"),
+    "ORCH_LOG_LEVEL": ("logging", "level"),
+    "ORCH_LOG_FORMAT": ("logging", "format"),
+}
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class TaskManagementSettings(_Section):
+    default_priority: Priority = Field(
+        Priority.NORMAL, description="Priority of a task submitted without one."
+    )
+    max_concurrent_per_project: int = Field(
+        10, ge=1, le=10_000, description="Tasks of one project in flight (running + validating) at once."
+    )
+    timeout_default_seconds: int = Field(
+        600, ge=1, description="How long a task may stay in flight before the sweep retries or fails it."
+    )
+    max_attempts_default: int = Field(
+        3, ge=1, le=100, description="Attempts (worker runs) before a rejected task fails."
+    )
+    retry_on_worker_failure: bool = Field(
+        False, description="Retry (instead of fail) when a worker reports task.failed with retryable true."
+    )
+    default_estimate_seconds: int = Field(
+        120, ge=1, description="Estimated duration before any task of the kind has completed."
+    )
+    sweep_interval_seconds: float = Field(5.0, gt=0, description="How often the timeout sweep runs.")
+
+
+class RoutingSettings(_Section):
+    agent_service_url: str | None = Field(
+        None, description="Agent Service base URL (…/api/v1); unset = built-in analyzer only."
+    )
+    rag_service_url: str | None = Field(
+        None, description="RAG Service base URL (…/api/v1); unset = no retrieved context."
+    )
+    agent_timeout_seconds: float = Field(60.0, gt=0, le=3600)
+    rag_timeout_seconds: float = Field(10.0, gt=0, le=600)
+    rules_file: str | None = Field(
+        None, description="YAML rules of the built-in analyzer; unset = the packaged defaults."
+    )
+    max_subtasks: int = Field(20, ge=1, le=1000)
+    max_depth: int = Field(5, ge=1, le=50)
+    max_concurrent_analyses: int = Field(8, ge=1, le=1000)
+
+    @field_validator("agent_service_url", "rag_service_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        assert value is not None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+
+class StorageSettings(_Section):
+    database_url: str = Field(
+        "sqlite+aiosqlite:///var/orchestration.db",
+        description="sqlite+aiosqlite:///PATH or postgresql+asyncpg://USER@HOST/DB",
+    )
+    provenance_table: Literal["provenance_records"] = "provenance_records"
+    pool_size: int = Field(20, ge=1, le=500)
+    max_overflow: int = Field(10, ge=0, le=500)
+
+    @field_validator("database_url")
+    @classmethod
+    def _driver(cls, value: str) -> str:
+        # Accept the plain driver names people copy from elsewhere; the service is async only.
+        if value.startswith("postgresql://") or value.startswith("postgres://"):
+            value = "postgresql+asyncpg://" + value.split("://", 1)[1]
+        elif value.startswith("sqlite:///"):
+            value = "sqlite+aiosqlite:///" + value.split(":///", 1)[1]
+        if not value.startswith(("postgresql+asyncpg://", "sqlite+aiosqlite://")):
+            raise ValueError("must start with sqlite+aiosqlite:/// or postgresql+asyncpg://")
+        return value
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+class RabbitMQSettings(_Section):
+    exchanges: list[str] = Field(default_factory=lambda: ["task.events", "cascade.events", "qa.events"])
+    queues: list[str] = Field(default_factory=lambda: ["orchestration-events"])
+    prefetch: int = Field(64, ge=1, le=10_000)
+
+
+class EventsSettings(_Section):
+    broker_url: str = Field(
+        "memory://", description="memory:// (in-process) or amqp://USER:PASS@HOST:PORT/VHOST"
+    )
+    rabbitmq: RabbitMQSettings = Field(default_factory=RabbitMQSettings)
+    retention_days: float = Field(
+        7.0, gt=0, description="How long published events stay in the event log (the SSE feed)."
+    )
+    name_prefix: str = Field("", description="Prefix for exchange and queue names (test isolation).")
+    relay_batch_size: int = Field(500, ge=1, le=10_000)
+    relay_poll_seconds: float = Field(
+        1.0, gt=0, description="Safety poll of the outbox; commits wake the relay at once."
+    )
+
+    @field_validator("broker_url")
+    @classmethod
+    def _scheme(cls, value: str) -> str:
+        if not value.startswith(("memory://", "amqp://", "amqps://")):
+            raise ValueError("must be memory:// or amqp://…")
+        return value
+
+    @property
+    def is_memory(self) -> bool:
+        return self.broker_url.startswith("memory://")
+
+
+class RedisSettings(_Section):
+    """Kept from the seed's configuration. No component uses Redis yet (see README)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(6379, ge=1, le=65535)
+    db: int = Field(0, ge=0)
+
+
+class ServerSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    workers: int = Field(
+        1, ge=1, le=64, description="HTTP worker processes; more than one needs a shared broker (amqp://)."
+    )
+    max_body_bytes: int = Field(
+        1_048_576, ge=1024, description="Largest request body accepted; larger is a 413."
+    )
+    shutdown_grace_seconds: float = Field(20.0, ge=0)
+
+
+class LoggingSettings(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["json", "console", "auto"] = "auto"
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="ORCH_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    task_management: TaskManagementSettings = Field(default_factory=TaskManagementSettings)
+    routing: RoutingSettings = Field(default_factory=RoutingSettings)
+    storage: StorageSettings = Field(default_factory=StorageSettings)
+    events: EventsSettings = Field(default_factory=EventsSettings)
+    redis: RedisSettings = Field(default_factory=RedisSettings)
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    logging: LoggingSettings = Field(default_factory=LoggingSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (
+            init_settings,
+            _FlatEnvSource(settings_cls),
+            env_settings,
+            _YamlSource(settings_cls),
+        )
+
+
+class _FlatEnvSource(PydanticBaseSettingsSource):
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        out: dict[str, dict[str, Any]] = {}
+        for var, (section, name) in FLAT_ENV.items():
+            value = os.environ.get(var)
+            if value is not None:
+                out.setdefault(section, {})[name] = value
+        return out
+
+
+class _YamlSource(PydanticBaseSettingsSource):
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        path_str = os.environ.get("ORCH_CONFIG")
+        path = Path(path_str) if path_str else DEFAULT_CONFIG_PATH
+        if not path.exists():
+            if path_str:
+                raise SettingsError(f"ORCH_CONFIG: file not found: {path}")
+            return {}
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise SettingsError(f"ORCH_CONFIG: {path} is not valid YAML: {exc}") from exc
+        if not isinstance(data, dict):
+            raise SettingsError(f"ORCH_CONFIG: {path} must hold a mapping of sections")
+        return data
+
+
+class SettingsError(Exception):
+    """Start-up configuration problem; the message names the setting."""
+
+
+def _env_name(loc: tuple[int | str, ...]) -> str:
+    dotted = ".".join(str(p) for p in loc)
+    for var, path in FLAT_ENV.items():
+        if ".".join(path) == dotted:
+            return f"{dotted} ({var})"
+    return f"{dotted} (ORCH_{'__'.join(str(p).upper() for p in loc)})"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings, turning validation errors into one readable message."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        lines = [
+            f"invalid setting {_env_name(err['loc'])}: {err['msg']} (got {err.get('input')!r})"
+            for err in exc.errors()
+        ]
+        raise SettingsError("\n".join(lines)) from None

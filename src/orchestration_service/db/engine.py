@@ -1,0 +1,148 @@
+"""Engine construction and the unit of work.
+
+One use case = one ``async with db.transaction() as tx``: it commits once on success,
+rolls back on error, and only after a commit runs the hooks the work registered (wake
+the outbox relay, notify listeners). Events never leave before their transaction commits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
+
+from orchestration_service.config import StorageSettings
+
+OUTBOX_CHANNEL = "orch_outbox"
+
+
+class Transaction:
+    """A connection inside one transaction, plus after-commit hooks."""
+
+    __slots__ = ("_after_commit", "_db", "conn", "dialect", "wrote_outbox")
+
+    def __init__(self, conn: AsyncConnection, db: Database) -> None:
+        self.conn = conn
+        self.dialect = conn.dialect.name
+        self._db = db
+        self._after_commit: list[Callable[[], None]] = []
+        self.wrote_outbox = False
+
+    async def mark_outbox_written(self) -> None:
+        if self.wrote_outbox:
+            return
+        self.wrote_outbox = True
+        if self.is_postgres and not self._db.is_relay_leader:
+            # The relay leader may be another replica: NOTIFY is delivered at commit,
+            # so it wakes exactly when the rows become visible.
+            await self.conn.exec_driver_sql(f"NOTIFY {OUTBOX_CHANNEL}")
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.dialect == "postgresql"
+
+    def after_commit(self, hook: Callable[[], None]) -> None:
+        if hook not in self._after_commit:
+            self._after_commit.append(hook)
+
+
+class Database:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.is_postgres = engine.dialect.name == "postgresql"
+        # Set by the outbox relay: called after any commit that wrote outbox rows.
+        self.on_outbox_commit: Callable[[], None] = lambda: None
+        self.is_relay_leader = False
+
+    @contextlib.asynccontextmanager
+    async def transaction(self, *, write: bool = True) -> AsyncIterator[Transaction]:
+        async with self.engine.connect() as conn:
+            if not self.is_postgres:
+                # SQLite: take the write lock up front, so two writers queue on
+                # busy_timeout instead of failing when a read lock is upgraded.
+                conn = await conn.execution_options(sqlite_begin="IMMEDIATE" if write else "DEFERRED")
+            async with conn.begin():
+                tx = Transaction(conn, self)
+                yield tx
+            if tx.wrote_outbox:
+                self.on_outbox_commit()
+            for hook in tx._after_commit:
+                hook()
+
+    @contextlib.asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        async with self.engine.connect() as conn:
+            yield conn
+
+    async def ping(self) -> None:
+        async with self.engine.connect() as conn:
+            await conn.exec_driver_sql("SELECT 1")
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+
+def create_engine(
+    settings: StorageSettings, *, application_name: str = "orchestration-service"
+) -> AsyncEngine:
+    url = make_url(settings.database_url)
+    if url.get_backend_name() == "sqlite":
+        database = url.database or ""
+        if database and database != ":memory:":
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(
+            url,
+            connect_args={"timeout": 30},
+            # aiosqlite runs each connection on its own thread; a small pool is plenty.
+            pool_size=8,
+            max_overflow=8,
+        )
+        _configure_sqlite(engine)
+        return engine
+    connect_args: dict[str, Any] = {
+        "server_settings": {"application_name": application_name, "jit": "off"},
+    }
+    return create_async_engine(
+        url,
+        pool_size=settings.pool_size,
+        max_overflow=settings.max_overflow,
+        pool_pre_ping=False,
+        connect_args=connect_args,
+    )
+
+
+def create_admin_engine(settings: StorageSettings) -> AsyncEngine:
+    """A pool-less engine for one-off work (migrations, CLI)."""
+    url = make_url(settings.database_url)
+    if url.get_backend_name() == "sqlite":
+        database = url.database or ""
+        if database and database != ":memory:":
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(url, poolclass=NullPool, connect_args={"timeout": 30})
+        _configure_sqlite(engine)
+        return engine
+    return create_async_engine(url, poolclass=NullPool)
+
+
+def _configure_sqlite(engine: AsyncEngine) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy, not the driver, decide when transactions begin.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
+        conn.exec_driver_sql(f"BEGIN {mode}")

@@ -1,0 +1,317 @@
+"""Handlers of consumed events: one code path for the broker consumer and the HTTP ingress.
+
+Each event is applied in one transaction that also claims its CloudEvent id in
+``processed_events``; a duplicate changes nothing, a rejected event stores nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from pydantic import BaseModel, ValidationError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+from orchestration_service.db.engine import Database, Transaction
+from orchestration_service.domain import events as ev
+from orchestration_service.domain.lifecycle import FINAL_STATES, TaskStatus
+from orchestration_service.events.bus import Disposition, HandlerResult, InboundMessage
+from orchestration_service.repositories.processed_events import ProcessedEventRepository
+from orchestration_service.repositories.tasks import TaskRepository
+from orchestration_service.schemas.events import (
+    CloudEvent,
+    RollbackRequested,
+    TaskFailed,
+    TaskOutputCreated,
+    TaskRejected,
+    TaskValidated,
+)
+from orchestration_service.services.lifecycle import Lifecycle, utcnow
+from orchestration_service.services.provenance_store import ProvenanceStore
+
+log = logging.getLogger(__name__)
+
+
+class EventRejected(Exception):
+    """An event that can never be applied. ``kind``: malformed | schema | unknown-type |
+    unknown-task | unknown-record. Over HTTP: 400 for malformed, 422 otherwise."""
+
+    def __init__(self, kind: str, reason: str, *, field: str | None = None) -> None:
+        super().__init__(reason)
+        self.kind = kind
+        self.reason = reason
+        self.field = field
+
+
+@dataclass(frozen=True, slots=True)
+class Processed:
+    outcome: str  # processed | duplicate | ignored
+    detail: str
+
+
+SCHEMAS: dict[str, type[BaseModel]] = {
+    ev.TASK_OUTPUT_CREATED: TaskOutputCreated,
+    ev.TASK_VALIDATED: TaskValidated,
+    ev.TASK_REJECTED: TaskRejected,
+    ev.TASK_FAILED: TaskFailed,
+    ev.ROLLBACK_REQUESTED: RollbackRequested,
+}
+
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (OperationalError, InterfaceError, OSError, TimeoutError)
+
+
+def _first_error(exc: ValidationError, prefix: str) -> tuple[str, str]:
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"])
+    where = f"{prefix}.{loc}" if loc else prefix
+    return where, f"{where}: {err['msg']}"
+
+
+def parse_envelope(body: bytes | dict[str, Any]) -> CloudEvent:
+    try:
+        raw = orjson.loads(body) if isinstance(body, bytes | bytearray) else body
+    except orjson.JSONDecodeError as exc:
+        raise EventRejected("malformed", f"not JSON: {exc}") from None
+    if not isinstance(raw, dict):
+        raise EventRejected("malformed", "a CloudEvent must be a JSON object")
+    try:
+        return CloudEvent.model_validate(raw)
+    except ValidationError as exc:
+        where, msg = _first_error(exc, "envelope")
+        raise EventRejected("malformed", f"not a CloudEvent: {msg}", field=where) from None
+
+
+def validate_payload(ce: CloudEvent) -> tuple[str, BaseModel]:
+    name = ev.event_name_of(ce.type)
+    schema = SCHEMAS.get(name)
+    if schema is None:
+        raise EventRejected(
+            "unknown-type", f"event type {ce.type!r} is not one this service consumes", field="type"
+        )
+    try:
+        return name, schema.model_validate(ce.data if ce.data is not None else {})
+    except ValidationError as exc:
+        where, msg = _first_error(exc, "data")
+        raise EventRejected("schema", f"{name}: {msg}", field=where) from None
+
+
+RollbackApplier = Callable[[Transaction, RollbackRequested, CloudEvent], Awaitable[str]]
+
+
+class EventProcessor:
+    def __init__(
+        self,
+        db: Database,
+        lifecycle: Lifecycle,
+        provenance: ProvenanceStore,
+        *,
+        retry_on_worker_failure: bool,
+        on_outcome: Callable[[str, str], None] = lambda _name, _outcome: None,
+    ) -> None:
+        self.db = db
+        self.lifecycle = lifecycle
+        self.provenance = provenance
+        self.retry_on_worker_failure = retry_on_worker_failure
+        self.on_outcome = on_outcome  # metrics hook: (event name, outcome)
+        self.rollback: RollbackApplier | None = None  # set by the provenance service
+
+    # -- the shared path ---------------------------------------------------------------
+    async def process(self, ce: CloudEvent) -> Processed:
+        """Validate and apply one event. Raises EventRejected (nothing stored) or a
+        transient database error (nothing stored; try again)."""
+        name = ev.event_name_of(ce.type)
+        if ce.source == ev.SOURCE:
+            # Our own task.failed coming back from the exchange: already applied.
+            self.on_outcome(name, "ignored")
+            return Processed("ignored", "event published by this service")
+        name, payload = validate_payload(ce)
+        async with self.db.transaction() as tx:
+            claimed = await ProcessedEventRepository(tx.conn).claim(ce.id, name, ce.source, "processed")
+            if not claimed:
+                result = Processed("duplicate", f"event {ce.id} was already processed")
+            else:
+                result = await self._apply(tx, name, payload, ce)
+                if result.outcome != "processed":
+                    await ProcessedEventRepository(tx.conn).set_outcome(ce.id, result.outcome)
+        self.on_outcome(name, result.outcome)
+        return result
+
+    async def _apply(self, tx: Transaction, name: str, payload: BaseModel, ce: CloudEvent) -> Processed:
+        if isinstance(payload, RollbackRequested):
+            if self.rollback is None:
+                raise EventRejected("unknown-type", "rollback handling is not available")
+            detail = await self.rollback(tx, payload, ce)
+            return Processed("processed", detail)
+        task_id_text = str(getattr(payload, "task_id", ""))
+        task_id = _uuid(task_id_text)
+        row = await TaskRepository(tx.conn).get(task_id, for_update=True) if task_id else None
+        if row is None:
+            raise EventRejected("unknown-task", f"task {task_id_text} does not exist", field="data.task_id")
+        task = dict(row)
+        cause = f"event:{name}:{ce.id}"[:255]
+        status = TaskStatus(task["status"])
+        if status in FINAL_STATES:
+            await self.lifecycle.note(
+                tx, task, reason=f"ignored {name}: the task is already {status.value}", cause=cause
+            )
+            return Processed("ignored", f"task is already {status.value}")
+        handler = {
+            ev.TASK_OUTPUT_CREATED: self._output_created,
+            ev.TASK_VALIDATED: self._validated,
+            ev.TASK_REJECTED: self._rejected,
+            ev.TASK_FAILED: self._failed,
+        }[name]
+        return await handler(tx, task, payload, cause)
+
+    # -- one per event -----------------------------------------------------------------
+    async def _output_created(self, tx: Transaction, task: dict[str, Any], p: Any, cause: str) -> Processed:
+        assert isinstance(p, TaskOutputCreated)
+        if TaskStatus(task["status"]) != TaskStatus.RUNNING:
+            await self.lifecycle.note(
+                tx, task, reason=f"ignored task.output.created: the task is {task['status']}", cause=cause
+            )
+            return Processed("ignored", f"task is {task['status']}, not running")
+        artifacts = [a.model_dump(exclude_none=True) for a in p.artifacts]
+        metrics = {
+            k: v
+            for k, v in {
+                "worker_id": p.worker_id,
+                "model_used": p.model_used,
+                "tokens_input": p.tokens_input,
+                "tokens_output": p.tokens_output,
+                "execution_time_ms": p.execution_time_ms,
+                "started_at": p.started_at.isoformat() if p.started_at else None,
+                "completed_at": p.completed_at.isoformat() if p.completed_at else None,
+                "inputs": [i.model_dump(exclude_none=True) for i in p.inputs] if p.inputs else None,
+                "prompt_template": p.prompt_template,
+                "parameters": p.parameters,
+            }.items()
+            if v is not None
+        }
+        await self.lifecycle.transition(
+            tx,
+            task,
+            TaskStatus.VALIDATING,
+            reason="output received; awaiting QA",
+            cause=cause,
+            changes={"artifacts": artifacts, "output": _as_object(p.output), "metrics": metrics},
+            details={"worker_id": p.worker_id, "artifacts": len(artifacts)},
+        )
+        return Processed("processed", "task is validating")
+
+    async def _validated(self, tx: Transaction, task: dict[str, Any], p: Any, cause: str) -> Processed:
+        assert isinstance(p, TaskValidated)
+        if TaskStatus(task["status"]) not in (TaskStatus.RUNNING, TaskStatus.VALIDATING):
+            await self.lifecycle.note(
+                tx, task, reason=f"ignored task.validated: the task is {task['status']}", cause=cause
+            )
+            return Processed("ignored", f"task is {task['status']}")
+        if p.artifacts:
+            task["artifacts"] = [a.model_dump(exclude_none=True) for a in p.artifacts]
+        now = utcnow()
+        record_id = await self.provenance.record_completion(
+            tx, task, p.model_dump(mode="json", exclude_none=True)
+        )
+        metrics = task.get("metrics") or {}
+        started = task.get("started_at") or task["created_at"]
+        exec_ms = metrics.get("execution_time_ms") or int((now - started).total_seconds() * 1000)
+        artifacts = task.get("artifacts") or []
+        done = await self.lifecycle.transition(
+            tx,
+            task,
+            TaskStatus.COMPLETED,
+            reason="validated by QA",
+            cause=cause,
+            changes={"provenance_id": record_id, "execution_time_ms": exec_ms, "artifacts": artifacts},
+            details={"confidence": p.confidence, "qa_result_id": p.qa_result_id},
+            events=[
+                ev.OutgoingEvent(
+                    name=ev.TASK_COMPLETED,
+                    subject=str(task["id"]),
+                    project_id=task["project_id"],
+                    data={
+                        "task_id": str(task["id"]),
+                        "project_id": task["project_id"],
+                        "provenance_id": str(record_id),
+                        "artifacts": artifacts,
+                    },
+                )
+            ],
+            now=now,
+        )
+        await self.lifecycle.after_final(tx, done)
+        return Processed("processed", "task completed")
+
+    async def _rejected(self, tx: Transaction, task: dict[str, Any], p: Any, cause: str) -> Processed:
+        assert isinstance(p, TaskRejected)
+        if TaskStatus(task["status"]) not in (TaskStatus.RUNNING, TaskStatus.VALIDATING):
+            await self.lifecycle.note(
+                tx, task, reason=f"ignored task.rejected: the task is {task['status']}", cause=cause
+            )
+            return Processed("ignored", f"task is {task['status']}")
+        reason = p.reason or "rejected by QA"
+        after = await self.lifecycle.retry_or_fail(
+            tx,
+            task,
+            reason=f"rejected: {reason}",
+            cause=cause,
+            error=p.feedback or reason,
+            feedback=p.feedback,
+        )
+        return Processed("processed", f"task is {after['status']} (attempt {after['attempt']})")
+
+    async def _failed(self, tx: Transaction, task: dict[str, Any], p: Any, cause: str) -> Processed:
+        assert isinstance(p, TaskFailed)
+        retry = bool(self.retry_on_worker_failure and p.retryable)
+        in_flight = TaskStatus(task["status"]) in (TaskStatus.RUNNING, TaskStatus.VALIDATING)
+        error = p.error or "worker reported failure"
+        if in_flight:
+            after = await self.lifecycle.retry_or_fail(
+                tx, task, reason="worker failed", cause=cause, error=error, retry=retry, publish_failure=False
+            )
+        else:
+            after = await self.lifecycle.fail(
+                tx, task, reason="failed", cause=cause, error=error, publish=False
+            )
+        return Processed("processed", f"task is {after['status']}")
+
+    # -- the broker adapter ------------------------------------------------------------
+    async def handle_message(self, msg: InboundMessage) -> HandlerResult:
+        """Map a broker delivery to ack / dead-letter / retry."""
+        name = msg.routing_key
+        try:
+            ce = parse_envelope(msg.body)
+            name = ev.event_name_of(ce.type)
+            result = await self.process(ce)
+        except EventRejected as exc:
+            log.warning(
+                "event dead-lettered",
+                extra={"event_type": name, "reason": exc.reason, "kind": exc.kind},
+            )
+            self.on_outcome(name, "dead_lettered")
+            return HandlerResult(Disposition.DEAD_LETTER, "dead_lettered", f"{exc.kind}: {exc.reason}")
+        except TRANSIENT_ERRORS as exc:
+            log.warning("event handling failed transiently; will retry: %s", exc)
+            return HandlerResult(Disposition.RETRY, "retry", str(exc))
+        except DBAPIError as exc:
+            if exc.connection_invalidated:
+                return HandlerResult(Disposition.RETRY, "retry", str(exc))
+            raise
+        return HandlerResult(Disposition.ACK, result.outcome, result.detail)
+
+
+def _uuid(text: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        return None
+
+
+def _as_object(output: Any) -> Any:
+    if output is None or isinstance(output, dict):
+        return output
+    return {"content": output}

@@ -1,0 +1,130 @@
+"""The outbox: events written with the state change, published after commit, kept as the
+ordered event log (``seq``) that the SSE feed reads."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from orchestration_service.db.tables import outbox
+from orchestration_service.domain.events import OutgoingEvent
+
+
+class OutboxRepository:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.conn = conn
+
+    async def add(self, events: Sequence[OutgoingEvent]) -> None:
+        if not events:
+            return
+        now = datetime.now(UTC)
+        await self.conn.execute(
+            outbox.insert(),
+            [
+                {
+                    "event_id": ev.id,
+                    "event_type": ev.name,
+                    "exchange": ev.exchange,
+                    "subject": ev.subject,
+                    "project_id": ev.project_id,
+                    "envelope": ev.envelope(),
+                    "created_at": now,
+                }
+                for ev in events
+            ],
+        )
+
+    async def assign_sequence(self, limit: int) -> int:
+        """Give committed, unsequenced rows the next contiguous ``seq`` numbers, in ``id``
+        order. Only the relay leader calls this (one at a time), so the numbers never
+        skip and a reader that has seen ``seq = n`` has seen every row up to ``n``."""
+        pending = (
+            (
+                await self.conn.execute(
+                    sa.select(outbox.c.id).where(outbox.c.seq.is_(None)).order_by(outbox.c.id).limit(limit)
+                )
+            )
+            .scalars()
+            .all()
+        )
+        if not pending:
+            return 0
+        start = (
+            await self.conn.execute(sa.select(sa.func.coalesce(sa.func.max(outbox.c.seq), 0)))
+        ).scalar_one()
+        await self.conn.execute(
+            outbox.update().where(outbox.c.id == sa.bindparam("_id")).values(seq=sa.bindparam("_seq")),
+            [{"_id": row_id, "_seq": start + i} for i, row_id in enumerate(pending, start=1)],
+        )
+        return len(pending)
+
+    async def unpublished(self, limit: int) -> Sequence[RowMapping]:
+        stmt = (
+            sa.select(outbox.c.id, outbox.c.seq, outbox.c.event_type, outbox.c.exchange, outbox.c.envelope)
+            .where(outbox.c.published_at.is_(None), outbox.c.seq.is_not(None))
+            .order_by(outbox.c.seq)
+            .limit(limit)
+        )
+        return (await self.conn.execute(stmt)).mappings().all()
+
+    async def mark_published(self, ids: Sequence[int]) -> None:
+        if ids:
+            await self.conn.execute(
+                outbox.update().where(outbox.c.id.in_(list(ids))).values(published_at=datetime.now(UTC))
+            )
+
+    async def read_log(self, after: int, limit: int) -> Sequence[RowMapping]:
+        stmt = (
+            sa.select(
+                outbox.c.seq, outbox.c.event_type, outbox.c.subject, outbox.c.project_id, outbox.c.envelope
+            )
+            .where(outbox.c.seq > after)
+            .order_by(outbox.c.seq)
+            .limit(limit)
+        )
+        return (await self.conn.execute(stmt)).mappings().all()
+
+    async def last_seq(self) -> int:
+        return int(
+            (await self.conn.execute(sa.select(sa.func.coalesce(sa.func.max(outbox.c.seq), 0)))).scalar_one()
+        )
+
+    async def pending_stats(self) -> tuple[int, float]:
+        """(events not yet published, age in seconds of the oldest of them)."""
+        row = (
+            await self.conn.execute(
+                sa.select(sa.func.count(), sa.func.min(outbox.c.created_at)).where(
+                    outbox.c.published_at.is_(None)
+                )
+            )
+        ).one()
+        count, oldest = int(row[0]), row[1]
+        if oldest is None:
+            return count, 0.0
+        if isinstance(oldest, str):  # SQLite aggregate loses the column type
+            oldest = datetime.fromisoformat(oldest)
+        if oldest.tzinfo is None:
+            oldest = oldest.replace(tzinfo=UTC)
+        return count, max(0.0, (datetime.now(UTC) - oldest).total_seconds())
+
+    async def purge_published_before(self, retention: timedelta, limit: int = 10_000) -> int:
+        cutoff = datetime.now(UTC) - retention
+        ids = (
+            (
+                await self.conn.execute(
+                    sa.select(outbox.c.id)
+                    .where(outbox.c.published_at.is_not(None), outbox.c.created_at < cutoff)
+                    .order_by(outbox.c.id)
+                    .limit(limit)
+                )
+            )
+            .scalars()
+            .all()
+        )
+        if ids:
+            await self.conn.execute(outbox.delete().where(outbox.c.id.in_(list(ids))))
+        return len(ids)

@@ -1,0 +1,41 @@
+"""Idempotency of consumed events, keyed by the CloudEvent id."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from orchestration_service.db.tables import processed_events
+
+
+class ProcessedEventRepository:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.conn = conn
+
+    async def claim(self, event_id: str, event_type: str, source: str | None, outcome: str) -> bool:
+        """Record the event as processed; False when it already was (a duplicate).
+        Runs in the same transaction as the event's effects, so a rollback un-claims it."""
+        values = {
+            "event_id": event_id,
+            "event_type": event_type,
+            "source": source,
+            "outcome": outcome,
+            "processed_at": datetime.now(UTC),
+        }
+        insert = pg_insert if self.conn.dialect.name == "postgresql" else sqlite_insert
+        stmt = insert(processed_events).values(**values).on_conflict_do_nothing(index_elements=["event_id"])
+        result = await self.conn.execute(stmt)
+        return bool(result.rowcount)
+
+    async def set_outcome(self, event_id: str, outcome: str) -> None:
+        await self.conn.execute(
+            processed_events.update().where(processed_events.c.event_id == event_id).values(outcome=outcome)
+        )
+
+    async def get_outcome(self, event_id: str) -> str | None:
+        stmt = sa.select(processed_events.c.outcome).where(processed_events.c.event_id == event_id)
+        return (await self.conn.execute(stmt)).scalar_one_or_none()

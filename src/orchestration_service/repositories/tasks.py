@@ -1,0 +1,249 @@
+"""All SQL about tasks, their history and their dependencies."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from orchestration_service.db.tables import task_dependencies, task_history, tasks
+from orchestration_service.domain.lifecycle import IN_FLIGHT_STATES, TaskStatus
+
+_IN_FLIGHT = [s.value for s in IN_FLIGHT_STATES]
+
+
+@dataclass(frozen=True, slots=True)
+class TaskFilter:
+    project_ids: Sequence[str] | None = None  # None = every project
+    statuses: Sequence[str] = ()
+    priority: str | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+    parent_id: uuid.UUID | None = None
+
+
+class TaskRepository:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.conn = conn
+
+    # -- single rows -------------------------------------------------------------------
+    async def insert(self, values: dict[str, Any]) -> None:
+        await self.conn.execute(tasks.insert(), values)
+
+    async def insert_many(self, rows: list[dict[str, Any]]) -> None:
+        if rows:
+            await self.conn.execute(tasks.insert(), rows)
+
+    async def get(self, task_id: uuid.UUID, *, for_update: bool = False) -> RowMapping | None:
+        stmt = sa.select(tasks).where(tasks.c.id == task_id)
+        if for_update and self.conn.dialect.name == "postgresql":
+            stmt = stmt.with_for_update()
+        return (await self.conn.execute(stmt)).mappings().first()
+
+    async def get_by_idempotency_key(self, project_id: str, key: str) -> RowMapping | None:
+        stmt = sa.select(tasks).where(tasks.c.project_id == project_id, tasks.c.idempotency_key == key)
+        return (await self.conn.execute(stmt)).mappings().first()
+
+    async def update(self, task_id: uuid.UUID, values: dict[str, Any]) -> None:
+        await self.conn.execute(tasks.update().where(tasks.c.id == task_id).values(**values))
+
+    # -- history -----------------------------------------------------------------------
+    async def add_history(self, rows: list[dict[str, Any]]) -> None:
+        if rows:
+            await self.conn.execute(task_history.insert(), rows)
+
+    async def history(self, task_id: uuid.UUID) -> Sequence[RowMapping]:
+        stmt = sa.select(task_history).where(task_history.c.task_id == task_id).order_by(task_history.c.id)
+        return (await self.conn.execute(stmt)).mappings().all()
+
+    # -- lists -------------------------------------------------------------------------
+    def _where(self, f: TaskFilter) -> list[sa.ColumnElement[bool]]:
+        clauses: list[sa.ColumnElement[bool]] = []
+        if f.project_ids is not None:
+            if len(f.project_ids) == 1:
+                clauses.append(tasks.c.project_id == f.project_ids[0])
+            else:
+                clauses.append(tasks.c.project_id.in_(list(f.project_ids)))
+        if f.statuses:
+            if len(f.statuses) == 1:
+                clauses.append(tasks.c.status == f.statuses[0])
+            else:
+                clauses.append(tasks.c.status.in_(list(f.statuses)))
+        if f.priority:
+            clauses.append(tasks.c.priority == f.priority)
+        if f.created_after:
+            clauses.append(tasks.c.created_at >= f.created_after)
+        if f.created_before:
+            clauses.append(tasks.c.created_at < f.created_before)
+        if f.parent_id:
+            clauses.append(tasks.c.parent_id == f.parent_id)
+        return clauses
+
+    async def find(self, f: TaskFilter, *, limit: int, offset: int) -> Sequence[RowMapping]:
+        stmt = (
+            sa.select(tasks)
+            .where(*self._where(f))
+            .order_by(tasks.c.created_at.desc(), tasks.c.id.desc())
+            .limit(limit)
+            .offset(offset)
+        )
+        return (await self.conn.execute(stmt)).mappings().all()
+
+    async def count(self, f: TaskFilter) -> int:
+        stmt = sa.select(sa.func.count()).select_from(tasks).where(*self._where(f))
+        return int((await self.conn.execute(stmt)).scalar_one())
+
+    async def subtasks(self, parent_id: uuid.UUID) -> Sequence[RowMapping]:
+        stmt = (
+            sa.select(
+                tasks.c.id,
+                tasks.c.status,
+                tasks.c.description,
+                tasks.c.tier,
+                tasks.c.domain,
+                tasks.c.created_at,
+                tasks.c.completed_at,
+            )
+            .where(tasks.c.parent_id == parent_id)
+            .order_by(tasks.c.created_at, tasks.c.id)
+        )
+        return (await self.conn.execute(stmt)).mappings().all()
+
+    async def dependencies_of(self, task_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[uuid.UUID]]:
+        if not task_ids:
+            return {}
+        stmt = sa.select(task_dependencies).where(task_dependencies.c.task_id.in_(list(task_ids)))
+        out: dict[uuid.UUID, list[uuid.UUID]] = {}
+        for row in (await self.conn.execute(stmt)).mappings():
+            out.setdefault(row["task_id"], []).append(row["depends_on_id"])
+        return out
+
+    async def add_dependencies(self, rows: list[dict[str, Any]]) -> None:
+        if rows:
+            await self.conn.execute(task_dependencies.insert(), rows)
+
+    # -- projects ----------------------------------------------------------------------
+    async def counts_by_status(self, project_ids: Sequence[str] | None) -> dict[str, dict[str, int]]:
+        stmt = sa.select(tasks.c.project_id, tasks.c.status, sa.func.count()).group_by(
+            tasks.c.project_id, tasks.c.status
+        )
+        if project_ids is not None:
+            stmt = stmt.where(tasks.c.project_id.in_(list(project_ids)))
+        out: dict[str, dict[str, int]] = {}
+        for project_id, status, n in (await self.conn.execute(stmt)).all():
+            out.setdefault(project_id, {})[status] = int(n)
+        return out
+
+    async def oldest_waiting(self, project_id: str) -> RowMapping | None:
+        stmt = (
+            sa.select(tasks.c.id, tasks.c.created_at, tasks.c.priority)
+            .where(tasks.c.project_id == project_id, tasks.c.status == TaskStatus.PENDING.value)
+            .order_by(tasks.c.created_at)
+            .limit(1)
+        )
+        return (await self.conn.execute(stmt)).mappings().first()
+
+    async def recent_execution_times(self, project_id: str | None, limit: int = 100) -> list[int]:
+        stmt = (
+            sa.select(tasks.c.execution_time_ms)
+            .where(tasks.c.status == TaskStatus.COMPLETED.value, tasks.c.execution_time_ms.is_not(None))
+            .order_by(tasks.c.completed_at.desc())
+            .limit(limit)
+        )
+        if project_id is not None:
+            stmt = stmt.where(tasks.c.project_id == project_id)
+        return [int(v) for v in (await self.conn.execute(stmt)).scalars()]
+
+    async def recent_durations(
+        self, *, tier: str | None = None, domain: str | None = None, limit: int = 100
+    ) -> list[float]:
+        """Seconds from submission to completion of recent completed tasks of a kind."""
+        stmt = (
+            sa.select(tasks.c.created_at, tasks.c.completed_at)
+            .where(tasks.c.status == TaskStatus.COMPLETED.value, tasks.c.completed_at.is_not(None))
+            .order_by(tasks.c.completed_at.desc())
+            .limit(limit)
+        )
+        if tier:
+            stmt = stmt.where(tasks.c.tier == tier)
+        if domain:
+            stmt = stmt.where(tasks.c.domain == domain)
+        rows = (await self.conn.execute(stmt)).all()
+        return [(done - created).total_seconds() for created, done in rows]
+
+    # -- dispatching -------------------------------------------------------------------
+    async def lock_project(self, project_id: str) -> None:
+        """Serialise dispatch decisions of one project across replicas (PostgreSQL).
+        SQLite needs nothing: its write transactions are already serial."""
+        if self.conn.dialect.name == "postgresql":
+            await self.conn.execute(
+                sa.text("SELECT pg_advisory_xact_lock(7301, hashtext(:p))"), {"p": project_id}
+            )
+
+    async def in_flight_count(self, project_id: str) -> int:
+        stmt = (
+            sa.select(sa.func.count())
+            .select_from(tasks)
+            .where(tasks.c.project_id == project_id, tasks.c.status.in_(_IN_FLIGHT))
+        )
+        return int((await self.conn.execute(stmt)).scalar_one())
+
+    async def dispatchable(self, project_id: str, limit: int) -> Sequence[RowMapping]:
+        """Routed pending tasks whose dependencies have all completed, in dispatch order."""
+        dep = task_dependencies.alias("dep")
+        blocker = tasks.alias("blocker")
+        unfinished_dependency = (
+            sa.select(sa.literal(1))
+            .select_from(dep.join(blocker, blocker.c.id == dep.c.depends_on_id))
+            .where(dep.c.task_id == tasks.c.id, blocker.c.status != TaskStatus.COMPLETED.value)
+            .exists()
+        )
+        stmt = (
+            sa.select(tasks)
+            .where(
+                tasks.c.project_id == project_id,
+                tasks.c.status == TaskStatus.PENDING.value,
+                tasks.c.routed_at.is_not(None),
+                ~unfinished_dependency,
+            )
+            .order_by(tasks.c.priority_rank.desc(), tasks.c.created_at, tasks.c.id)
+            .limit(limit)
+        )
+        return (await self.conn.execute(stmt)).mappings().all()
+
+    async def unrouted(self, limit: int) -> Sequence[RowMapping]:
+        stmt = (
+            sa.select(tasks)
+            .where(tasks.c.status == TaskStatus.PENDING.value, tasks.c.routed_at.is_(None))
+            .order_by(tasks.c.created_at)
+            .limit(limit)
+        )
+        if self.conn.dialect.name == "postgresql":
+            stmt = stmt.with_for_update(skip_locked=True)
+        return (await self.conn.execute(stmt)).mappings().all()
+
+    async def overdue(self, now: datetime, limit: int) -> Sequence[RowMapping]:
+        stmt = (
+            sa.select(tasks)
+            .where(tasks.c.status.in_(_IN_FLIGHT), tasks.c.deadline_at < now)
+            .order_by(tasks.c.deadline_at)
+            .limit(limit)
+        )
+        if self.conn.dialect.name == "postgresql":
+            stmt = stmt.with_for_update(skip_locked=True)
+        return (await self.conn.execute(stmt)).mappings().all()
+
+    async def projects_with_waiting_work(self, limit: int = 1000) -> list[str]:
+        stmt = (
+            sa.select(tasks.c.project_id)
+            .where(tasks.c.status == TaskStatus.PENDING.value, tasks.c.routed_at.is_not(None))
+            .group_by(tasks.c.project_id)
+            .limit(limit)
+        )
+        return [str(p) for p in (await self.conn.execute(stmt)).scalars()]

@@ -1,0 +1,21 @@
+"""Dependencies shared by routers."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from fastapi import Request
+
+if TYPE_CHECKING:
+    from orchestration_service.main import Container
+
+
+def container(request: Request) -> Container:
+    c: Container = request.app.state.container
+    return c
+
+
+def visible_projects(request: Request) -> list[str] | None:
+    """The projects the caller may see; None = all. (API keys narrow this.)"""
+    scope: list[str] | None = getattr(request.state, "project_scope", None)
+    return scope

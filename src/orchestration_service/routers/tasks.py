@@ -1,0 +1,130 @@
+"""Task endpoints."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Header, Query, Request
+
+from orchestration_service.domain.errors import Forbidden, NotFound
+from orchestration_service.domain.lifecycle import Priority, TaskStatus
+from orchestration_service.http import JSON
+from orchestration_service.repositories.tasks import TaskFilter
+from orchestration_service.routers.deps import container, visible_projects
+from orchestration_service.schemas.common import PROBLEM_RESPONSES
+from orchestration_service.schemas.tasks import (
+    CancelTask,
+    SubmitTask,
+    TaskAccepted,
+    TaskDocument,
+    TaskHistory,
+    TaskPage,
+)
+from orchestration_service.schemas.views import history_entry, task_document
+
+router = APIRouter(tags=["tasks"], responses=PROBLEM_RESPONSES)
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=255,
+        description="Same key and body: the same task is returned, no second one is made.",
+    ),
+]
+
+
+def _task_id(raw: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(raw)
+    except ValueError:
+        raise NotFound(f"task {raw} does not exist") from None
+
+
+@router.post("/tasks", status_code=201, response_model=TaskAccepted, summary="Submit a task")
+async def submit_task(
+    request: Request,
+    body: SubmitTask,
+    idempotency_key: IdempotencyKey = None,
+) -> JSON:
+    scope = visible_projects(request)
+    if scope is not None and body.project_id not in scope:
+        raise Forbidden(f"this API key may not submit to project {body.project_id}")
+    result = await container(request).tasks.submit(body, idempotency_key=idempotency_key)
+    t = result.task
+    headers = {"Location": f"/api/v1/tasks/{t['id']}"}
+    if result.replayed:
+        headers["Idempotency-Replayed"] = "true"
+    return JSON(
+        {
+            "task_id": t["id"],
+            "project_id": t["project_id"],
+            "status": t["status"],
+            "created_at": t["created_at"],
+            "estimated_completion": result.estimated_completion,
+        },
+        status_code=201,
+        headers=headers,
+    )
+
+
+@router.get("/tasks", response_model=TaskPage, summary="List tasks, newest first")
+async def list_tasks(
+    request: Request,
+    project_id: Annotated[str | None, Query(max_length=255)] = None,
+    status: Annotated[list[TaskStatus] | None, Query(description="Repeatable")] = None,
+    priority: Priority | None = None,
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+) -> JSON:
+    scope = visible_projects(request)
+    projects: list[str] | None
+    if project_id is not None:
+        projects = [project_id] if scope is None or project_id in scope else []
+    else:
+        projects = scope
+    if projects == []:
+        return JSON({"items": [], "total": 0, "limit": limit, "offset": offset})
+    f = TaskFilter(
+        project_ids=projects,
+        statuses=[s.value for s in status or []],
+        priority=priority.value if priority else None,
+        created_after=created_after,
+        created_before=created_before,
+    )
+    rows, total = await container(request).tasks.list(f, limit=limit, offset=offset)
+    return JSON({"items": [task_document(r) for r in rows], "total": total, "limit": limit, "offset": offset})
+
+
+@router.get("/tasks/{task_id}", response_model=TaskDocument, summary="A task's status document")
+async def get_task(request: Request, task_id: str) -> JSON:
+    view = await container(request).tasks.get(_task_id(task_id), project_ids=visible_projects(request))
+    return JSON(task_document(view.task, view.subtasks, view.dependencies))
+
+
+@router.post(
+    "/tasks/{task_id}/cancel", response_model=TaskDocument, summary="Cancel a task (and its subtasks)"
+)
+async def cancel_task(
+    request: Request,
+    task_id: str,
+    body: Annotated[CancelTask | None, Body()] = None,
+) -> JSON:
+    c = container(request)
+    tid = _task_id(task_id)
+    scope = visible_projects(request)
+    await c.tasks.cancel(tid, reason=body.reason if body else None, project_ids=scope)
+    view = await c.tasks.get(tid, project_ids=scope)
+    return JSON(task_document(view.task, view.subtasks, view.dependencies))
+
+
+@router.get("/tasks/{task_id}/history", response_model=TaskHistory, summary="Every transition, in order")
+async def task_history(request: Request, task_id: str) -> JSON:
+    tid = _task_id(task_id)
+    rows = await container(request).tasks.history(tid, project_ids=visible_projects(request))
+    return JSON({"task_id": tid, "items": [history_entry(h) for h in rows]})

@@ -1,0 +1,153 @@
+"""Task API shapes: actions (input) and responses (output)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from orchestration_service.domain.lifecycle import Priority, TaskStatus
+
+ProjectId = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9._:-]+$"),
+    Field(description="1-255 characters of letters, digits and . _ : -", examples=["proj-123"]),
+]
+
+
+class Domain(StrEnum):
+    CODE_GENERAL = "code-general"
+    CODE_VISION = "code-vision"
+    CODE_EMBEDDED = "code-embedded"
+    DOCUMENTATION = "documentation"
+    UI_DESIGN = "ui-design"
+
+
+class Tier(StrEnum):
+    TINY = "tiny"
+    SMALL = "small"
+    LARGE = "large"
+    FRONTIER = "frontier"
+
+
+class Mode(StrEnum):
+    NEW_PROJECT = "new_project"
+    MODIFY = "modify"
+    FIX_BUG = "fix_bug"
+
+
+class QAProfile(StrEnum):
+    CONSENSUS = "consensus"
+    ADVERSARIAL = "adversarial"
+    SECURITY = "security"
+    TESTING = "testing"
+    DOCUMENTATION = "documentation"
+    HUMAN = "human"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TaskOptions(_Strict):
+    decompose: bool = Field(False, description="Let the routing step split the task into dependent subtasks.")
+    qa_profile: QAProfile | None = Field(None, description="Pin the QA profile.")
+    domain: Domain | None = Field(None, description="Pin the domain (skips the analyzer's choice).")
+    tier: Tier | None = Field(None, description="Pin the worker tier.")
+    timeout_seconds: int | None = Field(
+        None, ge=1, le=7 * 24 * 3600, description="Time allowed in flight per attempt."
+    )
+    max_attempts: int | None = Field(None, ge=1, le=100, description="Worker attempts before the task fails.")
+
+
+class SubmitTask(_Strict):
+    description: Annotated[str, StringConstraints(min_length=1, max_length=65_536)] = Field(
+        ..., examples=["Create a Python function that calculates fibonacci numbers"]
+    )
+    project_id: ProjectId
+    priority: Priority | None = Field(None, description="Default from configuration (normal).")
+    options: TaskOptions = Field(default_factory=TaskOptions)
+
+
+class CancelTask(_Strict):
+    reason: Annotated[str, StringConstraints(max_length=2000)] | None = None
+
+
+class TaskAccepted(BaseModel):
+    task_id: uuid.UUID
+    project_id: str
+    status: TaskStatus
+    created_at: datetime
+    estimated_completion: datetime
+
+
+class Artifact(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    id: str
+    type: str | None = None
+    path: str | None = None
+
+
+class SubtaskSummary(BaseModel):
+    task_id: uuid.UUID
+    status: TaskStatus
+    description: str
+    depends_on: list[uuid.UUID] = Field(default_factory=list)
+
+
+class TaskDocument(BaseModel):
+    task_id: uuid.UUID
+    project_id: str
+    description: str
+    status: TaskStatus
+    priority: Priority
+    mode: str | None
+    domain: str | None
+    tier: str | None
+    qa_profile: str | None
+    attempt: int
+    max_attempts: int
+    timeout_seconds: int
+    options: dict[str, Any]
+    parent_id: uuid.UUID | None
+    depends_on: list[uuid.UUID] = Field(default_factory=list)
+    subtasks: list[SubtaskSummary] = Field(default_factory=list)
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    completed_at: datetime | None
+    deadline_at: datetime | None
+    execution_time_ms: int | None
+    artifacts: list[Artifact] = Field(default_factory=list)
+    provenance_id: uuid.UUID | None
+    routing: dict[str, Any] | None = Field(None, description="Which analyzer decided the route, and why.")
+    error: dict[str, Any] | None = None
+
+
+class TaskPage(BaseModel):
+    items: list[TaskDocument]
+    total: int
+    limit: int
+    offset: int
+
+
+class HistoryEntry(BaseModel):
+    id: int
+    task_id: uuid.UUID
+    from_status: str | None = Field(None, alias="from", serialization_alias="from")
+    to_status: str = Field(..., alias="to", serialization_alias="to")
+    reason: str | None
+    cause: str | None
+    attempt: int | None
+    details: dict[str, Any] | None
+    time: datetime
+
+    model_config = ConfigDict(populate_by_name=True)
+
+
+class TaskHistory(BaseModel):
+    task_id: uuid.UUID
+    items: list[HistoryEntry]

@@ -1,0 +1,192 @@
+"""Task use cases: submit, read, list, cancel. One transaction each.
+
+HTTP routes, the CLI (through HTTP) and the dashboard all reach tasks through here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import statistics
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import orjson
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.exc import IntegrityError
+
+from orchestration_service.config import Settings
+from orchestration_service.db.engine import Database
+from orchestration_service.domain.errors import IdempotencyConflict, InvalidTransition, NotFound
+from orchestration_service.domain.ids import uuid7
+from orchestration_service.domain.lifecycle import IllegalTransition, Priority, TaskStatus
+from orchestration_service.repositories.tasks import TaskFilter, TaskRepository
+from orchestration_service.schemas.tasks import SubmitTask
+from orchestration_service.services.lifecycle import Lifecycle, utcnow
+
+
+@dataclass(slots=True)
+class Submitted:
+    task: dict[str, Any]
+    estimated_completion: datetime
+    replayed: bool
+
+
+@dataclass(slots=True)
+class TaskView:
+    task: RowMapping | dict[str, Any]
+    subtasks: Sequence[RowMapping]
+    dependencies: dict[uuid.UUID, list[uuid.UUID]]
+
+
+class CompletionEstimator:
+    """Median submission-to-completion time of recent completed tasks of a kind,
+    cached for a few seconds so that submission stays one transaction of writes."""
+
+    def __init__(self, db: Database, default_seconds: int, ttl_seconds: float = 5.0) -> None:
+        self.db = db
+        self.default = float(default_seconds)
+        self.ttl = ttl_seconds
+        self._cache: dict[tuple[str | None, str | None], tuple[float, float]] = {}
+
+    async def seconds(self, *, tier: str | None = None, domain: str | None = None) -> float:
+        key = (tier, domain)
+        hit = self._cache.get(key)
+        now = time.monotonic()
+        if hit and now - hit[1] < self.ttl:
+            return hit[0]
+        async with self.db.read() as conn:
+            durations = await TaskRepository(conn).recent_durations(tier=tier, domain=domain)
+            if not durations and (tier or domain):
+                durations = await TaskRepository(conn).recent_durations()
+        value = statistics.median(durations) if durations else self.default
+        self._cache[key] = (value, now)
+        return value
+
+
+def request_hash(cmd: SubmitTask) -> str:
+    body = cmd.model_dump(mode="json", exclude_none=True)
+    return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+class TaskManager:
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        lifecycle: Lifecycle,
+        estimator: CompletionEstimator,
+        on_submitted: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.db = db
+        self.settings = settings
+        self.lifecycle = lifecycle
+        self.estimator = estimator
+        self.on_submitted = on_submitted  # wakes the router
+
+    async def submit(self, cmd: SubmitTask, *, idempotency_key: str | None = None) -> Submitted:
+        tm = self.settings.task_management
+        digest = request_hash(cmd) if idempotency_key else None
+        if idempotency_key:
+            replay = await self._replay(cmd.project_id, idempotency_key, digest)
+            if replay is not None:
+                return replay
+        now = utcnow()
+        priority = cmd.priority or tm.default_priority
+        opts = cmd.options
+        row: dict[str, Any] = {
+            "id": uuid7(),
+            "project_id": cmd.project_id,
+            "description": cmd.description,
+            "priority": priority.value,
+            "priority_rank": Priority(priority).rank,
+            "status": TaskStatus.PENDING.value,
+            "domain": opts.domain.value if opts.domain else None,
+            "tier": opts.tier.value if opts.tier else None,
+            "qa_profile": opts.qa_profile.value if opts.qa_profile else None,
+            "options": opts.model_dump(mode="json", exclude_none=True),
+            "attempt": 0,
+            "max_attempts": opts.max_attempts or tm.max_attempts_default,
+            "timeout_seconds": opts.timeout_seconds or tm.timeout_default_seconds,
+            "parent_id": None,
+            "depth": 0,
+            "idempotency_key": idempotency_key,
+            "request_hash": digest,
+            "created_at": now,
+            "updated_at": now,
+        }
+        try:
+            async with self.db.transaction() as tx:
+                await self.lifecycle.create(tx, [row], cause="api")
+        except IntegrityError:
+            # Two requests raced with one idempotency key: the first one won.
+            if idempotency_key:
+                replay = await self._replay(cmd.project_id, idempotency_key, digest)
+                if replay is not None:
+                    return replay
+            raise
+        self.on_submitted()
+        seconds = await self.estimator.seconds(tier=row["tier"], domain=row["domain"])
+        return Submitted(row, now + timedelta(seconds=seconds), replayed=False)
+
+    async def _replay(self, project_id: str, key: str, digest: str | None) -> Submitted | None:
+        async with self.db.read() as conn:
+            existing = await TaskRepository(conn).get_by_idempotency_key(project_id, key)
+        if existing is None:
+            return None
+        if existing["request_hash"] != digest:
+            raise IdempotencyConflict(
+                f"Idempotency-Key {key!r} was already used in project {project_id!r} "
+                "with a different request body"
+            )
+        seconds = await self.estimator.seconds(tier=existing["tier"], domain=existing["domain"])
+        return Submitted(dict(existing), existing["created_at"] + timedelta(seconds=seconds), replayed=True)
+
+    async def get(self, task_id: uuid.UUID, *, project_ids: Sequence[str] | None = None) -> TaskView:
+        async with self.db.read() as conn:
+            repo = TaskRepository(conn)
+            task = await repo.get(task_id)
+            if task is None or (project_ids is not None and task["project_id"] not in project_ids):
+                raise NotFound(f"task {task_id} does not exist")
+            subtasks = await repo.subtasks(task_id)
+            deps = await repo.dependencies_of([task_id, *(s["id"] for s in subtasks)])
+        return TaskView(task, subtasks, deps)
+
+    async def list(self, f: TaskFilter, *, limit: int, offset: int) -> tuple[Sequence[RowMapping], int]:
+        async with self.db.read() as conn:
+            repo = TaskRepository(conn)
+            rows = await repo.find(f, limit=limit, offset=offset)
+            total = await repo.count(f)
+        return rows, total
+
+    async def history(
+        self, task_id: uuid.UUID, *, project_ids: Sequence[str] | None = None
+    ) -> Sequence[RowMapping]:
+        async with self.db.read() as conn:
+            repo = TaskRepository(conn)
+            task = await repo.get(task_id)
+            if task is None or (project_ids is not None and task["project_id"] not in project_ids):
+                raise NotFound(f"task {task_id} does not exist")
+            return await repo.history(task_id)
+
+    async def cancel(
+        self,
+        task_id: uuid.UUID,
+        *,
+        reason: str | None,
+        cause: str = "api",
+        project_ids: Sequence[str] | None = None,
+    ) -> dict[str, Any]:
+        async with self.db.transaction() as tx:
+            task = await TaskRepository(tx.conn).get(task_id, for_update=True)
+            if task is None or (project_ids is not None and task["project_id"] not in project_ids):
+                raise NotFound(f"task {task_id} does not exist")
+            try:
+                return await self.lifecycle.cancel(
+                    tx, dict(task), reason=reason or "cancelled by request", cause=cause
+                )
+            except IllegalTransition as exc:
+                raise InvalidTransition(f"cannot cancel task {task_id}: {exc}") from None
