@@ -1,0 +1,60 @@
+"""The state machine: every allowed move, and that everything else is refused."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from orchestration_service.domain.lifecycle import (
+    FINAL_STATES,
+    RULES,
+    IllegalTransition,
+    Priority,
+    TaskStatus,
+    can_transition,
+    check_transition,
+)
+
+S = TaskStatus
+ALLOWED = {
+    (S.PENDING, S.RUNNING),
+    (S.PENDING, S.DECOMPOSING),
+    (S.RUNNING, S.VALIDATING),
+    (S.RUNNING, S.COMPLETED),
+    (S.VALIDATING, S.COMPLETED),
+    (S.RUNNING, S.RUNNING),
+    (S.VALIDATING, S.RUNNING),
+    (S.DECOMPOSING, S.COMPLETED),
+    *((s, S.FAILED) for s in (S.PENDING, S.DECOMPOSING, S.RUNNING, S.VALIDATING)),
+    *((s, S.CANCELLED) for s in (S.PENDING, S.DECOMPOSING, S.RUNNING, S.VALIDATING)),
+}
+
+
+@pytest.mark.parametrize(("current", "target"), list(itertools.product(S, S)))
+def test_exactly_the_documented_transitions_are_allowed(current: TaskStatus, target: TaskStatus) -> None:
+    assert can_transition(current, target) == ((current, target) in ALLOWED)
+    if (current, target) in ALLOWED:
+        assert check_transition(current, target).to_state == target
+    else:
+        with pytest.raises(IllegalTransition):
+            check_transition(current, target)
+
+
+@pytest.mark.parametrize("final", sorted(FINAL_STATES))
+def test_nothing_leaves_a_final_state(final: TaskStatus) -> None:
+    for target in S:
+        assert not can_transition(final, target)
+    with pytest.raises(IllegalTransition, match=f"already {final.value}"):
+        check_transition(final, S.RUNNING)
+
+
+def test_rule_names_are_unique_and_described() -> None:
+    names = [r.name for r in RULES]
+    assert len(names) == len(set(names))
+    assert all(r.description for r in RULES)
+
+
+def test_priorities_dispatch_critical_first() -> None:
+    order = sorted(Priority, key=lambda p: p.rank, reverse=True)
+    assert order == [Priority.CRITICAL, Priority.HIGH, Priority.NORMAL, Priority.LOW]
