@@ -137,6 +137,7 @@ class EventsSettings(_Section):
     )
     name_prefix: str = Field("", description="Prefix for exchange and queue names (test isolation).")
     relay_batch_size: int = Field(500, ge=1, le=10_000)
+    sse_heartbeat_seconds: float = Field(15.0, gt=0, description="Comment heartbeat on idle SSE streams.")
     relay_poll_seconds: float = Field(
         1.0, gt=0, description="Safety poll of the outbox; commits wake the relay at once."
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from typing import Annotated
 
@@ -71,6 +72,9 @@ def serve(
 
     os.environ["ORCH_HOST"] = server.host
     os.environ["ORCH_PORT"] = str(server.port)
+    # uvicorn shuts down gracefully on SIGTERM and then re-raises the signal to the handler
+    # that was installed before it; a no-op one lets a clean shutdown exit with status 0.
+    signal.signal(signal.SIGTERM, lambda *_: None)
     uvicorn.run(
         "orchestration_service.main:app_factory",
         factory=True,

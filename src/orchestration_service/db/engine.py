@@ -19,7 +19,8 @@ from sqlalchemy.pool import NullPool
 
 from orchestration_service.config import StorageSettings
 
-OUTBOX_CHANNEL = "orch_outbox"
+OUTBOX_CHANNEL = "orch_outbox"  # a commit wrote outbox rows: wake the relay leader
+LOG_CHANNEL = "orch_event_log"  # the leader sequenced rows: wake the event-log readers
 
 
 class Transaction:

@@ -27,7 +27,7 @@ import asyncpg
 from sqlalchemy.engine import make_url
 
 from orchestration_service.config import Settings
-from orchestration_service.db.engine import OUTBOX_CHANNEL, Database
+from orchestration_service.db.engine import LOG_CHANNEL, OUTBOX_CHANNEL, Database
 from orchestration_service.events.bus import EventBus, OutboundMessage
 from orchestration_service.repositories.outbox import OutboxRepository
 
@@ -148,6 +148,9 @@ class OutboxRelay:
             self._wake.clear()
             async with self.db.transaction() as tx:
                 sequenced = await OutboxRepository(tx.conn).assign_sequence(batch)
+                if sequenced and tx.is_postgres:
+                    # Wakes the event-log readers of every replica when the block commits.
+                    await tx.conn.exec_driver_sql(f"NOTIFY {LOG_CHANNEL}")
             if sequenced:
                 for cb in self.on_sequenced:
                     cb()

@@ -113,11 +113,18 @@ class OutboxRepository:
 
     async def purge_published_before(self, retention: timedelta, limit: int = 10_000) -> int:
         cutoff = datetime.now(UTC) - retention
+        # The newest sequenced row always stays: `seq` continues from it, so numbers are
+        # never handed out twice and a reader's position stays meaningful.
+        newest = sa.select(sa.func.max(outbox.c.seq)).scalar_subquery()
         ids = (
             (
                 await self.conn.execute(
                     sa.select(outbox.c.id)
-                    .where(outbox.c.published_at.is_not(None), outbox.c.created_at < cutoff)
+                    .where(
+                        outbox.c.published_at.is_not(None),
+                        outbox.c.created_at < cutoff,
+                        outbox.c.seq < newest,
+                    )
                     .order_by(outbox.c.id)
                     .limit(limit)
                 )

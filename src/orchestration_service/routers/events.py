@@ -1,0 +1,250 @@
+"""Events over HTTP: the CloudEvents ingress and the durable SSE feed.
+
+Ingress events go through exactly the handlers, schema validation and idempotency (the
+CloudEvent ``id``) that broker deliveries go through (``EventProcessor.process``).
+A batch answers per event (see README: each event is its own transaction, as on the bus).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import StreamingResponse
+from starlette.responses import Response
+
+from orchestration_service.domain.errors import (
+    BadRequest,
+    ServiceUnavailable,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
+from orchestration_service.events.handlers import TRANSIENT_ERRORS, EventRejected, parse_envelope
+from orchestration_service.http import JSON
+from orchestration_service.routers.deps import container, visible_projects
+from orchestration_service.schemas.common import problem_responses
+from orchestration_service.schemas.events import CloudEvent
+from orchestration_service.services.event_log import LogFilter
+from orchestration_service.sse import SSE_HEADERS, sse_comment, sse_message
+
+router = APIRouter(tags=["events"])
+log = logging.getLogger(__name__)
+
+STRUCTURED = "application/cloudevents+json"
+BATCH = "application/cloudevents-batch+json"
+_CE_ATTRS = ("specversion", "type", "source", "id", "time", "subject", "dataschema")
+
+_ENVELOPE = CloudEvent.model_json_schema()
+_ACCEPTED: dict[str, Any] = {
+    "type": "object",
+    "required": ["id", "type", "outcome", "detail"],
+    "properties": {
+        "id": {"type": "string"},
+        "type": {"type": "string"},
+        "outcome": {"type": "string", "enum": ["processed", "duplicate", "ignored"]},
+        "detail": {"type": "string"},
+    },
+}
+_BATCH_RESULT: dict[str, Any] = {
+    "type": "object",
+    "required": ["results"],
+    "properties": {
+        "results": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["index", "status", "outcome"],
+                "properties": {
+                    "index": {"type": "integer"},
+                    "status": {"type": "integer"},
+                    "id": {"type": ["string", "null"]},
+                    "type": {"type": ["string", "null"]},
+                    "outcome": {"type": "string", "enum": ["processed", "duplicate", "ignored", "rejected"]},
+                    "detail": {"type": "string"},
+                    "field": {"type": ["string", "null"]},
+                },
+            },
+        }
+    },
+}
+_INGRESS_DOC: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "description": (
+            "Structured mode (`application/cloudevents+json`), batch mode "
+            "(`application/cloudevents-batch+json`, a JSON array, answered per event), or "
+            "binary mode (`ce-specversion`, `ce-type`, `ce-source`, `ce-id` headers; the body is `data`)."
+        ),
+        "content": {
+            STRUCTURED: {"schema": _ENVELOPE},
+            BATCH: {"schema": {"type": "array", "items": _ENVELOPE}},
+            "application/json": {
+                "schema": {"type": "object", "description": "binary mode: the event's data"}
+            },
+        },
+    },
+    "responses": {
+        "202": {
+            "description": "Accepted and applied (or ignored: the task is final)",
+            "content": {"application/json": {"schema": _ACCEPTED}},
+        },
+        "200": {
+            "description": "A duplicate (already processed: nothing changed), or a batch's per-event results",
+            "content": {"application/json": {"schema": {"oneOf": [_ACCEPTED, _BATCH_RESULT]}}},
+        },
+    },
+}
+
+
+def _problem_for(exc: EventRejected) -> BadRequest | ValidationFailed:
+    extra = {"field": exc.field, "reason": exc.kind} if exc.field else {"reason": exc.kind}
+    if exc.kind == "malformed":
+        return BadRequest(exc.reason, extra=extra)
+    return ValidationFailed(exc.reason, extra=extra)
+
+
+def _binary_envelope(request: Request, body: bytes) -> dict[str, Any]:
+    env: dict[str, Any] = {}
+    for name, value in request.headers.items():
+        if name.startswith("ce-"):
+            env[name[3:]] = value
+    missing = [a for a in ("specversion", "type", "source", "id") if a not in env]
+    if missing:
+        raise EventRejected(
+            "malformed", f"binary mode needs the ce-{missing[0]} header", field=f"ce-{missing[0]}"
+        )
+    ctype = request.headers.get("content-type", "application/json")
+    env["datacontenttype"] = ctype
+    if body:
+        try:
+            env["data"] = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            raise EventRejected(
+                "malformed", "binary mode: the body (data) is not JSON", field="data"
+            ) from None
+    return env
+
+
+async def _process_one(request: Request, raw: bytes | dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    c = container(request)
+    ce = parse_envelope(raw)
+    try:
+        result = await c.events.process(ce)
+    except TRANSIENT_ERRORS as exc:
+        log.warning("event ingress: transient failure: %s", exc)
+        raise ServiceUnavailable("the database is unavailable; retry later") from None
+    status = 200 if result.outcome == "duplicate" else 202
+    return status, {"id": ce.id, "type": ce.type, "outcome": result.outcome, "detail": result.detail}
+
+
+@router.post(
+    "/events",
+    openapi_extra=_INGRESS_DOC,
+    summary="Deliver CloudEvents over HTTP",
+    status_code=202,
+    responses=problem_responses(400, 413, 415, 422, 503),
+)
+async def ingest(request: Request) -> Response:
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    body = await request.body()
+    try:
+        if ctype == BATCH:
+            return await _batch(request, body)
+        if ctype == STRUCTURED:
+            status, out = await _process_one(request, body)
+        elif "ce-specversion" in request.headers:
+            status, out = await _process_one(request, _binary_envelope(request, body))
+        else:
+            raise UnsupportedMediaType(
+                f"use {STRUCTURED}, {BATCH}, or binary mode with ce-* headers (got {ctype or 'none'})"
+            )
+    except EventRejected as exc:
+        raise _problem_for(exc) from None
+    return JSON(out, status_code=status)
+
+
+async def _batch(request: Request, body: bytes) -> Response:
+    try:
+        items = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"the batch is not JSON: {exc}") from None
+    if not isinstance(items, list):
+        raise BadRequest("a batch must be a JSON array of CloudEvents")
+    if len(items) > 1000:
+        raise ValidationFailed("a batch holds at most 1000 events", extra={"field": "batch"})
+    results: list[dict[str, Any]] = []
+    for i, item in enumerate(items):
+        try:
+            status, out = await _process_one(request, item if isinstance(item, dict) else {"_": item})
+        except EventRejected as exc:
+            problem = _problem_for(exc)
+            out = {
+                "index": i,
+                "id": item.get("id") if isinstance(item, dict) else None,
+                "status": problem.status,
+                "outcome": "rejected",
+                "type": problem.type,
+                "detail": exc.reason,
+                "field": exc.field,
+            }
+            results.append(out)
+            continue
+        results.append({"index": i, "status": status, **out})
+    return JSON({"results": results}, status_code=200)
+
+
+# -- the feed -----------------------------------------------------------------------------
+def _start_after(last_event_id: str | None, after: int | None) -> int | None:
+    if after is not None:
+        return after
+    if last_event_id:
+        try:
+            return max(0, int(last_event_id))
+        except ValueError:
+            raise BadRequest("Last-Event-ID must be an event sequence number") from None
+    return None
+
+
+@router.get(
+    "/events",
+    summary="The event feed (Server-Sent Events)",
+    response_class=StreamingResponse,
+    responses={
+        200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}},
+        **problem_responses(400, 422),
+    },
+)
+async def feed(
+    request: Request,
+    type: Annotated[list[str] | None, Query(description="Topic pattern (`*` one word, `#` any)")] = None,
+    project_id: Annotated[str | None, Query(max_length=255)] = None,
+    subject: Annotated[str | None, Query(max_length=255)] = None,
+    after: Annotated[int | None, Query(ge=0, description="Replay every event after this sequence")] = None,
+    limit: Annotated[int | None, Query(ge=1, le=100_000, description="Close after this many")] = None,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+) -> StreamingResponse:
+    c = container(request)
+    scope = visible_projects(request)
+    projects: list[str] | None = scope
+    if project_id is not None:
+        projects = [project_id] if scope is None or project_id in scope else []
+    flt = LogFilter(types=[t for t in type or [] if t], project_ids=projects, subject=subject)
+    start = _start_after(last_event_id, after)
+    heartbeat = c.settings.events.sse_heartbeat_seconds
+
+    async def stream() -> AsyncIterator[bytes]:
+        yield sse_comment("event feed")
+        sent = 0
+        async for entry in c.event_log.follow(start, flt, heartbeat=heartbeat):
+            if entry is None:
+                yield sse_comment("keepalive")
+                continue
+            yield sse_message(entry.seq, entry.event_type, entry.envelope)
+            sent += 1
+            if limit is not None and sent >= limit:
+                return
+
+    return StreamingResponse(stream(), media_type="text/event-stream", headers=SSE_HEADERS)

@@ -1,0 +1,103 @@
+"""Live task status over Server-Sent Events."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Request
+from fastapi.responses import StreamingResponse
+
+from orchestration_service.domain.errors import BadRequest, NotFound
+from orchestration_service.domain.events import TASK_STATUS_PREFIX
+from orchestration_service.domain.lifecycle import FINAL_STATES, TaskStatus
+from orchestration_service.routers.deps import container, visible_projects
+from orchestration_service.schemas.common import problem_responses
+from orchestration_service.schemas.views import task_document
+from orchestration_service.services.event_log import LogEntry, LogFilter
+from orchestration_service.sse import SSE_HEADERS, sse_comment, sse_message
+
+router = APIRouter(tags=["tasks"])
+_FINAL = {s.value for s in FINAL_STATES}
+
+
+@router.get(
+    "/tasks/{task_id}/stream",
+    summary="Live status of a task and its subtasks (Server-Sent Events)",
+    response_class=StreamingResponse,
+    responses={
+        200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}},
+        **problem_responses(400, 404),
+    },
+)
+async def task_stream(
+    request: Request,
+    task_id: str,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+) -> StreamingResponse:
+    """``snapshot`` (the task document) first, then a ``status`` event per transition of the
+    task or its subtasks; closes once the task is final. Resumable with Last-Event-ID."""
+    c = container(request)
+    try:
+        tid = uuid.UUID(task_id)
+    except ValueError:
+        raise NotFound(f"task {task_id} does not exist") from None
+    scope = visible_projects(request)
+    resume: int | None = None
+    if last_event_id:
+        try:
+            resume = max(0, int(last_event_id))
+        except ValueError:
+            raise BadRequest("Last-Event-ID must be an event sequence number") from None
+    view = await c.tasks.get(tid, project_ids=scope)  # 404 before the stream starts
+    family = {str(tid), *(str(s["id"]) for s in view.subtasks)}
+
+    def in_family(e: LogEntry) -> bool:
+        data = e.envelope.get("data") or {}
+        if e.subject in family:
+            return True
+        if data.get("parent_id") in family:  # a new descendant joins the family
+            family.add(str(data.get("task_id")))
+            return True
+        return False
+
+    flt = LogFilter(types=[TASK_STATUS_PREFIX + "*"], predicate=in_family)
+
+    async def _status_payload(entry: LogEntry) -> dict[str, Any]:
+        data = entry.envelope.get("data") or {}
+        doc = await c.tasks.get(uuid.UUID(str(data["task_id"])), project_ids=scope)
+        return {
+            "task_id": data["task_id"],
+            "from": data.get("from"),
+            "to": data.get("to"),
+            "reason": data.get("reason"),
+            "time": data.get("time"),
+            "task": task_document(doc.task, doc.subtasks, doc.dependencies),
+        }
+
+    async def stream() -> AsyncIterator[bytes]:
+        head = resume if resume is not None else await c.event_log.head()
+        current = await c.tasks.get(tid, project_ids=scope)
+        yield sse_message(
+            head, "snapshot", task_document(current.task, current.subtasks, current.dependencies)
+        )
+        if TaskStatus(current.task["status"]) in FINAL_STATES:
+            # Nothing more will happen: replay what the client missed (if resuming), then close.
+            position = head
+            while resume is not None and (batch := await c.event_log.read(position, 500)):
+                for missed in batch:
+                    if flt.matches(missed):
+                        yield sse_message(missed.seq, "status", await _status_payload(missed))
+                position = batch[-1].seq
+            return
+        async for entry in c.event_log.follow(head, flt, heartbeat=c.settings.events.sse_heartbeat_seconds):
+            if entry is None:
+                yield sse_comment("keepalive")
+                continue
+            yield sse_message(entry.seq, "status", await _status_payload(entry))
+            data = entry.envelope.get("data") or {}
+            if data.get("task_id") == str(tid) and data.get("to") in _FINAL:
+                return
+
+    return StreamingResponse(stream(), media_type="text/event-stream", headers=SSE_HEADERS)

@@ -1,0 +1,214 @@
+"""The event log behind the SSE feeds: the outbox rows, in ``seq`` order.
+
+``seq`` is given after commit by the single relay leader, in contiguous blocks, so a reader
+that has seen ``seq = n`` has seen everything up to ``n``: resuming after ``n`` never skips an
+event and never repeats one, even when writers commit out of order.
+
+One :class:`LogNotifier` per process reads new rows once and fans them out to every
+listener in memory, so a thousand listeners cost one query per batch, not a thousand.
+It wakes on the local relay's signal, on PostgreSQL ``NOTIFY`` from the leader in another
+replica, and on a slow poll as a safety net.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+from sqlalchemy.engine import make_url
+
+from orchestration_service.db.engine import LOG_CHANNEL, Database
+from orchestration_service.events.topics import topic_matches
+from orchestration_service.repositories.outbox import OutboxRepository
+
+log = logging.getLogger(__name__)
+
+_QUEUE_LIMIT = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class LogEntry:
+    seq: int
+    event_type: str
+    subject: str | None
+    project_id: str | None
+    envelope: dict[str, Any]
+
+
+@dataclass(slots=True)
+class LogFilter:
+    types: Sequence[str] = ()  # RabbitMQ topic patterns
+    project_ids: Sequence[str] | None = None  # None = every project
+    subject: str | None = None
+    predicate: Callable[[LogEntry], bool] | None = None
+
+    def matches(self, e: LogEntry) -> bool:
+        if self.types and not any(topic_matches(p, e.event_type) for p in self.types):
+            return False
+        if self.project_ids is not None and e.project_id not in self.project_ids:
+            return False
+        if self.subject is not None and e.subject != self.subject:
+            return False
+        return self.predicate is None or self.predicate(e)
+
+
+@dataclass(eq=False, slots=True)
+class _Listener:
+    queue: asyncio.Queue[LogEntry] = field(default_factory=lambda: asyncio.Queue(_QUEUE_LIMIT))
+    overflowed: bool = False
+
+
+def _entry(row: Any) -> LogEntry:
+    return LogEntry(row["seq"], row["event_type"], row["subject"], row["project_id"], row["envelope"])
+
+
+class LogNotifier:
+    def __init__(self, db: Database, *, poll_seconds: float = 1.0) -> None:
+        self.db = db
+        self.poll_seconds = poll_seconds
+        self.last_seq = 0
+        self._listeners: set[_Listener] = set()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._pg_conn: Any = None
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    @property
+    def listener_count(self) -> int:
+        return len(self._listeners)
+
+    async def start(self) -> None:
+        async with self.db.read() as conn:
+            self.last_seq = await OutboxRepository(conn).last_seq()
+        self._task = asyncio.create_task(self._run(), name="event-log-notifier")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self._close_pg()
+
+    async def _listen_pg(self) -> None:
+        if not self.db.is_postgres or (self._pg_conn is not None and not self._pg_conn.is_closed()):
+            return
+        dsn = make_url(self.db.engine.url).set(drivername="postgresql").render_as_string(hide_password=False)
+        conn = await asyncpg.connect(dsn, server_settings={"application_name": "orchestration-feed"})
+        await conn.add_listener(LOG_CHANNEL, lambda *_: self.wake())
+        self._pg_conn = conn
+
+    async def _close_pg(self) -> None:
+        if self._pg_conn is not None:
+            with contextlib.suppress(Exception):
+                await self._pg_conn.close()
+            self._pg_conn = None
+
+    async def _run(self) -> None:
+        backoff = 0.2
+        while True:
+            try:
+                await self._listen_pg()
+                await self._fan_out()
+                backoff = 0.2
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("event log notifier: %s; retrying in %.1fs", exc, backoff)
+                await self._close_pg()
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
+            self._wake.clear()
+
+    async def _fan_out(self) -> None:
+        while True:
+            self._wake.clear()
+            async with self.db.read() as conn:
+                rows = await OutboxRepository(conn).read_log(self.last_seq, 1000)
+            if not rows:
+                return
+            entries = [_entry(r) for r in rows]
+            for listener in list(self._listeners):
+                if listener.overflowed:
+                    continue
+                for e in entries:
+                    try:
+                        listener.queue.put_nowait(e)
+                    except asyncio.QueueFull:
+                        # A reader this far behind re-reads from the database instead.
+                        listener.overflowed = True
+                        break
+            self.last_seq = entries[-1].seq
+
+    @contextlib.asynccontextmanager
+    async def subscribe(self) -> AsyncIterator[tuple[_Listener, int]]:
+        """A listener receiving every entry after the returned position."""
+        listener = _Listener()
+        self._listeners.add(listener)
+        try:
+            yield listener, self.last_seq
+        finally:
+            self._listeners.discard(listener)
+
+
+class EventLog:
+    def __init__(self, db: Database, notifier: LogNotifier) -> None:
+        self.db = db
+        self.notifier = notifier
+
+    async def head(self) -> int:
+        async with self.db.read() as conn:
+            return await OutboxRepository(conn).last_seq()
+
+    async def read(self, after: int, limit: int) -> list[LogEntry]:
+        async with self.db.read() as conn:
+            return [_entry(r) for r in await OutboxRepository(conn).read_log(after, limit)]
+
+    async def follow(
+        self,
+        after: int | None,
+        flt: LogFilter,
+        *,
+        heartbeat: float = 15.0,
+    ) -> AsyncIterator[LogEntry | None]:
+        """Every matching entry after ``after`` (None = from now), in order, forever.
+        Yields None when ``heartbeat`` seconds pass without an entry."""
+        while True:
+            async with self.notifier.subscribe() as (listener, live_from):
+                position = live_from if after is None else after
+                after = position
+                # Catch up from the database to where the live fan-out starts.
+                while position < live_from:
+                    batch = await self.read(position, 500)
+                    if not batch:
+                        break
+                    for e in batch:
+                        if e.seq > live_from:
+                            break
+                        position = e.seq
+                        if flt.matches(e):
+                            yield e
+                    if batch[-1].seq >= live_from:
+                        break
+                position = max(position, live_from)
+                while not listener.overflowed or not listener.queue.empty():
+                    try:
+                        e = await asyncio.wait_for(listener.queue.get(), heartbeat)
+                    except TimeoutError:
+                        yield None
+                        continue
+                    if e.seq <= position:
+                        continue
+                    position = e.seq
+                    if flt.matches(e):
+                        yield e
+                after = position  # overflowed: resubscribe and catch up from here
