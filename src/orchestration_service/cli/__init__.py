@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from orchestration_service.cli import commands
 from orchestration_service.config import Settings, SettingsError, load_settings
 
 app = typer.Typer(
@@ -19,6 +20,10 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Database schema management.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+app.add_typer(commands.task_app, name="task")
+app.add_typer(commands.project_app, name="project")
+app.add_typer(commands.provenance_app, name="provenance")
+app.add_typer(commands.events_app, name="events")
 
 
 def _settings(**overrides: object) -> Settings:

@@ -1,0 +1,457 @@
+"""Client commands: ``task``, ``project``, ``provenance``, ``events``. HTTP only."""
+
+from __future__ import annotations
+
+import sys
+import time
+from enum import StrEnum
+from typing import Annotated, Any
+
+import orjson
+import typer
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from orchestration_service.cli.client import (
+    DEFAULT_URL,
+    EXIT_CANCELLED,
+    EXIT_ERROR,
+    EXIT_OK,
+    EXIT_TIMEOUT,
+    Api,
+    CliError,
+    api,
+    fail,
+    run,
+)
+
+Url = Annotated[str, typer.Option("--url", envvar="ORCH_URL", help="Service base URL.")]
+ApiKey = Annotated[
+    str | None,
+    typer.Option("--api-key", envvar="ORCH_API_KEY", help="Sent as a bearer token.", show_default=False),
+]
+AsJson = Annotated[
+    bool, typer.Option("--json", help="Machine-readable output (JSON; JSON lines for streams).")
+]
+
+task_app = typer.Typer(help="Submit, inspect and follow tasks.", no_args_is_help=True)
+project_app = typer.Typer(help="Projects and their status.", no_args_is_help=True)
+provenance_app = typer.Typer(help="Provenance records and their graph.", no_args_is_help=True)
+events_app = typer.Typer(help="The event feed.", no_args_is_help=True)
+
+out = Console(highlight=False, soft_wrap=True)
+FINAL = {"completed", "failed", "cancelled"}
+
+
+class PriorityOpt(StrEnum):
+    low = "low"
+    normal = "normal"
+    high = "high"
+    critical = "critical"
+
+
+def emit_json(doc: Any) -> None:
+    sys.stdout.write(orjson.dumps(doc).decode() + "\n")
+    sys.stdout.flush()
+
+
+def _short_time(value: str | None) -> str:
+    return value.replace("T", " ")[:19] if value else "-"
+
+
+def _task_table(items: list[dict[str, Any]]) -> Table:
+    table = Table(show_edge=False, header_style="bold")
+    for col in ("TASK", "PROJECT", "STATUS", "PRIORITY", "TIER", "CREATED", "DESCRIPTION"):
+        table.add_column(
+            col, overflow="fold" if col == "DESCRIPTION" else "ellipsis", no_wrap=col != "DESCRIPTION"
+        )
+    for t in items:
+        table.add_row(
+            t["task_id"],
+            t["project_id"],
+            t["status"],
+            t["priority"],
+            t.get("tier") or "-",
+            _short_time(t.get("created_at")),
+            (t.get("description") or "")[:60],
+        )
+    return table
+
+
+def _show_task(t: dict[str, Any]) -> None:
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold")
+    table.add_column()
+    for key in ("task_id", "project_id", "status", "priority", "mode", "domain", "tier", "qa_profile"):
+        table.add_row(key, str(t.get(key) or "-"))
+    table.add_row("attempt", f"{t.get('attempt')} of {t.get('max_attempts')}")
+    for key in ("created_at", "started_at", "completed_at"):
+        table.add_row(key, _short_time(t.get(key)))
+    if t.get("execution_time_ms") is not None:
+        table.add_row("execution_time", f"{t['execution_time_ms']} ms")
+    if t.get("provenance_id"):
+        table.add_row("provenance_id", t["provenance_id"])
+    for a in t.get("artifacts") or []:
+        table.add_row(
+            "artifact", f"{a.get('id')} ({a.get('type')}) {a.get('path') or a.get('location') or ''}"
+        )
+    if t.get("subtasks"):
+        done = sum(1 for s in t["subtasks"] if s["status"] == "completed")
+        table.add_row("subtasks", f"{done} of {len(t['subtasks'])} completed")
+    if t.get("error"):
+        table.add_row("error", orjson.dumps(t["error"]).decode())
+    table.add_row("description", t.get("description") or "")
+    out.print(table)
+
+
+def _exit_for(status: str) -> int:
+    return {"completed": EXIT_OK, "failed": EXIT_ERROR, "cancelled": EXIT_CANCELLED}.get(status, EXIT_OK)
+
+
+# -- task -------------------------------------------------------------------------------
+@task_app.command("submit")
+def task_submit(
+    description: Annotated[str, typer.Argument(help="What to do.")],
+    project: Annotated[str, typer.Option("--project", "-p", help="Project id.")],
+    priority: Annotated[PriorityOpt | None, typer.Option(help="Default: the service's (normal).")] = None,
+    decompose: Annotated[bool, typer.Option("--decompose", help="Allow splitting into subtasks.")] = False,
+    qa_profile: Annotated[str | None, typer.Option("--qa-profile", help="Pin the QA profile.")] = None,
+    domain: Annotated[str | None, typer.Option(help="Pin the domain.")] = None,
+    tier: Annotated[str | None, typer.Option(help="Pin the worker tier.")] = None,
+    idempotency_key: Annotated[str | None, typer.Option("--idempotency-key", help="Retry-safe key.")] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="Follow the task until it is final.")] = False,
+    timeout: Annotated[
+        float | None, typer.Option(help="With --wait: give up after S seconds (exit 4).")
+    ] = None,
+    url: Url = DEFAULT_URL,
+    api_key: ApiKey = None,
+    as_json: AsJson = False,
+) -> None:
+    """Submit a task. Exit 0 when accepted (or, with --wait, completed); 1 failed; 3 cancelled; 4 timeout."""
+
+    def body() -> int:
+        options: dict[str, Any] = {"decompose": decompose}
+        for key, value in (("qa_profile", qa_profile), ("domain", domain), ("tier", tier)):
+            if value:
+                options[key] = value
+        payload: dict[str, Any] = {"description": description, "project_id": project, "options": options}
+        if priority:
+            payload["priority"] = priority.value
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+        with api(url, api_key) as client:
+            accepted = client.post("/tasks", payload, headers=headers)
+            task_id = accepted["task_id"]
+            if not wait:
+                if as_json:
+                    emit_json(client.get(f"/tasks/{task_id}"))
+                else:
+                    out.print(task_id)
+                return EXIT_OK
+            final = _follow(client, task_id, timeout=timeout, live=not as_json and sys.stdout.isatty())
+            if as_json:
+                emit_json(final)
+            else:
+                _show_task(final)
+            return _exit_for(final["status"])
+
+    raise typer.Exit(run(body))
+
+
+def _follow(client: Api, task_id: str, *, timeout: float | None, live: bool) -> dict[str, Any]:
+    """Follow the task stream until the task is final; the final document."""
+    started = time.monotonic()
+    doc: dict[str, Any] = client.get(f"/tasks/{task_id}")
+    last_id: str | None = None
+
+    def line() -> str:
+        subs = doc.get("subtasks") or []
+        done = sum(1 for s in subs if s["status"] == "completed")
+        sub = f"  subtasks {done}/{len(subs)}" if subs else ""
+        return f"[bold]{task_id}[/bold]  {doc['status']}{sub}  {time.monotonic() - started:.0f}s"
+
+    display = (
+        Live(line(), console=Console(stderr=True), refresh_per_second=4, transient=True) if live else None
+    )
+    if display:
+        display.start()
+    try:
+        while doc["status"] not in FINAL:
+            if timeout is not None and time.monotonic() - started > timeout:
+                fail(f"task {task_id} is still {doc['status']} after {timeout:g}s", EXIT_TIMEOUT)
+            headers = {"Last-Event-ID": last_id} if last_id else None
+            try:
+                remaining = None if timeout is None else max(0.1, timeout - (time.monotonic() - started))
+                with client.sse(
+                    f"/tasks/{task_id}/stream", headers=headers, read_timeout=remaining
+                ) as source:
+                    for sse in source.iter_sse():
+                        if not sse.data:
+                            continue  # a heartbeat comment
+                        last_id = sse.id or last_id
+                        data = orjson.loads(sse.data)
+                        if sse.event == "snapshot":
+                            doc = data
+                        elif sse.event == "status" and data.get("task_id") == task_id:
+                            doc = data["task"]
+                        elif sse.event == "status":
+                            doc = client.get(f"/tasks/{task_id}")
+                        if display:
+                            display.update(line())
+                        if timeout is not None and time.monotonic() - started > timeout:
+                            fail(f"task {task_id} is still {doc['status']} after {timeout:g}s", EXIT_TIMEOUT)
+            except CliError as exc:
+                if exc.code == EXIT_TIMEOUT:
+                    raise
+                # The stream dropped (server restart, proxy timeout): resume from the last id.
+                time.sleep(0.5)
+                doc = client.get(f"/tasks/{task_id}")
+    finally:
+        if display:
+            display.stop()
+    return doc
+
+
+@task_app.command("get")
+def task_get(task_id: str, url: Url = DEFAULT_URL, api_key: ApiKey = None, as_json: AsJson = False) -> None:
+    """Show a task."""
+
+    def body() -> None:
+        with api(url, api_key) as client:
+            doc = client.get(f"/tasks/{task_id}")
+        emit_json(doc) if as_json else _show_task(doc)
+
+    run(body)
+
+
+@task_app.command("ls")
+def task_ls(
+    project: Annotated[str | None, typer.Option("--project", "-p")] = None,
+    status: Annotated[list[str] | None, typer.Option("--status", "-s", help="Repeatable.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=500)] = 50,
+    url: Url = DEFAULT_URL,
+    api_key: ApiKey = None,
+    as_json: AsJson = False,
+) -> None:
+    """List tasks, newest first."""
+
+    def body() -> None:
+        params: list[tuple[str, str]] = [("limit", str(limit))]
+        if project:
+            params.append(("project_id", project))
+        params += [("status", s) for s in status or []]
+        with api(url, api_key) as client:
+            page = client.request("GET", "/tasks", params=params)
+        if as_json:
+            emit_json(page)
+            return
+        out.print(_task_table(page["items"]))
+        out.print(f"{len(page['items'])} of {page['total']}")
+
+    run(body)
+
+
+@task_app.command("cancel")
+def task_cancel(
+    task_id: str,
+    reason: Annotated[str | None, typer.Option(help="Why (kept in the history).")] = None,
+    url: Url = DEFAULT_URL,
+    api_key: ApiKey = None,
+    as_json: AsJson = False,
+) -> None:
+    """Cancel a task (and its subtasks)."""
+
+    def body() -> None:
+        with api(url, api_key) as client:
+            doc = client.post(f"/tasks/{task_id}/cancel", {"reason": reason} if reason else None)
+        emit_json(doc) if as_json else out.print(f"{doc['task_id']} {doc['status']}")
+
+    run(body)
+
+
+@task_app.command("history")
+def task_history(
+    task_id: str, url: Url = DEFAULT_URL, api_key: ApiKey = None, as_json: AsJson = False
+) -> None:
+    """Every transition of a task, in order."""
+
+    def body() -> None:
+        with api(url, api_key) as client:
+            doc = client.get(f"/tasks/{task_id}/history")
+        if as_json:
+            emit_json(doc)
+            return
+        table = Table(show_edge=False, header_style="bold")
+        for col in ("TIME", "FROM", "TO", "CAUSE", "REASON"):
+            table.add_column(col, overflow="fold")
+        for h in doc["items"]:
+            table.add_row(
+                _short_time(h["time"]), h["from"] or "-", h["to"], h["cause"] or "", h["reason"] or ""
+            )
+        out.print(table)
+
+    run(body)
+
+
+@task_app.command("watch")
+def task_watch(task_id: str, url: Url = DEFAULT_URL, api_key: ApiKey = None, as_json: AsJson = False) -> None:
+    """Follow a task's stream until it is final (JSON lines with --json)."""
+
+    def body() -> int:
+        with api(url, api_key) as client, client.sse(f"/tasks/{task_id}/stream") as source:
+            status = "pending"
+            for sse in source.iter_sse():
+                if not sse.data:
+                    continue
+                data = orjson.loads(sse.data)
+                if as_json:
+                    emit_json({"id": sse.id, "event": sse.event, "data": data})
+                elif sse.event == "snapshot":
+                    status = data["status"]
+                    out.print(f"{_short_time(data['updated_at'])}  {task_id}  {status}")
+                else:
+                    out.print(
+                        f"{_short_time(data['time'])}  {data['task_id']}  {data['from']} -> {data['to']}"
+                        f"  {data.get('reason') or ''}"
+                    )
+                if sse.event == "status" and data["task_id"] == task_id:
+                    status = data["to"]
+        return _exit_for(status)
+
+    raise typer.Exit(run(body))
+
+
+# -- project ----------------------------------------------------------------------------
+@project_app.command("ls")
+def project_ls(url: Url = DEFAULT_URL, api_key: ApiKey = None, as_json: AsJson = False) -> None:
+    """Projects with task counts."""
+
+    def body() -> None:
+        with api(url, api_key) as client:
+            doc = client.get("/projects")
+        if as_json:
+            emit_json(doc)
+            return
+        table = Table(show_edge=False, header_style="bold")
+        for col in ("PROJECT", "TOTAL", "IN FLIGHT", "PENDING", "COMPLETED", "FAILED", "CANCELLED"):
+            table.add_column(col)
+        for p in doc["items"]:
+            c = p["counts"]
+            table.add_row(
+                p["project_id"],
+                str(p["total"]),
+                f"{p['in_flight']}/{p['max_concurrent']}",
+                str(c["pending"]),
+                str(c["completed"]),
+                str(c["failed"]),
+                str(c["cancelled"]),
+            )
+        out.print(table)
+
+    run(body)
+
+
+@project_app.command("status")
+def project_status(
+    project: str, url: Url = DEFAULT_URL, api_key: ApiKey = None, as_json: AsJson = False
+) -> None:
+    """A project's status summary."""
+
+    def body() -> None:
+        with api(url, api_key) as client:
+            doc = client.get(f"/projects/{project}/status")
+        if as_json:
+            emit_json(doc)
+            return
+        table = Table.grid(padding=(0, 2))
+        table.add_column(style="bold")
+        table.add_column()
+        table.add_row("project", doc["project_id"])
+        table.add_row("in flight", f"{doc['in_flight']} of {doc['max_concurrent']}")
+        for state, n in doc["counts"].items():
+            table.add_row(state, str(n))
+        oldest = doc.get("oldest_waiting_task")
+        table.add_row(
+            "oldest waiting",
+            f"{oldest['task_id']} since {_short_time(oldest['created_at'])}" if oldest else "-",
+        )
+        median = doc.get("median_execution_time_ms")
+        table.add_row("median execution", f"{median} ms" if median is not None else "-")
+        out.print(table)
+
+    run(body)
+
+
+# -- provenance -------------------------------------------------------------------------
+def _show_json(doc: Any, as_json: bool) -> None:
+    if as_json:
+        emit_json(doc)
+    else:
+        out.print_json(orjson.dumps(doc).decode())
+
+
+@provenance_app.command("get")
+def provenance_get(
+    record_id: str, url: Url = DEFAULT_URL, api_key: ApiKey = None, as_json: AsJson = False
+) -> None:
+    """A provenance record."""
+    run(lambda: _provenance(url, api_key, f"/provenance/{record_id}", as_json))
+
+
+@provenance_app.command("lineage")
+def provenance_lineage(
+    record_id: str, url: Url = DEFAULT_URL, api_key: ApiKey = None, as_json: AsJson = False
+) -> None:
+    """Everything upstream of a record."""
+    run(lambda: _provenance(url, api_key, f"/provenance/{record_id}/lineage", as_json))
+
+
+@provenance_app.command("impact")
+def provenance_impact(
+    record_id: str, url: Url = DEFAULT_URL, api_key: ApiKey = None, as_json: AsJson = False
+) -> None:
+    """Everything downstream of a record, and the tasks in flight that consume it."""
+    run(lambda: _provenance(url, api_key, f"/provenance/{record_id}/impact", as_json))
+
+
+def _provenance(url: str, api_key: str | None, path: str, as_json: bool) -> None:
+    with api(url, api_key) as client:
+        _show_json(client.get(path), as_json)
+
+
+# -- events -----------------------------------------------------------------------------
+@events_app.command("tail")
+def events_tail(
+    type_: Annotated[
+        list[str] | None, typer.Option("--type", "-t", help="Topic pattern; repeatable.")
+    ] = None,
+    after: Annotated[
+        int | None, typer.Option(min=0, help="Replay from after this sequence (0 = all).")
+    ] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Stop after N events.")] = None,
+    project: Annotated[str | None, typer.Option("--project", "-p")] = None,
+    url: Url = DEFAULT_URL,
+    api_key: ApiKey = None,
+    as_json: AsJson = False,
+) -> None:
+    """Follow the event feed (JSON lines with --json)."""
+
+    def body() -> None:
+        params: dict[str, Any] = {"after": after, "limit": limit, "project_id": project}
+        with api(url, api_key) as client:
+            if type_:
+                params["type"] = type_
+            with client.sse("/events", **params) as source:
+                for sse in source.iter_sse():
+                    if not sse.data:
+                        continue
+                    event = orjson.loads(sse.data)
+                    if as_json:
+                        emit_json({"seq": int(sse.id), "event": sse.event, "cloudevent": event})
+                    else:
+                        out.print(
+                            f"{sse.id:>8}  {_short_time(event.get('time'))}  {sse.event:<24} "
+                            f"{event.get('subject') or ''}"
+                        )
+
+    run(body)

@@ -1,0 +1,170 @@
+"""The command-line client end to end against a real server process (and, for the happy
+path, the example HTTP worker): exit codes, --json, one-line errors, no tracebacks."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.process import BIN, ServerProcess, free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def server(clean_db: str, tmp_path: Path) -> Iterator[ServerProcess]:
+    with ServerProcess({"ORCH_DATABASE_URL": clean_db}, log_path=tmp_path / "server.log").start() as s:
+        yield s
+
+
+def cli(server: ServerProcess | None, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    env = {"PATH": str(Path(sys.executable).parent), "HOME": "/tmp", "COLUMNS": "200"}
+    if server is not None:
+        env["ORCH_URL"] = server.url
+    return subprocess.run([str(BIN), *args], env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def assert_no_traceback(r: subprocess.CompletedProcess[str]) -> None:
+    assert "Traceback" not in r.stderr and "Traceback" not in r.stdout, r.stderr
+
+
+@pytest.fixture
+def worker(server: ServerProcess, tmp_path: Path) -> Iterator[subprocess.Popen[str]]:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            str(ROOT / "examples" / "http_worker.py"),
+            "--url",
+            server.url,
+            "--out",
+            str(tmp_path / "art"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    yield proc
+    proc.terminate()
+    proc.wait(10)
+
+
+def test_submit_wait_completes_with_the_example_worker(
+    server: ServerProcess, worker: subprocess.Popen[str], tmp_path: Path
+) -> None:
+    r = cli(server, "task", "submit", "Write a fibonacci function", "--project", "demo", "--wait", "--json")
+    assert_no_traceback(r)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["status"] == "completed" and doc["provenance_id"]
+    artifact = Path(doc["artifacts"][0]["path"])
+    assert artifact.exists() and doc["task_id"] in artifact.read_text()
+    people = cli(server, "task", "get", doc["task_id"])
+    assert people.returncode == 0 and "completed" in people.stdout
+    history = cli(server, "task", "history", doc["task_id"], "--json")
+    assert [h["to"] for h in json.loads(history.stdout)["items"]][-1] == "completed"
+    prov = cli(server, "provenance", "get", doc["provenance_id"], "--json")
+    assert json.loads(prov.stdout)["task_id"] == doc["task_id"]
+
+
+def test_submit_prints_the_id_and_lists(server: ServerProcess) -> None:
+    r = cli(server, "task", "submit", "Document the API", "--project", "cli", "--priority", "high")
+    assert r.returncode == 0, r.stderr
+    task_id = r.stdout.strip()
+    assert len(task_id) == 36
+    listing = json.loads(cli(server, "task", "ls", "--project", "cli", "--json").stdout)
+    assert [t["task_id"] for t in listing["items"]] == [task_id]
+    table = cli(server, "task", "ls", "--project", "cli")
+    assert task_id in table.stdout and "high" in table.stdout
+    projects = json.loads(cli(server, "project", "ls", "--json").stdout)
+    assert [p["project_id"] for p in projects["items"]] == ["cli"]
+    status = json.loads(cli(server, "project", "status", "cli", "--json").stdout)
+    assert status["total"] == 1
+    cancelled = cli(server, "task", "cancel", task_id, "--reason", "test", "--json")
+    assert json.loads(cancelled.stdout)["status"] == "cancelled"
+    again = cli(server, "task", "cancel", task_id)
+    assert again.returncode == 1
+    assert again.stderr.count("\n") == 1 and "Transition not allowed" in again.stderr
+    assert_no_traceback(again)
+
+
+def test_wait_exit_codes_for_cancelled_and_timeout(server: ServerProcess) -> None:
+    timed_out = cli(server, "task", "submit", "Never picked up", "--project", "t", "--wait", "--timeout", "1")
+    assert timed_out.returncode == 4, timed_out.stderr
+    assert "after 1s" in timed_out.stderr
+    assert_no_traceback(timed_out)
+    proc = subprocess.Popen(
+        [
+            str(BIN),
+            "task",
+            "submit",
+            "To be cancelled",
+            "--project",
+            "c",
+            "--wait",
+            "--json",
+            "--url",
+            server.url,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    task_id = None
+    for _ in range(100):
+        listing = json.loads(cli(server, "task", "ls", "--project", "c", "--json").stdout)
+        if listing["items"]:
+            task_id = listing["items"][0]["task_id"]
+            break
+        time.sleep(0.1)
+    assert task_id
+    time.sleep(0.5)
+    assert cli(server, "task", "cancel", task_id).returncode == 0
+    stdout, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 3, stderr
+    assert json.loads(stdout)["status"] == "cancelled"
+
+
+def test_errors_are_one_line_with_exit_codes(server: ServerProcess) -> None:
+    missing = cli(server, "task", "get", "00000000-0000-0000-0000-000000000000")
+    assert missing.returncode == 1
+    assert missing.stderr.strip().startswith("orchestration-service: Resource not found")
+    assert_no_traceback(missing)
+    bad = cli(server, "task", "submit", "x", "--project", "bad id!")
+    assert bad.returncode == 1 and "Request validation failed" in bad.stderr
+    usage = cli(server, "task", "submit")
+    assert usage.returncode == 2
+    url = f"http://127.0.0.1:{free_port()}"
+    unreachable = cli(None, "task", "ls", "--url", url)
+    assert unreachable.returncode == 1
+    assert url in unreachable.stderr and unreachable.stderr.count("\n") == 1
+    assert_no_traceback(unreachable)
+
+
+def test_events_tail_and_watch(server: ServerProcess) -> None:
+    task_id = cli(server, "task", "submit", "Tail me", "--project", "tail").stdout.strip()
+    tail = cli(server, "events", "tail", "--after", "0", "--limit", "1", "--type", "task.created", "--json")
+    assert tail.returncode == 0, tail.stderr
+    lines = [json.loads(x) for x in tail.stdout.splitlines()]
+    assert len(lines) == 1
+    assert lines[0]["event"] == "task.created" and lines[0]["cloudevent"]["subject"] == task_id
+    people = cli(server, "events", "tail", "--after", "0", "--limit", "3")
+    assert people.returncode == 0 and people.stdout.count("\n") == 3 and "task.created" in people.stdout
+    watcher = subprocess.Popen(
+        [str(BIN), "task", "watch", task_id, "--json", "--url", server.url],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(1.0)
+    cli(server, "task", "cancel", task_id)
+    stdout, _ = watcher.communicate(timeout=30)
+    events = [json.loads(x) for x in stdout.splitlines()]
+    assert events[0]["event"] == "snapshot"
+    assert events[-1]["data"]["to"] == "cancelled"
+    assert watcher.returncode == 3
