@@ -16,7 +16,6 @@ from typing import Any
 
 import httpx
 import pytest
-import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from orchestration_service.config import Settings, load_settings
@@ -40,7 +39,11 @@ def missing_service(what: str, exc: BaseException) -> None:
 def _without_orch_env() -> None:
     # Tests must not pick up a developer's ORCH_* settings or config file.
     for key in list(os.environ):
-        if key.startswith("ORCH_") and key not in ("ORCH_REQUIRE_SERVICES", "ORCH_TEST_PG_URL", "ORCH_TEST_AMQP_URL"):
+        if key.startswith("ORCH_") and key not in (
+            "ORCH_REQUIRE_SERVICES",
+            "ORCH_TEST_PG_URL",
+            "ORCH_TEST_AMQP_URL",
+        ):
             del os.environ[key]
     os.environ["ORCH_CONFIG"] = str(Path(__file__).parent / "empty-config.yaml")
 

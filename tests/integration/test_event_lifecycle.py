@@ -15,7 +15,9 @@ from tests.conftest import Service, make_settings, start_service
 from tests.integration.test_tasks_api import submit, wait_for_status
 
 
-def cloud_event(name: str, data: dict[str, Any], *, source: str = "/worker-service", **extra: Any) -> dict[str, Any]:
+def cloud_event(
+    name: str, data: dict[str, Any], *, source: str = "/worker-service", **extra: Any
+) -> dict[str, Any]:
     return {
         "specversion": "1.0",
         "type": f"dats.{name}",
@@ -39,7 +41,9 @@ def output_event(task_id: str, art: str = "art-1", **extra: Any) -> dict[str, An
             "tokens_input": 120,
             "tokens_output": 340,
             "execution_time_ms": 900,
-            "artifacts": [{"id": art, "type": "code", "path": "fibonacci.py", "checksum": "sha256:ab", "size_bytes": 42}],
+            "artifacts": [
+                {"id": art, "type": "code", "path": "fibonacci.py", "checksum": "sha256:ab", "size_bytes": 42}
+            ],
             "output": {"content": "def fib(n): ..."},
             **extra,
         },
@@ -53,7 +57,12 @@ class Harness:
         assert isinstance(bus, MemoryBus)
         self.bus = bus
 
-    async def send(self, envelope: dict[str, Any] | bytes, key: str = "task.output.created", exchange: str = "task.events") -> None:
+    async def send(
+        self,
+        envelope: dict[str, Any] | bytes,
+        key: str = "task.output.created",
+        exchange: str = "task.events",
+    ) -> None:
         await self.bus.inject(exchange, key, envelope)
         await self.bus.drain()
 
@@ -102,7 +111,11 @@ async def test_output_then_validation_completes_with_provenance(h: Harness) -> N
     await h.send(output_event(tid))
     doc = await wait_for_status(h.svc, tid, "validating")
     assert doc["artifacts"][0]["id"] == "art-1"
-    await h.send(cloud_event("task.validated", {"task_id": tid, "confidence": 0.93}, source="/qa-service"), "task.validated", "qa.events")
+    await h.send(
+        cloud_event("task.validated", {"task_id": tid, "confidence": 0.93}, source="/qa-service"),
+        "task.validated",
+        "qa.events",
+    )
     doc = await wait_for_status(h.svc, tid, "completed")
     assert doc["provenance_id"] and doc["completed_at"] and doc["execution_time_ms"] == 900
     record = (await h.svc.client.get(f"/api/v1/provenance/{doc['provenance_id']}")).json()
@@ -115,14 +128,23 @@ async def test_output_then_validation_completes_with_provenance(h: Harness) -> N
     assert completed["data"]["provenance_id"] == doc["provenance_id"]
     assert completed["data"]["artifacts"][0]["id"] == "art-1"
     transitions = [(e["from"], e["to"]) for e in await h.history(tid) if e["from"] != e["to"]]
-    assert transitions == [(None, "pending"), ("pending", "running"), ("running", "validating"), ("validating", "completed")]
+    assert transitions == [
+        (None, "pending"),
+        ("pending", "running"),
+        ("running", "validating"),
+        ("validating", "completed"),
+    ]
 
 
 async def test_rejection_retries_with_feedback_then_fails(h: Harness) -> None:
     tid = await h.running_task(options={"max_attempts": 2})
     await h.send(output_event(tid))
     await h.send(
-        cloud_event("task.rejected", {"task_id": tid, "reason": "tests fail", "feedback": "handle n=0"}, source="/qa-service"),
+        cloud_event(
+            "task.rejected",
+            {"task_id": tid, "reason": "tests fail", "feedback": "handle n=0"},
+            source="/qa-service",
+        ),
         "task.rejected",
     )
     doc = await wait_for_status(h.svc, tid, "running")
@@ -130,7 +152,10 @@ async def test_rejection_retries_with_feedback_then_fails(h: Harness) -> None:
     retry = await h.published("task.ready.tiny", tid, where=lambda e: e["data"]["attempt"] == 2)
     assert retry[0]["data"]["feedback"] == "handle n=0"
     await h.send(output_event(tid))
-    await h.send(cloud_event("task.rejected", {"task_id": tid, "reason": "still wrong"}, source="/qa-service"), "task.rejected")
+    await h.send(
+        cloud_event("task.rejected", {"task_id": tid, "reason": "still wrong"}, source="/qa-service"),
+        "task.rejected",
+    )
     doc = await wait_for_status(h.svc, tid, "failed")
     assert "still wrong" in doc["error"]["reason"]
     failed = (await h.published("task.failed", tid))[0]

@@ -49,7 +49,9 @@ async def running(svc: Service, **body: Any) -> str:
 
 async def stored_counts(svc: Service) -> tuple[int, int]:
     async with svc.container.db.read() as conn:
-        processed = (await conn.execute(sa.select(sa.func.count()).select_from(processed_events))).scalar_one()
+        processed = (
+            await conn.execute(sa.select(sa.func.count()).select_from(processed_events))
+        ).scalar_one()
         events = (await conn.execute(sa.select(sa.func.count()).select_from(outbox))).scalar_one()
     return int(processed), int(events)
 
@@ -94,7 +96,9 @@ async def test_batch_answers_per_event(service: Service) -> None:
     good = output_event(tid)
     batch = [good, good, cloud_event("task.output.created", {"task_id": tid}), {"not": "an event"}]
     r = await service.client.post(
-        "/api/v1/events", content=orjson.dumps(batch), headers={"content-type": "application/cloudevents-batch+json"}
+        "/api/v1/events",
+        content=orjson.dumps(batch),
+        headers={"content-type": "application/cloudevents-batch+json"},
     )
     assert r.status_code == 200, r.text
     results = r.json()["results"]
@@ -110,9 +114,18 @@ async def test_rejected_events_store_nothing(service: Service) -> None:
     history = (await service.client.get(f"/api/v1/tasks/{tid}/history")).json()
     cases = [
         (b"{nope", CE, 400, None),
-        (orjson.dumps({"specversion": "1.0", "type": "dats.task.output.created"}), CE, 400, "envelope.source"),
-        (orjson.dumps(cloud_event("task.output.created", {"task_id": tid, "artifacts": [{"id": "a"}]})), CE, 422,
-         "data.artifacts.0.type"),
+        (
+            orjson.dumps({"specversion": "1.0", "type": "dats.task.output.created"}),
+            CE,
+            400,
+            "envelope.source",
+        ),
+        (
+            orjson.dumps(cloud_event("task.output.created", {"task_id": tid, "artifacts": [{"id": "a"}]})),
+            CE,
+            422,
+            "data.artifacts.0.type",
+        ),
         (orjson.dumps(cloud_event("task.unheard.of", {"task_id": tid})), CE, 422, "type"),
         (orjson.dumps(output_event(str(uuid.uuid4()))), CE, 422, "data.task_id"),
         (orjson.dumps(output_event(tid)), {"content-type": "text/plain"}, 415, None),

@@ -18,13 +18,17 @@ def test_tasks_survive_sigterm_and_sigkill(clean_db: str, tmp_path: Path) -> Non
     with server.start():
         with server.client() as c:
             ids = [
-                c.post("/api/v1/tasks", json={"description": f"task {i}", "project_id": "persist"}).json()["task_id"]
+                c.post("/api/v1/tasks", json={"description": f"task {i}", "project_id": "persist"}).json()[
+                    "task_id"
+                ]
                 for i in range(5)
             ]
             c.post(f"/api/v1/tasks/{ids[0]}/cancel")
         assert server.terminate() == 0
 
-    with ServerProcess(env, port=server.port, log_path=tmp_path / "server.log").start("--no-migrate") as again:
+    with ServerProcess(env, port=server.port, log_path=tmp_path / "server.log").start(
+        "--no-migrate"
+    ) as again:
         with again.client() as c:
             page = c.get("/api/v1/tasks", params={"project_id": "persist"}).json()
             assert sorted(t["task_id"] for t in page["items"]) == sorted(ids)

@@ -73,7 +73,9 @@ async def test_get_unknown_task_is_404_problem(service: Service) -> None:
 
 async def test_cancel_then_cancel_again_is_409(service: Service) -> None:
     task = await submit(service)
-    r = await service.client.post(f"/api/v1/tasks/{task['task_id']}/cancel", json={"reason": "changed my mind"})
+    r = await service.client.post(
+        f"/api/v1/tasks/{task['task_id']}/cancel", json={"reason": "changed my mind"}
+    )
     assert r.status_code == 200, r.text
     assert r.json()["status"] == "cancelled"
     again = await service.client.post(f"/api/v1/tasks/{task['task_id']}/cancel")
@@ -146,7 +148,9 @@ async def test_idempotency_key_race_makes_one_task(service: Service) -> None:
         ({"description": "x", "project_id": "p", "options": {"domain": "cooking"}}, "options.domain"),
     ],
 )
-async def test_bad_submissions_are_422_and_store_nothing(service: Service, body: dict[str, Any], field: str) -> None:
+async def test_bad_submissions_are_422_and_store_nothing(
+    service: Service, body: dict[str, Any], field: str
+) -> None:
     r = await service.client.post("/api/v1/tasks", json=body)
     assert r.status_code == 422, r.text
     assert r.headers["content-type"].startswith(PROBLEM)

@@ -63,7 +63,11 @@ def test_nested_variables_reach_every_field(env: pytest.MonkeyPatch) -> None:
         ("ORCH_BROKER_URL", "kafka://x", "events.broker_url (ORCH_BROKER_URL)"),
         ("ORCH_MAX_CONCURRENT_PER_PROJECT", "0", "task_management.max_concurrent_per_project"),
         ("ORCH_AGENT_SERVICE_URL", "ftp://x", "routing.agent_service_url (ORCH_AGENT_SERVICE_URL)"),
-        ("ORCH_TASK_MANAGEMENT__TIMEOUT_DEFAULT_SECONDS", "-1", "ORCH_TASK_MANAGEMENT__TIMEOUT_DEFAULT_SECONDS"),
+        (
+            "ORCH_TASK_MANAGEMENT__TIMEOUT_DEFAULT_SECONDS",
+            "-1",
+            "ORCH_TASK_MANAGEMENT__TIMEOUT_DEFAULT_SECONDS",
+        ),
     ],
 )
 def test_bad_values_name_the_setting(env: pytest.MonkeyPatch, var: str, value: str, named: str) -> None:
@@ -85,7 +89,7 @@ def test_bad_yaml_and_missing_file_are_clear(env: pytest.MonkeyPatch, tmp_path: 
     unknown = tmp_path / "unknown.yaml"
     unknown.write_text("storage:\n  databse_url: x\n")
     env.setenv("ORCH_CONFIG", str(unknown))
-    with pytest.raises(SettingsError, match="storage.databse_url"):
+    with pytest.raises(SettingsError, match=r"storage\.databse_url"):
         load_settings()
 
 

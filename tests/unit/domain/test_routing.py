@@ -20,13 +20,55 @@ def analyzer() -> BuiltinAnalyzer:
 @pytest.mark.parametrize(
     ("description", "domain", "mode", "tier", "qa"),
     [
-        ("Create a Python function that calculates fibonacci numbers", "code-general", "new_project", "tiny", "consensus"),
-        ("Fix the crash when the OCR pipeline reads rotated images from the camera", "code-vision", "fix_bug", "large", "testing"),
-        ("Write firmware for the STM32 board that blinks a LED on GPIO 5 every second", "code-embedded", "new_project", "small", "testing"),
-        ("Write the README documentation for the billing module and its public API", "documentation", "new_project", "small", "documentation"),
-        ("Design a landing page layout with a signup form and pricing table", "ui-design", "new_project", "large", "human"),
-        ("Refactor the session module to store password hashes with a modern algorithm", "code-general", "modify", "small", "security"),
-        ("Design the architecture of a distributed job scheduler with leader election", "code-general", "new_project", "frontier", "consensus"),
+        (
+            "Create a Python function that calculates fibonacci numbers",
+            "code-general",
+            "new_project",
+            "tiny",
+            "consensus",
+        ),
+        (
+            "Fix the crash when the OCR pipeline reads rotated images from the camera",
+            "code-vision",
+            "fix_bug",
+            "large",
+            "testing",
+        ),
+        (
+            "Write firmware for the STM32 board that blinks a LED on GPIO 5 every second",
+            "code-embedded",
+            "new_project",
+            "small",
+            "testing",
+        ),
+        (
+            "Write the README documentation for the billing module and its public API",
+            "documentation",
+            "new_project",
+            "small",
+            "documentation",
+        ),
+        (
+            "Design a landing page layout with a signup form and pricing table",
+            "ui-design",
+            "new_project",
+            "large",
+            "human",
+        ),
+        (
+            "Refactor the session module to store password hashes with a modern algorithm",
+            "code-general",
+            "modify",
+            "small",
+            "security",
+        ),
+        (
+            "Design the architecture of a distributed job scheduler with leader election",
+            "code-general",
+            "new_project",
+            "frontier",
+            "consensus",
+        ),
     ],
 )
 def test_descriptions_route_as_expected(
@@ -51,7 +93,9 @@ def test_keywords_match_whole_words_only(analyzer: BuiltinAnalyzer) -> None:
 
 
 def test_pins_win_and_are_recorded(analyzer: BuiltinAnalyzer) -> None:
-    d = analyzer.analyze("Fix the camera driver").apply_pins({"tier": "frontier", "qa_profile": "adversarial"})
+    d = analyzer.analyze("Fix the camera driver").apply_pins(
+        {"tier": "frontier", "qa_profile": "adversarial"}
+    )
     assert d.tier == "frontier" and d.qa_profile == "adversarial"
     assert d.pinned == ["tier", "qa_profile"]
     assert "pinned by the submitter" in d.reason
