@@ -11,7 +11,7 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from orchestration_service.domain.errors import (
@@ -19,14 +19,18 @@ from orchestration_service.domain.errors import (
     OrchestrationError,
     PayloadTooLarge,
 )
+from orchestration_service.schemas.common import PROBLEM_JSON
 
 log = logging.getLogger(__name__)
 
-PROBLEM_JSON = "application/problem+json"
+__all__ = ["JSON", "PROBLEM_JSON", "BodyLimitMiddleware", "install_error_handlers", "problem"]
 
 
-class JSON(Response):
-    """JSON via orjson, which serialises UUIDs and datetimes natively (fast path)."""
+class JSON(JSONResponse):
+    """JSON via orjson, which serialises UUIDs and datetimes natively (fast path).
+
+    A ``JSONResponse`` subclass so that FastAPI documents each route's ``response_model``
+    (for any other response class it writes ``{"type": "string"}``)."""
 
     media_type = "application/json"
 

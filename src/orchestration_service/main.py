@@ -21,6 +21,7 @@ from orchestration_service.events.memory import MemoryBus
 from orchestration_service.events.publisher import OutboxRelay
 from orchestration_service.http import JSON, BodyLimitMiddleware, install_error_handlers
 from orchestration_service.services.dispatcher import Router, Sweeper
+from orchestration_service.services.event_log import EventLog, LogNotifier
 from orchestration_service.services.lifecycle import Lifecycle
 from orchestration_service.services.projects import ProjectService
 from orchestration_service.services.provenance_store import ProvenanceStore
@@ -53,6 +54,8 @@ class Container:
     relay: OutboxRelay
     router: Router
     sweeper: Sweeper
+    notifier: LogNotifier
+    event_log: EventLog
     migrated: bool = False
     started: bool = False
     _bus_task: asyncio.Task[None] | None = field(default=None, repr=False)
@@ -78,6 +81,9 @@ class Container:
             provenance,
             retry_on_worker_failure=settings.task_management.retry_on_worker_failure,
         )
+        relay = OutboxRelay(db, bus, settings)
+        notifier = LogNotifier(db, poll_seconds=settings.events.relay_poll_seconds)
+        relay.on_sequenced.append(notifier.wake)
         return cls(
             settings=settings,
             db=db,
@@ -87,9 +93,11 @@ class Container:
             projects=ProjectService(db, settings),
             provenance=provenance,
             events=events,
-            relay=OutboxRelay(db, bus, settings),
+            relay=relay,
             router=router,
             sweeper=Sweeper(db, lifecycle, settings),
+            notifier=notifier,
+            event_log=EventLog(db, notifier),
         )
 
     async def start(self) -> None:
@@ -98,6 +106,7 @@ class Container:
             log.warning(
                 "database schema is not at the latest migration; run `orchestration-service db upgrade`"
             )
+        await self.notifier.start()
         self._bus_task = asyncio.create_task(self._connect_bus(), name="bus-connect")
         self.relay.start()
         self.router.start()
@@ -132,6 +141,7 @@ class Container:
         await self.router.stop()
         await self.sweeper.stop()
         await self.relay.stop(flush_timeout=min(grace, 10.0))
+        await self.notifier.stop()
         with contextlib.suppress(Exception):
             await self.bus.close()
         await self.db.close()
@@ -168,10 +178,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.server.max_body_bytes)
 
-    from orchestration_service.routers import health, projects, provenance, tasks
+    from orchestration_service import openapi
+    from orchestration_service.routers import events, health, projects, provenance, streams, tasks
 
-    for module in (health, tasks, projects, provenance):
+    for module in (health, tasks, streams, projects, provenance, events):
         app.include_router(module.router, prefix="/api/v1")
+    openapi.install(app)
     return app
 
 

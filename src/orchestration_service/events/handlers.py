@@ -78,11 +78,37 @@ def parse_envelope(body: bytes | dict[str, Any]) -> CloudEvent:
         raise EventRejected("malformed", f"not JSON: {exc}") from None
     if not isinstance(raw, dict):
         raise EventRejected("malformed", "a CloudEvent must be a JSON object")
+    where = _nul_path(raw, "")
+    if where is not None:
+        # PostgreSQL text cannot hold NUL; such an event could never be stored.
+        raise EventRejected("schema", f"{where or 'envelope'}: NUL characters are not allowed", field=where)
     try:
         return CloudEvent.model_validate(raw)
     except ValidationError as exc:
         where, msg = _first_error(exc, "envelope")
         raise EventRejected("malformed", f"not a CloudEvent: {msg}", field=where) from None
+
+
+def _nul_path(value: Any, path: str, depth: int = 0) -> str | None:
+    """The path of the first string (or key) holding a NUL character, if any."""
+    if depth > 64:
+        return None
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if isinstance(value, dict):
+        for k, v in value.items():
+            sub = f"{path}.{k}" if path else str(k)
+            if "\x00" in str(k):
+                return sub
+            found = _nul_path(v, sub, depth + 1)
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            found = _nul_path(v, f"{path}.{i}", depth + 1)
+            if found is not None:
+                return found
+    return None
 
 
 def validate_payload(ce: CloudEvent) -> tuple[str, BaseModel]:

@@ -11,17 +11,22 @@ from orchestration_service.domain.errors import NotFound
 from orchestration_service.http import JSON
 from orchestration_service.repositories.provenance import ProvenanceFilter
 from orchestration_service.routers.deps import container, visible_projects
-from orchestration_service.schemas.common import PROBLEM_RESPONSES, ProvenancePage, ProvenanceRecord
+from orchestration_service.schemas.common import (
+    NO_NUL,
+    ProvenancePage,
+    ProvenanceRecord,
+    problem_responses,
+)
 from orchestration_service.schemas.views import provenance_document
 
-router = APIRouter(tags=["provenance"], responses=PROBLEM_RESPONSES)
+router = APIRouter(tags=["provenance"])
 
 
 @router.get("/provenance", response_model=ProvenancePage, summary="Provenance records, newest first")
 async def list_provenance(
     request: Request,
-    project_id: Annotated[str | None, Query(max_length=255)] = None,
-    task_id: Annotated[str | None, Query(max_length=255)] = None,
+    project_id: Annotated[str | None, Query(max_length=255, pattern=NO_NUL)] = None,
+    task_id: Annotated[str | None, Query(max_length=255, pattern=NO_NUL)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
 ) -> JSON:
@@ -41,7 +46,12 @@ async def list_provenance(
     )
 
 
-@router.get("/provenance/{record_id}", response_model=ProvenanceRecord, summary="A provenance record")
+@router.get(
+    "/provenance/{record_id}",
+    response_model=ProvenanceRecord,
+    responses=problem_responses(404),
+    summary="A provenance record",
+)
 async def get_provenance(request: Request, record_id: str) -> JSON:
     try:
         rid = uuid.UUID(record_id)

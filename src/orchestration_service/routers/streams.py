@@ -13,7 +13,7 @@ from orchestration_service.domain.errors import BadRequest, NotFound
 from orchestration_service.domain.events import TASK_STATUS_PREFIX
 from orchestration_service.domain.lifecycle import FINAL_STATES, TaskStatus
 from orchestration_service.routers.deps import container, visible_projects
-from orchestration_service.schemas.common import problem_responses
+from orchestration_service.schemas.common import problem_responses, sse_response
 from orchestration_service.schemas.views import task_document
 from orchestration_service.services.event_log import LogEntry, LogFilter
 from orchestration_service.sse import SSE_HEADERS, sse_comment, sse_message
@@ -27,7 +27,7 @@ _FINAL = {s.value for s in FINAL_STATES}
     summary="Live status of a task and its subtasks (Server-Sent Events)",
     response_class=StreamingResponse,
     responses={
-        200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}},
+        **sse_response("`snapshot` (a task document), then `status` events", ["snapshot", "status"]),
         **problem_responses(400, 404),
     },
 )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Header, Query, Request
@@ -13,7 +12,7 @@ from orchestration_service.domain.lifecycle import Priority, TaskStatus
 from orchestration_service.http import JSON
 from orchestration_service.repositories.tasks import TaskFilter
 from orchestration_service.routers.deps import container, visible_projects
-from orchestration_service.schemas.common import PROBLEM_RESPONSES
+from orchestration_service.schemas.common import NO_NUL, UTCDateTime, problem_responses
 from orchestration_service.schemas.tasks import (
     CancelTask,
     SubmitTask,
@@ -24,7 +23,7 @@ from orchestration_service.schemas.tasks import (
 )
 from orchestration_service.schemas.views import history_entry, task_document
 
-router = APIRouter(tags=["tasks"], responses=PROBLEM_RESPONSES)
+router = APIRouter(tags=["tasks"])
 
 IdempotencyKey = Annotated[
     str | None,
@@ -32,6 +31,7 @@ IdempotencyKey = Annotated[
         alias="Idempotency-Key",
         min_length=1,
         max_length=255,
+        pattern=NO_NUL,
         description="Same key and body: the same task is returned, no second one is made.",
     ),
 ]
@@ -44,7 +44,13 @@ def _task_id(raw: str) -> uuid.UUID:
         raise NotFound(f"task {raw} does not exist") from None
 
 
-@router.post("/tasks", status_code=201, response_model=TaskAccepted, summary="Submit a task")
+@router.post(
+    "/tasks",
+    status_code=201,
+    response_model=TaskAccepted,
+    responses=problem_responses(403, 409),
+    summary="Submit a task",
+)
 async def submit_task(
     request: Request,
     body: SubmitTask,
@@ -74,11 +80,11 @@ async def submit_task(
 @router.get("/tasks", response_model=TaskPage, summary="List tasks, newest first")
 async def list_tasks(
     request: Request,
-    project_id: Annotated[str | None, Query(max_length=255)] = None,
+    project_id: Annotated[str | None, Query(max_length=255, pattern=NO_NUL)] = None,
     status: Annotated[list[TaskStatus] | None, Query(description="Repeatable")] = None,
     priority: Priority | None = None,
-    created_after: datetime | None = None,
-    created_before: datetime | None = None,
+    created_after: UTCDateTime | None = None,
+    created_before: UTCDateTime | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
 ) -> JSON:
@@ -101,14 +107,22 @@ async def list_tasks(
     return JSON({"items": [task_document(r) for r in rows], "total": total, "limit": limit, "offset": offset})
 
 
-@router.get("/tasks/{task_id}", response_model=TaskDocument, summary="A task's status document")
+@router.get(
+    "/tasks/{task_id}",
+    response_model=TaskDocument,
+    responses=problem_responses(404),
+    summary="A task's status document",
+)
 async def get_task(request: Request, task_id: str) -> JSON:
     view = await container(request).tasks.get(_task_id(task_id), project_ids=visible_projects(request))
     return JSON(task_document(view.task, view.subtasks, view.dependencies))
 
 
 @router.post(
-    "/tasks/{task_id}/cancel", response_model=TaskDocument, summary="Cancel a task (and its subtasks)"
+    "/tasks/{task_id}/cancel",
+    response_model=TaskDocument,
+    responses=problem_responses(404, 409),
+    summary="Cancel a task (and its subtasks)",
 )
 async def cancel_task(
     request: Request,
@@ -123,7 +137,12 @@ async def cancel_task(
     return JSON(task_document(view.task, view.subtasks, view.dependencies))
 
 
-@router.get("/tasks/{task_id}/history", response_model=TaskHistory, summary="Every transition, in order")
+@router.get(
+    "/tasks/{task_id}/history",
+    response_model=TaskHistory,
+    responses=problem_responses(404),
+    summary="Every transition, in order",
+)
 async def task_history(request: Request, task_id: str) -> JSON:
     tid = _task_id(task_id)
     rows = await container(request).tasks.history(tid, project_ids=visible_projects(request))

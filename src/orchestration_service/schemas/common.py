@@ -1,23 +1,66 @@
-"""Response models used for the OpenAPI document (handlers return plain dicts)."""
+"""Response models used for the OpenAPI document (handlers return plain dicts), and the
+input types shared by several routes."""
 
 from __future__ import annotations
 
+import re
 import uuid
-from datetime import datetime
-from typing import Any, Literal
+from datetime import UTC, datetime
+from http import HTTPStatus
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, Field
+
+PROBLEM_JSON = "application/problem+json"
+
+NO_NUL = r"^[^\x00]*$"
+"""Pattern for free text that reaches the database: PostgreSQL rejects NUL characters in text,
+so they are refused as 422 at validation. (A pattern also makes pydantic refuse lone
+surrogates, which no database encoding accepts.)"""
+
+
+_DATE_TIME = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?([Zz]|[+-]\d{2}:?\d{2})?", re.ASCII
+)
+
+
+def _date_time_text(value: Any) -> Any:
+    """Only an ISO 8601 / RFC 3339 date-time, as documented: pydantic alone would also take a
+    date, or a number of seconds since the epoch (``created_after=0.5``)."""
+    if isinstance(value, str) and not _DATE_TIME.fullmatch(value):
+        raise ValueError("expected an RFC 3339 date-time, e.g. 2026-11-24T08:37:50Z")
+    return value
+
+
+def _to_utc(value: datetime) -> datetime:
+    """Naive means UTC; an aware value is converted, and one that leaves datetime's range
+    there (``0001-01-01T00:00:00+01:00``) is a validation error instead of an OverflowError."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("date-time is out of range once converted to UTC") from None
+
+
+UTCDateTime = Annotated[datetime, BeforeValidator(_date_time_text), AfterValidator(_to_utc)]
+"""A date-time query parameter: RFC 3339 (without an offset: UTC), normalised to UTC."""
+
+
+class FieldError(BaseModel):
+    field: str = Field(..., description="Dotted location of the offending value, e.g. `options.tier`.")
+    message: str
 
 
 class Problem(BaseModel):
-    """RFC 9457 problem details."""
+    """RFC 9457 problem details, sent as `application/problem+json`."""
 
     type: str = Field(..., examples=["urn:dats:orchestration:problem:not-found"])
     title: str
     status: int
     detail: str
     instance: str | None = None
-    errors: list[dict[str, Any]] | None = None
+    errors: list[FieldError] | None = Field(None, description="Validation errors (422 only).")
 
 
 class Health(BaseModel):
@@ -93,7 +136,51 @@ class ProvenancePage(BaseModel):
     offset: int
 
 
-PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
-    code: {"model": Problem, "content": {"application/problem+json": {}}}
-    for code in (400, 404, 409, 413, 422)
+PROBLEM_DESCRIPTIONS: dict[int, str] = {
+    400: "The request body is not valid JSON",
+    403: "Not allowed for this caller",
+    404: "The resource does not exist",
+    409: "Conflict with the current state",
+    413: "The request body exceeds the configured limit",
+    422: "Request validation failed",
 }
+
+
+def problem_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` entries for errors rendered as problem+json.
+
+    FastAPI files a response ``model`` under the route's media type (application/json); the
+    ``application/problem+json`` key marks the entry, and ``orchestration_service.openapi``
+    moves the schema there."""
+    return {
+        code: {
+            "model": Problem,
+            "description": PROBLEM_DESCRIPTIONS.get(code) or HTTPStatus(code).phrase,
+            "content": {PROBLEM_JSON: {}},
+        }
+        for code in codes
+    }
+
+
+def sse_response(description: str, events: list[str] | None = None) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` entry for a Server-Sent Events stream (``text/event-stream``).
+
+    ``itemSchema`` (OpenAPI 3.2, also what FastAPI writes for its own SSE routes) describes one
+    event: its fields as the wire carries them, ``data`` being one line of JSON."""
+    event: dict[str, Any] = {"type": "string"}
+    if events:
+        event["enum"] = events
+    item = {
+        "type": "object",
+        "required": ["data"],
+        "properties": {
+            "id": {
+                "type": "string",
+                "description": "Sequence number; send it back as Last-Event-ID to resume",
+            },
+            "event": event,
+            "data": {"type": "string", "contentMediaType": "application/json"},
+            "retry": {"type": "integer", "minimum": 0},
+        },
+    }
+    return {200: {"description": description, "content": {"text/event-stream": {"itemSchema": item}}}}

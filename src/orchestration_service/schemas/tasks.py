@@ -10,6 +10,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from orchestration_service.domain.lifecycle import Priority, TaskStatus
+from orchestration_service.schemas.common import NO_NUL
 
 ProjectId = Annotated[
     str,
@@ -53,18 +54,23 @@ class _Strict(BaseModel):
 
 
 class TaskOptions(_Strict):
-    decompose: bool = Field(False, description="Let the routing step split the task into dependent subtasks.")
+    # strict: JSON's true/false only (lax mode would take 0, 1, "yes" …), integers only.
+    decompose: bool = Field(
+        False, strict=True, description="Let the routing step split the task into dependent subtasks."
+    )
     qa_profile: QAProfile | None = Field(None, description="Pin the QA profile.")
     domain: Domain | None = Field(None, description="Pin the domain (skips the analyzer's choice).")
     tier: Tier | None = Field(None, description="Pin the worker tier.")
     timeout_seconds: int | None = Field(
-        None, ge=1, le=7 * 24 * 3600, description="Time allowed in flight per attempt."
+        None, strict=True, ge=1, le=7 * 24 * 3600, description="Time allowed in flight per attempt."
     )
-    max_attempts: int | None = Field(None, ge=1, le=100, description="Worker attempts before the task fails.")
+    max_attempts: int | None = Field(
+        None, strict=True, ge=1, le=100, description="Worker attempts before the task fails."
+    )
 
 
 class SubmitTask(_Strict):
-    description: Annotated[str, StringConstraints(min_length=1, max_length=65_536)] = Field(
+    description: Annotated[str, StringConstraints(min_length=1, max_length=65_536, pattern=NO_NUL)] = Field(
         ..., examples=["Create a Python function that calculates fibonacci numbers"]
     )
     project_id: ProjectId
@@ -73,7 +79,7 @@ class SubmitTask(_Strict):
 
 
 class CancelTask(_Strict):
-    reason: Annotated[str, StringConstraints(max_length=2000)] | None = None
+    reason: Annotated[str, StringConstraints(max_length=2000, pattern=NO_NUL)] | None = None
 
 
 class TaskAccepted(BaseModel):
