@@ -14,6 +14,7 @@ import sqlalchemy as sa
 
 from orchestration_service.db.tables import outbox, processed_events
 from orchestration_service.domain.events import OutgoingEvent
+from orchestration_service.repositories.outbox import OutboxRepository
 from orchestration_service.services.lifecycle import emit
 from tests.conftest import Service
 from tests.integration.test_event_lifecycle import cloud_event, output_event
@@ -230,7 +231,11 @@ async def test_live_tail_starts_at_the_newest_event(service: Service) -> None:
 async def test_retention_removes_old_published_events(service: Service) -> None:
     await running(service, project_id="old")
     await wait_for_log(service, 4)
-    await asyncio.sleep(0.3)
+    for _ in range(200):  # only published events are purged: wait for the relay
+        async with service.container.db.read() as conn:
+            if (await OutboxRepository(conn).pending_stats())[0] == 0:
+                break
+        await asyncio.sleep(0.02)
     async with service.container.db.transaction() as tx:
         await tx.conn.execute(outbox.update().values(created_at=datetime.now(UTC) - timedelta(days=8)))
     newest = await service.container.event_log.head()
