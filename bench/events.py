@@ -1,0 +1,312 @@
+"""Event benchmarks (``python -m bench.events``), against the service as a real process on
+a throwaway PostgreSQL database:
+
+* **lifecycle** — N running tasks are driven through ``task.output.created`` then
+  ``task.validated`` at full speed; prints events/s and the latency from sending
+  ``task.validated`` to the task reading ``completed`` (seen on the SSE feed as
+  ``task.status.completed``: an upper bound, it includes the feed's delivery).
+  Events go in over the HTTP ingress (memory:// bus) or through RabbitMQ (``--broker amqp``).
+* **feed** — latency from a committed transition to its SSE message with 100 listeners.
+* **idle** — the server's resident memory with 1,000 idle SSE listeners.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import secrets
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+
+from bench.server import (
+    ROOT,
+    ServerConfig,
+    ServerProcess,
+    delete_broker_objects,
+    migrate,
+    scratch_database,
+    server_env,
+)
+
+API = "/api/v1"
+CE = {"content-type": "application/cloudevents+json"}
+
+
+def pct(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+def summary(values_ms: list[float]) -> str:
+    return (
+        f"p50 {pct(values_ms, 50):.1f} ms  p95 {pct(values_ms, 95):.1f} ms  p99 {pct(values_ms, 99):.1f} ms"
+    )
+
+
+def envelope(name: str, data: dict[str, Any], source: str) -> dict[str, Any]:
+    return {
+        "specversion": "1.0",
+        "type": f"dats.{name}",
+        "source": source,
+        "id": str(uuid.uuid4()),
+        "datacontenttype": "application/json",
+        "subject": data["task_id"],
+        "data": data,
+    }
+
+
+async def sse_lines(client: httpx.AsyncClient, params: dict[str, Any]) -> Any:
+    async with client.stream("GET", f"{API}/events", params=params, timeout=None) as r:
+        event: dict[str, str] = {}
+        async for line in r.aiter_lines():
+            if not line:
+                if "data" in event:
+                    yield event
+                event = {}
+            elif not line.startswith(":"):
+                key, _, value = line.partition(": ")
+                event[key] = value
+
+
+async def submit_many(client: httpx.AsyncClient, n: int, projects: int, concurrency: int = 32) -> list[str]:
+    ids: list[str] = []
+    sem = asyncio.Semaphore(concurrency)
+
+    async def one(i: int) -> None:
+        async with sem:
+            body = {"description": f"bench event task {i}", "project_id": f"ev-{i % projects}"}
+            r = await client.post(f"{API}/tasks", json=body)
+            r.raise_for_status()
+            ids.append(r.json()["task_id"])
+
+    await asyncio.gather(*(one(i) for i in range(n)))
+    return ids
+
+
+async def wait_running(client: httpx.AsyncClient, total: int, limit_s: float = 120) -> None:
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        page = (await client.get(f"{API}/tasks", params={"status": "running", "limit": 1})).json()
+        if page["total"] >= total:
+            return
+        await asyncio.sleep(0.2)
+    raise RuntimeError("tasks did not all reach running")
+
+
+class Sender:
+    """Delivers consumed events: over the HTTP ingress, or published to RabbitMQ."""
+
+    def __init__(self, client: httpx.AsyncClient, amqp_url: str | None, prefix: str) -> None:
+        self.client = client
+        self.amqp_url = amqp_url
+        self.prefix = prefix
+        self._conn: Any = None
+        self._exchanges: dict[str, Any] = {}
+
+    async def __aenter__(self) -> Sender:
+        if self.amqp_url:
+            import aio_pika
+
+            self._conn = await aio_pika.connect(self.amqp_url)
+            channel = await self._conn.channel(publisher_confirms=True)
+            for name in ("task.events", "qa.events"):
+                self._exchanges[name] = await channel.get_exchange(self.prefix + name)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._conn is not None:
+            await self._conn.close()
+
+    async def send(self, exchange: str, env: dict[str, Any]) -> None:
+        if self.amqp_url:
+            import aio_pika
+
+            await self._exchanges[exchange].publish(
+                aio_pika.Message(orjson.dumps(env), delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+                routing_key=env["type"].removeprefix("dats."),
+            )
+            return
+        r = await self.client.post(f"{API}/events", content=orjson.dumps(env), headers=CE)
+        if r.status_code >= 300:
+            raise RuntimeError(f"ingress answered {r.status_code}: {r.text[:200]}")
+
+
+async def lifecycle(server: ServerProcess, n: int, amqp_url: str | None, prefix: str) -> dict[str, Any]:
+    limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=60, limits=limits) as client:
+        ids = await submit_many(client, n, projects=max(1, n // 10))
+        await wait_running(client, n)
+        sent_at: dict[str, float] = {}
+        done_at: dict[str, float] = {}
+        all_done = asyncio.Event()
+
+        async def watch() -> None:
+            async for ev in sse_lines(client, {"type": "task.status.completed"}):
+                tid = orjson.loads(ev["data"])["subject"]
+                done_at[tid] = time.perf_counter()
+                if len(done_at) >= n:
+                    all_done.set()
+                    return
+
+        watcher = asyncio.create_task(watch())
+        await asyncio.sleep(0.5)  # the feed is attached
+        sem = asyncio.Semaphore(32)
+        async with Sender(client, amqp_url, prefix) as sender:
+
+            async def drive(tid: str) -> None:
+                async with sem:
+                    art = {"id": f"art-{tid}", "type": "code", "path": "x.py"}
+                    await sender.send(
+                        "task.events",
+                        envelope("task.output.created", {"task_id": tid, "artifacts": [art]}, "/bench"),
+                    )
+                    sent_at[tid] = time.perf_counter()
+                    await sender.send("qa.events", envelope("task.validated", {"task_id": tid}, "/bench-qa"))
+
+            start = time.perf_counter()
+            await asyncio.gather(*(drive(t) for t in ids))
+            sending = time.perf_counter() - start
+            await asyncio.wait_for(all_done.wait(), 120)
+            elapsed = time.perf_counter() - start
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+    latencies = [(done_at[t] - sent_at[t]) * 1000 for t in ids if t in done_at and t in sent_at]
+    return {
+        "tasks": n,
+        "events": 2 * n,
+        "send_events_per_s": round(2 * n / sending, 1),
+        "end_to_end_events_per_s": round(2 * n / elapsed, 1),
+        "validated_to_completed_ms": {p: round(pct(latencies, p), 1) for p in (50, 95, 99)},
+    }
+
+
+async def feed_latency(server: ServerProcess, listeners: int, tasks: int) -> dict[str, Any]:
+    limits = httpx.Limits(max_connections=listeners + 50)
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=60, limits=limits) as client:
+        samples: list[float] = []
+        got = [0] * listeners
+
+        async def listen(i: int) -> None:
+            async for ev in sse_lines(client, {"type": "task.status.pending", "project_id": "feed"}):
+                data = orjson.loads(ev["data"])["data"]
+                committed = datetime.fromisoformat(data["time"].replace("Z", "+00:00"))
+                samples.append((datetime.now(UTC) - committed).total_seconds() * 1000)
+                got[i] += 1
+                if got[i] >= tasks:
+                    return
+
+        readers = [asyncio.create_task(listen(i)) for i in range(listeners)]
+        await asyncio.sleep(1.0)
+        for i in range(tasks):
+            await client.post(f"{API}/tasks", json={"description": f"feed {i}", "project_id": "feed"})
+            await asyncio.sleep(0.05)
+        await asyncio.wait_for(asyncio.gather(*readers), 60)
+    return {
+        "listeners": listeners,
+        "messages": len(samples),
+        "ms": {p: round(pct(samples, p), 1) for p in (50, 95, 99)},
+    }
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+async def idle_memory(server: ServerProcess, listeners: int) -> dict[str, Any]:
+    before = rss_mb(server.pid)
+    limits = httpx.Limits(max_connections=listeners + 10)
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=None, limits=limits) as client:
+        opened = asyncio.Event()
+        count = [0]
+
+        async def hold() -> None:
+            async with client.stream("GET", f"{API}/events", params={"type": "nothing.*"}) as r:
+                count[0] += 1
+                if count[0] == listeners:
+                    opened.set()
+                async for _ in r.aiter_raw():
+                    pass
+
+        tasks = [asyncio.create_task(hold()) for _ in range(listeners)]
+        await asyncio.wait_for(opened.wait(), 120)
+        await asyncio.sleep(2.0)
+        during = rss_mb(server.pid)
+        health = (await client.get(f"{API}/health")).status_code
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    return {
+        "listeners": listeners,
+        "rss_before_mb": round(before, 1),
+        "rss_with_listeners_mb": round(during, 1),
+        "per_listener_kb": round((during - before) * 1024 / listeners, 1),
+        "health_while_open": health,
+    }
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    prefix = f"bench{secrets.token_hex(3)}." if args.broker == "amqp" else ""
+    broker_url = args.amqp_url if args.broker == "amqp" else "memory://"
+    config = ServerConfig(workers=1, broker_url=broker_url, events_prefix=prefix)
+    results: dict[str, Any] = {"broker": args.broker}
+    async with scratch_database(args.pg_url) as db_url:
+        env = server_env(db_url, config)
+        env["ORCH_MAX_CONCURRENT_PER_PROJECT"] = "1000"
+        await migrate(env)
+        server = ServerProcess(
+            config=config, env=env, log_path=ROOT / "bench" / "results" / "events-server.log"
+        )
+        (ROOT / "bench" / "results").mkdir(parents=True, exist_ok=True)
+        await server.start()
+        try:
+            if "lifecycle" in args.workloads:
+                results["lifecycle"] = await lifecycle(
+                    server, args.tasks, args.amqp_url if args.broker == "amqp" else None, prefix
+                )
+                print(f"lifecycle ({args.broker}): {json.dumps(results['lifecycle'])}", flush=True)
+            if "feed" in args.workloads:
+                results["feed"] = await feed_latency(server, args.listeners, tasks=40)
+                print(f"feed: {json.dumps(results['feed'])}", flush=True)
+            if "idle" in args.workloads:
+                results["idle"] = await idle_memory(server, args.idle_listeners)
+                print(f"idle: {json.dumps(results['idle'])}", flush=True)
+        finally:
+            await server.stop()
+            if prefix:
+                await delete_broker_objects(args.amqp_url, prefix)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.events", description=__doc__.split("\n\n")[0])
+    p.add_argument("workloads", nargs="*", default=["lifecycle", "feed", "idle"])
+    p.add_argument("--broker", choices=["memory", "amqp"], default="memory")
+    p.add_argument("--tasks", type=int, default=1000)
+    p.add_argument("--listeners", type=int, default=100)
+    p.add_argument("--idle-listeners", type=int, default=1000)
+    p.add_argument("--pg-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    p.add_argument("--amqp-url", default="amqp://guest:guest@127.0.0.1:5672/")
+    args = p.parse_args(argv)
+    results = asyncio.run(run(args))
+    out = ROOT / "bench" / "results" / f"events-{args.broker}.json"
+    out.write_text(json.dumps(results, indent=2))
+    print(f"written {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
