@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-fast lint format typecheck contract-test contract bench clean
+.PHONY: help install run test test-fast test-browser lint format typecheck contract-test contract bench clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
@@ -40,6 +40,9 @@ format: install  ## Apply ruff's formatting and fixes
 typecheck: install  ## mypy, strict on the package
 	$(BIN)/mypy
 
+test-browser: install  ## The dashboard's browser tests (Chromium from Debian)
+	$(BIN)/pytest tests/browser $(PYTEST_ARGS)
+
 contract-test: install  ## Contract tests: OpenAPI drift, Schemathesis, AsyncAPI
 	$(BIN)/pytest tests/contract $(PYTEST_ARGS)
 
@@ -48,6 +51,7 @@ contract: install  ## Regenerate contracts/openapi.yaml from the code
 
 bench: install  ## Benchmarks (needs PostgreSQL on 127.0.0.1); prints figures
 	$(BIN)/python -m bench
+	$(BIN)/python -m bench.events
 
 clean:  ## Remove the virtual environment, caches and the local database
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

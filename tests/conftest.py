@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from orchestration_service.config import Settings, load_settings
@@ -94,7 +95,8 @@ async def truncate_all(url: str) -> None:
     engine = create_async_engine(url)
     try:
         async with engine.begin() as conn:
-            names = [t.name for t in reversed(metadata.sorted_tables)]
+            existing = set(await conn.run_sync(lambda c: sa.inspect(c).get_table_names()))
+            names = [t.name for t in reversed(metadata.sorted_tables) if t.name in existing]
             if conn.dialect.name == "postgresql":
                 await conn.exec_driver_sql(f"TRUNCATE {', '.join(names)} RESTART IDENTITY CASCADE")
             else:
@@ -160,3 +162,9 @@ async def service(clean_db: str) -> AsyncIterator[Service]:
     finally:
         await svc.client.aclose()
         await lifespan.__aexit__(None, None, None)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Browser tests run last: Playwright's sync API keeps an event loop running on the main
+    thread while its session lasts, which the other suites' ``asyncio.run`` set-up cannot share."""
+    items.sort(key=lambda item: "tests/browser/" in str(item.path).replace("\\", "/"))

@@ -38,6 +38,9 @@ FLAT_ENV: dict[str, tuple[str, str]] = {
     "ORCH_SHUTDOWN_GRACE_SECONDS": ("server", "shutdown_grace_seconds"),
     "ORCH_EVENT_RETENTION_DAYS": ("events", "retention_days"),
     "ORCH_LOG_LEVEL": ("logging", "level"),
+    "ORCH_AUTH_ENABLED": ("auth", "enabled"),
+    "ORCH_METRICS_ENABLED": ("observability", "metrics_enabled"),
+    "ORCH_OTEL_EXPORTER": ("observability", "otel_exporter"),
     "ORCH_LOG_FORMAT": ("logging", "format"),
 }
 
@@ -80,9 +83,29 @@ class RoutingSettings(_Section):
     rules_file: str | None = Field(
         None, description="YAML rules of the built-in analyzer; unset = the packaged defaults."
     )
-    max_subtasks: int = Field(20, ge=1, le=1000)
-    max_depth: int = Field(5, ge=1, le=50)
-    max_concurrent_analyses: int = Field(8, ge=1, le=1000)
+    max_subtasks: int = Field(20, ge=1, le=1000, description="Largest decomposition plan accepted.")
+    max_depth: int = Field(
+        5, ge=1, le=50, description="Deepest nesting of subtasks (a top-level task is depth 0)."
+    )
+    max_concurrent_analyses: int = Field(
+        8, ge=1, le=1000, description="Tasks analysed at once (Agent and RAG calls in flight)."
+    )
+    rag_max_tokens: int = Field(2000, ge=1, le=1_000_000, description="max_tokens of a RAG query.")
+    remote_retries: int = Field(
+        2,
+        ge=0,
+        le=10,
+        description="Retries of an Agent or RAG call on connection errors and 5xx, within its timeout.",
+    )
+    breaker_failure_threshold: int = Field(
+        5, ge=1, le=1000, description="Consecutive failed calls that open a service's circuit breaker."
+    )
+    breaker_reset_seconds: float = Field(
+        30.0, gt=0, le=3600, description="How long an open breaker rejects calls before one trial call."
+    )
+    health_probe_seconds: float = Field(
+        5.0, ge=0, le=600, description="How long a GET /health probe of Agent/RAG is cached."
+    )
 
     @field_validator("agent_service_url", "rag_service_url")
     @classmethod
@@ -101,8 +124,10 @@ class StorageSettings(_Section):
         description="sqlite+aiosqlite:///PATH or postgresql+asyncpg://USER@HOST/DB",
     )
     provenance_table: Literal["provenance_records"] = "provenance_records"
-    pool_size: int = Field(20, ge=1, le=500)
-    max_overflow: int = Field(10, ge=0, le=500)
+    # Per process: with several workers or replicas, keep the sum under PostgreSQL's
+    # max_connections (100 by default). A small pool also queues work cheaply on few cores.
+    pool_size: int = Field(10, ge=1, le=500)
+    max_overflow: int = Field(5, ge=0, le=500)
 
     @field_validator("database_url")
     @classmethod
@@ -184,6 +209,19 @@ class LoggingSettings(_Section):
         return value.upper() if isinstance(value, str) else value
 
 
+class AuthSettings(_Section):
+    enabled: bool = Field(False, description="Require API keys on /api/v1 (health and /metrics stay open).")
+    cache_ttl_seconds: float = Field(5.0, ge=0, le=3600, description="How long a key lookup is cached.")
+
+
+class ObservabilitySettings(_Section):
+    metrics_enabled: bool = Field(True, description="Serve Prometheus metrics on GET /metrics.")
+    otel_exporter: Literal["none", "console", "otlp"] = Field(
+        "none", description="OpenTelemetry traces; the standard OTEL_* variables configure the exporter."
+    )
+    access_log: bool = Field(True, description="One JSON line per HTTP request at INFO.")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="ORCH_",
@@ -199,6 +237,8 @@ class Settings(BaseSettings):
     redis: RedisSettings = Field(default_factory=RedisSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
 
     @classmethod
     def settings_customise_sources(

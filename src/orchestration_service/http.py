@@ -62,6 +62,18 @@ _STATUS_KINDS = {
 }
 
 
+def route_template(scope: Scope) -> str | None:
+    """The matched route's full path template (e.g. /api/v1/tasks/{task_id}), never the raw
+    path: FastAPI keeps included routes relative to their router, so create_app records the
+    prefix of each one."""
+    route = scope.get("route")
+    if route is None:
+        return None
+    app = scope.get("app")
+    templates = getattr(getattr(app, "state", None), "route_templates", None) or {}
+    return templates.get(id(route)) or getattr(route, "path", None)
+
+
 def problem(
     status: int,
     *,

@@ -1,17 +1,50 @@
-"""Logging set-up: JSON lines (one object per line) or a console format."""
+"""Logging: one JSON object per line (or a console format), with request/task/event context.
+
+Context (request_id, task_id, project_id, event_id, trace_id) lives in contextvars, so every
+line logged while handling a request or an event carries it without passing it around.
+"""
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import sys
+import time
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from orchestration_service.config import LoggingSettings
+from orchestration_service.http import route_template
 
-_RESERVED = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
+_RESERVED = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {
+    "message",
+    "asctime",
+    "color_message",
+}
+
+request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
+task_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("task_id", default=None)
+project_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("project_id", default=None)
+event_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("event_id", default=None)
+CONTEXT_VARS = {
+    "request_id": request_id_var,
+    "task_id": task_id_var,
+    "project_id": project_id_var,
+    "event_id": event_id_var,
+}
+
+
+def _trace_id() -> str | None:
+    try:
+        from opentelemetry import trace
+    except ImportError:  # tracing is optional
+        return None
+    ctx = trace.get_current_span().get_span_context()
+    return format(ctx.trace_id, "032x") if ctx.is_valid else None
 
 
 class JsonFormatter(logging.Formatter):
@@ -22,6 +55,13 @@ class JsonFormatter(logging.Formatter):
             "event": record.getMessage(),
             "logger": record.name,
         }
+        for key, var in CONTEXT_VARS.items():
+            value = var.get()
+            if value is not None:
+                out[key] = value
+        trace_id = _trace_id()
+        if trace_id:
+            out["trace_id"] = trace_id
         for key, value in record.__dict__.items():
             if key not in _RESERVED and not key.startswith("_"):
                 out[key] = value
@@ -42,5 +82,59 @@ def configure_logging(settings: LoggingSettings) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.level)
-    for noisy in ("aiormq", "aio_pika", "uvicorn.access", "alembic"):
+    for noisy in ("aiormq", "aio_pika", "alembic", "httpx"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    # uvicorn's own access log is replaced by ours (same format, with the request id).
+    logging.getLogger("uvicorn.access").disabled = True
+    for name in ("uvicorn", "uvicorn.error"):
+        logging.getLogger(name).handlers[:] = []
+        logging.getLogger(name).propagate = True
+
+
+access_log = logging.getLogger("orchestration_service.access")
+
+
+class RequestContextMiddleware:
+    """Takes X-Request-ID (or makes one), returns it, and writes the access log line."""
+
+    def __init__(self, app: ASGIApp, *, access_log_enabled: bool = True) -> None:
+        self.app = app
+        self.access_log_enabled = access_log_enabled
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = None
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                incoming = value.decode("latin-1")[:128]
+                break
+        request_id = incoming or uuid.uuid4().hex
+        token = request_id_var.set(request_id)
+        start = time.perf_counter()
+        status = 500
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode("latin-1"))]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            if self.access_log_enabled and access_log.isEnabledFor(logging.INFO):
+                access_log.info(
+                    "request",
+                    extra={
+                        "method": scope["method"],
+                        "path": scope["path"],
+                        "route": route_template(scope),
+                        "status": status,
+                        "duration_ms": round((time.perf_counter() - start) * 1000, 2),
+                    },
+                )
+            request_id_var.reset(token)

@@ -5,13 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-from fastapi import FastAPI
+import httpx
+from fastapi import FastAPI, Request
+from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.middleware.gzip import GZipMiddleware
+from starlette.responses import Response
 
-from orchestration_service import __version__
+from orchestration_service import __version__, tracing
+from orchestration_service.auth import ApiKeyMiddleware
 from orchestration_service.config import Settings, load_settings
 from orchestration_service.db.engine import Database, create_engine
 from orchestration_service.db.migrate import is_up_to_date
@@ -20,11 +26,16 @@ from orchestration_service.events.handlers import EventProcessor
 from orchestration_service.events.memory import MemoryBus
 from orchestration_service.events.publisher import OutboxRelay
 from orchestration_service.http import JSON, BodyLimitMiddleware, install_error_handlers
+from orchestration_service.logs import RequestContextMiddleware
+from orchestration_service.metrics import Metrics, MetricsMiddleware
+from orchestration_service.routers.ui import mount_ui
+from orchestration_service.services.auth import ApiKeyService
 from orchestration_service.services.dispatcher import Router, Sweeper
 from orchestration_service.services.event_log import EventLog, LogNotifier
 from orchestration_service.services.lifecycle import Lifecycle
 from orchestration_service.services.projects import ProjectService
 from orchestration_service.services.provenance_store import ProvenanceStore
+from orchestration_service.services.remote import make_http_client
 from orchestration_service.services.routing_engine import RoutingEngine
 from orchestration_service.services.task_manager import CompletionEstimator, TaskManager
 
@@ -56,17 +67,23 @@ class Container:
     sweeper: Sweeper
     notifier: LogNotifier
     event_log: EventLog
+    metrics: Metrics
+    keys: ApiKeyService
     migrated: bool = False
     started: bool = False
     _bus_task: asyncio.Task[None] | None = field(default=None, repr=False)
+    # The pooled HTTP client of the Agent and RAG calls (None when neither is configured).
+    http_client: httpx.AsyncClient | None = field(default=None, repr=False)
 
     @classmethod
-    def build(cls, settings: Settings) -> Container:
+    def build(cls, settings: Settings, metrics: Metrics | None = None) -> Container:
+        metrics = metrics or Metrics()
         db = Database(create_engine(settings.storage))
         bus = create_bus(settings)
         lifecycle = Lifecycle(settings)
         provenance = ProvenanceStore(db)
-        routing = RoutingEngine(settings)
+        http = make_http_client(settings.routing)
+        routing = RoutingEngine(settings, http)
         router = Router(db, lifecycle, routing, settings)
         tasks = TaskManager(
             db,
@@ -74,16 +91,22 @@ class Container:
             lifecycle,
             CompletionEstimator(db, settings.task_management.default_estimate_seconds),
             on_submitted=router.wake,
+            on_accepted=metrics.submitted,
         )
         events = EventProcessor(
             db,
             lifecycle,
             provenance,
             retry_on_worker_failure=settings.task_management.retry_on_worker_failure,
+            on_outcome=metrics.event_consumed,
         )
+        events.rollback = provenance.rollback_handler(lifecycle)
+        lifecycle.on_transition.append(metrics.transition)
+        routing.on_routed.append(metrics.routed)
         relay = OutboxRelay(db, bus, settings)
         notifier = LogNotifier(db, poll_seconds=settings.events.relay_poll_seconds)
         relay.on_sequenced.append(notifier.wake)
+        relay.on_published.append(metrics.events_published)
         return cls(
             settings=settings,
             db=db,
@@ -96,8 +119,11 @@ class Container:
             relay=relay,
             router=router,
             sweeper=Sweeper(db, lifecycle, settings),
+            http_client=http,
             notifier=notifier,
             event_log=EventLog(db, notifier),
+            metrics=metrics,
+            keys=ApiKeyService(db, cache_ttl=settings.auth.cache_ttl_seconds),
         )
 
     async def start(self) -> None:
@@ -113,6 +139,14 @@ class Container:
         self.sweeper.start()
         self.router.wake()
         self.started = True
+        # Long-lived start-up objects never need collecting: keep them out of every GC pass.
+        gc.collect()
+        gc.freeze()
+
+    def dependency_states(self) -> dict[str, str]:
+        """Agent and RAG services: connected, degraded or unconfigured (no I/O)."""
+        states = getattr(self.router.engine, "dependency_states", None)
+        return dict(states()) if callable(states) else {}
 
     async def _connect_bus(self) -> None:
         """Connect and attach the consumer, retrying until the broker is there."""
@@ -139,6 +173,8 @@ class Container:
         with contextlib.suppress(Exception):
             await self.bus.stop_consuming()
         await self.router.stop()
+        if self.http_client is not None:
+            await self.http_client.aclose()
         await self.sweeper.stop()
         await self.relay.stop(flush_timeout=min(grace, 10.0))
         await self.notifier.stop()
@@ -151,9 +187,11 @@ class Container:
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or load_settings()
 
+    metrics = Metrics()
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        container = Container.build(settings)
+        container = Container.build(settings, metrics)
         app.state.container = container
         await container.start()
         try:
@@ -176,13 +214,33 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     install_error_handlers(app)
+    # Starlette runs the last-added middleware first: request context, metrics, auth, body limit.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.server.max_body_bytes)
+    if settings.auth.enabled:
+        app.add_middleware(ApiKeyMiddleware)
+    if settings.observability.metrics_enabled:
+        app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(GZipMiddleware, minimum_size=500)  # skips text/event-stream
+    app.add_middleware(RequestContextMiddleware, access_log_enabled=settings.observability.access_log)
+    tracing.configure(settings.observability.otel_exporter)
+    app.add_middleware(tracing.TracingMiddleware)  # outermost: every span below is its child
 
     from orchestration_service import openapi
     from orchestration_service.routers import events, health, projects, provenance, streams, tasks
 
+    app.state.route_templates = {}
     for module in (health, tasks, streams, projects, provenance, events):
         app.include_router(module.router, prefix="/api/v1")
+        for route in module.router.routes:
+            app.state.route_templates[id(route)] = "/api/v1" + getattr(route, "path", "")
+    if settings.observability.metrics_enabled:
+
+        @app.get("/metrics", include_in_schema=False)
+        async def prometheus_metrics(request: Request) -> Response:
+            body = await metrics.render(request.app.state.container)
+            return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+    mount_ui(app)
     openapi.install(app)
     return app
 

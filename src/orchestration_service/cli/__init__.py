@@ -8,7 +8,8 @@ from typing import Annotated
 
 import typer
 
-from orchestration_service.cli import commands
+from orchestration_service.cli import commands, provenance_files  # noqa: F401  (registers import/export)
+from orchestration_service.cli.keys import keys_app
 from orchestration_service.config import Settings, SettingsError, load_settings
 
 app = typer.Typer(
@@ -24,6 +25,7 @@ app.add_typer(commands.task_app, name="task")
 app.add_typer(commands.project_app, name="project")
 app.add_typer(commands.provenance_app, name="provenance")
 app.add_typer(commands.events_app, name="events")
+app.add_typer(keys_app, name="keys")
 
 
 def _settings(**overrides: object) -> Settings:

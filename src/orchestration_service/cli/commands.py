@@ -40,7 +40,8 @@ project_app = typer.Typer(help="Projects and their status.", no_args_is_help=Tru
 provenance_app = typer.Typer(help="Provenance records and their graph.", no_args_is_help=True)
 events_app = typer.Typer(help="The event feed.", no_args_is_help=True)
 
-out = Console(highlight=False, soft_wrap=True)
+# Piped output (scripts, grep) gets whole lines rather than a table cut to 80 columns.
+out = Console(highlight=False, width=None if sys.stdout.isatty() else 240)
 FINAL = {"completed", "failed", "cancelled"}
 
 
@@ -62,10 +63,9 @@ def _short_time(value: str | None) -> str:
 
 def _task_table(items: list[dict[str, Any]]) -> Table:
     table = Table(show_edge=False, header_style="bold")
-    for col in ("TASK", "PROJECT", "STATUS", "PRIORITY", "TIER", "CREATED", "DESCRIPTION"):
-        table.add_column(
-            col, overflow="fold" if col == "DESCRIPTION" else "ellipsis", no_wrap=col != "DESCRIPTION"
-        )
+    table.add_column("TASK", no_wrap=True, min_width=36)  # ids are never cut: people copy them
+    for col in ("PROJECT", "STATUS", "PRIORITY", "TIER", "CREATED", "DESCRIPTION"):
+        table.add_column(col, overflow="fold")
     for t in items:
         table.add_row(
             t["task_id"],

@@ -17,6 +17,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
+from orchestration_service import tracing
 from orchestration_service.config import StorageSettings
 
 OUTBOX_CHANNEL = "orch_outbox"  # a commit wrote outbox rows: wake the relay leader
@@ -49,13 +50,13 @@ class Transaction:
         return self.dialect == "postgresql"
 
     def after_commit(self, hook: Callable[[], None]) -> None:
-        if hook not in self._after_commit:
-            self._after_commit.append(hook)
+        self._after_commit.append(hook)
 
 
 class Database:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        self._read_engine = engine.execution_options(isolation_level="AUTOCOMMIT")
         self.is_postgres = engine.dialect.name == "postgresql"
         # Set by the outbox relay: called after any commit that wrote outbox rows.
         self.on_outbox_commit: Callable[[], None] = lambda: None
@@ -63,6 +64,17 @@ class Database:
 
     @contextlib.asynccontextmanager
     async def transaction(self, *, write: bool = True) -> AsyncIterator[Transaction]:
+        if not tracing.has_active_span():
+            # Background work starts no trace of its own here; its task spans say whose it is.
+            async with self._transaction(write) as tx:
+                yield tx
+            return
+        with tracing.span("db.transaction", attributes={"db.system": self.engine.dialect.name}):
+            async with self._transaction(write) as tx:
+                yield tx
+
+    @contextlib.asynccontextmanager
+    async def _transaction(self, write: bool) -> AsyncIterator[Transaction]:
         async with self.engine.connect() as conn:
             if not self.is_postgres:
                 # SQLite: take the write lock up front, so two writers queue on
@@ -78,7 +90,9 @@ class Database:
 
     @contextlib.asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
-        async with self.engine.connect() as conn:
+        """A connection for reads, in autocommit: each statement is one round trip, with
+        no BEGIN/ROLLBACK around it. (Several statements do not share one snapshot.)"""
+        async with self._read_engine.connect() as conn:
             yield conn
 
     async def ping(self) -> None:
@@ -145,5 +159,7 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
-        mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
-        conn.exec_driver_sql(f"BEGIN {mode}")
+        options = conn.get_execution_options()
+        if options.get("isolation_level") == "AUTOCOMMIT":
+            return  # reads: each statement on its own
+        conn.exec_driver_sql(f"BEGIN {options.get('sqlite_begin', 'DEFERRED')}")

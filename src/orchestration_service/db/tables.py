@@ -77,6 +77,8 @@ tasks = sa.Table(
     sa.Column("request_hash", sa.String(64)),
     # Routing: null until the routing step has decided; `routing` says who decided and why.
     sa.Column("routed_at", UTCDateTime()),
+    # A router is analysing the task until then (a lease: a crashed router's claim expires).
+    sa.Column("routing_claimed_until", UTCDateTime()),
     json_col("routing"),
     json_col("context"),
     sa.Column("created_at", UTCDateTime(), nullable=False),
@@ -92,6 +94,8 @@ tasks = sa.Table(
     json_col("feedback"),
     json_col("error"),
     sa.Column("provenance_id", sa.Uuid()),
+    # W3C traceparent of the submission: later work for the task joins the same trace.
+    sa.Column("traceparent", sa.String(64)),
     sa.UniqueConstraint("project_id", "idempotency_key", name="uq_tasks_project_idempotency"),
     sa.Index("ix_tasks_project_created", "project_id", "created_at"),
     sa.Index("ix_tasks_status_created", "status", "created_at"),
@@ -263,5 +267,153 @@ artifact_dependencies = sa.Table(
     sa.Column("dependency_type", sa.String(50)),
     sa.Column("via_artifact_id", sa.String(255)),
     sa.UniqueConstraint("artifact_id", "depends_on", "via_artifact_id", name="uq_artifact_dependencies_edge"),
-    sa.Index("ix_artifact_dependencies_depends_on", "depends_on"),
+    # Walking down the graph reads (depends_on -> artifact_id) from the index alone.
+    sa.Index("ix_artifact_dependencies_dependents", "depends_on", "artifact_id"),
+)
+
+# -- provenance graph (migration 0003) ----------------------------------------------------
+# Listing filters, newest first; the tainted/suspect ones are partial (few rows).
+sa.Index(
+    "ix_provenance_records_tainted",
+    provenance_records.c.project_id,
+    provenance_records.c.created_at,
+    provenance_records.c.id,
+    postgresql_where=sa.text("is_tainted"),
+    sqlite_where=sa.text("is_tainted = 1"),
+)
+sa.Index(
+    "ix_provenance_records_suspect",
+    provenance_records.c.project_id,
+    provenance_records.c.created_at,
+    provenance_records.c.id,
+    postgresql_where=sa.text("is_suspect"),
+    sqlite_where=sa.text("is_suspect = 1"),
+)
+sa.Index(
+    "ix_provenance_records_verification",
+    provenance_records.c.verification_status,
+    provenance_records.c.created_at,
+    provenance_records.c.id,
+)
+sa.Index(
+    "ix_provenance_records_model",
+    provenance_records.c.model_used,
+    provenance_records.c.created_at,
+    provenance_records.c.id,
+)
+sa.Index(
+    "ix_provenance_records_worker",
+    provenance_records.c.worker_id,
+    provenance_records.c.created_at,
+    provenance_records.c.id,
+)
+sa.Index(
+    "ix_provenance_records_tier",
+    provenance_records.c.tier,
+    provenance_records.c.created_at,
+    provenance_records.c.id,
+)
+sa.Index(
+    "ix_provenance_records_domain",
+    provenance_records.c.domain,
+    provenance_records.c.created_at,
+    provenance_records.c.id,
+)
+
+# Inputs whose artifact no record (yet) produced: the project's orphaned artifacts, and the
+# edges to add when a later record (or import) produces them.
+provenance_unresolved_inputs = sa.Table(
+    "provenance_unresolved_inputs",
+    metadata,
+    sa.Column(
+        "record_id",
+        sa.Uuid(),
+        sa.ForeignKey("provenance_records.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("artifact_id", sa.String(255), primary_key=True),
+    sa.Column("relationship", sa.String(16), nullable=False),
+    sa.Index("ix_provenance_unresolved_inputs_artifact", "artifact_id"),
+)
+
+# The audit trail of taint changes (legacy `taint_events.json`). `extra` keeps unknown fields
+# and what a lossless export needs (see domain/provenance.py).
+taint_events = sa.Table(
+    "taint_events",
+    metadata,
+    sa.Column("id", sa.String(255), primary_key=True),
+    sa.Column("timestamp", UTCDateTime(), nullable=False),
+    sa.Column("artifact_id", sa.String(255), nullable=False),
+    sa.Column("provenance_id", sa.Uuid()),
+    sa.Column("reason", sa.Text(), nullable=False),
+    sa.Column("source_artifact_id", sa.String(255)),
+    sa.Column("source_provenance_id", sa.Uuid()),
+    sa.Column("cascade_depth", sa.Integer(), nullable=False),
+    sa.Column("cascade_id", sa.String(255), nullable=False),
+    sa.Column("action", sa.String(16), nullable=False),
+    sa.Column("project_id", sa.String(255)),
+    # Position in the imported taint_events.json: an export keeps the file's order.
+    sa.Column("seq", sa.Integer()),
+    json_col("extra"),
+    sa.Index("ix_taint_events_cascade", "cascade_id"),
+    sa.Index("ix_taint_events_project_time", "project_id", "timestamp", "id"),
+    sa.Index("ix_taint_events_time", "timestamp", "id"),
+    sa.Index("ix_taint_events_record", "provenance_id"),
+)
+
+# Project checkpoints (legacy `checkpoints.json`); a rollback invalidates the later ones.
+checkpoints = sa.Table(
+    "checkpoints",
+    metadata,
+    sa.Column("id", sa.String(255), primary_key=True),
+    sa.Column("project_id", sa.String(255), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("git_ref", sa.Text(), nullable=False),
+    sa.Column("provenance_count", sa.BigInteger(), nullable=False),
+    sa.Column("artifact_count", sa.BigInteger(), nullable=False),
+    sa.Column("last_provenance_id", sa.String(255), nullable=False),
+    sa.Column("last_task_id", sa.String(255), nullable=False),
+    sa.Column("rag_state_ref", sa.Text(), nullable=False),
+    sa.Column("work_product_ref", sa.Text(), nullable=False),
+    sa.Column("description", sa.Text(), nullable=False),
+    sa.Column("trigger", sa.String(16), nullable=False),
+    sa.Column("is_valid", sa.Boolean(), nullable=False),
+    sa.Column("invalidated_at", UTCDateTime()),
+    sa.Column("invalidated_by", sa.String(255)),
+    json_col("extra"),
+    sa.Index("ix_checkpoints_project_created", "project_id", "created_at"),
+)
+
+# One row per applied taint cascade or rollback: claimed first, so re-applying the same
+# cascade_id / rollback_id (another event id, a retried request) changes nothing.
+taint_cascades = sa.Table(
+    "taint_cascades",
+    metadata,
+    sa.Column("id", sa.String(255), primary_key=True),
+    sa.Column("kind", sa.String(16), nullable=False),  # taint | rollback
+    sa.Column("rollback_id", sa.String(255), unique=True),
+    sa.Column("project_id", sa.String(255)),
+    sa.Column("provenance_id", sa.Uuid()),
+    sa.Column("checkpoint_id", sa.String(255)),
+    sa.Column("reason", sa.Text()),
+    sa.Column("requested_by", sa.String(255)),
+    sa.Column("event_id", sa.String(255)),
+    json_col("result"),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+)
+
+# API keys: only the SHA-256 of a key is stored; `key_hint` is its first characters, to tell
+# keys apart in listings.
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("id", sa.Uuid(), primary_key=True),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("key_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("key_hint", sa.String(16), nullable=False),
+    sa.Column("scope", sa.String(16), nullable=False),
+    sa.Column("all_projects", sa.Boolean(), nullable=False),
+    json_col("projects", nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("revoked_at", UTCDateTime()),
 )

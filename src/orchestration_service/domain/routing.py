@@ -23,11 +23,13 @@ class RoutingDecision:
     domain: str
     tier: str
     qa_profile: str
-    analyzer: str  # builtin | agent-service | pinned (+ which fields were pinned)
+    analyzer: str  # builtin | agent-service (pinned fields are listed in `pinned`)
     reason: str
     needs_decomposition: bool = False
     estimated_complexity: Any = None
     pinned: list[str] = field(default_factory=list)
+    # What the Agent Service's /estimate said (recommended tier, tokens, confidence), if asked.
+    estimate: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -97,33 +99,48 @@ class BuiltinAnalyzer:
 
     def analyze(self, description: str) -> RoutingDecision:
         text = description.lower()
+        domain, domain_reason = self.domain_for(text)
+        mode, mode_reason = self.mode_for(text)
+        tier, tier_reason = self.tier_for(text, domain)
+        qa, qa_reason = self.qa_profile_for(text, domain)
+        return RoutingDecision(
+            mode=mode,
+            domain=domain,
+            tier=tier,
+            qa_profile=qa,
+            analyzer=self.name,
+            reason="; ".join((domain_reason, mode_reason, tier_reason, qa_reason)),
+            needs_decomposition=self.needs_decomposition(text),
+            estimated_complexity="high"
+            if tier in ("large", "frontier")
+            else "low"
+            if tier == "tiny"
+            else "medium",
+        )
+
+    # Each part takes the lower-cased description and returns (value, reason).
+    def domain_for(self, text: str) -> tuple[str, str]:
+        for rule in self.rules["domains"]:
+            kw = _first_keyword(text, rule["keywords"])
+            if kw:
+                return rule["domain"], f"domain {rule['domain']} (keyword {kw!r})"
+        domain = self.rules["default_domain"]
+        return domain, f"domain {domain} (default)"
+
+    def mode_for(self, text: str) -> tuple[str, str]:
+        for rule in self.rules["modes"]:
+            kw = _first_keyword(text, rule["keywords"])
+            if kw:
+                return rule["mode"], f"mode {rule['mode']} (keyword {kw!r})"
+        mode = self.rules["default_mode"]
+        return mode, f"mode {mode} (default)"
+
+    def tier_for(self, text: str, domain: str) -> tuple[str, str]:
+        """The domain's usual tier, adjusted by the first matching rule."""
         words = len(text.split())
-        r = self.rules
-        reasons: list[str] = []
-
-        domain = r["default_domain"]
-        for rule in r["domains"]:
-            kw = _first_keyword(text, rule["keywords"])
-            if kw:
-                domain = rule["domain"]
-                reasons.append(f"domain {domain} (keyword {kw!r})")
-                break
-        else:
-            reasons.append(f"domain {domain} (default)")
-
-        mode = r["default_mode"]
-        for rule in r["modes"]:
-            kw = _first_keyword(text, rule["keywords"])
-            if kw:
-                mode = rule["mode"]
-                reasons.append(f"mode {mode} (keyword {kw!r})")
-                break
-        else:
-            reasons.append(f"mode {mode} (default)")
-
-        tier = r["tiers"]["by_domain"].get(domain, "small")
-        tier_reason = f"tier {tier} (usual for {domain})"
-        for rule in r["tiers"].get("adjust", []):
+        tiers = self.rules["tiers"]
+        tier = tiers["by_domain"].get(domain, "small")
+        for rule in tiers.get("adjust", []):
             if "only_from" in rule and tier not in rule["only_from"]:
                 continue
             kw = _first_keyword(text, rule.get("keywords", [])) if rule.get("keywords") else None
@@ -133,32 +150,19 @@ class BuiltinAnalyzer:
                 or ("max_words" in rule and words <= rule["max_words"])
             ):
                 why = f"keyword {kw!r}" if kw else f"{words} words"
-                tier, tier_reason = rule["tier"], f"tier {rule['tier']} ({why})"
-                break
-        reasons.append(tier_reason)
+                return rule["tier"], f"tier {rule['tier']} ({why})"
+        return tier, f"tier {tier} (usual for {domain})"
 
-        qa = r["qa_profiles"]["by_domain"].get(domain, "consensus")
-        qa_reason = f"qa_profile {qa} (usual for {domain})"
-        for rule in r["qa_profiles"].get("adjust", []):
+    def qa_profile_for(self, text: str, domain: str) -> tuple[str, str]:
+        qa_rules = self.rules["qa_profiles"]
+        for rule in qa_rules.get("adjust", []):
             kw = _first_keyword(text, rule["keywords"])
             if kw:
-                qa, qa_reason = rule["qa_profile"], f"qa_profile {rule['qa_profile']} (keyword {kw!r})"
-                break
-        reasons.append(qa_reason)
+                return rule["qa_profile"], f"qa_profile {rule['qa_profile']} (keyword {kw!r})"
+        qa = qa_rules["by_domain"].get(domain, "consensus")
+        return qa, f"qa_profile {qa} (usual for {domain})"
 
-        dec = r.get("decomposition", {})
-        needs = words >= dec.get("min_words", 10**9) or bool(_first_keyword(text, dec.get("keywords", [])))
-        return RoutingDecision(
-            mode=mode,
-            domain=domain,
-            tier=tier,
-            qa_profile=qa,
-            analyzer=self.name,
-            reason="; ".join(reasons),
-            needs_decomposition=needs,
-            estimated_complexity="high"
-            if tier in ("large", "frontier")
-            else "low"
-            if tier == "tiny"
-            else "medium",
-        )
+    def needs_decomposition(self, text: str) -> bool:
+        dec = self.rules.get("decomposition", {})
+        words = len(text.split())
+        return words >= dec.get("min_words", 10**9) or bool(_first_keyword(text, dec.get("keywords", [])))

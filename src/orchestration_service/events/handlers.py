@@ -13,13 +13,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+from opentelemetry.trace import SpanKind
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
+from orchestration_service import tracing
 from orchestration_service.db.engine import Database, Transaction
 from orchestration_service.domain import events as ev
 from orchestration_service.domain.lifecycle import FINAL_STATES, TaskStatus
 from orchestration_service.events.bus import Disposition, HandlerResult, InboundMessage
+from orchestration_service.logs import event_id_var
 from orchestration_service.repositories.processed_events import ProcessedEventRepository
 from orchestration_service.repositories.tasks import TaskRepository
 from orchestration_service.schemas.events import (
@@ -150,6 +153,20 @@ class EventProcessor:
         """Validate and apply one event. Raises EventRejected (nothing stored) or a
         transient database error (nothing stored; try again)."""
         name = ev.event_name_of(ce.type)
+        parent = (ce.model_extra or {}).get("traceparent")
+        with tracing.span(
+            f"consume {name}",
+            parent_traceparent=parent if isinstance(parent, str) else None,
+            kind=SpanKind.CONSUMER,
+            attributes={"messaging.message.id": ce.id, "cloudevents.event_type": ce.type},
+        ):
+            token = event_id_var.set(ce.id)
+            try:
+                return await self._process(name, ce)
+            finally:
+                event_id_var.reset(token)
+
+    async def _process(self, name: str, ce: CloudEvent) -> Processed:
         if ce.source == ev.SOURCE:
             # Our own task.failed coming back from the exchange: already applied.
             self.on_outcome(name, "ignored")

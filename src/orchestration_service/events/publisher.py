@@ -24,8 +24,10 @@ from datetime import timedelta
 from typing import Any
 
 import asyncpg
+from opentelemetry.trace import SpanKind
 from sqlalchemy.engine import make_url
 
+from orchestration_service import tracing
 from orchestration_service.config import Settings
 from orchestration_service.db.engine import LOG_CHANNEL, OUTBOX_CHANNEL, Database
 from orchestration_service.events.bus import EventBus, OutboundMessage
@@ -158,7 +160,17 @@ class OutboxRelay:
                 rows = await OutboxRepository(conn).unpublished(batch)
             if rows:
                 messages = [OutboundMessage(r["exchange"], r["event_type"], r["envelope"]) for r in rows]
-                await self.bus.publish(messages)  # BusUnavailable: rows stay, _run retries
+                with contextlib.ExitStack() as spans:
+                    for m in messages:  # one PRODUCER span per event, child of what caused it
+                        spans.enter_context(
+                            tracing.span(
+                                f"publish {m.routing_key}",
+                                parent_traceparent=m.envelope.get("traceparent"),
+                                kind=SpanKind.PRODUCER,
+                                attributes={"messaging.message.id": m.envelope.get("id", "")},
+                            )
+                        )
+                    await self.bus.publish(messages)  # BusUnavailable: rows stay, _run retries
                 async with self.db.transaction() as tx:
                     await OutboxRepository(tx.conn).mark_published([r["id"] for r in rows])
                 sent += len(rows)

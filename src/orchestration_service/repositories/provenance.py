@@ -1,20 +1,51 @@
-"""All SQL about provenance records, the artifacts they produced and their dependencies."""
+"""All SQL about provenance records, the artifacts they produced and their dependencies,
+taint events, checkpoints and applied cascades.
+
+Graph walks are recursive CTEs with a depth limit: ``UNION`` (not ``UNION ALL``) drops a
+(record, depth) pair met twice, and the depth limit ends walks around cycles in bad data.
+The smallest depth at which a record is met is its distance.
+"""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
+from typing import Any, Literal
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from orchestration_service.db.tables import (
     artifact_dependencies,
+    checkpoints,
     provenance_artifacts,
     provenance_records,
+    provenance_unresolved_inputs,
+    taint_cascades,
+    taint_events,
+    task_dependencies,
+    tasks,
+)
+
+Direction = Literal["down", "up"]
+CHUNK = 1000  # ids per IN list (well under SQLite's and asyncpg's parameter limits)
+
+pr = provenance_records
+
+# A record as listed in graph answers (not its whole document).
+SUMMARY_COLUMNS = (
+    pr.c.id,
+    pr.c.task_id,
+    pr.c.project_id,
+    pr.c.created_at,
+    pr.c.verification_status,
+    pr.c.is_tainted,
+    pr.c.is_suspect,
+    pr.c.outputs,
 )
 
 
@@ -22,40 +53,150 @@ from orchestration_service.db.tables import (
 class ProvenanceFilter:
     project_ids: Sequence[str] | None = None
     task_id: str | None = None
+    artifact_id: str | None = None
+    verification_status: str | None = None
+    is_tainted: bool | None = None
+    is_suspect: bool | None = None
+    model_used: str | None = None
+    worker_id: str | None = None
+    tier: str | None = None
+    domain: str | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TaintEventFilter:
+    project_ids: Sequence[str] | None = None
+    cascade_id: str | None = None
+    provenance_id: uuid.UUID | None = None
+    artifact_id: str | None = None
+    action: str | None = None
+
+
+def _scoped(column: sa.ColumnElement[Any], project_ids: Sequence[str] | None) -> list[sa.ColumnElement[bool]]:
+    return [] if project_ids is None else [column.in_(list(project_ids))]
+
+
+def insert_ignoring_conflicts(conn: AsyncConnection, table: sa.Table) -> Any:
+    """INSERT … ON CONFLICT DO NOTHING (any unique constraint), on either database."""
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(table).on_conflict_do_nothing()
+    return sqlite.insert(table).on_conflict_do_nothing()
+
+
+def walk(
+    seed: sa.Select[Any],
+    direction: Direction,
+    max_depth: int,
+    *,
+    with_source: bool = False,
+    through_seed: bool = True,
+) -> sa.CTE:
+    """Every (record, depth[, source]) reachable from the seed records within ``max_depth``
+    edges: ``down`` follows dependents, ``up`` dependencies. ``seed`` selects one column, the
+    record ids. ``through_seed=False`` never re-enters a seed record (several roots at once)."""
+    d = artifact_dependencies
+    nxt, prev = (
+        (d.c.artifact_id, d.c.depends_on) if direction == "down" else (d.c.depends_on, d.c.artifact_id)
+    )
+    roots = seed.cte(f"{direction}_seed")
+    root_id = roots.c[0]
+    start: list[Any] = [root_id.label("id"), sa.literal_column("0").label("depth")]
+    if with_source:
+        start.append(root_id.label("source"))
+    cte = sa.select(*start).cte(f"{direction}_walk", recursive=True)
+    step: list[Any] = [nxt.label("id"), (cte.c.depth + 1).label("depth")]
+    if with_source:
+        step.append(cte.c.source)
+    recursive = sa.select(*step).select_from(d.join(cte, prev == cte.c.id)).where(cte.c.depth < max_depth)
+    if not through_seed:
+        recursive = recursive.where(nxt.not_in(sa.select(root_id)))
+    return cte.union(recursive)
+
+
+def distances(walked: sa.CTE) -> sa.CTE:
+    """(record, smallest depth) of a walk."""
+    return (
+        sa.select(walked.c.id, sa.func.min(walked.c.depth).label("depth"))
+        .group_by(walked.c.id)
+        .cte(f"{walked.name}_reached")
+    )
 
 
 class ProvenanceRepository:
     def __init__(self, conn: AsyncConnection) -> None:
         self.conn = conn
 
-    async def get(self, record_id: uuid.UUID) -> RowMapping | None:
-        stmt = sa.select(provenance_records).where(provenance_records.c.id == record_id)
+    @property
+    def is_postgres(self) -> bool:
+        return self.conn.dialect.name == "postgresql"
+
+    # -- records ---------------------------------------------------------------------------
+    async def get(self, record_id: uuid.UUID, *, for_update: bool = False) -> RowMapping | None:
+        stmt = sa.select(pr).where(pr.c.id == record_id)
+        if for_update and self.is_postgres:
+            stmt = stmt.with_for_update()
         return (await self.conn.execute(stmt)).mappings().first()
 
+    async def get_many(self, record_ids: Sequence[uuid.UUID]) -> list[RowMapping]:
+        rows: list[RowMapping] = []
+        for batch in _chunks(record_ids):
+            rows.extend((await self.conn.execute(sa.select(pr).where(pr.c.id.in_(batch)))).mappings())
+        return rows
+
     def _where(self, f: ProvenanceFilter) -> list[sa.ColumnElement[bool]]:
-        clauses: list[sa.ColumnElement[bool]] = []
-        if f.project_ids is not None:
-            clauses.append(provenance_records.c.project_id.in_(list(f.project_ids)))
+        clauses = _scoped(pr.c.project_id, f.project_ids)
         if f.task_id:
-            clauses.append(provenance_records.c.task_id == f.task_id)
+            clauses.append(pr.c.task_id == f.task_id)
+        if f.artifact_id:
+            clauses.append(
+                pr.c.id.in_(
+                    sa.select(provenance_artifacts.c.provenance_id).where(
+                        provenance_artifacts.c.artifact_id == f.artifact_id
+                    )
+                )
+            )
+        for column, value in (
+            (pr.c.verification_status, f.verification_status),
+            (pr.c.model_used, f.model_used),
+            (pr.c.worker_id, f.worker_id),
+            (pr.c.tier, f.tier),
+            (pr.c.domain, f.domain),
+        ):
+            if value is not None:
+                clauses.append(column == value)
+        if f.is_tainted is not None:
+            clauses.append(pr.c.is_tainted if f.is_tainted else sa.not_(pr.c.is_tainted))
+        if f.is_suspect is not None:
+            clauses.append(pr.c.is_suspect if f.is_suspect else sa.not_(pr.c.is_suspect))
+        if f.created_after is not None:
+            clauses.append(pr.c.created_at >= f.created_after)
+        if f.created_before is not None:
+            clauses.append(pr.c.created_at < f.created_before)
         return clauses
 
-    async def find(self, f: ProvenanceFilter, *, limit: int, offset: int) -> Sequence[RowMapping]:
-        stmt = (
-            sa.select(provenance_records)
-            .where(*self._where(f))
-            .order_by(provenance_records.c.created_at.desc(), provenance_records.c.id.desc())
-            .limit(limit)
-            .offset(offset)
-        )
+    async def find(
+        self,
+        f: ProvenanceFilter,
+        *,
+        limit: int,
+        offset: int = 0,
+        after: tuple[datetime, uuid.UUID] | None = None,
+    ) -> Sequence[RowMapping]:
+        """Newest first; ``after`` (the last row of the previous page) is the keyset cursor."""
+        stmt = sa.select(pr).where(*self._where(f))
+        if after is not None:
+            stmt = stmt.where(sa.tuple_(pr.c.created_at, pr.c.id) < sa.tuple_(*after))
+        stmt = stmt.order_by(pr.c.created_at.desc(), pr.c.id.desc()).limit(limit).offset(offset)
         return (await self.conn.execute(stmt)).mappings().all()
 
     async def count(self, f: ProvenanceFilter) -> int:
-        stmt = sa.select(sa.func.count()).select_from(provenance_records).where(*self._where(f))
+        stmt = sa.select(sa.func.count()).select_from(pr).where(*self._where(f))
         return int((await self.conn.execute(stmt)).scalar_one())
 
     async def insert(self, record: dict[str, Any]) -> None:
-        await self.conn.execute(provenance_records.insert(), record)
+        await self.conn.execute(pr.insert(), record)
 
     async def add_artifacts(self, record_id: uuid.UUID, artifact_ids: Sequence[str]) -> None:
         if artifact_ids:
@@ -65,13 +206,373 @@ class ProvenanceRepository:
             )
 
     async def producers_of(self, artifact_ids: Sequence[str]) -> dict[str, uuid.UUID]:
-        if not artifact_ids:
-            return {}
-        stmt = sa.select(provenance_artifacts).where(
-            provenance_artifacts.c.artifact_id.in_(list(artifact_ids))
-        )
-        return {r["artifact_id"]: r["provenance_id"] for r in (await self.conn.execute(stmt)).mappings()}
+        found: dict[str, uuid.UUID] = {}
+        for batch in _chunks(artifact_ids):
+            stmt = sa.select(provenance_artifacts).where(provenance_artifacts.c.artifact_id.in_(batch))
+            found.update(
+                {r["artifact_id"]: r["provenance_id"] for r in (await self.conn.execute(stmt)).mappings()}
+            )
+        return found
 
     async def add_dependencies(self, rows: list[dict[str, Any]]) -> None:
         if rows:
             await self.conn.execute(artifact_dependencies.insert(), rows)
+
+    async def add_unresolved(self, record_id: uuid.UUID, inputs: Sequence[tuple[str, str]]) -> None:
+        """Inputs (artifact id, relationship) no record produced yet."""
+        if inputs:
+            await self.conn.execute(
+                insert_ignoring_conflicts(self.conn, provenance_unresolved_inputs),
+                [{"record_id": record_id, "artifact_id": a, "relationship": rel} for a, rel in inputs],
+            )
+
+    async def resolve_waiting(self, record_id: uuid.UUID, artifact_ids: Sequence[str]) -> None:
+        """This record now produces these artifacts: earlier records that used them get their
+        dependency edge, and the inputs are no longer unresolved."""
+        u = provenance_unresolved_inputs
+        for batch in _chunks(artifact_ids):
+            waiting = sa.select(
+                u.c.record_id, sa.literal(record_id, sa.Uuid()), u.c.relationship, u.c.artifact_id
+            ).where(u.c.artifact_id.in_(batch), u.c.record_id != record_id)
+            await self.conn.execute(
+                insert_ignoring_conflicts(self.conn, artifact_dependencies).from_select(
+                    ["artifact_id", "depends_on", "dependency_type", "via_artifact_id"], waiting
+                )
+            )
+            await self.conn.execute(u.delete().where(u.c.artifact_id.in_(batch)))
+
+    # -- the graph -------------------------------------------------------------------------
+    async def reached(
+        self,
+        seed: sa.Select[Any],
+        direction: Direction,
+        max_depth: int,
+        *,
+        project_ids: Sequence[str] | None = None,
+    ) -> list[RowMapping]:
+        """Records reachable from the seed (the seed itself at depth 0), each with its distance
+        and summary columns, nearest first."""
+        reached = distances(walk(seed, direction, max_depth))
+        stmt = (
+            sa.select(reached.c.depth, *SUMMARY_COLUMNS)
+            .select_from(reached.join(pr, pr.c.id == reached.c.id))
+            .where(*_scoped(pr.c.project_id, project_ids))
+            .order_by(reached.c.depth, pr.c.created_at, pr.c.id)
+        )
+        return list((await self.conn.execute(stmt)).mappings())
+
+    async def cascade_targets(self, seed: sa.Select[Any], max_depth: int) -> list[RowMapping]:
+        """Every record downstream of the seed records (not re-entering them), with its
+        distance and the seed record it is nearest to (``source``), and whether it is tainted."""
+        walked = walk(seed, "down", max_depth, with_source=True, through_seed=False)
+        ranked = sa.select(
+            walked.c.id,
+            walked.c.depth,
+            walked.c.source,
+            sa.func.row_number()
+            .over(partition_by=walked.c.id, order_by=(walked.c.depth, walked.c.source))
+            .label("rank"),
+        ).subquery("ranked")
+        stmt = (
+            sa.select(
+                ranked.c.id,
+                ranked.c.depth,
+                ranked.c.source,
+                pr.c.project_id,
+                pr.c.outputs,
+                pr.c.is_tainted,
+            )
+            .select_from(ranked.join(pr, pr.c.id == ranked.c.id))
+            .where(ranked.c.rank == 1, ranked.c.depth > 0)
+            .order_by(ranked.c.depth, pr.c.created_at, pr.c.id)
+        )
+        return list((await self.conn.execute(stmt)).mappings())
+
+    async def beyond(self, record_ids: Sequence[uuid.UUID], direction: Direction, known: set[Any]) -> bool:
+        """Whether any of these records has a neighbour outside ``known`` (a walk was cut)."""
+        d = artifact_dependencies
+        nxt, prev = (
+            (d.c.artifact_id, d.c.depends_on) if direction == "down" else (d.c.depends_on, d.c.artifact_id)
+        )
+        for batch in _chunks(record_ids):
+            for (neighbour,) in await self.conn.execute(sa.select(nxt).where(prev.in_(batch)).distinct()):
+                if neighbour not in known:
+                    return True
+        return False
+
+    async def edges_between(self, record_ids: Sequence[uuid.UUID]) -> list[RowMapping]:
+        """Edges whose dependent is one of these records (to rebuild a path)."""
+        d = artifact_dependencies
+        rows: list[RowMapping] = []
+        for batch in _chunks(record_ids):
+            stmt = sa.select(d.c.artifact_id, d.c.depends_on, d.c.via_artifact_id).where(
+                d.c.artifact_id.in_(batch)
+            )
+            rows.extend((await self.conn.execute(stmt)).mappings())
+        return rows
+
+    async def waiting_tasks(
+        self, record_ids: Sequence[uuid.UUID], statuses: Sequence[str], project_ids: Sequence[str] | None
+    ) -> list[RowMapping]:
+        """Unfinished tasks that depend, through task_dependencies (transitively), on a task
+        whose provenance record is one of these."""
+        found: dict[Any, RowMapping] = {}
+        td = task_dependencies
+        for batch in _chunks(record_ids):
+            producers = sa.select(tasks.c.id).where(tasks.c.provenance_id.in_(batch))
+            waiting = sa.select(td.c.task_id.label("id")).where(td.c.depends_on_id.in_(producers))
+            waiting_cte = waiting.cte("waiting", recursive=True)
+            waiting_cte = waiting_cte.union(
+                sa.select(td.c.task_id).select_from(
+                    td.join(waiting_cte, td.c.depends_on_id == waiting_cte.c.id)
+                )
+            )
+            stmt = sa.select(tasks.c.id, tasks.c.project_id, tasks.c.status, tasks.c.created_at).where(
+                tasks.c.id.in_(sa.select(waiting_cte.c.id)),
+                tasks.c.status.in_(list(statuses)),
+                *_scoped(tasks.c.project_id, project_ids),
+            )
+            for row in (await self.conn.execute(stmt)).mappings():
+                found[row["id"]] = row
+        return sorted(found.values(), key=lambda r: (r["created_at"], str(r["id"])))
+
+    async def in_flight_by_project(
+        self, project_ids: Sequence[str], statuses: Sequence[str]
+    ) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for batch in _chunks(project_ids):
+            stmt = (
+                sa.select(tasks.c.project_id, sa.func.count())
+                .where(tasks.c.project_id.in_(batch), tasks.c.status.in_(list(statuses)))
+                .group_by(tasks.c.project_id)
+            )
+            counts.update({p: int(n) for p, n in await self.conn.execute(stmt)})
+        return counts
+
+    # -- taint -----------------------------------------------------------------------------
+    async def mark_tainted(
+        self, seed: sa.Select[Any], *, at: datetime, reason: str, tainted_by: str | None
+    ) -> None:
+        await self.conn.execute(
+            pr.update()
+            .where(pr.c.id.in_(seed))
+            .values(
+                is_tainted=True,
+                tainted_at=at,
+                tainted_reason=reason,
+                tainted_by=tainted_by,
+                verification_status="tainted",
+            )
+        )
+
+    async def mark_suspect(self, record_ids: Sequence[uuid.UUID], *, at: datetime, source: str) -> None:
+        for batch in _chunks(record_ids):
+            await self.conn.execute(
+                pr.update()
+                .where(pr.c.id.in_(batch))
+                .values(is_suspect=True, suspect_since=at, suspect_source=source)
+            )
+
+    async def clear_suspect(self, record_id: uuid.UUID) -> None:
+        await self.conn.execute(
+            pr.update()
+            .where(pr.c.id == record_id)
+            .values(is_suspect=False, suspect_since=None, suspect_source=None)
+        )
+
+    async def add_taint_events(self, rows: Sequence[dict[str, Any]]) -> None:
+        for batch in _chunks(rows):
+            await self.conn.execute(taint_events.insert(), batch)
+
+    def _taint_where(self, f: TaintEventFilter) -> list[sa.ColumnElement[bool]]:
+        te = taint_events
+        clauses = _scoped(te.c.project_id, f.project_ids)
+        if f.cascade_id is not None:
+            clauses.append(te.c.cascade_id == f.cascade_id)
+        if f.provenance_id is not None:
+            clauses.append(te.c.provenance_id == f.provenance_id)
+        if f.artifact_id is not None:
+            clauses.append(te.c.artifact_id == f.artifact_id)
+        if f.action is not None:
+            clauses.append(te.c.action == f.action)
+        return clauses
+
+    async def find_taint_events(
+        self, f: TaintEventFilter, *, limit: int, offset: int = 0, after: tuple[datetime, str] | None = None
+    ) -> Sequence[RowMapping]:
+        te = taint_events
+        stmt = sa.select(te).where(*self._taint_where(f))
+        if after is not None:
+            stmt = stmt.where(sa.tuple_(te.c.timestamp, te.c.id) < sa.tuple_(*after))
+        stmt = stmt.order_by(te.c.timestamp.desc(), te.c.id.desc()).limit(limit).offset(offset)
+        return (await self.conn.execute(stmt)).mappings().all()
+
+    async def count_taint_events(self, f: TaintEventFilter) -> int:
+        stmt = sa.select(sa.func.count()).select_from(taint_events).where(*self._taint_where(f))
+        return int((await self.conn.execute(stmt)).scalar_one())
+
+    async def last_suspect_event(self, record_id: uuid.UUID) -> RowMapping | None:
+        te = taint_events
+        stmt = (
+            sa.select(te)
+            .where(te.c.provenance_id == record_id, te.c.action == "suspect")
+            .order_by(te.c.timestamp.desc(), te.c.id.desc())
+            .limit(1)
+        )
+        return (await self.conn.execute(stmt)).mappings().first()
+
+    async def cascade_known(self, cascade_id: str) -> bool:
+        """A cascade already applied here, or imported from the legacy files."""
+        if (
+            await self.conn.execute(sa.select(taint_cascades.c.id).where(taint_cascades.c.id == cascade_id))
+        ).first():
+            return True
+        stmt = sa.select(taint_events.c.id).where(taint_events.c.cascade_id == cascade_id).limit(1)
+        return (await self.conn.execute(stmt)).first() is not None
+
+    async def claim_cascade(self, row: dict[str, Any]) -> bool:
+        """Insert the cascade's row; False when its id (or rollback id) was already claimed.
+        On PostgreSQL a concurrent claim of the same id waits for the first to commit."""
+        result = await self.conn.execute(insert_ignoring_conflicts(self.conn, taint_cascades).values(**row))
+        return bool(result.rowcount)
+
+    async def set_cascade_result(self, cascade_id: str, result: dict[str, Any]) -> None:
+        await self.conn.execute(
+            taint_cascades.update().where(taint_cascades.c.id == cascade_id).values(result=result)
+        )
+
+    async def get_cascade(self, cascade_id: str) -> RowMapping | None:
+        stmt = sa.select(taint_cascades).where(taint_cascades.c.id == cascade_id)
+        return (await self.conn.execute(stmt)).mappings().first()
+
+    async def cascade_by_rollback(self, rollback_id: str) -> RowMapping | None:
+        stmt = sa.select(taint_cascades).where(taint_cascades.c.rollback_id == rollback_id)
+        return (await self.conn.execute(stmt)).mappings().first()
+
+    async def cascade_summary(self, cascade_id: str) -> dict[str, int]:
+        te = taint_events
+        stmt = (
+            sa.select(te.c.action, sa.func.count(sa.distinct(te.c.provenance_id)))
+            .where(te.c.cascade_id == cascade_id)
+            .group_by(te.c.action)
+        )
+        return {action: int(n) for action, n in await self.conn.execute(stmt)}
+
+    # -- projects --------------------------------------------------------------------------
+    async def project_counts(self, project_id: str) -> dict[str, int]:
+        stmt = sa.select(
+            sa.func.count(),
+            sa.func.count().filter(pr.c.is_tainted),
+            sa.func.count().filter(pr.c.is_suspect),
+            sa.func.count().filter(sa.or_(pr.c.is_tainted, pr.c.is_suspect)),
+            sa.func.count().filter(pr.c.is_suspect, sa.not_(pr.c.is_tainted)),
+        ).where(pr.c.project_id == project_id)
+        total, tainted, suspect, affected, pending = (await self.conn.execute(stmt)).one()
+        return {
+            "total": int(total),
+            "tainted": int(tainted),
+            "suspect": int(suspect),
+            "affected": int(affected),
+            "pending_revalidation": int(pending),
+        }
+
+    async def orphaned_inputs(self, project_id: str) -> int:
+        """Distinct artifact ids the project's records consumed or referenced that no record
+        in the store produced."""
+        u = provenance_unresolved_inputs
+        stmt = (
+            sa.select(sa.func.count(sa.distinct(u.c.artifact_id)))
+            .select_from(u.join(pr, pr.c.id == u.c.record_id))
+            .where(pr.c.project_id == project_id)
+        )
+        return int((await self.conn.execute(stmt)).scalar_one())
+
+    async def project_snapshot(self, project_id: str) -> dict[str, Any]:
+        """What a new checkpoint records: counts and the newest record."""
+        records = int(
+            (
+                await self.conn.execute(sa.select(sa.func.count()).where(pr.c.project_id == project_id))
+            ).scalar_one()
+        )
+        artifacts = int(
+            (
+                await self.conn.execute(
+                    sa.select(sa.func.count())
+                    .select_from(
+                        provenance_artifacts.join(pr, pr.c.id == provenance_artifacts.c.provenance_id)
+                    )
+                    .where(pr.c.project_id == project_id)
+                )
+            ).scalar_one()
+        )
+        last = (
+            await self.conn.execute(
+                sa.select(pr.c.id, pr.c.task_id)
+                .where(pr.c.project_id == project_id)
+                .order_by(pr.c.created_at.desc(), pr.c.id.desc())
+                .limit(1)
+            )
+        ).first()
+        return {
+            "provenance_count": records,
+            "artifact_count": artifacts,
+            "last_provenance_id": str(last[0]) if last else "",
+            "last_task_id": str(last[1]) if last else "",
+        }
+
+    # -- checkpoints -----------------------------------------------------------------------
+    async def get_checkpoint(self, checkpoint_id: str) -> RowMapping | None:
+        stmt = sa.select(checkpoints).where(checkpoints.c.id == checkpoint_id)
+        return (await self.conn.execute(stmt)).mappings().first()
+
+    async def add_checkpoint(self, row: dict[str, Any]) -> None:
+        await self.conn.execute(checkpoints.insert(), row)
+
+    async def list_checkpoints(
+        self, project_id: str, *, include_invalid: bool, limit: int, offset: int
+    ) -> tuple[Sequence[RowMapping], int]:
+        where = [checkpoints.c.project_id == project_id]
+        if not include_invalid:
+            where.append(checkpoints.c.is_valid)
+        rows = (
+            (
+                await self.conn.execute(
+                    sa.select(checkpoints)
+                    .where(*where)
+                    .order_by(checkpoints.c.created_at.desc(), checkpoints.c.id.desc())
+                    .limit(limit)
+                    .offset(offset)
+                )
+            )
+            .mappings()
+            .all()
+        )
+        total = (
+            await self.conn.execute(sa.select(sa.func.count()).select_from(checkpoints).where(*where))
+        ).scalar_one()
+        return rows, int(total)
+
+    async def invalidate_checkpoints_after(
+        self, project_id: str, after: datetime, *, at: datetime, by: str
+    ) -> int:
+        result = await self.conn.execute(
+            checkpoints.update()
+            .where(
+                checkpoints.c.project_id == project_id,
+                checkpoints.c.created_at > after,
+                checkpoints.c.is_valid,
+            )
+            .values(is_valid=False, invalidated_at=at, invalidated_by=by)
+        )
+        return int(result.rowcount)
+
+
+def _chunks(items: Iterable[Any], size: int = CHUNK) -> Iterable[list[Any]]:
+    batch: list[Any] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

@@ -46,6 +46,18 @@ class TaskRepository:
             stmt = stmt.with_for_update()
         return (await self.conn.execute(stmt)).mappings().first()
 
+    async def get_with_flags(self, task_id: uuid.UUID) -> tuple[RowMapping | None, bool, bool]:
+        """The task, whether it has subtasks, and whether it has dependencies: one statement,
+        so the common case (no subtasks, no dependencies) reads the status in one round trip."""
+        child = tasks.alias("child")
+        has_children = sa.exists().where(child.c.parent_id == tasks.c.id).label("_has_children")
+        has_deps = sa.exists().where(task_dependencies.c.task_id == tasks.c.id).label("_has_deps")
+        stmt = sa.select(tasks, has_children, has_deps).where(tasks.c.id == task_id)
+        row = (await self.conn.execute(stmt)).mappings().first()
+        if row is None:
+            return None, False, False
+        return row, bool(row["_has_children"]), bool(row["_has_deps"])
+
     async def get_by_idempotency_key(self, project_id: str, key: str) -> RowMapping | None:
         stmt = sa.select(tasks).where(tasks.c.project_id == project_id, tasks.c.idempotency_key == key)
         return (await self.conn.execute(stmt)).mappings().first()
@@ -140,6 +152,10 @@ class TaskRepository:
             out.setdefault(project_id, {})[status] = int(n)
         return out
 
+    async def counts_by_state(self) -> dict[str, int]:
+        stmt = sa.select(tasks.c.status, sa.func.count()).group_by(tasks.c.status)
+        return {str(status): int(n) for status, n in (await self.conn.execute(stmt)).all()}
+
     async def oldest_waiting(self, project_id: str) -> RowMapping | None:
         stmt = (
             sa.select(tasks.c.id, tasks.c.created_at, tasks.c.priority)
@@ -166,7 +182,13 @@ class TaskRepository:
         """Seconds from submission to completion of recent completed tasks of a kind."""
         stmt = (
             sa.select(tasks.c.created_at, tasks.c.completed_at)
-            .where(tasks.c.status == TaskStatus.COMPLETED.value, tasks.c.completed_at.is_not(None))
+            .where(
+                tasks.c.status == TaskStatus.COMPLETED.value,
+                tasks.c.completed_at.is_not(None),
+                # Decomposed parents never ran on a worker (no started_at): their time is
+                # their children's, not a sample of their tier's.
+                tasks.c.started_at.is_not(None),
+            )
             .order_by(tasks.c.completed_at.desc())
             .limit(limit)
         )
@@ -217,16 +239,60 @@ class TaskRepository:
         )
         return (await self.conn.execute(stmt)).mappings().all()
 
-    async def unrouted(self, limit: int) -> Sequence[RowMapping]:
-        stmt = (
-            sa.select(tasks)
-            .where(tasks.c.status == TaskStatus.PENDING.value, tasks.c.routed_at.is_(None))
+    async def claim_unrouted(self, now: datetime, until: datetime, limit: int) -> list[RowMapping]:
+        """Claim up to ``limit`` unrouted pending tasks until ``until`` (a lease), oldest first.
+
+        One UPDATE: a task claimed by another router whose lease has not expired is not
+        taken, and on PostgreSQL rows another claimer is locking are skipped, so two
+        replicas never claim the same task. A crashed claimer's lease simply expires."""
+        if limit <= 0:
+            return []
+        unclaimed = sa.or_(tasks.c.routing_claimed_until.is_(None), tasks.c.routing_claimed_until < now)
+        candidates = (
+            sa.select(tasks.c.id)
+            .where(tasks.c.status == TaskStatus.PENDING.value, tasks.c.routed_at.is_(None), unclaimed)
             .order_by(tasks.c.created_at)
             .limit(limit)
         )
         if self.conn.dialect.name == "postgresql":
-            stmt = stmt.with_for_update(skip_locked=True)
-        return (await self.conn.execute(stmt)).mappings().all()
+            candidates = candidates.with_for_update(skip_locked=True)
+        stmt = (
+            tasks.update()
+            .where(
+                tasks.c.id.in_(candidates.scalar_subquery()),
+                tasks.c.status == TaskStatus.PENDING.value,
+                tasks.c.routed_at.is_(None),
+                unclaimed,
+            )
+            .values(routing_claimed_until=until)
+            .returning(*tasks.c)
+        )
+        rows = list((await self.conn.execute(stmt)).mappings().all())
+        rows.sort(key=lambda r: (r["created_at"], r["id"]))
+        return rows
+
+    async def mark_routed(self, task_id: uuid.UUID, values: dict[str, Any]) -> bool:
+        """Write a routing decision if the task is still pending and unrouted; False if it
+        was cancelled (or routed by another router) meanwhile."""
+        stmt = (
+            tasks.update()
+            .where(
+                tasks.c.id == task_id,
+                tasks.c.status == TaskStatus.PENDING.value,
+                tasks.c.routed_at.is_(None),
+            )
+            .values(**values, routing_claimed_until=None)
+        )
+        return (await self.conn.execute(stmt)).rowcount == 1
+
+    async def release_claims(self, task_ids: Sequence[uuid.UUID]) -> None:
+        """Give back claims on tasks not routed (shutdown): another router takes them now."""
+        if task_ids:
+            await self.conn.execute(
+                tasks.update()
+                .where(tasks.c.id.in_(list(task_ids)), tasks.c.routed_at.is_(None))
+                .values(routing_claimed_until=None)
+            )
 
     async def overdue(self, now: datetime, limit: int) -> Sequence[RowMapping]:
         stmt = (

@@ -17,5 +17,7 @@ def container(request: Request) -> Container:
 
 def visible_projects(request: Request) -> list[str] | None:
     """The projects the caller may see; None = all. (API keys narrow this.)"""
-    scope: list[str] | None = getattr(request.state, "project_scope", None)
+    # Read the ASGI state dict directly: request.state raises (and catches) AttributeError
+    # for a missing key, which costs measurably on every request.
+    scope: list[str] | None = request.scope.get("state", {}).get("project_scope")
     return scope

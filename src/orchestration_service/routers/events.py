@@ -234,6 +234,10 @@ async def feed(
         projects = [project_id] if scope is None or project_id in scope else []
     flt = LogFilter(types=[t for t in type or [] if t], project_ids=projects, subject=subject)
     start = _start_after(last_event_id, after)
+    if start is None:
+        # A live tail starts at the newest event as of now, before the response begins, so
+        # a client that has the headers misses nothing committed after them.
+        start = await c.event_log.head()
     heartbeat = c.settings.events.sse_heartbeat_seconds
 
     async def stream() -> AsyncIterator[bytes]:

@@ -66,9 +66,13 @@ async def detailed(request: Request) -> JSON:
         details["broker"] = getattr(c.bus, "last_error", None) or "not connected"
     if c.relay.last_error:
         details["outbox_relay"] = c.relay.last_error
-    routing = c.settings.routing
-    deps["agent_service"] = "connected" if routing.agent_service_url else "unconfigured"
-    deps["rag_service"] = "connected" if routing.rag_service_url else "unconfigured"
+    # Agent and RAG: connected (the last call succeeded, or with no recent call a cached
+    # GET /health probe answers), degraded (breaker open or the last call failed, or the
+    # probe fails: routing falls back to the built-in analyzer / no context), unconfigured.
+    for name, (state, info) in (await c.router.engine.health()).items():
+        deps[name] = state
+        if info:
+            details[name] = info
     details["migrated"] = c.migrated
     details["relay_leader"] = c.relay.is_leader
     healthy = deps["database"] == "connected"

@@ -1,49 +1,219 @@
-"""Provenance endpoints."""
+"""Provenance endpoints: records, the dependency graph, taint and the project views
+(consistency, checkpoints). Every answer honours the caller's project scope: a record of
+another project answers exactly as if it did not exist.
+
+Route order matters: the fixed paths (``/provenance/taint-events``, ``/provenance/by-artifact``)
+come before ``/provenance/{record_id}``.
+"""
 
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from datetime import datetime
+from typing import Annotated, Any
+from urllib.parse import quote
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Body, Path, Query, Request
 
-from orchestration_service.domain.errors import NotFound
+from orchestration_service.domain.errors import ValidationFailed
+from orchestration_service.domain.provenance import BadCursor, decode_cursor, encode_cursor
 from orchestration_service.http import JSON
-from orchestration_service.repositories.provenance import ProvenanceFilter
+from orchestration_service.repositories.provenance import ProvenanceFilter, TaintEventFilter
 from orchestration_service.routers.deps import container, visible_projects
 from orchestration_service.schemas.common import (
     NO_NUL,
     ProvenancePage,
     ProvenanceRecord,
+    UTCDateTime,
     problem_responses,
 )
+from orchestration_service.schemas.provenance import (
+    Checkpoint,
+    CheckpointCreate,
+    CheckpointPage,
+    ClearSuspectRequest,
+    ClearSuspectResult,
+    Consistency,
+    Impact,
+    Lineage,
+    RootCause,
+    TaintAction,
+    TaintEventPage,
+    TaintRequest,
+    TaintResult,
+    VerificationStatus,
+    checkpoint_document,
+    taint_event_document,
+)
 from orchestration_service.schemas.views import provenance_document
+from orchestration_service.services.provenance_graph import DEFAULT_MAX_DEPTH, MAX_DEPTH_LIMIT
 
 router = APIRouter(tags=["provenance"])
 
+MAX_OFFSET = 10_000
+Id = Annotated[str | None, Query(max_length=255, pattern=NO_NUL)]
+Cursor = Annotated[
+    str | None,
+    Query(
+        max_length=1024,
+        pattern=r"^[A-Za-z0-9_-]+$",
+        description="`next_cursor` of the previous page (keyset: as fast on page 1,000 as on page 1).",
+    ),
+]
+Limit = Annotated[int, Query(ge=1, le=500)]
+Offset = Annotated[
+    int,
+    Query(
+        ge=0,
+        le=MAX_OFFSET,
+        description=f"Kept for compatibility, at most {MAX_OFFSET:,}; use `cursor` to page further.",
+    ),
+]
+MaxDepth = Annotated[int, Query(ge=1, le=MAX_DEPTH_LIMIT, description="How many edges to follow.")]
+ProjectPath = Annotated[str, Path(max_length=255, pattern=NO_NUL)]
 
-@router.get("/provenance", response_model=ProvenancePage, summary="Provenance records, newest first")
+
+def _projects(request: Request, project_id: str | None) -> list[str] | None:
+    scope = visible_projects(request)
+    if project_id is None:
+        return scope
+    return [project_id] if scope is None or project_id in scope else []
+
+
+def _after(cursor: str | None, offset: int, *, uuid_ids: bool = True) -> tuple[datetime, Any] | None:
+    if cursor is None:
+        return None
+    if offset:
+        raise ValidationFailed(
+            "use either cursor or offset",
+            extra={"errors": [{"field": "offset", "message": "not with cursor"}]},
+        )
+    try:
+        return decode_cursor(cursor, uuid_ids=uuid_ids)
+    except BadCursor as exc:
+        raise ValidationFailed(
+            f"cursor: {exc}", extra={"errors": [{"field": "cursor", "message": str(exc)}]}
+        ) from None
+
+
+@router.get(
+    "/provenance",
+    response_model=ProvenancePage,
+    responses=problem_responses(422),
+    summary="Provenance records, newest first",
+)
 async def list_provenance(
     request: Request,
-    project_id: Annotated[str | None, Query(max_length=255, pattern=NO_NUL)] = None,
-    task_id: Annotated[str | None, Query(max_length=255, pattern=NO_NUL)] = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    project_id: Id = None,
+    task_id: Id = None,
+    artifact_id: Annotated[
+        str | None, Query(max_length=255, pattern=NO_NUL, description="A produced artifact")
+    ] = None,
+    verification_status: VerificationStatus | None = None,
+    is_tainted: bool | None = None,
+    is_suspect: bool | None = None,
+    model_used: Id = None,
+    worker_id: Id = None,
+    tier: Id = None,
+    domain: Id = None,
+    created_after: UTCDateTime | None = None,
+    created_before: UTCDateTime | None = None,
+    cursor: Cursor = None,
+    limit: Limit = 50,
+    offset: Offset = 0,
 ) -> JSON:
-    scope = visible_projects(request)
-    projects: list[str] | None
-    if project_id is not None:
-        projects = [project_id] if scope is None or project_id in scope else []
-    else:
-        projects = scope
+    after = _after(cursor, offset)
+    projects = _projects(request, project_id)
     if projects == []:
-        return JSON({"items": [], "total": 0, "limit": limit, "offset": offset})
-    rows, total = await container(request).provenance.list(
-        ProvenanceFilter(project_ids=projects, task_id=task_id), limit=limit, offset=offset
+        return JSON({"items": [], "total": 0, "limit": limit, "offset": offset, "next_cursor": None})
+    f = ProvenanceFilter(
+        project_ids=projects,
+        task_id=task_id,
+        artifact_id=artifact_id,
+        verification_status=verification_status.value if verification_status else None,
+        is_tainted=is_tainted,
+        is_suspect=is_suspect,
+        model_used=model_used,
+        worker_id=worker_id,
+        tier=tier,
+        domain=domain,
+        created_after=created_after,
+        created_before=created_before,
     )
+    page = await container(request).provenance.queries.find(f, limit=limit, offset=offset, after=after)
+    last = page.rows[-1] if page.rows else None
     return JSON(
-        {"items": [provenance_document(r) for r in rows], "total": total, "limit": limit, "offset": offset}
+        {
+            "items": [provenance_document(r) for r in page.rows],
+            "total": page.total,
+            "limit": limit,
+            "offset": offset,
+            "next_cursor": encode_cursor(last["created_at"], last["id"]) if page.has_more and last else None,
+        }
     )
+
+
+@router.get(
+    "/provenance/taint-events",
+    response_model=TaintEventPage,
+    responses=problem_responses(422),
+    summary="The taint audit trail, newest first",
+)
+async def list_taint_events(
+    request: Request,
+    project_id: Id = None,
+    cascade_id: Id = None,
+    provenance_id: Annotated[str | None, Query(max_length=64, pattern=NO_NUL)] = None,
+    artifact_id: Id = None,
+    action: TaintAction | None = None,
+    cursor: Cursor = None,
+    limit: Limit = 100,
+    offset: Offset = 0,
+) -> JSON:
+    after = _after(cursor, offset, uuid_ids=False)
+    projects = _projects(request, project_id)
+    empty = {"items": [], "total": 0, "limit": limit, "offset": offset, "next_cursor": None}
+    if projects == []:
+        return JSON(empty)
+    record = None
+    if provenance_id is not None:
+        try:
+            record = uuid.UUID(provenance_id)
+        except ValueError:
+            return JSON(empty)
+    f = TaintEventFilter(
+        project_ids=projects,
+        cascade_id=cascade_id,
+        provenance_id=record,
+        artifact_id=artifact_id,
+        action=action.value if action else None,
+    )
+    page = await container(request).provenance.queries.taint_events(
+        f, limit=limit, offset=offset, after=after
+    )
+    last = page.rows[-1] if page.rows else None
+    return JSON(
+        {
+            "items": [taint_event_document(r) for r in page.rows],
+            "total": page.total,
+            "limit": limit,
+            "offset": offset,
+            "next_cursor": encode_cursor(last["timestamp"], last["id"]) if page.has_more and last else None,
+        }
+    )
+
+
+@router.get(
+    "/provenance/by-artifact/{artifact_id}",
+    response_model=ProvenanceRecord,
+    responses=problem_responses(404),
+    summary="The record that produced an artifact",
+)
+async def provenance_by_artifact(request: Request, artifact_id: str) -> JSON:
+    row = await container(request).provenance.queries.by_artifact(
+        artifact_id, project_ids=visible_projects(request)
+    )
+    return JSON(provenance_document(row))
 
 
 @router.get(
@@ -53,9 +223,153 @@ async def list_provenance(
     summary="A provenance record",
 )
 async def get_provenance(request: Request, record_id: str) -> JSON:
-    try:
-        rid = uuid.UUID(record_id)
-    except ValueError:
-        raise NotFound(f"provenance record {record_id} does not exist") from None
-    row = await container(request).provenance.get(rid, project_ids=visible_projects(request))
+    row = await container(request).provenance.queries.get(record_id, project_ids=visible_projects(request))
     return JSON(provenance_document(row))
+
+
+@router.get(
+    "/provenance/{record_id}/lineage",
+    response_model=Lineage,
+    responses=problem_responses(404, 422),
+    summary="Everything upstream of a record, with depth",
+)
+async def provenance_lineage(
+    request: Request, record_id: str, max_depth: MaxDepth = DEFAULT_MAX_DEPTH
+) -> JSON:
+    doc = await container(request).provenance.queries.lineage(
+        record_id, max_depth=max_depth, project_ids=visible_projects(request)
+    )
+    return JSON(doc)
+
+
+@router.get(
+    "/provenance/{record_id}/impact",
+    response_model=Impact,
+    responses=problem_responses(404, 422),
+    summary="Everything downstream of a record, and the tasks in flight that wait on it",
+)
+async def provenance_impact(
+    request: Request,
+    record_id: str,
+    max_depth: MaxDepth = DEFAULT_MAX_DEPTH,
+    limit: Annotated[int, Query(ge=1, le=10_000, description="At most this many `items`.")] = 1000,
+) -> JSON:
+    doc = await container(request).provenance.queries.impact(
+        record_id, max_depth=max_depth, limit=limit, project_ids=visible_projects(request)
+    )
+    return JSON(doc)
+
+
+@router.get(
+    "/provenance/{record_id}/root-cause",
+    response_model=RootCause,
+    responses=problem_responses(404, 422),
+    summary="The tainted records upstream that explain this one",
+)
+async def provenance_root_cause(
+    request: Request, record_id: str, max_depth: MaxDepth = DEFAULT_MAX_DEPTH
+) -> JSON:
+    doc = await container(request).provenance.queries.root_cause(
+        record_id, max_depth=max_depth, project_ids=visible_projects(request)
+    )
+    return JSON(doc)
+
+
+@router.post(
+    "/provenance/{record_id}/taint",
+    response_model=TaintResult,
+    responses=problem_responses(400, 404, 413, 422),
+    summary="Mark a record tainted and everything downstream suspect",
+)
+async def taint_provenance(request: Request, record_id: str, body: TaintRequest) -> JSON:
+    result = await container(request).provenance.cascade.taint(
+        record_id,
+        reason=body.reason,
+        tainted_by=body.tainted_by,
+        cascade_id=body.cascade_id,
+        project_ids=visible_projects(request),
+    )
+    return JSON(result.document())
+
+
+@router.post(
+    "/provenance/{record_id}/clear-suspect",
+    response_model=ClearSuspectResult,
+    responses=problem_responses(400, 404, 413, 422),
+    summary="A suspect record was revalidated: clear its suspect mark",
+)
+async def clear_suspect(
+    request: Request, record_id: str, body: Annotated[ClearSuspectRequest | None, Body()] = None
+) -> JSON:
+    doc = await container(request).provenance.cascade.clear_suspect(
+        record_id,
+        reason=body.reason if body else None,
+        cleared_by=body.cleared_by if body else None,
+        project_ids=visible_projects(request),
+    )
+    return JSON(doc)
+
+
+@router.get(
+    "/projects/{project_id}/consistency",
+    response_model=Consistency,
+    responses=problem_responses(404),
+    summary="A project's provenance health and what to do about it",
+)
+async def project_consistency(request: Request, project_id: ProjectPath) -> JSON:
+    doc = await container(request).provenance.queries.consistency(
+        project_id, project_ids=visible_projects(request)
+    )
+    return JSON(doc)
+
+
+@router.get(
+    "/projects/{project_id}/checkpoints",
+    response_model=CheckpointPage,
+    responses=problem_responses(404, 422),
+    summary="A project's checkpoints, newest first",
+)
+async def list_checkpoints(
+    request: Request,
+    project_id: ProjectPath,
+    include_invalid: Annotated[bool, Query(description="Also those a rollback invalidated")] = True,
+    limit: Limit = 50,
+    offset: Offset = 0,
+) -> JSON:
+    rows, total = await container(request).provenance.queries.checkpoints(
+        project_id,
+        include_invalid=include_invalid,
+        limit=limit,
+        offset=offset,
+        project_ids=visible_projects(request),
+    )
+    return JSON(
+        {"items": [checkpoint_document(r) for r in rows], "total": total, "limit": limit, "offset": offset}
+    )
+
+
+@router.post(
+    "/projects/{project_id}/checkpoints",
+    status_code=201,
+    response_model=Checkpoint,
+    responses=problem_responses(400, 403, 404, 413, 422),
+    summary="Record a checkpoint of a project (what a rollback returns to)",
+)
+async def create_checkpoint(
+    request: Request, project_id: ProjectPath, body: Annotated[CheckpointCreate | None, Body()] = None
+) -> JSON:
+    body = body or CheckpointCreate()
+    row = await container(request).provenance.cascade.create_checkpoint(
+        project_id,
+        git_ref=body.git_ref,
+        rag_state_ref=body.rag_state_ref,
+        work_product_ref=body.work_product_ref,
+        description=body.description,
+        trigger=body.trigger,
+        project_ids=visible_projects(request),
+    )
+    return JSON(
+        checkpoint_document(row),
+        status_code=201,
+        headers={"Location": f"/api/v1/projects/{quote(project_id, safe='')}/checkpoints"},
+    )

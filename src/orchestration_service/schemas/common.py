@@ -134,6 +134,9 @@ class ProvenancePage(BaseModel):
     total: int
     limit: int
     offset: int
+    next_cursor: str | None = Field(
+        None, description="Pass as `cursor` for the next page (keyset: fast at any depth); null at the end."
+    )
 
 
 PROBLEM_DESCRIPTIONS: dict[int, str] = {

@@ -1,7 +1,8 @@
 """Background flows that move tasks without a request: routing, dispatch, timeouts.
 
-Each is safe with several replicas: work is claimed with row locks (SKIP LOCKED) and the
-per-project dispatch decision is serialised by a project lock.
+Each is safe with several replicas: routing claims tasks with a lease, the timeout sweep
+with row locks (SKIP LOCKED), and the per-project dispatch decision is serialised by a
+project lock.
 """
 
 from __future__ import annotations
@@ -9,14 +10,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from orchestration_service.config import Settings
-from orchestration_service.db.engine import Database
+from orchestration_service.db.engine import Database, Transaction
 from orchestration_service.domain.lifecycle import TaskStatus
 from orchestration_service.repositories.tasks import TaskRepository
 from orchestration_service.services.lifecycle import Lifecycle, utcnow
-from orchestration_service.services.routing_engine import RoutingEngine
+from orchestration_service.services.routing_engine import Outcome, RoutingEngine
 
 log = logging.getLogger(__name__)
 
@@ -71,11 +76,34 @@ class _Loop:
         raise NotImplementedError
 
 
+@dataclass(slots=True)
+class _Routed:
+    task: dict[str, Any]
+    outcome: Outcome
+    started: float  # monotonic time of the claim
+
+
 class Router(_Loop):
-    """Routes newly submitted tasks and dispatches them as slots allow."""
+    """Routes newly submitted tasks and dispatches them as slots allow.
+
+    Routing may call the Agent and RAG services (seconds each), so no transaction or row
+    lock is held across it:
+
+    1. claim: one short transaction sets a lease (``routing_claimed_until``) on up to as
+       many unrouted pending tasks as there are free analysis slots;
+    2. analyse: each claimed task is analysed in its own asyncio task, concurrently (at most
+       ``max_concurrent_analyses``), outside any transaction;
+    3. apply: the loop applies the analyses that have finished in one short transaction:
+       each decision is written only if its task is still pending and unrouted (it may have
+       been cancelled meanwhile), recorded in the history, an accepted plan's subtasks are
+       created, and each project concerned is dispatched once.
+
+    With the built-in analyzer only (no remote call), claim, decide and apply are one short
+    transaction per batch. A replica that dies mid-analysis leaves leases that expire; a
+    graceful stop gives its claims back at once.
+    """
 
     name = "router"
-    batch = 100
 
     def __init__(self, db: Database, lifecycle: Lifecycle, engine: RoutingEngine, settings: Settings) -> None:
         super().__init__(interval=1.0)
@@ -83,42 +111,169 @@ class Router(_Loop):
         self.lifecycle = lifecycle
         self.engine = engine
         self.settings = settings
+        # Without remote calls an analysis takes microseconds: claim bigger batches.
+        self.batch = engine.capacity if engine.remote else max(engine.capacity, 100)
+        self._claimed: set[uuid.UUID] = set()  # claimed by this router, not applied yet
+        self._jobs: set[asyncio.Task[None]] = set()
+        self._finished: list[_Routed] = []  # analysed, waiting to be applied
+        self.routed = 0
+        self.discarded = 0
+
+    @property
+    def analyses_in_flight(self) -> int:
+        return len(self._jobs)
 
     async def tick(self) -> bool:
         self._wake.clear()
+        finished, self._finished = self._finished, []
+        if finished:
+            await self._apply_all(finished)
+        free = self.batch - len(self._claimed)
+        if free <= 0:
+            return bool(finished)  # a finishing analysis wakes the loop
+        now = utcnow()
+        until = now + timedelta(seconds=self.engine.lease_seconds)
+        if not self.engine.remote:
+            return await self._route_locally(now, until, free)
         async with self.db.transaction() as tx:
-            repo = TaskRepository(tx.conn)
-            rows = await repo.unrouted(self.batch)
-            projects: set[str] = set()
-            now = utcnow()
-            for row in rows:
-                task = dict(row)
-                decision = await self.engine.decide(task)
-                routing = decision.as_dict()
-                await repo.update(
-                    task["id"],
-                    {
-                        "mode": decision.mode,
-                        "domain": decision.domain,
-                        "tier": decision.tier,
-                        "qa_profile": decision.qa_profile,
-                        "routing": routing,
-                        "context": {"routing": {"analyzer": decision.analyzer, "reason": decision.reason}},
-                        "routed_at": now,
-                        "updated_at": now,
-                    },
-                )
-                await self.lifecycle.note(
-                    tx,
-                    task,
-                    reason=f"routed by {decision.analyzer}: {decision.reason}",
-                    cause="router",
-                    details=routing,
-                )
-                projects.add(task["project_id"])
-            for project_id in sorted(projects):
-                await self.lifecycle.dispatch_project(tx, project_id)
-        return len(rows) == self.batch
+            rows = await TaskRepository(tx.conn).claim_unrouted(now, until, free)
+        self._claimed.update(row["id"] for row in rows)
+        for row in rows:
+            task = dict(row)
+            job = asyncio.create_task(self._analyse(task, time.monotonic()), name=f"route-{task['id']}")
+            self._jobs.add(job)
+            job.add_done_callback(self._jobs.discard)
+        return bool(finished) or len(rows) == free
+
+    async def _route_locally(self, now: datetime, until: datetime, free: int) -> bool:
+        """Built-in analyzer only: claim, decide and apply in one short transaction."""
+        started = time.monotonic()
+        async with self.db.transaction() as tx:
+            rows = await TaskRepository(tx.conn).claim_unrouted(now, until, free)
+            batch = [_Routed(dict(r), await self._outcome(dict(r)), started) for r in rows]
+            applied = await self._apply_in(tx, batch)
+        self._count(batch, applied)
+        return len(rows) == free
+
+    async def _analyse(self, task: dict[str, Any], started: float) -> None:
+        outcome = await self._outcome(task)
+        self._finished.append(_Routed(task, outcome, started))
+        self.wake()
+
+    async def _outcome(self, task: dict[str, Any]) -> Outcome:
+        try:
+            return await self.engine.analyze(task)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug, not a remote failure: route by the rules anyway
+            log.exception("router: analysis of task %s failed", task["id"])
+            decision = self.engine.builtin.analyze(task["description"])
+            decision.reason = f"analysis error ({type(exc).__name__}: {exc}); builtin: {decision.reason}"
+            return Outcome(decision.apply_pins(task.get("options") or {}))
+
+    async def _apply_all(self, batch: list[_Routed]) -> None:
+        try:
+            async with self.db.transaction() as tx:
+                applied = await self._apply_in(tx, batch)
+        except asyncio.CancelledError:
+            self._finished[:0] = batch  # not applied: stop() gives the claims back
+            raise
+        except Exception as exc:
+            if len(batch) > 1:  # find the one that fails; apply the others
+                for one in batch:
+                    await self._apply_all([one])
+                return
+            # Nothing was written; the claim stays until its lease expires, then it is retried.
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            log.warning(
+                "router: applying the route of task %s failed: %s", batch[0].task["id"], self.last_error
+            )
+            self._claimed.discard(batch[0].task["id"])
+            return
+        self._count(batch, applied)
+
+    def _count(self, batch: list[_Routed], applied: list[_Routed]) -> None:
+        now = time.monotonic()
+        for item in batch:
+            self._claimed.discard(item.task["id"])
+        self.routed += len(applied)
+        self.discarded += len(batch) - len(applied)
+        for item in applied:
+            self.engine.routed(item.outcome.decision.analyzer, now - item.started)
+
+    async def stop(self) -> None:
+        await super().stop()
+        jobs = list(self._jobs)
+        for job in jobs:
+            job.cancel()
+        for job in jobs:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await job
+        claimed, self._claimed, self._finished = list(self._claimed), set(), []
+        if claimed:
+            try:
+                async with self.db.transaction() as tx:
+                    await TaskRepository(tx.conn).release_claims(claimed)
+            except Exception as exc:  # the leases expire anyway
+                log.warning("router: could not release %d claims: %s", len(claimed), exc)
+
+    async def _apply_in(self, tx: Transaction, batch: list[_Routed]) -> list[_Routed]:
+        """Write the decisions of ``batch`` in ``tx``; dispatch each project concerned once."""
+        applied = [item for item in batch if await self._apply_one(tx, item.task, item.outcome)]
+        for project_id in sorted({item.task["project_id"] for item in applied}):
+            await self.lifecycle.dispatch_project(tx, project_id)
+        return applied
+
+    async def _apply_one(self, tx: Transaction, task: dict[str, Any], outcome: Outcome) -> bool:
+        decision = outcome.decision
+        routing = decision.as_dict()
+        if outcome.plan is not None:
+            routing["plan"] = [
+                {"id": s.id, "depends_on": list(s.dependencies), "is_atomic": s.is_atomic}
+                for s in outcome.plan.subtasks
+            ]
+        elif outcome.not_decomposed:
+            routing["not_decomposed"] = outcome.not_decomposed
+        if outcome.rag_error:
+            routing["rag_error"] = outcome.rag_error
+        context = dict(task.get("context") or {})
+        context["routing"] = {"analyzer": decision.analyzer, "reason": decision.reason}
+        if outcome.rag is not None:
+            context["rag"] = outcome.rag
+        now = utcnow()
+        values = {
+            "mode": decision.mode,
+            "domain": decision.domain,
+            "tier": decision.tier,
+            "qa_profile": decision.qa_profile,
+            "routing": routing,
+            "context": context,
+            "routed_at": now,
+            "updated_at": now,
+        }
+        repo = TaskRepository(tx.conn)
+        if not await repo.mark_routed(task["id"], values):
+            # Cancelled meanwhile (or routed by another router whose lease we outlived).
+            log.debug("router: task %s is no longer pending and unrouted; result dropped", task["id"])
+            return False
+        routed = {**task, **values, "routing_claimed_until": None}
+        await self.lifecycle.note(
+            tx,
+            routed,
+            reason=f"routed by {decision.analyzer}: {decision.reason}",
+            cause="router",
+            details={**routing, "seconds": round(outcome.seconds, 3)},
+        )
+        if outcome.rag_error:
+            why = f"no RAG context: {outcome.rag_error}; dispatched without it"
+            await self.lifecycle.note(tx, routed, reason=why, cause="router")
+        if outcome.not_decomposed:
+            await self.lifecycle.note(
+                tx, routed, reason=f"runs whole: {outcome.not_decomposed}", cause="router"
+            )
+        if outcome.plan is not None:
+            await self.lifecycle.decompose(tx, routed, outcome.plan, cause="router")
+        return True
 
 
 class Sweeper(_Loop):

@@ -130,6 +130,8 @@ class LogNotifier:
             self._wake.clear()
 
     async def _fan_out(self) -> None:
+        if not self._listeners:
+            return  # nobody to tell; subscribe() catches up from the database
         while True:
             self._wake.clear()
             async with self.db.read() as conn:
@@ -153,6 +155,10 @@ class LogNotifier:
     async def subscribe(self) -> AsyncIterator[tuple[_Listener, int]]:
         """A listener receiving every entry after the returned position."""
         listener = _Listener()
+        if not self._listeners:
+            # The fan-out idles without listeners: move to the head before the first joins.
+            async with self.db.read() as conn:
+                self.last_seq = max(self.last_seq, await OutboxRepository(conn).last_seq())
         self._listeners.add(listener)
         try:
             yield listener, self.last_seq

@@ -7,17 +7,21 @@ the task row, its history row and its outgoing events (the outbox). Use cases in
 
 from __future__ import annotations
 
+import functools
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.engine import RowMapping
 
+from orchestration_service import tracing
 from orchestration_service.config import Settings
 from orchestration_service.db.engine import Transaction
 from orchestration_service.domain import events as ev
+from orchestration_service.domain.decomposition import CheckedPlan
+from orchestration_service.domain.ids import uuid7
 from orchestration_service.domain.lifecycle import (
     FINAL_STATES,
     IN_FLIGHT_STATES,
@@ -43,6 +47,8 @@ class Change:
 class Lifecycle:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        # Called with (from, to) for every transition once its transaction commits (metrics).
+        self.on_transition: list[Callable[[str | None, str], None]] = []
 
     # -- primitives --------------------------------------------------------------------
     async def transition(
@@ -59,6 +65,36 @@ class Lifecycle:
         now: datetime | None = None,
     ) -> dict[str, Any]:
         """Move ``task`` to ``to`` if a rule allows it; raise IllegalTransition otherwise."""
+        # Work with no request or event behind it (router, sweeper) joins the task's own trace.
+        parent = None if tracing.has_active_span() else task.get("traceparent")
+        with tracing.span(
+            f"task {to.value}", parent_traceparent=parent, attributes={"task.id": str(task["id"])}
+        ):
+            return await self._transition(
+                tx,
+                task,
+                to,
+                reason=reason,
+                cause=cause,
+                changes=changes,
+                details=details,
+                events=events,
+                now=now,
+            )
+
+    async def _transition(
+        self,
+        tx: Transaction,
+        task: dict[str, Any],
+        to: TaskStatus,
+        *,
+        reason: str,
+        cause: str,
+        changes: dict[str, Any] | None = None,
+        details: dict[str, Any] | None = None,
+        events: Sequence[ev.OutgoingEvent] = (),
+        now: datetime | None = None,
+    ) -> dict[str, Any]:
         current = TaskStatus(task["status"])
         check_transition(current, to)
         now = now or utcnow()
@@ -74,6 +110,7 @@ class Lifecycle:
             [self._history_row(updated, current.value, to.value, reason, cause, details, now)]
         )
         await emit(tx, [*events, self._status_event(updated, current.value, to.value, reason, now)])
+        self._after_commit_notify(tx, current.value, to.value)
         return updated
 
     async def note(
@@ -132,6 +169,10 @@ class Lifecycle:
             },
         )
 
+    def _after_commit_notify(self, tx: Transaction, from_state: str | None, to_state: str) -> None:
+        for hook in self.on_transition:
+            tx.after_commit(functools.partial(hook, from_state, to_state))
+
     # -- creation ----------------------------------------------------------------------
     async def create(self, tx: Transaction, rows: list[dict[str, Any]], *, cause: str) -> None:
         """Insert new pending tasks with their first history row and their events."""
@@ -162,6 +203,75 @@ class Lifecycle:
             )
             out.append(self._status_event(r, None, TaskStatus.PENDING.value, "submitted", now))
         await emit(tx, out)
+        for _ in rows:
+            self._after_commit_notify(tx, None, TaskStatus.PENDING.value)
+
+    # -- decomposition -----------------------------------------------------------------
+    async def decompose(
+        self,
+        tx: Transaction,
+        parent: dict[str, Any],
+        plan: CheckedPlan,
+        *,
+        cause: str,
+        details: dict[str, Any] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Create the plan's subtasks (pending, unrouted) with their dependencies and move
+        the parent to ``decomposing``. The children are routed like any task, dispatched when
+        their dependencies completed; the parent settles when they finish."""
+        now = utcnow()
+        options = {k: v for k, v in (parent.get("options") or {}).items() if k != "decompose"}
+        ids = {s.id: uuid7() for s in plan.subtasks}
+        rows: list[dict[str, Any]] = []
+        for s in plan.subtasks:
+            rows.append(
+                {
+                    "id": ids[s.id],
+                    "project_id": parent["project_id"],
+                    "description": s.description,
+                    "priority": parent["priority"],
+                    "priority_rank": parent["priority_rank"],
+                    "status": TaskStatus.PENDING.value,
+                    # Pins carry over; the rest is each child's own routing decision.
+                    "domain": options.get("domain"),
+                    "tier": options.get("tier"),
+                    "qa_profile": options.get("qa_profile"),
+                    "options": options,
+                    "attempt": 0,
+                    "max_attempts": parent["max_attempts"],
+                    "timeout_seconds": parent["timeout_seconds"],
+                    "parent_id": parent["id"],
+                    "depth": plan.child_depth,
+                    "context": {"subtask": {"plan_id": s.id, "is_atomic": s.is_atomic}},
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            )
+        await self.create(tx, rows, cause=cause)
+        await TaskRepository(tx.conn).add_dependencies(
+            [
+                {"task_id": ids[s.id], "depends_on_id": ids[dep]}
+                for s in plan.subtasks
+                for dep in s.dependencies
+            ]
+        )
+        await self.transition(
+            tx,
+            parent,
+            TaskStatus.DECOMPOSING,
+            reason=f"decomposed into {len(rows)} subtasks",
+            cause=cause,
+            details={
+                **(details or {}),
+                "subtasks": [
+                    {"plan_id": s.id, "task_id": str(ids[s.id]), "depends_on": list(s.dependencies)}
+                    for s in plan.subtasks
+                ],
+                "longest_chain": plan.longest_chain,
+            },
+            now=now,
+        )
+        return rows
 
     # -- dispatching -------------------------------------------------------------------
     async def dispatch_project(self, tx: Transaction, project_id: str) -> list[dict[str, Any]]:
@@ -224,6 +334,9 @@ class Lifecycle:
             "deadline_at": deadline,
             "feedback": feedback,
         }
+        if inputs:
+            # Kept on the task too: its provenance record links the records of these inputs.
+            changes["context"] = context
         if task.get("started_at") is None:
             changes["started_at"] = now
         task = {**task, "attempt": attempt}
@@ -358,15 +471,29 @@ class Lifecycle:
             return
         parent = dict(parent_row)
         status = TaskStatus(child["status"])
-        if status == TaskStatus.FAILED:
-            await self.fail(
+        if status in (TaskStatus.FAILED, TaskStatus.CANCELLED):
+            # The parent can no longer complete (and the child's dependents could never run):
+            # it fails, and its other unfinished subtasks are cancelled.
+            word = "failed" if status == TaskStatus.FAILED else "was cancelled"
+            failed = await self.fail(
                 tx,
                 parent,
-                reason="subtask failed",
+                reason=f"subtask {word}",
                 cause=f"subtask:{child['id']}",
-                error={"subtask_id": str(child["id"]), "error": child.get("error")},
+                error={"subtask_id": str(child["id"]), "status": status.value, "error": child.get("error")},
                 publish=True,
             )
+            for sibling in await repo.subtasks(parent["id"]):
+                if TaskStatus(sibling["status"]) in FINAL_STATES:
+                    continue
+                row = await repo.get(sibling["id"], for_update=True)
+                if row is not None and TaskStatus(row["status"]) not in FINAL_STATES:
+                    await self.cancel(
+                        tx,
+                        dict(row),
+                        reason=f"parent failed: subtask {child['id']} {word}",
+                        cause=f"parent:{failed['id']}",
+                    )
             return
         siblings = await repo.subtasks(parent["id"])
         if all(TaskStatus(s["status"]) == TaskStatus.COMPLETED for s in siblings):
@@ -417,6 +544,10 @@ class Lifecycle:
 async def emit(tx: Transaction, events: Sequence[ev.OutgoingEvent]) -> None:
     """Write events to the outbox in this transaction; the relay sends them after commit."""
     if events:
+        traceparent = tracing.current_traceparent()
+        for event in events:
+            if event.traceparent is None:
+                event.traceparent = traceparent  # the span that caused it
         await OutboxRepository(tx.conn).add(events)
         await tx.mark_outbox_written()
 

@@ -7,17 +7,21 @@ the records that produced those artifacts, so the dependency graph grows from re
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import RowMapping
 
 from orchestration_service.db.engine import Database, Transaction
-from orchestration_service.domain.errors import NotFound
 from orchestration_service.domain.ids import uuid7
 from orchestration_service.repositories.provenance import ProvenanceFilter, ProvenanceRepository
-from orchestration_service.services.lifecycle import utcnow
+from orchestration_service.services.lifecycle import Lifecycle, utcnow
+from orchestration_service.services.provenance_graph import ProvenanceQueries
+from orchestration_service.services.taint import TaintCascade
+
+if TYPE_CHECKING:
+    from orchestration_service.schemas.events import CloudEvent, RollbackRequested
 
 ARTIFACT_TYPES = {"code", "document", "config", "analysis", "architecture"}
 
@@ -27,20 +31,27 @@ def _artifact_type(value: Any) -> str:
 
 
 class ProvenanceStore:
+    """The provenance facade the routers and event handlers use: ``queries`` (read side:
+    listings, graph, consistency) and ``cascade`` (taint, clear-suspect, checkpoints,
+    rollbacks)."""
+
     def __init__(self, db: Database) -> None:
         self.db = db
+        self.queries = ProvenanceQueries(db)
+        self.cascade = TaintCascade(db)
 
     async def get(self, record_id: uuid.UUID, *, project_ids: Sequence[str] | None = None) -> RowMapping:
-        async with self.db.read() as conn:
-            row = await ProvenanceRepository(conn).get(record_id)
-        if row is None or (project_ids is not None and row["project_id"] not in project_ids):
-            raise NotFound(f"provenance record {record_id} does not exist")
-        return row
+        return await self.queries.get(record_id, project_ids=project_ids)
 
     async def list(self, f: ProvenanceFilter, *, limit: int, offset: int) -> tuple[Sequence[RowMapping], int]:
-        async with self.db.read() as conn:
-            repo = ProvenanceRepository(conn)
-            return await repo.find(f, limit=limit, offset=offset), await repo.count(f)
+        page = await self.queries.find(f, limit=limit, offset=offset)
+        return page.rows, page.total
+
+    def rollback_handler(
+        self, lifecycle: Lifecycle
+    ) -> Callable[[Transaction, RollbackRequested, CloudEvent], Awaitable[str]]:
+        """The ``EventProcessor.rollback`` hook (``rollback.requested``)."""
+        return self.cascade.rollback_handler(lifecycle)
 
     async def record_completion(
         self, tx: Transaction, task: dict[str, Any], validation: dict[str, Any]
@@ -117,8 +128,19 @@ class ProvenanceStore:
         produced = [o["artifact_id"] for o in outputs if o["artifact_id"]]
         known = await repo.producers_of(produced)
         # An artifact id names one producing record; a re-produced id keeps its first producer.
-        await repo.add_artifacts(record_id, [a for a in dict.fromkeys(produced) if a not in known])
+        mine = [a for a in dict.fromkeys(produced) if a not in known]
+        await repo.add_artifacts(record_id, mine)
+        # Earlier records (imported ones, say) that used these artifacts now depend on this one.
+        await repo.resolve_waiting(record_id, mine)
         producers = await repo.producers_of([i["artifact_id"] for i in inputs])
+        await repo.add_unresolved(
+            record_id,
+            list(
+                {
+                    i["artifact_id"]: i["relationship"] for i in inputs if i["artifact_id"] not in producers
+                }.items()
+            ),
+        )
         edges = {
             (producers[i["artifact_id"]], i["artifact_id"]): i["relationship"]
             for i in inputs

@@ -18,6 +18,7 @@ import orjson
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
 
+from orchestration_service import tracing
 from orchestration_service.config import Settings
 from orchestration_service.db.engine import Database
 from orchestration_service.domain.errors import IdempotencyConflict, InvalidTransition, NotFound
@@ -80,12 +81,14 @@ class TaskManager:
         lifecycle: Lifecycle,
         estimator: CompletionEstimator,
         on_submitted: Callable[[], None] = lambda: None,
+        on_accepted: Callable[[str], None] = lambda _priority: None,
     ) -> None:
         self.db = db
         self.settings = settings
         self.lifecycle = lifecycle
         self.estimator = estimator
         self.on_submitted = on_submitted  # wakes the router
+        self.on_accepted = on_accepted  # metrics: a new task of this priority was accepted
 
     async def submit(self, cmd: SubmitTask, *, idempotency_key: str | None = None) -> Submitted:
         tm = self.settings.task_management
@@ -115,6 +118,7 @@ class TaskManager:
             "depth": 0,
             "idempotency_key": idempotency_key,
             "request_hash": digest,
+            "traceparent": tracing.current_traceparent(),
             "created_at": now,
             "updated_at": now,
         }
@@ -129,6 +133,7 @@ class TaskManager:
                     return replay
             raise
         self.on_submitted()
+        self.on_accepted(row["priority"])
         seconds = await self.estimator.seconds(tier=row["tier"], domain=row["domain"])
         return Submitted(row, now + timedelta(seconds=seconds), replayed=False)
 
@@ -148,11 +153,12 @@ class TaskManager:
     async def get(self, task_id: uuid.UUID, *, project_ids: Sequence[str] | None = None) -> TaskView:
         async with self.db.read() as conn:
             repo = TaskRepository(conn)
-            task = await repo.get(task_id)
+            task, has_children, has_deps = await repo.get_with_flags(task_id)
             if task is None or (project_ids is not None and task["project_id"] not in project_ids):
                 raise NotFound(f"task {task_id} does not exist")
-            subtasks = await repo.subtasks(task_id)
-            deps = await repo.dependencies_of([task_id, *(s["id"] for s in subtasks)])
+            subtasks = await repo.subtasks(task_id) if has_children else ()
+            ids = [task_id, *(s["id"] for s in subtasks)] if (has_deps or subtasks) else []
+            deps = await repo.dependencies_of(ids) if ids else {}
         return TaskView(task, subtasks, deps)
 
     async def list(self, f: TaskFilter, *, limit: int, offset: int) -> tuple[Sequence[RowMapping], int]:

@@ -1,0 +1,39 @@
+"""Who may do what: API key scopes and the requests each scope allows.
+
+`read` may GET; `write` may also submit and cancel tasks; `admin` may also taint, clear,
+roll back, create checkpoints and post events. Health routes and /metrics need no key.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+
+
+class Scope(StrEnum):
+    READ = "read"
+    WRITE = "write"
+    ADMIN = "admin"
+
+    @property
+    def level(self) -> int:
+        return {"read": 0, "write": 1, "admin": 2}[self.value]
+
+
+_PUBLIC = re.compile(r"^/api/v1/(health(/.*)?|openapi\.json|docs.*)$")
+_WRITE = (
+    ("POST", re.compile(r"^/api/v1/tasks/?$")),
+    ("POST", re.compile(r"^/api/v1/tasks/[^/]+/cancel/?$")),
+)
+
+
+def is_public(path: str) -> bool:
+    return not path.startswith("/api/v1/") or bool(_PUBLIC.match(path))
+
+
+def required_scope(method: str, path: str) -> Scope:
+    if method in ("GET", "HEAD", "OPTIONS"):
+        return Scope.READ
+    if any(method == m and rx.match(path) for m, rx in _WRITE):
+        return Scope.WRITE
+    return Scope.ADMIN

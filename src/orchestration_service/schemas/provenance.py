@@ -1,0 +1,248 @@
+"""Provenance API shapes beyond the record itself: graph answers, taint, taint events,
+checkpoints and the consistency report (handlers return plain dicts; these document them)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from orchestration_service.schemas.common import NO_NUL
+
+Text = Annotated[str, StringConstraints(max_length=4000, pattern=NO_NUL)]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=NO_NUL)]
+
+
+class VerificationStatus(StrEnum):
+    PENDING = "pending"
+    PASSED = "passed"
+    FAILED = "failed"
+    HUMAN_APPROVED = "human_approved"
+    TAINTED = "tainted"
+    SUSPECT = "suspect"
+
+
+class TaintAction(StrEnum):
+    TAINT = "taint"
+    SUSPECT = "suspect"
+    CLEAR = "clear"
+    ESCALATE = "escalate"
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# -- requests --------------------------------------------------------------------------------
+class TaintRequest(_Body):
+    reason: Annotated[str, StringConstraints(min_length=1, max_length=4000, pattern=NO_NUL)]
+    tainted_by: Name = Field("api", description="Who found it bad (a person, a service).")
+    cascade_id: Name | None = Field(
+        None,
+        description="The caller's cascade id: applied once; repeating it answers with the first result.",
+    )
+
+
+class ClearSuspectRequest(_Body):
+    reason: Text | None = Field(None, description="Why it is no longer suspect (default `revalidated`).")
+    cleared_by: Name | None = None
+
+
+class CheckpointCreate(_Body):
+    git_ref: Text = ""
+    rag_state_ref: Text = ""
+    work_product_ref: Text = ""
+    description: Text = ""
+    trigger: Literal["auto", "manual", "milestone"] = "manual"
+
+
+# -- responses -------------------------------------------------------------------------------
+class GraphRecord(BaseModel):
+    id: uuid.UUID
+    task_id: str
+    project_id: str
+    created_at: datetime
+    verification_status: str
+    is_tainted: bool
+    is_suspect: bool
+    artifact_ids: list[str] = Field(..., description="The artifacts the record produced.")
+    depth: int = Field(..., description="Edges from the record asked about (its smallest distance).")
+
+
+class Lineage(BaseModel):
+    provenance_id: uuid.UUID
+    artifact_ids: list[str]
+    depth_limit: int = Field(..., description="The `max_depth` asked for.")
+    max_depth: int = Field(..., description="The deepest record found.")
+    truncated: bool = Field(..., description="Records exist beyond `depth_limit`.")
+    total: int
+    items: list[GraphRecord] = Field(..., description="Upstream records, nearest first.")
+
+
+class TaskInFlight(BaseModel):
+    task_id: uuid.UUID
+    project_id: str
+    status: str
+
+
+class Impact(BaseModel):
+    provenance_id: uuid.UUID
+    artifact_id: str = Field(..., description="The record's first artifact (its id if it has none).")
+    artifact_ids: list[str]
+    direct_dependents: list[str] = Field(..., description="Artifacts of the records at depth 1.")
+    transitive_dependents: list[str] = Field(..., description="Artifacts of the records deeper than 1.")
+    total_affected: int = Field(..., description="Downstream records (all of them, not only `items`).")
+    depth_limit: int
+    max_depth: int
+    truncated: bool
+    items: list[GraphRecord] = Field(..., description="Downstream records, nearest first, at most `limit`.")
+    tasks_in_flight: list[TaskInFlight] = Field(
+        ...,
+        description=(
+            "Unfinished tasks (pending, decomposing, running, validating) that depend through "
+            "task dependencies, directly or transitively, on the task of this record or of a "
+            "downstream one: they will consume affected artifacts."
+        ),
+    )
+    in_flight_by_project: dict[str, int] = Field(
+        ..., description="Unfinished tasks of each project that has this or a downstream record."
+    )
+
+
+class RootCause(BaseModel):
+    failed_artifact_id: str
+    failed_provenance_id: uuid.UUID
+    immediate_cause: str | None = Field(..., description="Artifact of the nearest tainted record upstream.")
+    immediate_cause_provenance_id: uuid.UUID | None
+    root_cause: str | None = Field(..., description="Artifact of the earliest tainted record upstream.")
+    root_cause_provenance_id: uuid.UUID | None
+    path: list[str] = Field(..., description="Artifacts from the root cause down to the failed one.")
+    path_provenance_ids: list[uuid.UUID]
+    depth: int
+
+
+class Consistency(BaseModel):
+    project_id: str
+    total_records: int
+    tainted_count: int
+    suspect_count: int
+    pending_revalidation: int = Field(..., description="Suspect records not tainted: awaiting revalidation.")
+    orphaned_artifacts: int = Field(
+        ..., description="Artifact ids the project's records used that no record in the store produced."
+    )
+    affected_ratio: float = Field(..., description="Tainted or suspect records / all records.")
+    recommended_action: Literal["continue", "pause", "rollback"] = Field(
+        ...,
+        description=(
+            "`rollback` when tainted or suspect records are ≥ 30 % of the project's records (the "
+            "Cascade Service's project impact ratio); `pause` when there is any; else `continue`."
+        ),
+    )
+
+
+class TaintResult(BaseModel):
+    cascade_id: str
+    provenance_ids: list[uuid.UUID] = Field(..., description="The tainted records.")
+    artifact_ids: list[str] = Field(..., description="The tainted record's artifacts.")
+    tainted_count: int
+    suspect_count: int
+    max_depth: int = Field(..., description="The deepest suspect record.")
+    events_published: int
+    already_applied: bool = Field(..., description="The cascade id was applied before: nothing changed.")
+
+
+class ClearSuspectResult(BaseModel):
+    provenance_id: uuid.UUID
+    cleared: bool = Field(..., description="False when the record was not suspect (nothing changed).")
+    cascade_id: str | None
+    artifact_ids: list[str]
+
+
+class TaintEvent(BaseModel):
+    id: str
+    timestamp: datetime
+    artifact_id: str
+    provenance_id: uuid.UUID | None
+    reason: str
+    source_artifact_id: str | None
+    source_provenance_id: uuid.UUID | None
+    cascade_depth: int
+    cascade_id: str
+    action: str
+    project_id: str | None
+
+
+class TaintEventPage(BaseModel):
+    items: list[TaintEvent]
+    total: int
+    limit: int
+    offset: int
+    next_cursor: str | None = Field(..., description="Pass as `cursor` for the next page; null at the end.")
+
+
+class Checkpoint(BaseModel):
+    id: str
+    project_id: str
+    created_at: datetime
+    git_ref: str
+    provenance_count: int
+    artifact_count: int
+    last_provenance_id: str
+    last_task_id: str
+    rag_state_ref: str
+    work_product_ref: str
+    description: str
+    trigger: str
+    is_valid: bool
+    invalidated_at: datetime | None
+    invalidated_by: str | None = Field(..., description="The rollback that invalidated it.")
+
+
+class CheckpointPage(BaseModel):
+    items: list[Checkpoint]
+    total: int
+    limit: int
+    offset: int
+
+
+def taint_event_document(r: Mapping[Any, Any]) -> dict[str, Any]:
+    return {
+        "id": r["id"],
+        "timestamp": r["timestamp"],
+        "artifact_id": r["artifact_id"],
+        "provenance_id": r["provenance_id"],
+        "reason": r["reason"],
+        "source_artifact_id": r["source_artifact_id"],
+        "source_provenance_id": r["source_provenance_id"],
+        "cascade_depth": r["cascade_depth"],
+        "cascade_id": r["cascade_id"],
+        "action": r["action"],
+        "project_id": r["project_id"],
+    }
+
+
+def checkpoint_document(r: Mapping[Any, Any]) -> dict[str, Any]:
+    return {
+        k: r[k]
+        for k in (
+            "id",
+            "project_id",
+            "created_at",
+            "git_ref",
+            "provenance_count",
+            "artifact_count",
+            "last_provenance_id",
+            "last_task_id",
+            "rag_state_ref",
+            "work_product_ref",
+            "description",
+            "trigger",
+            "is_valid",
+            "invalidated_at",
+            "invalidated_by",
+        )
+    }

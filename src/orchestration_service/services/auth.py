@@ -1,0 +1,103 @@
+"""API keys: creation (shown once), listing, revocation, and the per-request check.
+
+A key is ``orch_<24 url-safe random bytes>``; only its SHA-256 is stored (the key has 192
+random bits, so a slow password hash would add cost and no safety). The check caches the
+lookup by that hash for a few seconds, never the key itself: a check costs a dict lookup on
+a hit and one indexed query on a miss. A revocation is seen by every replica within the
+cache TTL (immediately on the replica that revoked it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from orchestration_service.db.engine import Database
+from orchestration_service.domain.access import Scope
+from orchestration_service.domain.errors import NotFound, ValidationFailed
+from orchestration_service.domain.ids import uuid7
+from orchestration_service.repositories.api_keys import ApiKeyRepository
+
+KEY_PREFIX = "orch_"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    key_id: uuid.UUID
+    name: str
+    scope: Scope
+    projects: tuple[str, ...] | None  # None = every project
+
+    def allows(self, needed: Scope) -> bool:
+        return self.scope.level >= needed.level
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+class ApiKeyService:
+    def __init__(self, db: Database, *, cache_ttl: float = 5.0) -> None:
+        self.db = db
+        self.cache_ttl = cache_ttl
+        self._cache: dict[str, tuple[Principal | None, float]] = {}
+
+    async def create(
+        self, *, name: str, scope: Scope, projects: Sequence[str] | None
+    ) -> tuple[str, dict[str, Any]]:
+        if not name.strip():
+            raise ValidationFailed("a key needs a name")
+        if projects is not None and not projects:
+            raise ValidationFailed("give at least one project, or all projects")
+        key = KEY_PREFIX + secrets.token_urlsafe(24)
+        row = {
+            "id": uuid7(),
+            "name": name.strip(),
+            "key_hash": hash_key(key),
+            "key_hint": key[: len(KEY_PREFIX) + 4],
+            "scope": scope.value,
+            "all_projects": projects is None,
+            "projects": sorted(set(projects)) if projects is not None else [],
+            "created_at": datetime.now(UTC),
+            "revoked_at": None,
+        }
+        async with self.db.transaction() as tx:
+            await ApiKeyRepository(tx.conn).insert(row)
+        return key, row
+
+    async def list(self) -> Sequence[Any]:
+        async with self.db.read() as conn:
+            return await ApiKeyRepository(conn).all()
+
+    async def revoke(self, key_id: uuid.UUID) -> None:
+        async with self.db.transaction() as tx:
+            if not await ApiKeyRepository(tx.conn).revoke(key_id):
+                raise NotFound(f"no active key {key_id}")
+        self._cache.clear()
+
+    async def authenticate(self, key: str) -> Principal | None:
+        digest = hash_key(key)
+        now = time.monotonic()
+        hit = self._cache.get(digest)
+        if hit is not None and now - hit[1] < self.cache_ttl:
+            return hit[0]
+        async with self.db.read() as conn:
+            row = await ApiKeyRepository(conn).by_hash(digest)
+        principal = None
+        if row is not None and row["revoked_at"] is None:
+            principal = Principal(
+                key_id=row["id"],
+                name=row["name"],
+                scope=Scope(row["scope"]),
+                projects=None if row["all_projects"] else tuple(row["projects"] or ()),
+            )
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[digest] = (principal, now)
+        return principal

@@ -1,0 +1,304 @@
+"""Read side of the provenance store: listings, the graph (lineage, impact, root cause) and
+the project consistency report. Every query takes a project scope (``project_ids``; None =
+all): a record of another project answers exactly as if it did not exist.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import RowMapping
+
+from orchestration_service.db.engine import Database
+from orchestration_service.db.tables import provenance_records
+from orchestration_service.domain.errors import NotFound
+from orchestration_service.domain.lifecycle import ACTIVE_STATES
+from orchestration_service.domain.provenance import (
+    output_artifact_ids,
+    primary_artifact,
+    recommended_action,
+)
+from orchestration_service.repositories.provenance import (
+    Direction,
+    ProvenanceFilter,
+    ProvenanceRepository,
+    TaintEventFilter,
+)
+
+# "In flight" for the impact report: every unfinished status.
+IN_FLIGHT = sorted(s.value for s in ACTIVE_STATES)
+DEFAULT_MAX_DEPTH = 50
+MAX_DEPTH_LIMIT = 1000
+
+
+def parse_record_id(raw: str | uuid.UUID) -> uuid.UUID:
+    if isinstance(raw, uuid.UUID):
+        return raw
+    try:
+        return uuid.UUID(raw)
+    except ValueError:
+        raise NotFound(f"provenance record {raw} does not exist") from None
+
+
+def visible(project_id: str, project_ids: Sequence[str] | None) -> bool:
+    return project_ids is None or project_id in project_ids
+
+
+def node(row: RowMapping) -> dict[str, Any]:
+    """A record in a graph answer."""
+    return {
+        "id": row["id"],
+        "task_id": row["task_id"],
+        "project_id": row["project_id"],
+        "created_at": row["created_at"],
+        "verification_status": row["verification_status"],
+        "is_tainted": bool(row["is_tainted"]),
+        "is_suspect": bool(row["is_suspect"]),
+        "artifact_ids": output_artifact_ids(row["outputs"]),
+        "depth": row["depth"],
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    rows: Sequence[RowMapping]
+    total: int
+    has_more: bool
+
+
+class ProvenanceQueries:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # -- records ---------------------------------------------------------------------------
+    async def get(
+        self, record_id: uuid.UUID | str, *, project_ids: Sequence[str] | None = None
+    ) -> RowMapping:
+        rid = parse_record_id(record_id)
+        async with self.db.read() as conn:
+            row = await ProvenanceRepository(conn).get(rid)
+        if row is None or not visible(row["project_id"], project_ids):
+            raise NotFound(f"provenance record {record_id} does not exist")
+        return row
+
+    async def by_artifact(self, artifact_id: str, *, project_ids: Sequence[str] | None = None) -> RowMapping:
+        async with self.db.read() as conn:
+            repo = ProvenanceRepository(conn)
+            producer = (await repo.producers_of([artifact_id])).get(artifact_id)
+            row = await repo.get(producer) if producer else None
+        if row is None or not visible(row["project_id"], project_ids):
+            raise NotFound(f"no provenance record produced artifact {artifact_id}")
+        return row
+
+    async def find(
+        self,
+        f: ProvenanceFilter,
+        *,
+        limit: int,
+        offset: int = 0,
+        after: tuple[datetime, uuid.UUID] | None = None,
+    ) -> Page:
+        async with self.db.read() as conn:
+            repo = ProvenanceRepository(conn)
+            rows = await repo.find(f, limit=limit + 1, offset=offset, after=after)
+            total = await repo.count(f)
+        return Page(rows[:limit], total, len(rows) > limit)
+
+    async def taint_events(
+        self,
+        f: TaintEventFilter,
+        *,
+        limit: int,
+        offset: int = 0,
+        after: tuple[datetime, str] | None = None,
+    ) -> Page:
+        async with self.db.read() as conn:
+            repo = ProvenanceRepository(conn)
+            rows = await repo.find_taint_events(f, limit=limit + 1, offset=offset, after=after)
+            total = await repo.count_taint_events(f)
+        return Page(rows[:limit], total, len(rows) > limit)
+
+    # -- the graph -------------------------------------------------------------------------
+    async def lineage(
+        self,
+        record_id: uuid.UUID | str,
+        *,
+        max_depth: int = DEFAULT_MAX_DEPTH,
+        project_ids: Sequence[str] | None = None,
+    ) -> dict[str, Any]:
+        """Every record upstream (the records whose artifacts this one used, theirs, …)."""
+        root = await self.get(record_id, project_ids=project_ids)
+        rows, truncated = await self._reach(root["id"], "up", max_depth, project_ids)
+        items = [node(r) for r in rows if r["depth"] > 0]
+        return {
+            "provenance_id": root["id"],
+            "artifact_ids": output_artifact_ids(root["outputs"]),
+            "depth_limit": max_depth,
+            "max_depth": max((i["depth"] for i in items), default=0),
+            "truncated": truncated,
+            "total": len(items),
+            "items": items,
+        }
+
+    async def impact(
+        self,
+        record_id: uuid.UUID | str,
+        *,
+        max_depth: int = DEFAULT_MAX_DEPTH,
+        limit: int = 1000,
+        project_ids: Sequence[str] | None = None,
+    ) -> dict[str, Any]:
+        """Every record downstream, and the unfinished tasks that wait on any of them."""
+        root = await self.get(record_id, project_ids=project_ids)
+        rows, truncated = await self._reach(root["id"], "down", max_depth, project_ids)
+        affected = [r for r in rows if r["depth"] > 0]
+        async with self.db.read() as conn:
+            repo = ProvenanceRepository(conn)
+            waiting = await repo.waiting_tasks([r["id"] for r in rows], IN_FLIGHT, project_ids)
+            projects = sorted({r["project_id"] for r in rows})
+            by_project = await repo.in_flight_by_project(projects, IN_FLIGHT)
+        return {
+            "provenance_id": root["id"],
+            "artifact_id": primary_artifact(root["outputs"], root["id"]),
+            "artifact_ids": output_artifact_ids(root["outputs"]),
+            "direct_dependents": [
+                a for r in affected if r["depth"] == 1 for a in output_artifact_ids(r["outputs"])
+            ],
+            "transitive_dependents": [
+                a for r in affected if r["depth"] > 1 for a in output_artifact_ids(r["outputs"])
+            ],
+            "total_affected": len(affected),
+            "depth_limit": max_depth,
+            "max_depth": max((r["depth"] for r in affected), default=0),
+            "truncated": truncated,
+            "items": [node(r) for r in affected[:limit]],
+            "tasks_in_flight": [
+                {"task_id": t["id"], "project_id": t["project_id"], "status": t["status"]} for t in waiting
+            ],
+            "in_flight_by_project": by_project,
+        }
+
+    async def _reach(
+        self, root: uuid.UUID, direction: Direction, max_depth: int, project_ids: Sequence[str] | None
+    ) -> tuple[list[RowMapping], bool]:
+        """The walk and whether the depth limit cut it (a record at the limit has a neighbour
+        that was not reached)."""
+        seed = sa.select(provenance_records.c.id).where(provenance_records.c.id == root)
+        async with self.db.read() as conn:
+            repo = ProvenanceRepository(conn)
+            # Unscoped walk (a path may pass through another project); scope the answer.
+            rows = await repo.reached(seed, direction, max_depth)
+            edge = [r["id"] for r in rows if r["depth"] == max_depth]
+            truncated = bool(edge) and await repo.beyond(edge, direction, {r["id"] for r in rows})
+        return [r for r in rows if visible(r["project_id"], project_ids)], truncated
+
+    async def root_cause(
+        self,
+        record_id: uuid.UUID | str,
+        *,
+        max_depth: int = DEFAULT_MAX_DEPTH,
+        project_ids: Sequence[str] | None = None,
+    ) -> dict[str, Any]:
+        """The legacy root-cause analysis: of the tainted records upstream (and the record
+        itself), ``immediate_cause`` is the nearest, ``root_cause`` the earliest created;
+        ``path`` runs from the root cause's artifact down to the failed one (the artifact
+        through which each step depended on the previous), ``depth`` = its number of edges."""
+        root = await self.get(record_id, project_ids=project_ids)
+        failed = primary_artifact(root["outputs"], root["id"])
+        async with self.db.read() as conn:
+            repo = ProvenanceRepository(conn)
+            seed = sa.select(provenance_records.c.id).where(provenance_records.c.id == root["id"])
+            # Paths may pass through records of other projects; causes are only visible ones.
+            rows = await repo.reached(seed, "up", max_depth)
+            tainted = [r for r in rows if r["is_tainted"] and visible(r["project_id"], project_ids)]
+            answer: dict[str, Any] = {
+                "failed_artifact_id": failed,
+                "failed_provenance_id": root["id"],
+                "immediate_cause": None,
+                "immediate_cause_provenance_id": None,
+                "root_cause": None,
+                "root_cause_provenance_id": None,
+                "path": [],
+                "path_provenance_ids": [],
+                "depth": 0,
+            }
+            if not tainted:
+                return answer
+            nearest = min(tainted, key=lambda r: (r["depth"], r["created_at"], str(r["id"])))
+            earliest = min(tainted, key=lambda r: (r["created_at"], -r["depth"], str(r["id"])))
+            depth_of = {r["id"]: r["depth"] for r in rows}
+            edges = await repo.edges_between([r["id"] for r in rows if r["depth"] < earliest["depth"]])
+        # Walk back down from the root cause along edges whose depth decreases by one.
+        by_dependency: dict[Any, list[RowMapping]] = {}
+        for e in edges:
+            by_dependency.setdefault(e["depends_on"], []).append(e)
+        records = [earliest["id"]]
+        path: list[str] = []
+        current = earliest["id"]
+        for level in range(earliest["depth"] - 1, -1, -1):
+            step = min(
+                (e for e in by_dependency.get(current, []) if depth_of.get(e["artifact_id"]) == level),
+                key=lambda e: str(e["artifact_id"]),
+            )
+            path.append(step["via_artifact_id"] or primary_artifact(None, current))
+            current = step["artifact_id"]
+            records.append(current)
+        path.append(failed)
+        answer.update(
+            {
+                "immediate_cause": primary_artifact(nearest["outputs"], nearest["id"]),
+                "immediate_cause_provenance_id": nearest["id"],
+                "root_cause": path[0] if earliest["depth"] > 0 else failed,
+                "root_cause_provenance_id": earliest["id"],
+                "path": path if earliest["depth"] > 0 else [failed],
+                "path_provenance_ids": records,
+                "depth": earliest["depth"],
+            }
+        )
+        return answer
+
+    # -- projects --------------------------------------------------------------------------
+    async def consistency(
+        self, project_id: str, *, project_ids: Sequence[str] | None = None
+    ) -> dict[str, Any]:
+        if not visible(project_id, project_ids):
+            raise NotFound(f"project {project_id} has no provenance records")
+        async with self.db.read() as conn:
+            repo = ProvenanceRepository(conn)
+            counts = await repo.project_counts(project_id)
+            if counts["total"] == 0:
+                raise NotFound(f"project {project_id} has no provenance records")
+            orphaned = await repo.orphaned_inputs(project_id)
+        return {
+            "project_id": project_id,
+            "total_records": counts["total"],
+            "tainted_count": counts["tainted"],
+            "suspect_count": counts["suspect"],
+            "pending_revalidation": counts["pending_revalidation"],
+            "orphaned_artifacts": orphaned,
+            "affected_ratio": round(counts["affected"] / counts["total"], 4),
+            "recommended_action": recommended_action(
+                counts["total"], counts["affected"], counts["pending_revalidation"]
+            ),
+        }
+
+    async def checkpoints(
+        self,
+        project_id: str,
+        *,
+        include_invalid: bool = True,
+        limit: int = 50,
+        offset: int = 0,
+        project_ids: Sequence[str] | None = None,
+    ) -> tuple[Sequence[RowMapping], int]:
+        if not visible(project_id, project_ids):
+            return [], 0
+        async with self.db.read() as conn:
+            return await ProvenanceRepository(conn).list_checkpoints(
+                project_id, include_invalid=include_invalid, limit=limit, offset=offset
+            )

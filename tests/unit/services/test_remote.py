@@ -1,0 +1,104 @@
+"""The circuit breaker and the validation of Agent/RAG answers (no network)."""
+
+from __future__ import annotations
+
+from typing import get_args
+
+import pytest
+from pydantic import ValidationError
+
+from orchestration_service.domain.routing import DOMAINS, MODES, QA_PROFILES, TIERS
+from orchestration_service.services.agent_client import (
+    Analysis,
+    Decomposition,
+    DomainName,
+    Estimate,
+    ModeName,
+    QAProfileName,
+    TierName,
+)
+from orchestration_service.services.rag_client import RagAnswer
+from orchestration_service.services.remote import CircuitBreaker, describe
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_breaker_opens_after_the_threshold_and_half_opens_after_the_cool_down() -> None:
+    clock = Clock()
+    b = CircuitBreaker(3, 10.0, clock)
+    for _ in range(2):
+        assert b.allow()
+        b.failure()
+    assert b.state == "closed"
+    b.success()  # a success resets the count
+    for _ in range(3):
+        assert b.allow()
+        b.failure()
+    assert b.state == "open" and not b.allow()
+    assert b.retry_in() == 10.0
+    clock.now += 10
+    assert b.state == "half-open"
+    assert b.allow()  # one trial
+    assert not b.allow()  # and only one
+    b.failure()  # the trial failed: open again for the full cool-down
+    assert b.state == "open" and b.retry_in() == 10.0
+    clock.now += 10
+    assert b.allow()
+    b.success()
+    assert b.state == "closed" and b.allow() and b.failures == 0
+    assert b.times_opened == 2
+
+
+def test_a_cancelled_trial_lets_another_through() -> None:
+    clock = Clock()
+    b = CircuitBreaker(1, 5.0, clock)
+    b.failure()
+    clock.now += 5
+    assert b.allow() and not b.allow()
+    b.release()
+    assert b.allow()
+
+
+def test_answer_vocabularies_match_the_domain() -> None:
+    assert set(get_args(ModeName)) == set(MODES)
+    assert set(get_args(DomainName)) == set(DOMAINS)
+    assert set(get_args(TierName)) == set(TIERS)
+    assert set(get_args(QAProfileName)) == set(QA_PROFILES)
+
+
+def test_answers_are_strict_about_what_is_used_and_tolerant_of_extras() -> None:
+    ok = Analysis.model_validate_json(
+        b'{"mode": "modify", "domain": "ui-design", "needs_decomposition": true,'
+        b' "qa_profile": "human", "estimated_complexity": 0.7, "new_field": 1}'
+    )
+    assert ok.domain == "ui-design" and ok.estimated_complexity == 0.7
+    assert Estimate.model_validate_json(b'{"recommended_tier": "large", "confidence": 1}').confidence == 1
+    with pytest.raises(ValidationError) as err:
+        Estimate.model_validate_json(b'{"recommended_tier": "huge"}')
+    assert describe(err.value).startswith("recommended_tier: Input should be")
+    with pytest.raises(ValidationError) as err:
+        Estimate.model_validate_json(b'{"recommended_tier": "small", "estimated_tokens": "many"}')
+    assert describe(err.value).startswith("estimated_tokens")
+    with pytest.raises(ValidationError) as err:
+        Analysis.model_validate_json(b"{not json")
+    assert describe(err.value) == "not JSON"
+    with pytest.raises(ValidationError) as err:
+        RagAnswer.model_validate_json(b'{"sources": []}')
+    assert describe(err.value) == "context: Field required"
+
+
+def test_plan_ids_may_be_numbers() -> None:
+    d = Decomposition.model_validate_json(
+        b'{"subtasks": [{"id": 1, "description": "a"}, {"id": 2, "description": "b",'
+        b' "dependencies": [1, 1]}], "decomposition_depth": 1}'
+    )
+    plan = d.plan()
+    assert [(s.id, s.dependencies) for s in plan.subtasks] == [("1", ()), ("2", ("1",))]
+    with pytest.raises(ValidationError):
+        Decomposition.model_validate_json(b'{"subtasks": [{"id": true, "description": "a"}]}')
