@@ -76,7 +76,9 @@ async def test_submission_stays_fast_while_the_agent_takes_5s(clean_db: str, slo
             f"\n[{backend}] submission with a 5 s agent, n={N} concurrency={CONCURRENCY}: {ms(took)}; "
             f"agent max in flight={slow_agent.max_in_flight}"
         )
-        assert p95(took) < 1.0  # loose: a shared CI machine; the figure is printed
+        # Behaviour, not a speed target (that is printed): had routing been inline, every
+        # submission would have waited for the 5 s agent.
+        assert max(took) < 5.0, "a submission waited for the agent"
         assert slow_agent.max_in_flight == 8
     finally:
         await svc.client.aclose()
