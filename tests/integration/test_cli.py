@@ -168,3 +168,42 @@ def test_events_tail_and_watch(server: ServerProcess) -> None:
     assert events[0]["event"] == "snapshot"
     assert events[-1]["data"]["to"] == "cancelled"
     assert watcher.returncode == 3
+
+
+def test_submit_wait_on_postgresql_and_rabbitmq(pg_url: str, tmp_path: Path) -> None:
+    """The same loop with the service on PostgreSQL + RabbitMQ: the feed and the ingress
+    work there too, so the example worker and the CLI need nothing else."""
+    import asyncio
+    import secrets
+
+    from tests.conftest import AMQP_URL, truncate_all
+    from tests.integration.test_rabbitmq_bus import delete_topology
+
+    asyncio.run(truncate_all(pg_url))
+    prefix = f"cli{secrets.token_hex(3)}."
+    env = {"ORCH_DATABASE_URL": pg_url, "ORCH_BROKER_URL": AMQP_URL, "ORCH_EVENTS__NAME_PREFIX": prefix}
+    try:
+        with ServerProcess(env, log_path=tmp_path / "server.log").start() as server:
+            proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    str(ROOT / "examples" / "http_worker.py"),
+                    "--url",
+                    server.url,
+                    "--out",
+                    str(tmp_path),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            try:
+                r = cli(server, "task", "submit", "Write a parser", "--project", "amqp", "--wait", "--json")
+            finally:
+                proc.terminate()
+                proc.wait(10)
+            assert r.returncode == 0, r.stderr
+            assert json.loads(r.stdout)["status"] == "completed"
+            health = json.loads(cli(server, "project", "status", "amqp", "--json").stdout)
+            assert health["counts"]["completed"] == 1
+    finally:
+        asyncio.run(delete_topology(prefix))
