@@ -460,13 +460,20 @@ class ProvenanceRepository:
 
     # -- projects --------------------------------------------------------------------------
     async def project_counts(self, project_id: str) -> dict[str, int]:
+        """One scalar subquery per count, each answered from an index (the partial ones for
+        tainted and suspect records), not from a scan of the project's rows."""
+        in_project = pr.c.project_id == project_id
+
+        def count(*where: sa.ColumnElement[bool]) -> sa.ScalarSelect[Any]:
+            return sa.select(sa.func.count()).select_from(pr).where(in_project, *where).scalar_subquery()
+
         stmt = sa.select(
-            sa.func.count(),
-            sa.func.count().filter(pr.c.is_tainted),
-            sa.func.count().filter(pr.c.is_suspect),
-            sa.func.count().filter(sa.or_(pr.c.is_tainted, pr.c.is_suspect)),
-            sa.func.count().filter(pr.c.is_suspect, sa.not_(pr.c.is_tainted)),
-        ).where(pr.c.project_id == project_id)
+            count(),
+            count(pr.c.is_tainted),
+            count(pr.c.is_suspect),
+            count(sa.or_(pr.c.is_tainted, pr.c.is_suspect)),
+            count(pr.c.is_suspect, sa.not_(pr.c.is_tainted)),
+        )
         total, tainted, suspect, affected, pending = (await self.conn.execute(stmt)).one()
         return {
             "total": int(total),

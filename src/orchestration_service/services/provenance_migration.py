@@ -161,6 +161,10 @@ async def import_directory(
     started = time.monotonic()
     report = ImportReport()
     files = record_files(directory)
+    if conn.dialect.name == "sqlite":
+        # Take the write lock up front: a running service writes too, and a read lock
+        # upgraded mid-transaction fails at once instead of waiting.
+        conn = await conn.execution_options(sqlite_begin="IMMEDIATE")
     async with conn.begin():
         await conn.run_sync(lambda sync: _staging.create_all(sync))
     try:
