@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 from orchestration_service.metrics import Metrics
+from tests.integration.test_observability import REQUIRED_METRICS
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "orchestration-service.json"
 
@@ -24,17 +25,6 @@ def test_every_panel_queries_exported_metrics() -> None:
     assert used, "the dashboard queries no metric"
     unknown = used - series
     assert not unknown, f"the dashboard queries metrics the service does not export: {unknown}"
-    required = {
-        "orch_http_request_duration_seconds",
-        "orch_tasks_submitted_total",
-        "orch_task_transitions_total",
-        "orch_tasks",
-        "orch_events_published_total",
-        "orch_events_consumed_total",
-        "orch_outbox_pending",
-        "orch_outbox_oldest_age_seconds",
-        "orch_routing_duration_seconds",
-        "orch_dependency_up",
-    }
+    required = set(REQUIRED_METRICS)
     covered = {name for name in required if any(u.startswith(name) for u in used)}
     assert covered == required, f"not on the dashboard: {required - covered}"

@@ -27,6 +27,8 @@ from typing import Any
 
 import orjson
 
+from orchestration_service.domain.json_text import nul_path
+
 LEGACY_KEY = "$legacy"
 
 ARTIFACT_TYPES = ("code", "document", "config", "analysis", "architecture")
@@ -180,28 +182,6 @@ def _uuid(value: Any) -> uuid.UUID | None:
 def canonical_json(value: Any) -> bytes:
     """Type-exact comparison key (1, 1.0 and true differ; key order does not)."""
     return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
-
-
-def nul_path(value: Any, path: str = "", depth: int = 0) -> str | None:
-    """Where a NUL character is (PostgreSQL text and JSONB cannot hold one), if anywhere."""
-    if depth > 64:
-        return None
-    if isinstance(value, str):
-        return path or "$" if "\x00" in value else None
-    if isinstance(value, dict):
-        for k, v in value.items():
-            sub = f"{path}.{k}" if path else str(k)
-            if "\x00" in str(k):
-                return sub
-            found = nul_path(v, sub, depth + 1)
-            if found is not None:
-                return found
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            found = nul_path(v, f"{path}[{i}]", depth + 1)
-            if found is not None:
-                return found
-    return None
 
 
 # -- the override mechanism ----------------------------------------------------------------

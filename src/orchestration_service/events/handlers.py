@@ -20,6 +20,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from orchestration_service import tracing
 from orchestration_service.db.engine import Database, Transaction
 from orchestration_service.domain import events as ev
+from orchestration_service.domain.json_text import nul_path
 from orchestration_service.domain.lifecycle import FINAL_STATES, TaskStatus
 from orchestration_service.events.bus import Disposition, HandlerResult, InboundMessage
 from orchestration_service.logs import event_id_var
@@ -81,37 +82,16 @@ def parse_envelope(body: bytes | dict[str, Any]) -> CloudEvent:
         raise EventRejected("malformed", f"not JSON: {exc}") from None
     if not isinstance(raw, dict):
         raise EventRejected("malformed", "a CloudEvent must be a JSON object")
-    where = _nul_path(raw, "")
+    where = nul_path(raw, index=".{}")
     if where is not None:
         # PostgreSQL text cannot hold NUL; such an event could never be stored.
-        raise EventRejected("schema", f"{where or 'envelope'}: NUL characters are not allowed", field=where)
+        field = None if where == "$" else where
+        raise EventRejected("schema", f"{field or 'envelope'}: NUL characters are not allowed", field=field)
     try:
         return CloudEvent.model_validate(raw)
     except ValidationError as exc:
         where, msg = _first_error(exc, "envelope")
         raise EventRejected("malformed", f"not a CloudEvent: {msg}", field=where) from None
-
-
-def _nul_path(value: Any, path: str, depth: int = 0) -> str | None:
-    """The path of the first string (or key) holding a NUL character, if any."""
-    if depth > 64:
-        return None
-    if isinstance(value, str):
-        return path if "\x00" in value else None
-    if isinstance(value, dict):
-        for k, v in value.items():
-            sub = f"{path}.{k}" if path else str(k)
-            if "\x00" in str(k):
-                return sub
-            found = _nul_path(v, sub, depth + 1)
-            if found is not None:
-                return found
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            found = _nul_path(v, f"{path}.{i}", depth + 1)
-            if found is not None:
-                return found
-    return None
 
 
 def validate_payload(ce: CloudEvent) -> tuple[str, BaseModel]:

@@ -21,3 +21,12 @@ def visible_projects(request: Request) -> list[str] | None:
     # for a missing key, which costs measurably on every request.
     scope: list[str] | None = request.scope.get("state", {}).get("project_scope")
     return scope
+
+
+def narrowed_projects(request: Request, project_id: str | None) -> list[str] | None:
+    """The projects a query may cover: the caller's scope, narrowed to ``project_id`` when
+    given. ``[]`` means nothing is visible (a project outside the key's scope)."""
+    scope = visible_projects(request)
+    if project_id is None:
+        return scope
+    return [project_id] if scope is None or project_id in scope else []

@@ -24,7 +24,7 @@ from orchestration_service.domain.errors import (
 )
 from orchestration_service.events.handlers import TRANSIENT_ERRORS, EventRejected, parse_envelope
 from orchestration_service.http import JSON
-from orchestration_service.routers.deps import container, visible_projects
+from orchestration_service.routers.deps import container, narrowed_projects
 from orchestration_service.schemas.common import problem_responses, sse_response
 from orchestration_service.schemas.events import CloudEvent
 from orchestration_service.services.event_log import LogFilter
@@ -228,10 +228,7 @@ async def feed(
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> StreamingResponse:
     c = container(request)
-    scope = visible_projects(request)
-    projects: list[str] | None = scope
-    if project_id is not None:
-        projects = [project_id] if scope is None or project_id in scope else []
+    projects = narrowed_projects(request, project_id)
     flt = LogFilter(types=[t for t in type or [] if t], project_ids=projects, subject=subject)
     start = _start_after(last_event_id, after)
     if start is None:

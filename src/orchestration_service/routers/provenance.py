@@ -19,7 +19,7 @@ from orchestration_service.domain.errors import ValidationFailed
 from orchestration_service.domain.provenance import BadCursor, decode_cursor, encode_cursor
 from orchestration_service.http import JSON
 from orchestration_service.repositories.provenance import ProvenanceFilter, TaintEventFilter
-from orchestration_service.routers.deps import container, visible_projects
+from orchestration_service.routers.deps import container, narrowed_projects, visible_projects
 from orchestration_service.schemas.common import (
     NO_NUL,
     ProvenancePage,
@@ -73,13 +73,6 @@ MaxDepth = Annotated[int, Query(ge=1, le=MAX_DEPTH_LIMIT, description="How many 
 ProjectPath = Annotated[str, Path(max_length=255, pattern=NO_NUL)]
 
 
-def _projects(request: Request, project_id: str | None) -> list[str] | None:
-    scope = visible_projects(request)
-    if project_id is None:
-        return scope
-    return [project_id] if scope is None or project_id in scope else []
-
-
 def _after(cursor: str | None, offset: int, *, uuid_ids: bool = True) -> tuple[datetime, Any] | None:
     if cursor is None:
         return None
@@ -123,7 +116,7 @@ async def list_provenance(
     offset: Offset = 0,
 ) -> JSON:
     after = _after(cursor, offset)
-    projects = _projects(request, project_id)
+    projects = narrowed_projects(request, project_id)
     if projects == []:
         return JSON({"items": [], "total": 0, "limit": limit, "offset": offset, "next_cursor": None})
     f = ProvenanceFilter(
@@ -171,7 +164,7 @@ async def list_taint_events(
     offset: Offset = 0,
 ) -> JSON:
     after = _after(cursor, offset, uuid_ids=False)
-    projects = _projects(request, project_id)
+    projects = narrowed_projects(request, project_id)
     empty = {"items": [], "total": 0, "limit": limit, "offset": offset, "next_cursor": None}
     if projects == []:
         return JSON(empty)

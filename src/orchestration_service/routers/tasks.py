@@ -11,7 +11,7 @@ from orchestration_service.domain.errors import Forbidden, NotFound
 from orchestration_service.domain.lifecycle import Priority, TaskStatus
 from orchestration_service.http import JSON
 from orchestration_service.repositories.tasks import TaskFilter
-from orchestration_service.routers.deps import container, visible_projects
+from orchestration_service.routers.deps import container, narrowed_projects, visible_projects
 from orchestration_service.schemas.common import NO_NUL, UTCDateTime, problem_responses
 from orchestration_service.schemas.tasks import (
     CancelTask,
@@ -88,12 +88,7 @@ async def list_tasks(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
 ) -> JSON:
-    scope = visible_projects(request)
-    projects: list[str] | None
-    if project_id is not None:
-        projects = [project_id] if scope is None or project_id in scope else []
-    else:
-        projects = scope
+    projects = narrowed_projects(request, project_id)
     if projects == []:
         return JSON({"items": [], "total": 0, "limit": limit, "offset": offset})
     f = TaskFilter(
