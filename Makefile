@@ -49,9 +49,10 @@ contract-test: install  ## Contract tests: OpenAPI drift, Schemathesis, AsyncAPI
 contract: install  ## Regenerate contracts/openapi.yaml from the code
 	$(BIN)/python -m orchestration_service.contracts > contracts/openapi.yaml
 
-bench: install  ## Benchmarks (needs PostgreSQL on 127.0.0.1); prints figures
+bench: install  ## Benchmarks on PostgreSQL: HTTP, events, provenance at 100k (see bench/); prints figures
 	$(BIN)/python -m bench
 	$(BIN)/python -m bench.events
+	$(BIN)/python -m bench.provenance
 
 clean:  ## Remove the virtual environment, caches and the local database
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,153 @@
+"""Provenance at scale (``python -m bench.provenance [--records N]``): generate N legacy-format
+records with deep and wide lineage, time ``orchestration-service provenance import`` into a
+scratch PostgreSQL database, then time every provenance query over HTTP (p50/p95/max).
+Target (issue): each p95 < 50 ms at 100,000 records; import of 100,000 in < 120 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import random
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import orjson
+
+from bench.server import CLI, ROOT, ServerConfig, ServerProcess, migrate, scratch_database, server_env
+from orchestration_service.provenance_fixtures import generate
+
+Case = Callable[[], tuple[str, dict[str, Any]]]
+
+
+def pct(xs: list[float], p: float) -> float:
+    s = sorted(xs)
+    return s[max(0, min(len(s) - 1, round(p / 100 * len(s) + 0.5) - 1))]
+
+
+def cursor(ts: Any, rid: Any) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps([ts.isoformat(), str(rid)])).decode().rstrip("=")
+
+
+async def cases(dsn: str, rng: random.Random) -> dict[str, Case]:
+    db = await asyncpg.connect(dsn)
+    try:
+        ids = [
+            str(r[0])
+            for r in await db.fetch("SELECT id FROM provenance_records ORDER BY random() LIMIT 2000")
+        ]
+        tasks = [
+            r[0] for r in await db.fetch("SELECT task_id FROM provenance_records ORDER BY random() LIMIT 500")
+        ]
+        arts = [
+            r[0]
+            for r in await db.fetch(
+                "SELECT artifact_id FROM provenance_artifacts ORDER BY random() LIMIT 500"
+            )
+        ]
+        projects = [r[0] for r in await db.fetch("SELECT DISTINCT project_id FROM provenance_records")]
+        total = int(await db.fetchval("SELECT count(*) FROM provenance_records"))
+        deep = await db.fetchrow(
+            "SELECT created_at, id FROM provenance_records "
+            "ORDER BY created_at DESC, id DESC OFFSET $1 LIMIT 1",
+            max(0, int(total * 0.9)),
+        )
+    finally:
+        await db.close()
+    deep_cursor = cursor(deep[0], deep[1])
+    return {
+        "list first page": lambda: ("/provenance", {"limit": 50}),
+        "list by project": lambda: ("/provenance", {"project_id": rng.choice(projects), "limit": 50}),
+        "list cursor at 90%": lambda: ("/provenance", {"cursor": deep_cursor, "limit": 50}),
+        "list is_tainted": lambda: ("/provenance", {"is_tainted": "true", "limit": 50}),
+        "list model_used": lambda: ("/provenance", {"model_used": "phi3:mini", "limit": 50}),
+        "by task_id": lambda: ("/provenance", {"task_id": rng.choice(tasks)}),
+        "by artifact_id": lambda: ("/provenance", {"artifact_id": rng.choice(arts)}),
+        "get record": lambda: (f"/provenance/{rng.choice(ids)}", {}),
+        "lineage": lambda: (f"/provenance/{rng.choice(ids)}/lineage", {}),
+        "impact": lambda: (f"/provenance/{rng.choice(ids)}/impact", {}),
+        "root-cause": lambda: (f"/provenance/{rng.choice(ids)}/root-cause", {}),
+        "consistency": lambda: (f"/projects/{rng.choice(projects)}/consistency", {}),
+        "taint-events": lambda: ("/provenance/taint-events", {"limit": 100}),
+        "checkpoints": lambda: (f"/projects/{rng.choice(projects)}/checkpoints", {}),
+    }
+
+
+async def run(args: argparse.Namespace) -> int:
+    config = ServerConfig(workers=1, broker_url="memory://")
+    results = ROOT / "bench" / "results"
+    results.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        files = Path(tmp) / "legacy"
+        t = time.perf_counter()
+        generate(files, args.records, projects=10, seed=1)
+        print(f"generated {args.records:,} legacy records in {time.perf_counter() - t:.1f} s", flush=True)
+        async with scratch_database(args.pg_url) as db_url:
+            env = server_env(db_url, config)
+            await migrate(env)
+            t = time.perf_counter()
+            proc = await asyncio.create_subprocess_exec(
+                str(CLI),
+                "provenance",
+                "import",
+                str(files),
+                env=env,
+                cwd=ROOT,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.DEVNULL,
+            )
+            code = await proc.wait()
+            print(
+                f"import: {time.perf_counter() - t:.1f} s (exit {code}; target < 120 s at 100,000)",
+                flush=True,
+            )
+            if code != 0:
+                return 1
+            server = ServerProcess(config=config, env=env, log_path=results / "provenance-server.log")
+            await server.start()
+            try:
+                dsn = db_url.replace("postgresql+asyncpg://", "postgresql://")
+                rng = random.Random(1)
+                misses = 0
+                async with httpx.AsyncClient(base_url=server.base_url + "/api/v1", timeout=120) as client:
+                    for name, make in (await cases(dsn, rng)).items():
+                        times: list[float] = []
+                        for i in range(args.samples + 5):
+                            path, params = make()
+                            start = time.perf_counter()
+                            r = await client.get(path, params=params)
+                            if r.status_code != 200:
+                                raise SystemExit(f"{name}: {r.status_code} {r.text[:200]}")
+                            if i >= 5:
+                                times.append((time.perf_counter() - start) * 1000)
+                        p95 = pct(times, 95)
+                        verdict = "PASS" if p95 < 50 else "MISS"
+                        misses += verdict == "MISS"
+                        print(
+                            f"{name:24s} p50 {statistics.median(times):7.1f} ms  p95 {p95:7.1f} ms  "
+                            f"max {max(times):7.1f} ms  {verdict}",
+                            flush=True,
+                        )
+                print(f"{misses} queries over the 50 ms p95 target")
+            finally:
+                await server.stop()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.provenance", description=__doc__.split("\n\n")[0])
+    p.add_argument("--records", type=int, default=100_000)
+    p.add_argument("--samples", type=int, default=200)
+    p.add_argument("--pg-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    return asyncio.run(run(p.parse_args(argv)))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
