@@ -31,7 +31,7 @@ from orchestration_service.events.bus import (
     OutboundMessage,
 )
 from orchestration_service.events.rabbitmq import RabbitMQBus
-from tests.conftest import AMQP_URL, make_settings, start_service
+from tests.conftest import AMQP_URL, make_settings, missing_service, start_service
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -125,6 +125,20 @@ def ce_id(msg: InboundMessage) -> str:
 
 
 # -- fixtures --------------------------------------------------------------------------------
+@pytest.fixture
+async def admin() -> AsyncIterator[AbstractChannel]:
+    """A plain connection of the test's own, for inspecting the broker."""
+    try:
+        conn = await aio_pika.connect(AMQP_URL, timeout=5)
+    except Exception as exc:
+        missing_service("RabbitMQ", exc)
+        raise
+    try:
+        yield await conn.channel()
+    finally:
+        await conn.close()
+
+
 @pytest.fixture
 def prefix() -> str:
     return f"t{secrets.token_hex(4)}."

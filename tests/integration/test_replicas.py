@@ -20,7 +20,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from tests.conftest import AMQP_URL, truncate_all
+from tests.conftest import AMQP_URL, missing_service, truncate_all
 from tests.integration.test_rabbitmq_bus import delete_topology, tap
 from tests.process import ServerProcess, free_port
 
@@ -31,6 +31,19 @@ pytestmark = pytest.mark.slow
 async def pg(pg_url: str) -> str:
     await truncate_all(pg_url)
     return pg_url
+
+
+@pytest.fixture
+async def amqp() -> AsyncIterator[aio_pika.abc.AbstractChannel]:
+    try:
+        conn = await aio_pika.connect(AMQP_URL, timeout=5)
+    except Exception as exc:
+        missing_service("RabbitMQ", exc)
+        raise
+    try:
+        yield await conn.channel()
+    finally:
+        await conn.close()
 
 
 @pytest.fixture
@@ -66,7 +79,7 @@ async def unpublished(url: str) -> int:
 
 
 async def test_a_crash_between_commit_and_publish_loses_nothing(
-    pg: str, prefix: str, admin: aio_pika.abc.AbstractChannel, tmp_path: Path
+    pg: str, prefix: str, amqp: aio_pika.abc.AbstractChannel, tmp_path: Path
 ) -> None:
     # The first process commits but cannot publish (its broker address answers nothing),
     # then dies by SIGKILL: the events are committed and unsent.
@@ -85,8 +98,8 @@ async def test_a_crash_between_commit_and_publish_loses_nothing(
     assert await unpublished(pg) >= 10, "the events were committed and not published"
 
     # Declare the exchange and a tap before the restart, so nothing published is missed.
-    await admin.declare_exchange(prefix + "task.events", aio_pika.ExchangeType.TOPIC, durable=True)
-    queue = await tap(admin, prefix)
+    await amqp.declare_exchange(prefix + "task.events", aio_pika.ExchangeType.TOPIC, durable=True)
+    queue = await tap(amqp, prefix)
     with ServerProcess({**env, "ORCH_BROKER_URL": AMQP_URL}, log_path=tmp_path / "second.log").start():
         created: set[str] = set()
         for _ in range(200):
@@ -108,7 +121,7 @@ async def test_a_crash_between_commit_and_publish_loses_nothing(
 
 
 async def test_two_replicas_never_over_dispatch(
-    pg: str, prefix: str, admin: aio_pika.abc.AbstractChannel, tmp_path: Path
+    pg: str, prefix: str, amqp: aio_pika.abc.AbstractChannel, tmp_path: Path
 ) -> None:
     limit, total = 3, 24
     env = {
@@ -120,10 +133,10 @@ async def test_two_replicas_never_over_dispatch(
     a = ServerProcess(env, log_path=tmp_path / "a.log").start()
     b = ServerProcess(env, log_path=tmp_path / "b.log").start()
     try:
-        ready = await admin.declare_queue(exclusive=True, auto_delete=True)
+        ready = await amqp.declare_queue(exclusive=True, auto_delete=True)
         await ready.bind(prefix + "task.events", routing_key="task.ready.*")
-        task_exchange = await admin.get_exchange(prefix + "task.events")
-        qa_exchange = await admin.get_exchange(prefix + "qa.events")
+        task_exchange = await amqp.get_exchange(prefix + "task.events")
+        qa_exchange = await amqp.get_exchange(prefix + "qa.events")
 
         async def worker() -> None:
             """Stands in for the worker and QA services: every task.ready gets an output and a
@@ -216,7 +229,7 @@ async def test_two_replicas_never_over_dispatch(
 
 
 async def test_replicas_survive_random_sigkills(
-    pg: str, prefix: str, admin: aio_pika.abc.AbstractChannel, tmp_path: Path
+    pg: str, prefix: str, amqp: aio_pika.abc.AbstractChannel, tmp_path: Path
 ) -> None:
     """Submission load and worker/QA traffic while replicas are SIGKILLed and restarted."""
     limit, projects, kills = 4, ("k1", "k2", "k3"), 4
@@ -227,10 +240,10 @@ async def test_replicas_survive_random_sigkills(
         "ORCH_MAX_CONCURRENT_PER_PROJECT": str(limit),
     }
     replicas = [ServerProcess(env, log_path=tmp_path / f"r{i}.log").start() for i in range(2)]
-    ready = await admin.declare_queue(exclusive=True, auto_delete=True)
+    ready = await amqp.declare_queue(exclusive=True, auto_delete=True)
     await ready.bind(prefix + "task.events", routing_key="task.ready.*")
-    task_exchange = await admin.get_exchange(prefix + "task.events")
-    qa_exchange = await admin.get_exchange(prefix + "qa.events")
+    task_exchange = await amqp.get_exchange(prefix + "task.events")
+    qa_exchange = await amqp.get_exchange(prefix + "qa.events")
     sent_events: set[str] = set()
     acknowledged: list[str] = []
     stop = asyncio.Event()

@@ -11,7 +11,6 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from orchestration_service.domain.provenance import CHECKPOINT_FIELDS
 from orchestration_service.schemas.common import NO_NUL
 
 Text = Annotated[str, StringConstraints(max_length=4000, pattern=NO_NUL)]
@@ -230,7 +229,19 @@ def checkpoint_document(r: Mapping[Any, Any]) -> dict[str, Any]:
     return {
         k: r[k]
         for k in (
-            *CHECKPOINT_FIELDS,
+            "id",
+            "project_id",
+            "created_at",
+            "git_ref",
+            "provenance_count",
+            "artifact_count",
+            "last_provenance_id",
+            "last_task_id",
+            "rag_state_ref",
+            "work_product_ref",
+            "description",
+            "trigger",
+            "is_valid",
             "invalidated_at",
             "invalidated_by",
         )

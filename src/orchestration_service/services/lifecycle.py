@@ -70,23 +70,48 @@ class Lifecycle:
         with tracing.span(
             f"task {to.value}", parent_traceparent=parent, attributes={"task.id": str(task["id"])}
         ):
-            current = TaskStatus(task["status"])
-            check_transition(current, to)
-            now = now or utcnow()
-            values = dict(changes or {})
-            values["status"] = to.value
-            values["updated_at"] = now
-            if to in FINAL_STATES:
-                values.setdefault("completed_at", now)
-                values["deadline_at"] = None
-            await TaskRepository(tx.conn).update(task["id"], values)
-            updated = {**task, **values}
-            await TaskRepository(tx.conn).add_history(
-                [self._history_row(updated, current.value, to.value, reason, cause, details, now)]
+            return await self._transition(
+                tx,
+                task,
+                to,
+                reason=reason,
+                cause=cause,
+                changes=changes,
+                details=details,
+                events=events,
+                now=now,
             )
-            await emit(tx, [*events, self._status_event(updated, current.value, to.value, reason, now)])
-            self._after_commit_notify(tx, current.value, to.value)
-            return updated
+
+    async def _transition(
+        self,
+        tx: Transaction,
+        task: dict[str, Any],
+        to: TaskStatus,
+        *,
+        reason: str,
+        cause: str,
+        changes: dict[str, Any] | None = None,
+        details: dict[str, Any] | None = None,
+        events: Sequence[ev.OutgoingEvent] = (),
+        now: datetime | None = None,
+    ) -> dict[str, Any]:
+        current = TaskStatus(task["status"])
+        check_transition(current, to)
+        now = now or utcnow()
+        values = dict(changes or {})
+        values["status"] = to.value
+        values["updated_at"] = now
+        if to in FINAL_STATES:
+            values.setdefault("completed_at", now)
+            values["deadline_at"] = None
+        await TaskRepository(tx.conn).update(task["id"], values)
+        updated = {**task, **values}
+        await TaskRepository(tx.conn).add_history(
+            [self._history_row(updated, current.value, to.value, reason, cause, details, now)]
+        )
+        await emit(tx, [*events, self._status_event(updated, current.value, to.value, reason, now)])
+        self._after_commit_notify(tx, current.value, to.value)
+        return updated
 
     async def note(
         self,
