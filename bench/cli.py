@@ -66,14 +66,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--workers",
         type=int,
         nargs="+",
-        default=[1],
-        help="server worker processes; several values measure several configurations (e.g. --workers 1 2)",
+        default=[2],
+        help="server worker processes (default 2: one per core); several values, several configurations",
     )
     p.add_argument(
         "--broker",
-        choices=("auto", "memory", "amqp"),
-        default="auto",
-        help="auto: memory:// with one worker, RabbitMQ with more",
+        choices=("memory", "amqp", "both"),
+        default="memory",
+        help="the event bus: memory:// (default), RabbitMQ, or both (each configuration twice)",
     )
     p.add_argument("--amqp-url", default="amqp://guest:guest@127.0.0.1:5672/")
     p.add_argument(
@@ -110,13 +110,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def configurations(args: argparse.Namespace) -> list[ServerConfig]:
     out = []
     for workers in args.workers:
-        amqp = args.broker == "amqp" or (args.broker == "auto" and workers > 1)
-        if workers > 1 and not amqp:
-            raise SystemExit("python -m bench: more than one worker needs a broker (--broker amqp)")
-        if amqp:
-            out.append(ServerConfig(workers, args.amqp_url, f"bench{secrets.token_hex(3)}."))
-        else:
+        if args.broker in ("memory", "both"):
             out.append(ServerConfig(workers, "memory://"))
+        if args.broker in ("amqp", "both"):
+            out.append(ServerConfig(workers, args.amqp_url, f"bench{secrets.token_hex(3)}."))
     return out
 
 

@@ -190,13 +190,16 @@ class RedisSettings(_Section):
 class ServerSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
-    workers: int = Field(
-        1, ge=1, le=64, description="HTTP worker processes; more than one needs a shared broker (amqp://)."
-    )
+    workers: int = Field(1, ge=1, le=64, description="HTTP worker processes; more than one needs PostgreSQL.")
     max_body_bytes: int = Field(
         1_048_576, ge=1024, description="Largest request body accepted; larger is a 413."
     )
     shutdown_grace_seconds: float = Field(20.0, ge=0)
+    fast_lane: bool = Field(
+        True,
+        description="Answer task status reads and submissions without FastAPI's per-request layers "
+        "(routers/fast_lane.py); errors always go through the reference routes.",
+    )
 
 
 class LoggingSettings(_Section):

@@ -23,7 +23,7 @@ from orchestration_service.schemas.common import PROBLEM_JSON
 
 log = logging.getLogger(__name__)
 
-__all__ = ["JSON", "PROBLEM_JSON", "BodyLimitMiddleware", "install_error_handlers", "problem"]
+__all__ = ["JSON", "PROBLEM_JSON", "BodyLimitMiddleware", "install_error_handlers", "json_default", "problem"]
 
 
 class JSON(JSONResponse):
@@ -35,10 +35,10 @@ class JSON(JSONResponse):
     media_type = "application/json"
 
     def render(self, content: Any) -> bytes:
-        return orjson.dumps(content, default=_fallback)
+        return orjson.dumps(content, default=json_default)
 
 
-def _fallback(value: Any) -> Any:
+def json_default(value: Any) -> Any:
     # asyncpg returns its own UUID subclass, and Decimals come from NUMERIC columns.
     if isinstance(value, uuid.UUID):
         return str(value)

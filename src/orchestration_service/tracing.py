@@ -60,6 +60,12 @@ def configure(exporter: str) -> None:
     log.info("tracing on", extra={"exporter": exporter})
 
 
+def is_recording() -> bool:
+    """Whether spans are recorded (an exporter is configured); without, spans only carry
+    an incoming context through, and work that starts none of its own can skip them."""
+    return _configured
+
+
 def has_active_span() -> bool:
     return trace.get_current_span().get_span_context().is_valid
 

@@ -369,7 +369,8 @@ async def test_two_routers_route_each_task_once(clean_db: str, agent: FakeServic
 async def test_claims_exclude_each_other_until_the_lease_expires(clean_db: str) -> None:
     async with serve(clean_db) as h:
         await h.svc.container.router.stop()  # no routing in the background: claim by hand
-        tid = uuid.UUID((await submit(h.svc))["task_id"])
+        # A task that asks for decomposition is not routed at submission: it waits for a claim.
+        tid = uuid.UUID((await submit(h.svc, options={"decompose": True}))["task_id"])
         db = h.svc.container.db
         now = utcnow()
         async with db.transaction() as tx:

@@ -43,7 +43,7 @@ def serve(
     ] = None,
     port: Annotated[int | None, typer.Option(help="Port (default from ORCH_PORT / config: 8000)")] = None,
     workers: Annotated[
-        int | None, typer.Option(help="HTTP worker processes (needs amqp:// when > 1)")
+        int | None, typer.Option(help="HTTP worker processes (needs PostgreSQL when > 1)")
     ] = None,
     migrate: Annotated[
         bool, typer.Option("--migrate/--no-migrate", help="Apply pending migrations first")
@@ -60,10 +60,13 @@ def serve(
         update={k: v for k, v in {"host": host, "port": port, "workers": workers}.items() if v is not None}
     )
     settings = settings.model_copy(update={"server": server})
-    if server.workers > 1 and settings.events.is_memory:
+    if server.workers > 1 and settings.storage.is_sqlite:
+        # The processes elect one outbox relay through PostgreSQL; on SQLite each would
+        # number the event log on its own. (The in-process bus is fine with several: events
+        # from workers come in over HTTP, and the feed is read from the database.)
         typer.echo(
             "orchestration-service: invalid setting server.workers (ORCH_WORKERS): more than one worker "
-            "needs a shared broker (ORCH_BROKER_URL=amqp://…); the in-process bus is per process",
+            "needs PostgreSQL (ORCH_DATABASE_URL=postgresql+asyncpg://…), not SQLite",
             err=True,
         )
         raise typer.Exit(2)

@@ -12,6 +12,8 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import asyncpg
+import orjson
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -54,8 +56,12 @@ class Transaction:
 
 
 class Database:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, fast_pool_size: int = 0) -> None:
         self.engine = engine
+        # PostgreSQL: a plain asyncpg pool for the hottest statements (repositories.tasks_pg),
+        # opened by ``open``; None on SQLite or when not asked for.
+        self.pg: asyncpg.Pool | None = None
+        self._fast_pool_size = fast_pool_size
         self._read_engine = engine.execution_options(isolation_level="AUTOCOMMIT")
         self.is_postgres = engine.dialect.name == "postgresql"
         # Set by the outbox relay: called after any commit that wrote outbox rows.
@@ -95,11 +101,28 @@ class Database:
         async with self._read_engine.connect() as conn:
             yield conn
 
+    async def open(self) -> None:
+        if self.is_postgres and self._fast_pool_size and self.pg is None:
+            from orchestration_service.repositories.tasks_pg import init_connection, keep_session
+
+            url = self.engine.url.set(drivername="postgresql")
+            self.pg = await asyncpg.create_pool(
+                url.render_as_string(hide_password=False),
+                min_size=1,
+                max_size=self._fast_pool_size,
+                init=init_connection,
+                reset=keep_session,
+                server_settings={"application_name": "orchestration-service", "jit": "off"},
+            )
+
     async def ping(self) -> None:
         async with self.engine.connect() as conn:
             await conn.exec_driver_sql("SELECT 1")
 
     async def close(self) -> None:
+        if self.pg is not None:
+            await self.pg.close()
+            self.pg = None
         await self.engine.dispose()
 
 
@@ -114,6 +137,8 @@ def create_engine(
         engine = create_async_engine(
             url,
             connect_args={"timeout": 30},
+            json_serializer=_json_dumps,
+            json_deserializer=orjson.loads,
             # aiosqlite runs each connection on its own thread; a small pool is plenty.
             pool_size=8,
             max_overflow=8,
@@ -125,11 +150,18 @@ def create_engine(
     }
     return create_async_engine(
         url,
+        json_serializer=_json_dumps,
+        json_deserializer=orjson.loads,
         pool_size=settings.pool_size,
         max_overflow=settings.max_overflow,
         pool_pre_ping=False,
         connect_args=connect_args,
     )
+
+
+def _json_dumps(value: Any) -> str:
+    # orjson: several times faster than json on the envelopes and documents stored as JSON.
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
 def create_admin_engine(settings: StorageSettings) -> AsyncEngine:

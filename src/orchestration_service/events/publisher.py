@@ -148,11 +148,13 @@ class OutboxRelay:
         sent = 0
         while True:
             self._wake.clear()
-            async with self.db.transaction() as tx:
-                sequenced = await OutboxRepository(tx.conn).assign_sequence(batch)
-                if sequenced and tx.is_postgres:
-                    # Wakes the event-log readers of every replica when the block commits.
-                    await tx.conn.exec_driver_sql(f"NOTIFY {LOG_CHANNEL}")
+            # Single statements in autocommit (no BEGIN/COMMIT round trips): only the leader
+            # writes these columns, and each statement is atomic on its own.
+            async with self.db.read() as conn:
+                sequenced = await OutboxRepository(conn).assign_sequence(batch)
+                if sequenced and self.db.is_postgres:
+                    # Wakes the event-log readers of every replica: the block is committed.
+                    await conn.exec_driver_sql(f"NOTIFY {LOG_CHANNEL}")
             if sequenced:
                 for cb in self.on_sequenced:
                     cb()
@@ -161,7 +163,8 @@ class OutboxRelay:
             if rows:
                 messages = [OutboundMessage(r["exchange"], r["event_type"], r["envelope"]) for r in rows]
                 with contextlib.ExitStack() as spans:
-                    for m in messages:  # one PRODUCER span per event, child of what caused it
+                    for m in messages if tracing.is_recording() else ():
+                        # One PRODUCER span per event, child of what caused it.
                         spans.enter_context(
                             tracing.span(
                                 f"publish {m.routing_key}",
@@ -171,8 +174,8 @@ class OutboxRelay:
                             )
                         )
                     await self.bus.publish(messages)  # BusUnavailable: rows stay, _run retries
-                async with self.db.transaction() as tx:
-                    await OutboxRepository(tx.conn).mark_published([r["id"] for r in rows])
+                async with self.db.read() as conn:
+                    await OutboxRepository(conn).mark_published([r["id"] for r in rows])
                 sent += len(rows)
                 self.published_count += len(rows)
                 names = [r["event_type"] for r in rows]

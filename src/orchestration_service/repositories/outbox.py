@@ -40,27 +40,24 @@ class OutboxRepository:
 
     async def assign_sequence(self, limit: int) -> int:
         """Give committed, unsequenced rows the next contiguous ``seq`` numbers, in ``id``
-        order. Only the relay leader calls this (one at a time), so the numbers never
-        skip and a reader that has seen ``seq = n`` has seen every row up to ``n``."""
+        order, in one statement. Only the relay leader calls this (one at a time), so the
+        numbers never skip and a reader that has seen ``seq = n`` has seen every row up to
+        ``n``."""
         pending = (
-            (
-                await self.conn.execute(
-                    sa.select(outbox.c.id).where(outbox.c.seq.is_(None)).order_by(outbox.c.id).limit(limit)
-                )
-            )
-            .scalars()
-            .all()
+            sa.select(outbox.c.id, sa.func.row_number().over(order_by=outbox.c.id).label("n"))
+            .where(outbox.c.seq.is_(None))
+            .order_by(outbox.c.id)
+            .limit(limit)
+            .subquery("pending")
         )
-        if not pending:
-            return 0
-        start = (
-            await self.conn.execute(sa.select(sa.func.coalesce(sa.func.max(outbox.c.seq), 0)))
-        ).scalar_one()
-        await self.conn.execute(
-            outbox.update().where(outbox.c.id == sa.bindparam("_id")).values(seq=sa.bindparam("_seq")),
-            [{"_id": row_id, "_seq": start + i} for i, row_id in enumerate(pending, start=1)],
+        start = sa.select(sa.func.coalesce(sa.func.max(outbox.c.seq), 0)).scalar_subquery()
+        stmt = (
+            outbox.update()
+            .where(outbox.c.id == pending.c.id)
+            .values(seq=start + pending.c.n)
+            .execution_options(synchronize_session=False)
         )
-        return len(pending)
+        return int((await self.conn.execute(stmt)).rowcount or 0)
 
     async def unpublished(self, limit: int) -> Sequence[RowMapping]:
         stmt = (

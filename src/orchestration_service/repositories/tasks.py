@@ -28,6 +28,25 @@ class TaskFilter:
     parent_id: uuid.UUID | None = None
 
 
+# PostgreSQL: the dispatch queue of several projects in one statement, each read through
+# ix_tasks_dispatch_queue up to its own limit (a LATERAL join; SQLite loops instead).
+# Rows another transaction holds (a cancel, which locks the task and then its project) are
+# skipped rather than waited for: waiting would deadlock against that lock order.
+_DISPATCHABLE_MANY = """
+SELECT {columns} FROM unnest(CAST(:ps AS text[]), CAST(:ns AS int[])) AS p(project_id, free)
+CROSS JOIN LATERAL (
+    SELECT * FROM tasks
+    WHERE tasks.project_id = p.project_id AND tasks.status = 'pending' AND tasks.routed_at IS NOT NULL
+      AND NOT EXISTS (
+          SELECT 1 FROM task_dependencies dep JOIN tasks blocker ON blocker.id = dep.depends_on_id
+          WHERE dep.task_id = tasks.id AND blocker.status <> 'completed')
+    ORDER BY tasks.priority_rank DESC, tasks.created_at, tasks.id
+    LIMIT p.free
+    FOR UPDATE OF tasks SKIP LOCKED
+) AS t
+""".format(columns=", ".join(f"t.{c.name}" for c in tasks.c))
+
+
 class TaskRepository:
     def __init__(self, conn: AsyncConnection) -> None:
         self.conn = conn
@@ -64,6 +83,29 @@ class TaskRepository:
 
     async def update(self, task_id: uuid.UUID, values: dict[str, Any]) -> None:
         await self.conn.execute(tasks.update().where(tasks.c.id == task_id).values(**values))
+
+    async def update_many(self, changes: Sequence[tuple[uuid.UUID, dict[str, Any]]]) -> None:
+        """Several rows, each with its own values: one executemany per set of columns."""
+        if len(changes) == 1:
+            await self.update(*changes[0])
+            return
+        groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for task_id, values in changes:
+            keys = tuple(sorted(values))
+            groups.setdefault(keys, []).append({"_id": task_id, **{f"_v_{k}": values[k] for k in keys}})
+        for keys, params in groups.items():
+            stmt = (
+                tasks.update()
+                .where(tasks.c.id == sa.bindparam("_id", type_=tasks.c.id.type))
+                .values({k: sa.bindparam(f"_v_{k}", type_=tasks.c[k].type) for k in keys})
+            )
+            await self.conn.execute(stmt, params)
+
+    async def get_many(self, task_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, RowMapping]:
+        if not task_ids:
+            return {}
+        rows = (await self.conn.execute(sa.select(tasks).where(tasks.c.id.in_(list(task_ids))))).mappings()
+        return {r["id"]: r for r in rows}
 
     # -- history -----------------------------------------------------------------------
     async def add_history(self, rows: list[dict[str, Any]]) -> None:
@@ -208,6 +250,40 @@ class TaskRepository:
                 sa.text("SELECT pg_advisory_xact_lock(7301, hashtext(:p))"), {"p": project_id}
             )
 
+    async def lock_projects(self, project_ids: Sequence[str]) -> None:
+        """``lock_project`` for several, in one statement and in a fixed order (no deadlock
+        between two replicas locking overlapping sets)."""
+        if self.conn.dialect.name == "postgresql" and project_ids:
+            await self.conn.execute(
+                sa.text(
+                    "SELECT pg_advisory_xact_lock(7301, hashtext(p)) "
+                    "FROM (SELECT unnest(CAST(:ps AS text[])) AS p ORDER BY 1) AS s"
+                ),
+                {"ps": sorted(set(project_ids))},
+            )
+
+    async def in_flight_counts(self, project_ids: Sequence[str]) -> dict[str, int]:
+        stmt = (
+            sa.select(tasks.c.project_id, sa.func.count())
+            .where(tasks.c.project_id.in_(list(project_ids)), tasks.c.status.in_(_IN_FLIGHT))
+            .group_by(tasks.c.project_id)
+        )
+        return {str(p): int(n) for p, n in (await self.conn.execute(stmt)).all()}
+
+    async def dispatchable_many(self, free: dict[str, int]) -> list[RowMapping]:
+        """``dispatchable`` for several projects, each up to its own number of free slots."""
+        if not free:
+            return []
+        if self.conn.dialect.name != "postgresql":
+            out: list[RowMapping] = []
+            for project_id, n in sorted(free.items()):
+                out.extend(await self.dispatchable(project_id, n))
+            return out
+        projects = sorted(free)
+        stmt = sa.text(_DISPATCHABLE_MANY).columns(*tasks.c)
+        rows = await self.conn.execute(stmt, {"ps": projects, "ns": [free[p] for p in projects]})
+        return list(rows.mappings().all())
+
     async def in_flight_count(self, project_id: str) -> int:
         stmt = (
             sa.select(sa.func.count())
@@ -270,6 +346,24 @@ class TaskRepository:
         rows = list((await self.conn.execute(stmt)).mappings().all())
         rows.sort(key=lambda r: (r["created_at"], r["id"]))
         return rows
+
+    async def lock_unrouted(self, now: datetime, limit: int) -> list[RowMapping]:
+        """Unrouted pending tasks no router holds a lease on, oldest first, locked for this
+        transaction (PostgreSQL skips rows another replica has locked; SQLite's write
+        transaction is already exclusive). For routing that needs no lease: the built-in
+        analyzer decides within the same transaction."""
+        if limit <= 0:
+            return []
+        unclaimed = sa.or_(tasks.c.routing_claimed_until.is_(None), tasks.c.routing_claimed_until < now)
+        stmt = (
+            sa.select(tasks)
+            .where(tasks.c.status == TaskStatus.PENDING.value, tasks.c.routed_at.is_(None), unclaimed)
+            .order_by(tasks.c.created_at, tasks.c.id)
+            .limit(limit)
+        )
+        if self.conn.dialect.name == "postgresql":
+            stmt = stmt.with_for_update(skip_locked=True)
+        return list((await self.conn.execute(stmt)).mappings().all())
 
     async def mark_routed(self, task_id: uuid.UUID, values: dict[str, Any]) -> bool:
         """Write a routing decision if the task is still pending and unrouted; False if it

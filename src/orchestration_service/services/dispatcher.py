@@ -83,6 +83,17 @@ class _Routed:
     started: float  # monotonic time of the claim
 
 
+@dataclass(slots=True)
+class RoutedNow:
+    """A routing decision made at submission (see ``Router.route_at_submission``)."""
+
+    values: dict[str, Any]  # the task's routing columns
+    reason: str  # its history note
+    details: dict[str, Any]
+    analyzer: str
+    seconds: float
+
+
 class Router(_Loop):
     """Routes newly submitted tasks and dispatches them as slots allow.
 
@@ -116,6 +127,7 @@ class Router(_Loop):
         self._claimed: set[uuid.UUID] = set()  # claimed by this router, not applied yet
         self._jobs: set[asyncio.Task[None]] = set()
         self._finished: list[_Routed] = []  # analysed, waiting to be applied
+        self._dispatch_due: set[str] = set()  # projects with tasks routed at submission
         self.routed = 0
         self.discarded = 0
 
@@ -123,8 +135,42 @@ class Router(_Loop):
     def analyses_in_flight(self) -> int:
         return len(self._jobs)
 
+    def route_at_submission(self, task: dict[str, Any]) -> RoutedNow | None:
+        """Route a new task as it is submitted when that needs no remote call (the built-in
+        analyzer only, no decomposition): its columns and its history note, written in the
+        submission's own transaction. None: the task waits for this loop's routing."""
+        outcome = self.engine.decide_locally(task)
+        if outcome is None:
+            return None
+        values, routing = self._routing_values(task, outcome)
+        decision = outcome.decision
+        return RoutedNow(
+            values=values,
+            reason=f"routed by {decision.analyzer}: {decision.reason}",
+            details={**routing, "seconds": round(outcome.seconds, 3)},
+            analyzer=decision.analyzer,
+            seconds=outcome.seconds,
+        )
+
+    def submitted(self, project_id: str, routed: RoutedNow | None) -> None:
+        """After a submission committed: dispatch its project if it was routed, else route."""
+        if routed is not None:
+            self.routed += 1
+            self.engine.routed(routed.analyzer, routed.seconds)
+            self._dispatch_due.add(project_id)
+        self.wake()
+
     async def tick(self) -> bool:
         self._wake.clear()
+        if self._dispatch_due:
+            due, self._dispatch_due = sorted(self._dispatch_due), set()
+            for i in range(0, len(due), 200):
+                try:
+                    async with self.db.transaction() as tx:
+                        await self.lifecycle.dispatch_projects(tx, due[i : i + 200])
+                except BaseException:
+                    self._dispatch_due.update(due[i:])  # retried on the next tick
+                    raise
         finished, self._finished = self._finished, []
         if finished:
             await self._apply_all(finished)
@@ -149,9 +195,9 @@ class Router(_Loop):
         """Built-in analyzer only: claim, decide and apply in one short transaction."""
         started = time.monotonic()
         async with self.db.transaction() as tx:
-            rows = await TaskRepository(tx.conn).claim_unrouted(now, until, free)
+            rows = await TaskRepository(tx.conn).lock_unrouted(now, free)
             batch = [_Routed(dict(r), await self._outcome(dict(r)), started) for r in rows]
-            applied = await self._apply_in(tx, batch)
+            applied = await self._apply_in(tx, batch, locked=True)
         self._count(batch, applied)
         return len(rows) == free
 
@@ -217,14 +263,51 @@ class Router(_Loop):
             except Exception as exc:  # the leases expire anyway
                 log.warning("router: could not release %d claims: %s", len(claimed), exc)
 
-    async def _apply_in(self, tx: Transaction, batch: list[_Routed]) -> list[_Routed]:
-        """Write the decisions of ``batch`` in ``tx``; dispatch each project concerned once."""
-        applied = [item for item in batch if await self._apply_one(tx, item.task, item.outcome)]
-        for project_id in sorted({item.task["project_id"] for item in applied}):
-            await self.lifecycle.dispatch_project(tx, project_id)
+    async def _apply_in(
+        self, tx: Transaction, batch: list[_Routed], *, locked: bool = False
+    ) -> list[_Routed]:
+        """Write the decisions of ``batch`` in ``tx``; dispatch the projects concerned.
+
+        ``locked``: this transaction holds the tasks' rows (they are still pending and
+        unrouted), so the plain decisions are written in bulk."""
+        plain = [
+            i
+            for i in batch
+            if locked and i.outcome.plan is None and not (i.outcome.rag_error or i.outcome.not_decomposed)
+        ]
+        if plain:
+            await self._apply_plain(tx, plain)
+        chosen = {id(i) for i in plain}
+        applied = plain + [
+            item
+            for item in batch
+            if id(item) not in chosen and await self._apply_one(tx, item.task, item.outcome)
+        ]
+        await self.lifecycle.dispatch_projects(tx, sorted({item.task["project_id"] for item in applied}))
         return applied
 
-    async def _apply_one(self, tx: Transaction, task: dict[str, Any], outcome: Outcome) -> bool:
+    async def _apply_plain(self, tx: Transaction, batch: list[_Routed]) -> None:
+        """Decisions with no plan and nothing to add: one UPDATE batch, one history insert."""
+        changes = []
+        notes = []
+        for item in batch:
+            values, routing = self._routing_values(item.task, item.outcome)
+            changes.append((item.task["id"], {**values, "routing_claimed_until": None}))
+            decision = item.outcome.decision
+            notes.append(
+                (
+                    {**item.task, **values},
+                    f"routed by {decision.analyzer}: {decision.reason}",
+                    "router",
+                    {**routing, "seconds": round(item.outcome.seconds, 3)},
+                )
+            )
+        await TaskRepository(tx.conn).update_many(changes)
+        await self.lifecycle.notes(tx, notes)
+
+    @staticmethod
+    def _routing_values(task: dict[str, Any], outcome: Outcome) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The task's columns a routing outcome sets, and the ``routing`` document."""
         decision = outcome.decision
         routing = decision.as_dict()
         if outcome.plan is not None:
@@ -251,6 +334,11 @@ class Router(_Loop):
             "routed_at": now,
             "updated_at": now,
         }
+        return values, routing
+
+    async def _apply_one(self, tx: Transaction, task: dict[str, Any], outcome: Outcome) -> bool:
+        values, routing = self._routing_values(task, outcome)
+        decision = outcome.decision
         repo = TaskRepository(tx.conn)
         if not await repo.mark_routed(task["id"], values):
             # Cancelled meanwhile (or routed by another router whose lease we outlived).
@@ -313,6 +401,6 @@ class Sweeper(_Loop):
     async def _dispatch_waiting(self) -> None:
         async with self.db.read() as conn:
             projects = await TaskRepository(conn).projects_with_waiting_work()
-        for project_id in projects:
+        for i in range(0, len(projects), 100):
             async with self.db.transaction() as tx:
-                await self.lifecycle.dispatch_project(tx, project_id)
+                await self.lifecycle.dispatch_projects(tx, projects[i : i + 100])

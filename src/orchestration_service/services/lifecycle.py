@@ -44,6 +44,19 @@ class Change:
     transitions: list[tuple[str | None, str]] = field(default_factory=list)
 
 
+@dataclass(slots=True)
+class Step:
+    """One transition for ``Lifecycle.transition_many``."""
+
+    task: dict[str, Any]
+    to: TaskStatus
+    reason: str
+    cause: str
+    changes: dict[str, Any] | None = None
+    details: dict[str, Any] | None = None
+    events: Sequence[ev.OutgoingEvent] = ()
+
+
 class Lifecycle:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -65,53 +78,52 @@ class Lifecycle:
         now: datetime | None = None,
     ) -> dict[str, Any]:
         """Move ``task`` to ``to`` if a rule allows it; raise IllegalTransition otherwise."""
-        # Work with no request or event behind it (router, sweeper) joins the task's own trace.
-        parent = None if tracing.has_active_span() else task.get("traceparent")
-        with tracing.span(
-            f"task {to.value}", parent_traceparent=parent, attributes={"task.id": str(task["id"])}
-        ):
-            return await self._transition(
-                tx,
-                task,
-                to,
-                reason=reason,
-                cause=cause,
-                changes=changes,
-                details=details,
-                events=events,
-                now=now,
-            )
-
-    async def _transition(
-        self,
-        tx: Transaction,
-        task: dict[str, Any],
-        to: TaskStatus,
-        *,
-        reason: str,
-        cause: str,
-        changes: dict[str, Any] | None = None,
-        details: dict[str, Any] | None = None,
-        events: Sequence[ev.OutgoingEvent] = (),
-        now: datetime | None = None,
-    ) -> dict[str, Any]:
-        current = TaskStatus(task["status"])
-        check_transition(current, to)
-        now = now or utcnow()
-        values = dict(changes or {})
-        values["status"] = to.value
-        values["updated_at"] = now
-        if to in FINAL_STATES:
-            values.setdefault("completed_at", now)
-            values["deadline_at"] = None
-        await TaskRepository(tx.conn).update(task["id"], values)
-        updated = {**task, **values}
-        await TaskRepository(tx.conn).add_history(
-            [self._history_row(updated, current.value, to.value, reason, cause, details, now)]
-        )
-        await emit(tx, [*events, self._status_event(updated, current.value, to.value, reason, now)])
-        self._after_commit_notify(tx, current.value, to.value)
+        step = Step(task, to, reason=reason, cause=cause, changes=changes, details=details, events=events)
+        (updated,) = await self.transition_many(tx, [step], now=now)
         return updated
+
+    async def transition_many(
+        self, tx: Transaction, steps: Sequence[Step], *, now: datetime | None = None
+    ) -> list[dict[str, Any]]:
+        """Several transitions written together: one UPDATE batch, one history insert and one
+        outbox insert. Every rule is checked before anything is written."""
+        for step in steps:
+            check_transition(TaskStatus(step.task["status"]), step.to)
+        now = now or utcnow()
+        updates: list[tuple[Any, dict[str, Any]]] = []
+        history: list[dict[str, Any]] = []
+        out: list[ev.OutgoingEvent] = []
+        results: list[dict[str, Any]] = []
+        for step in steps:
+            task, to = step.task, step.to
+            current = task["status"]
+            values = dict(step.changes or {})
+            values["status"] = to.value
+            values["updated_at"] = now
+            if to in FINAL_STATES:
+                values.setdefault("completed_at", now)
+                values["deadline_at"] = None
+            updated = {**task, **values}
+            # Work with no request or event behind it (router, sweeper) joins the task's own
+            # trace: its events carry that span's context.
+            parent = None if tracing.has_active_span() else task.get("traceparent")
+            with tracing.span(
+                f"task {to.value}", parent_traceparent=parent, attributes={"task.id": str(task["id"])}
+            ):
+                events = [*step.events, self._status_event(updated, current, to.value, step.reason, now)]
+                stamp_trace(events)
+            updates.append((task["id"], values))
+            history.append(
+                self._history_row(updated, current, to.value, step.reason, step.cause, step.details, now)
+            )
+            out.extend(events)
+            results.append(updated)
+            self._after_commit_notify(tx, current, to.value)
+        repo = TaskRepository(tx.conn)
+        await repo.update_many(updates)
+        await repo.add_history(history)
+        await emit(tx, out)
+        return results
 
     async def note(
         self,
@@ -123,10 +135,23 @@ class Lifecycle:
         details: dict[str, Any] | None = None,
     ) -> None:
         """A history entry that is not a transition (an ignored event, a routing decision)."""
-        status = task["status"]
+        await self.notes(tx, [(task, reason, cause, details)])
+
+    async def notes(
+        self, tx: Transaction, entries: Sequence[tuple[dict[str, Any], str, str, dict[str, Any] | None]]
+    ) -> None:
+        """``note`` for several (task, reason, cause, details), in one insert."""
+        now = utcnow()
         await TaskRepository(tx.conn).add_history(
-            [self._history_row(task, status, status, reason, cause, details, utcnow())]
+            [self.note_row(task, reason, cause, details, now) for task, reason, cause, details in entries]
         )
+
+    def note_row(
+        self, task: dict[str, Any], reason: str, cause: str, details: dict[str, Any] | None, now: datetime
+    ) -> dict[str, Any]:
+        """The history row of a note."""
+        status = task["status"]
+        return self._history_row(task, status, status, reason, cause, details, now)
 
     @staticmethod
     def _history_row(
@@ -178,13 +203,21 @@ class Lifecycle:
         """Insert new pending tasks with their first history row and their events."""
         repo = TaskRepository(tx.conn)
         await repo.insert_many(rows)
+        history, events = self.creation_records(rows, cause=cause)
+        await repo.add_history(history)
+        await emit(tx, events)
+        for _ in rows:
+            self._after_commit_notify(tx, None, TaskStatus.PENDING.value)
+
+    def creation_records(
+        self, rows: Sequence[dict[str, Any]], *, cause: str
+    ) -> tuple[list[dict[str, Any]], list[ev.OutgoingEvent]]:
+        """What creating ``rows`` writes besides them: a history row each, and the events
+        ``task.created`` and ``task.status.pending`` each (with the current trace)."""
         now = rows[0]["created_at"] if rows else utcnow()
-        await repo.add_history(
-            [
-                self._history_row(r, None, TaskStatus.PENDING.value, "submitted", cause, None, now)
-                for r in rows
-            ]
-        )
+        history = [
+            self._history_row(r, None, TaskStatus.PENDING.value, "submitted", cause, None, now) for r in rows
+        ]
         out: list[ev.OutgoingEvent] = []
         for r in rows:
             out.append(
@@ -202,9 +235,13 @@ class Lifecycle:
                 )
             )
             out.append(self._status_event(r, None, TaskStatus.PENDING.value, "submitted", now))
-        await emit(tx, out)
-        for _ in rows:
-            self._after_commit_notify(tx, None, TaskStatus.PENDING.value)
+        stamp_trace(out)
+        return history, out
+
+    def committed(self, from_state: str | None, to_state: str) -> None:
+        """Run the transition hooks for a change committed outside a ``Transaction``."""
+        for hook in self.on_transition:
+            hook(from_state, to_state)
 
     # -- decomposition -----------------------------------------------------------------
     async def decompose(
@@ -275,22 +312,26 @@ class Lifecycle:
 
     # -- dispatching -------------------------------------------------------------------
     async def dispatch_project(self, tx: Transaction, project_id: str) -> list[dict[str, Any]]:
-        """Dispatch as many waiting tasks of a project as its limit allows.
+        return await self.dispatch_projects(tx, [project_id])
 
-        The project lock makes the count-then-dispatch atomic across replicas, so the
-        limit holds under races."""
-        repo = TaskRepository(tx.conn)
-        await repo.lock_project(project_id)
-        limit = self.settings.task_management.max_concurrent_per_project
-        free = limit - await repo.in_flight_count(project_id)
-        if free <= 0:
+    async def dispatch_projects(self, tx: Transaction, project_ids: Sequence[str]) -> list[dict[str, Any]]:
+        """Dispatch as many waiting tasks of each project as its limit allows.
+
+        The project locks make the count-then-dispatch atomic across replicas, so the
+        limit holds under races. A few statements whatever the number of projects."""
+        if not project_ids:
             return []
-        dispatched = []
-        for row in await repo.dispatchable(project_id, free):
-            dispatched.append(
-                await self._start_attempt(tx, dict(row), reason="dispatched", cause="dispatcher")
-            )
-        return dispatched
+        repo = TaskRepository(tx.conn)
+        await repo.lock_projects(project_ids)
+        limit = self.settings.task_management.max_concurrent_per_project
+        counts = await repo.in_flight_counts(project_ids)
+        free = {p: limit - counts.get(p, 0) for p in set(project_ids) if limit - counts.get(p, 0) > 0}
+        rows = await repo.dispatchable_many(free)
+        if not rows:
+            return []
+        return await self._start_attempts(
+            tx, [dict(r) for r in rows], reason="dispatched", cause="dispatcher"
+        )
 
     async def _start_attempt(
         self,
@@ -302,77 +343,102 @@ class Lifecycle:
         feedback: Any = None,
         details: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        now = utcnow()
-        attempt = int(task["attempt"]) + 1
-        deadline = now + timedelta(seconds=int(task["timeout_seconds"]))
-        tier = task["tier"] or "small"
-        inputs = await self._dependency_inputs(tx, task)
-        context = dict(task.get("context") or {})
-        if inputs:
-            context["inputs"] = inputs
-        ready = ev.OutgoingEvent(
-            name=ev.TASK_READY_PREFIX + tier,
-            subject=str(task["id"]),
-            project_id=task["project_id"],
-            data={
-                "task_id": str(task["id"]),
-                "project_id": task["project_id"],
-                "description": task["description"],
-                "domain": task["domain"],
-                "tier": tier,
-                "mode": task["mode"],
-                "qa_profile": task["qa_profile"],
-                "attempt": attempt,
-                "context": context,
-                "feedback": feedback,
-                "deadline": deadline.isoformat().replace("+00:00", "Z"),
-            },
+        (started,) = await self._start_attempts(
+            tx, [task], reason=reason, cause=cause, feedback=feedback, details=details
         )
-        changes: dict[str, Any] = {
-            "attempt": attempt,
-            "dispatched_at": now,
-            "deadline_at": deadline,
-            "feedback": feedback,
-        }
-        if inputs:
-            # Kept on the task too: its provenance record links the records of these inputs.
-            changes["context"] = context
-        if task.get("started_at") is None:
-            changes["started_at"] = now
-        task = {**task, "attempt": attempt}
-        return await self.transition(
-            tx,
-            task,
-            TaskStatus.RUNNING,
-            reason=reason,
-            cause=cause,
-            changes=changes,
-            details=details,
-            events=[ready],
-            now=now,
-        )
+        return started
 
-    async def _dependency_inputs(self, tx: Transaction, task: dict[str, Any]) -> list[dict[str, Any]]:
-        """The artifacts of the tasks this one depends on: its consumed inputs."""
-        repo = TaskRepository(tx.conn)
-        deps = (await repo.dependencies_of([task["id"]])).get(task["id"], [])
-        inputs: list[dict[str, Any]] = []
-        for dep_id in deps:
-            dep = await repo.get(dep_id)
-            if dep is None:
-                continue
-            for art in dep["artifacts"] or []:
-                inputs.append(
-                    {
-                        "artifact_id": art.get("id"),
-                        "task_id": str(dep_id),
-                        "provenance_id": str(dep["provenance_id"]) if dep["provenance_id"] else None,
-                        "relationship": "consumed",
-                        "type": art.get("type"),
-                        "path": art.get("path") or art.get("location"),
-                    }
+    async def _start_attempts(
+        self,
+        tx: Transaction,
+        tasks: Sequence[dict[str, Any]],
+        *,
+        reason: str,
+        cause: str,
+        feedback: Any = None,
+        details: dict[str, Any] | None = None,
+    ) -> list[dict[str, Any]]:
+        now = utcnow()
+        inputs_of = await self._dependency_inputs(tx, tasks)
+        steps: list[Step] = []
+        for task in tasks:
+            attempt = int(task["attempt"]) + 1
+            deadline = now + timedelta(seconds=int(task["timeout_seconds"]))
+            tier = task["tier"] or "small"
+            inputs = inputs_of.get(task["id"])
+            context = dict(task.get("context") or {})
+            if inputs:
+                context["inputs"] = inputs
+            ready = ev.OutgoingEvent(
+                name=ev.TASK_READY_PREFIX + tier,
+                subject=str(task["id"]),
+                project_id=task["project_id"],
+                data={
+                    "task_id": str(task["id"]),
+                    "project_id": task["project_id"],
+                    "description": task["description"],
+                    "domain": task["domain"],
+                    "tier": tier,
+                    "mode": task["mode"],
+                    "qa_profile": task["qa_profile"],
+                    "attempt": attempt,
+                    "context": context,
+                    "feedback": feedback,
+                    "deadline": deadline.isoformat().replace("+00:00", "Z"),
+                },
+            )
+            changes: dict[str, Any] = {
+                "attempt": attempt,
+                "dispatched_at": now,
+                "deadline_at": deadline,
+                "feedback": feedback,
+            }
+            if inputs:
+                # Kept on the task too: its provenance record links the records of these inputs.
+                changes["context"] = context
+            if task.get("started_at") is None:
+                changes["started_at"] = now
+            steps.append(
+                Step(
+                    {**task, "attempt": attempt},
+                    TaskStatus.RUNNING,
+                    reason=reason,
+                    cause=cause,
+                    changes=changes,
+                    details=details,
+                    events=[ready],
                 )
-        return inputs
+            )
+        return await self.transition_many(tx, steps, now=now)
+
+    async def _dependency_inputs(
+        self, tx: Transaction, tasks: Sequence[dict[str, Any]]
+    ) -> dict[Any, list[dict[str, Any]]]:
+        """The artifacts of the tasks each one depends on: its consumed inputs."""
+        repo = TaskRepository(tx.conn)
+        deps = await repo.dependencies_of([t["id"] for t in tasks])
+        if not deps:
+            return {}
+        producers = await repo.get_many(sorted({d for ds in deps.values() for d in ds}))
+        out: dict[Any, list[dict[str, Any]]] = {}
+        for task_id, dep_ids in deps.items():
+            inputs = out.setdefault(task_id, [])
+            for dep_id in dep_ids:
+                dep = producers.get(dep_id)
+                if dep is None:
+                    continue
+                for art in dep["artifacts"] or []:
+                    inputs.append(
+                        {
+                            "artifact_id": art.get("id"),
+                            "task_id": str(dep_id),
+                            "provenance_id": str(dep["provenance_id"]) if dep["provenance_id"] else None,
+                            "relationship": "consumed",
+                            "type": art.get("type"),
+                            "path": art.get("path") or art.get("location"),
+                        }
+                    )
+        return out
 
     # -- leaving flight ----------------------------------------------------------------
     async def retry_or_fail(
@@ -544,12 +610,18 @@ class Lifecycle:
 async def emit(tx: Transaction, events: Sequence[ev.OutgoingEvent]) -> None:
     """Write events to the outbox in this transaction; the relay sends them after commit."""
     if events:
-        traceparent = tracing.current_traceparent()
-        for event in events:
-            if event.traceparent is None:
-                event.traceparent = traceparent  # the span that caused it
+        stamp_trace(events)
         await OutboxRepository(tx.conn).add(events)
         await tx.mark_outbox_written()
+
+
+def stamp_trace(events: Sequence[ev.OutgoingEvent]) -> None:
+    """Events carry the trace of the span that caused them."""
+    traceparent = tracing.current_traceparent()
+    if traceparent:
+        for event in events:
+            if event.traceparent is None:
+                event.traceparent = traceparent
 
 
 def was_in_flight(task: dict[str, Any]) -> bool:

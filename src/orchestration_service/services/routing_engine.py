@@ -120,6 +120,18 @@ class RoutingEngine:
                 log.exception("on_routed hook failed")
 
     # -- analysis ----------------------------------------------------------------------
+    def decide_locally(self, task: dict[str, Any]) -> Outcome | None:
+        """The outcome for ``task`` when it needs no remote call and makes no plan (only the
+        built-in analyzer is configured, no decomposition asked): decided at once, so the
+        task can be routed as it is submitted. None otherwise."""
+        options: dict[str, Any] = task.get("options") or {}
+        if self.remote or options.get("decompose"):
+            return None
+        start = time.monotonic()
+        outcome = Outcome(self.builtin.analyze(task["description"]).apply_pins(options))
+        outcome.seconds = time.monotonic() - start
+        return outcome
+
     async def analyze(self, task: dict[str, Any]) -> Outcome:
         """Decide the route of ``task`` (and its plan, and its context). Never raises for a
         failing remote service: every failure becomes a fallback with its reason."""

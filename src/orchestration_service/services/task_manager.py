@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from sqlalchemy.engine import RowMapping
@@ -25,8 +25,12 @@ from orchestration_service.domain.errors import IdempotencyConflict, InvalidTran
 from orchestration_service.domain.ids import uuid7
 from orchestration_service.domain.lifecycle import IllegalTransition, Priority, TaskStatus
 from orchestration_service.repositories.tasks import TaskFilter, TaskRepository
+from orchestration_service.repositories.tasks_pg import PgTaskStatements
 from orchestration_service.schemas.tasks import SubmitTask
 from orchestration_service.services.lifecycle import Lifecycle, utcnow
+
+if TYPE_CHECKING:
+    from orchestration_service.services.dispatcher import Router
 
 
 @dataclass(slots=True)
@@ -80,14 +84,14 @@ class TaskManager:
         settings: Settings,
         lifecycle: Lifecycle,
         estimator: CompletionEstimator,
-        on_submitted: Callable[[], None] = lambda: None,
+        router: Router | None = None,
         on_accepted: Callable[[str], None] = lambda _priority: None,
     ) -> None:
         self.db = db
         self.settings = settings
         self.lifecycle = lifecycle
         self.estimator = estimator
-        self.on_submitted = on_submitted  # wakes the router
+        self.router = router  # routes at submission when it can; told of every submission
         self.on_accepted = on_accepted  # metrics: a new task of this priority was accepted
 
     async def submit(self, cmd: SubmitTask, *, idempotency_key: str | None = None) -> Submitted:
@@ -122,20 +126,48 @@ class TaskManager:
             "created_at": now,
             "updated_at": now,
         }
-        try:
-            async with self.db.transaction() as tx:
-                await self.lifecycle.create(tx, [row], cause="api")
-        except IntegrityError:
-            # Two requests raced with one idempotency key: the first one won.
-            if idempotency_key:
-                replay = await self._replay(cmd.project_id, idempotency_key, digest)
-                if replay is not None:
-                    return replay
-            raise
-        self.on_submitted()
+        routed = self.router.route_at_submission(row) if self.router else None
+        notes = []
+        if routed is not None:
+            row.update(routed.values)
+            notes.append(self.lifecycle.note_row(row, routed.reason, "router", routed.details, now))
+        if self.db.pg is not None:
+            if not await self._insert_pg(row, notes):
+                # Two requests raced with one idempotency key: the first one won.
+                replay = await self._replay(cmd.project_id, idempotency_key or "", digest)
+                if replay is None:  # pragma: no cover - the winner cannot vanish
+                    raise IdempotencyConflict(f"Idempotency-Key {idempotency_key!r} is being used")
+                return replay
+        else:
+            try:
+                async with self.db.transaction() as tx:
+                    await self.lifecycle.create(tx, [row], cause="api")
+                    await TaskRepository(tx.conn).add_history(notes)
+            except IntegrityError:
+                # Two requests raced with one idempotency key: the first one won.
+                if idempotency_key:
+                    replay = await self._replay(cmd.project_id, idempotency_key, digest)
+                    if replay is not None:
+                        return replay
+                raise
+        if self.router is not None:
+            self.router.submitted(row["project_id"], routed)
         self.on_accepted(row["priority"])
         seconds = await self.estimator.seconds(tier=row["tier"], domain=row["domain"])
         return Submitted(row, now + timedelta(seconds=seconds), replayed=False)
+
+    async def _insert_pg(self, row: dict[str, Any], notes: list[dict[str, Any]]) -> bool:
+        """PostgreSQL: the same rows as ``Lifecycle.create`` (and the routing note), in one
+        statement."""
+        assert self.db.pg is not None
+        history, events = self.lifecycle.creation_records([row], cause="api")
+        inserted = await PgTaskStatements(self.db.pg).submit(
+            row, [*history, *notes], events, notify=not self.db.is_relay_leader, now=row["created_at"]
+        )
+        if inserted:
+            self.db.on_outbox_commit()
+            self.lifecycle.committed(None, TaskStatus.PENDING.value)
+        return inserted
 
     async def _replay(self, project_id: str, key: str, digest: str | None) -> Submitted | None:
         async with self.db.read() as conn:
@@ -151,6 +183,12 @@ class TaskManager:
         return Submitted(dict(existing), existing["created_at"] + timedelta(seconds=seconds), replayed=True)
 
     async def get(self, task_id: uuid.UUID, *, project_ids: Sequence[str] | None = None) -> TaskView:
+        if self.db.pg is not None:
+            row = await PgTaskStatements(self.db.pg).status(task_id)
+            if row is None or (project_ids is not None and row["project_id"] not in project_ids):
+                raise NotFound(f"task {task_id} does not exist")
+            if not (row["_has_children"] or row["_has_deps"]):
+                return TaskView(row, (), {})
         async with self.db.read() as conn:
             repo = TaskRepository(conn)
             task, has_children, has_deps = await repo.get_with_flags(task_id)
