@@ -28,23 +28,32 @@ class TaskFilter:
     parent_id: uuid.UUID | None = None
 
 
-# PostgreSQL: the dispatch queue of several projects in one statement, each read through
-# ix_tasks_dispatch_queue up to its own limit (a LATERAL join; SQLite loops instead).
-# Rows another transaction holds (a cancel, which locks the task and then its project) are
-# skipped rather than waited for: waiting would deadlock against that lock order.
-_DISPATCHABLE_MANY = """
-SELECT {columns} FROM unnest(CAST(:ps AS text[]), CAST(:ns AS int[])) AS p(project_id, free)
+# PostgreSQL: the dispatch queues of several projects in one statement: each project's
+# tasks in flight counted, then its queue read through ix_tasks_dispatch_queue up to its
+# free slots (LATERAL joins; SQLite loops instead). Rows another transaction holds (a
+# cancel, which locks the task and then its project) are skipped rather than waited for:
+# waiting would deadlock against that lock order.
+_DISPATCHABLE_WITHIN = """
+SELECT {columns} FROM unnest(CAST(:ps AS text[])) AS p(project_id)
+CROSS JOIN LATERAL (
+    SELECT :limit - count(*) AS free FROM tasks c
+    WHERE c.project_id = p.project_id AND c.status IN ({in_flight})
+) AS f
 CROSS JOIN LATERAL (
     SELECT * FROM tasks
-    WHERE tasks.project_id = p.project_id AND tasks.status = 'pending' AND tasks.routed_at IS NOT NULL
+    WHERE f.free > 0 AND tasks.project_id = p.project_id AND tasks.status = 'pending'
+      AND tasks.routed_at IS NOT NULL
       AND NOT EXISTS (
           SELECT 1 FROM task_dependencies dep JOIN tasks blocker ON blocker.id = dep.depends_on_id
           WHERE dep.task_id = tasks.id AND blocker.status <> 'completed')
     ORDER BY tasks.priority_rank DESC, tasks.created_at, tasks.id
-    LIMIT p.free
+    LIMIT GREATEST(f.free, 0)
     FOR UPDATE OF tasks SKIP LOCKED
 ) AS t
-""".format(columns=", ".join(f"t.{c.name}" for c in tasks.c))
+""".format(
+    columns=", ".join(f"t.{c.name}" for c in tasks.c),
+    in_flight=", ".join(f"'{s}'" for s in sorted(_IN_FLIGHT)),
+)
 
 
 class TaskRepository:
@@ -270,19 +279,22 @@ class TaskRepository:
         )
         return {str(p): int(n) for p, n in (await self.conn.execute(stmt)).all()}
 
-    async def dispatchable_many(self, free: dict[str, int]) -> list[RowMapping]:
-        """``dispatchable`` for several projects, each up to its own number of free slots."""
-        if not free:
+    async def dispatchable_within(self, project_ids: Sequence[str], limit: int) -> list[RowMapping]:
+        """For each project, ``dispatchable`` up to its free slots (``limit`` minus its tasks in
+        flight). Call it after ``lock_projects``, so the counts are not stale."""
+        if not project_ids:
             return []
-        if self.conn.dialect.name != "postgresql":
-            out: list[RowMapping] = []
-            for project_id, n in sorted(free.items()):
-                out.extend(await self.dispatchable(project_id, n))
-            return out
-        projects = sorted(free)
-        stmt = sa.text(_DISPATCHABLE_MANY).columns(*tasks.c)
-        rows = await self.conn.execute(stmt, {"ps": projects, "ns": [free[p] for p in projects]})
-        return list(rows.mappings().all())
+        projects = sorted(set(project_ids))
+        if self.conn.dialect.name == "postgresql":
+            stmt = sa.text(_DISPATCHABLE_WITHIN).columns(*tasks.c)
+            return list((await self.conn.execute(stmt, {"ps": projects, "limit": limit})).mappings().all())
+        counts = await self.in_flight_counts(projects)
+        out: list[RowMapping] = []
+        for project_id in projects:
+            free = limit - counts.get(project_id, 0)
+            if free > 0:
+                out.extend(await self.dispatchable(project_id, free))
+        return out
 
     async def in_flight_count(self, project_id: str) -> int:
         stmt = (

@@ -324,9 +324,7 @@ class Lifecycle:
         repo = TaskRepository(tx.conn)
         await repo.lock_projects(project_ids)
         limit = self.settings.task_management.max_concurrent_per_project
-        counts = await repo.in_flight_counts(project_ids)
-        free = {p: limit - counts.get(p, 0) for p in set(project_ids) if limit - counts.get(p, 0) > 0}
-        rows = await repo.dispatchable_many(free)
+        rows = await repo.dispatchable_within(project_ids, limit)
         if not rows:
             return []
         return await self._start_attempts(
