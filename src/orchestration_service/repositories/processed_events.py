@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -10,6 +12,13 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from orchestration_service.db.tables import processed_events
+
+
+@functools.cache
+def _claim(dialect: str) -> Any:
+    """INSERT … ON CONFLICT DO NOTHING, built once per dialect."""
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    return insert(processed_events).on_conflict_do_nothing(index_elements=["event_id"])
 
 
 class ProcessedEventRepository:
@@ -26,9 +35,7 @@ class ProcessedEventRepository:
             "outcome": outcome,
             "processed_at": datetime.now(UTC),
         }
-        insert = pg_insert if self.conn.dialect.name == "postgresql" else sqlite_insert
-        stmt = insert(processed_events).values(**values).on_conflict_do_nothing(index_elements=["event_id"])
-        result = await self.conn.execute(stmt)
+        result = await self.conn.execute(_claim(self.conn.dialect.name), values)
         return bool(result.rowcount)
 
     async def set_outcome(self, event_id: str, outcome: str) -> None:
