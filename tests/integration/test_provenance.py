@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 import pytest
+import sqlalchemy as sa
 import yaml
 
 from orchestration_service.db.engine import Database
@@ -297,6 +298,98 @@ async def test_cycles_in_bad_data_terminate(service: Service) -> None:
     assert result["tainted_count"] == 1 and result["suspect_count"] == 3  # r, s and p (around the cycle)
     assert (await record(service, g.id("p")))["is_suspect"] is True
     assert (await record(service, g.id("q")))["is_suspect"] is False
+
+
+def ladder_and_diamonds() -> list[Rec]:
+    """A hub ``h`` and a chain ``l1..l30``, each link using the previous one and ``h`` (``l<i>``
+    is one edge from ``h`` and also ``i`` edges along the chain); then a stack of 12 diamonds
+    ``s<i> -> (x<i>, y<i>) -> s<i+1>``: 4,096 paths of the same length from ``s0`` to ``s12``."""
+    recs = [Rec("h"), Rec("l1", inputs=["h"])]
+    recs += [Rec(f"l{i}", inputs=[f"l{i - 1}", "h"]) for i in range(2, 31)]
+    recs.append(Rec("s0"))
+    for i in range(12):
+        recs += [Rec(f"x{i}", inputs=[f"s{i}"]), Rec(f"y{i}", inputs=[f"s{i}"])]
+        recs.append(Rec(f"s{i + 1}", inputs=[f"x{i}", f"y{i}"]))
+    return recs
+
+
+async def test_diamonds_and_ladders_walk_each_record_once_at_its_shortest_depth(service: Service) -> None:
+    g = Graph()
+    # Bad data: s0 also depends on s12, closing a cycle through every diamond.
+    await g.add(service.container.db, ladder_and_diamonds(), extra_edges=[("s0", "s12")])
+    impact = await get(service, f"/provenance/{g.id('h')}/impact", max_depth=1000)
+    assert depths(impact["items"], g) == {f"l{i}": 1 for i in range(1, 31)}
+    assert impact["total_affected"] == 30 and impact["max_depth"] == 1 and impact["truncated"] is False
+    lineage = await get(service, f"/provenance/{g.id('l30')}/lineage", max_depth=1000)
+    assert depths(lineage["items"], g) == {"h": 1, **{f"l{i}": 30 - i for i in range(1, 30)}}
+
+    stack = {f"s{i}": 2 * i for i in range(1, 13)}
+    stack |= {f"{side}{i}": 2 * i + 1 for i in range(12) for side in "xy"}
+    impact = await get(service, f"/provenance/{g.id('s0')}/impact", max_depth=1000)
+    assert depths(impact["items"], g) == stack  # s0 itself is not met again around the cycle
+    assert impact["total_affected"] == 36 and impact["max_depth"] == 24 and impact["truncated"] is False
+    assert [i["depth"] for i in impact["items"]] == sorted(i["depth"] for i in impact["items"])
+    cut = await get(service, f"/provenance/{g.id('s0')}/impact", max_depth=5)
+    assert depths(cut["items"], g) == {k: v for k, v in stack.items() if v <= 5} and cut["truncated"] is True
+    lineage = await get(service, f"/provenance/{g.id('s12')}/lineage", max_depth=1000)
+    assert depths(lineage["items"], g) == {
+        **{f"s{i}": 24 - 2 * i for i in range(12)},
+        **{f"{side}{i}": 23 - 2 * i for i in range(12) for side in "xy"},
+    }
+
+    result = (
+        await service.client.post(f"{API}/provenance/{g.id('s0')}/taint", json={"reason": "bad"})
+    ).json()
+    assert result["suspect_count"] == 36 and result["max_depth"] == 24
+    trail = await get(service, "/provenance/taint-events", cascade_id=result["cascade_id"], limit=500)
+    labels = {str(v): k for k, v in g.ids.items()}
+    suspects = [
+        (labels[e["provenance_id"]], e["cascade_depth"]) for e in trail["items"] if e["action"] == "suspect"
+    ]
+    assert sorted(suspects) == sorted(stack.items())  # each record once, at its distance
+
+
+async def test_cascade_targets_name_the_nearest_seed(service: Service) -> None:
+    """Several seeds at once (a project rollback): each record downstream once, with the seed it
+    is nearest to (the smaller id of a tie), never re-entering a seed."""
+    g = Graph()
+    db = service.container.db
+    await g.add(
+        db,
+        [
+            Rec("b"),
+            Rec("a", inputs=["b"]),  # a seed downstream of the other one
+            Rec("both", inputs=["a", "b"]),
+            Rec("after", inputs=["both"]),
+            Rec("via_b", inputs=["b"]),
+            Rec("near_a", inputs=["a", "via_b"]),
+        ],
+    )
+    tie = min(g.ids["a"], g.ids["b"])
+    pr = provenance_records
+    async with db.read() as conn:
+        repo = ProvenanceRepository(conn)
+        seeds = pr.c.id.in_([g.ids["a"], g.ids["b"]])
+        found = await repo.cascade_targets(sa.select(pr.c.id).where(seeds), 1000)
+        single = await repo.cascade_targets(sa.select(pr.c.id).where(pr.c.id == g.ids["b"]), 1000)
+        only = await repo.cascade_targets(
+            sa.select(pr.c.id).where(pr.c.id == g.ids["b"]), 1000, only_root=g.ids["b"]
+        )
+    labels = {v: k for k, v in g.ids.items()}
+    assert {labels[r["id"]]: (r["depth"], r["source"]) for r in found} == {
+        "both": (1, tie),
+        "after": (2, tie),
+        "via_b": (1, g.ids["b"]),
+        "near_a": (1, g.ids["a"]),
+    }
+    assert [dict(r) for r in single] == [dict(r) for r in only]
+    assert {labels[r["id"]]: r["depth"] for r in only} == {
+        "a": 1,
+        "via_b": 1,
+        "both": 1,
+        "after": 2,
+        "near_a": 2,
+    }
 
 
 async def test_root_cause_follows_the_path_to_the_earliest_tainted_ancestor(service: Service) -> None:

@@ -320,6 +320,22 @@ sa.Index(
     provenance_records.c.id,
 )
 
+# -- provenance query indexes (migration 0005) --------------------------------------------
+# Root cause: the tainted records among those an upstream walk reached, by id.
+sa.Index(
+    "ix_provenance_records_tainted_id",
+    provenance_records.c.id,
+    postgresql_where=sa.text("is_tainted"),
+    sqlite_where=sa.text("is_tainted = 1"),
+)
+# Impact: the tasks whose provenance record is one of the affected ones.
+sa.Index(
+    "ix_tasks_provenance",
+    tasks.c.provenance_id,
+    postgresql_where=sa.text("provenance_id IS NOT NULL"),
+    sqlite_where=sa.text("provenance_id IS NOT NULL"),
+)
+
 # Inputs whose artifact no record (yet) produced: the project's orphaned artifacts, and the
 # edges to add when a later record (or import) produces them.
 provenance_unresolved_inputs = sa.Table(

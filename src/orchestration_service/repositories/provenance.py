@@ -1,9 +1,12 @@
 """All SQL about provenance records, the artifacts they produced and their dependencies,
 taint events, checkpoints and applied cascades.
 
-Graph walks are recursive CTEs with a depth limit: ``UNION`` (not ``UNION ALL``) drops a
-(record, depth) pair met twice, and the depth limit ends walks around cycles in bad data.
-The smallest depth at which a record is met is its distance.
+Graph walks are recursive CTEs with a depth limit, which also ends walks around cycles in
+bad data. On PostgreSQL the walk is breadth-first, one row per level (:func:`levels`): each
+record is expanded once, at its distance, however many paths of other lengths lead to it
+(diamonds). SQLite has no arrays: there :func:`walk` follows every path (``UNION`` drops a
+(record, depth) pair met twice) and the smallest depth at which a record is met is its
+distance. Both answer the same.
 """
 
 from __future__ import annotations
@@ -14,10 +17,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import RowMapping
+from sqlalchemy.engine import Dialect, RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.elements import Grouping
 
 from orchestration_service.db.tables import (
     artifact_dependencies,
@@ -36,6 +41,22 @@ CHUNK = 1000  # ids per IN list (well under SQLite's and asyncpg's parameter lim
 
 pr = provenance_records
 
+
+class JSONText(sa.types.TypeDecorator[Any]):
+    """A JSON document read as its text and parsed with orjson: graph answers read thousands
+    of small ``outputs`` lists, which orjson parses several times faster than the driver."""
+
+    impl = sa.Text()
+    cache_ok = True
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Any:
+        return None if value is None else orjson.loads(value)
+
+
+def _json_text(column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+    return sa.type_coerce(sa.cast(column, sa.Text()), JSONText()).label(column.key)
+
+
 # A record as listed in graph answers (not its whole document).
 SUMMARY_COLUMNS = (
     pr.c.id,
@@ -45,7 +66,7 @@ SUMMARY_COLUMNS = (
     pr.c.verification_status,
     pr.c.is_tainted,
     pr.c.is_suspect,
-    pr.c.outputs,
+    _json_text(pr.c.outputs),
 )
 
 
@@ -124,6 +145,111 @@ def distances(walked: sa.CTE) -> sa.CTE:
     )
 
 
+UUIDS = postgresql.ARRAY(sa.Uuid())
+
+
+def levels(
+    seed: sa.Select[Any], direction: Direction, max_depth: int, *, with_source: bool = False
+) -> sa.CTE:
+    """PostgreSQL: a breadth-first walk from the seed records, one row per level: ``depth``,
+    ``frontier`` (the records first reached at that depth), ``seen`` (every record reached so
+    far) and, ``with_source``, ``sources`` (per frontier record, the seed it is nearest to; the
+    smallest id of a tie). Level 0 is the seed. A level only takes records not seen before, so
+    each record is expanded once whatever the number of paths to it, no record (nor seed) is
+    entered twice, and a cycle ends when it comes back round; the walk stops at ``max_depth``
+    or at the first empty level. ``seed`` selects one column, the record ids."""
+    d = artifact_dependencies
+    nxt, prev = (
+        (d.c.artifact_id, d.c.depends_on) if direction == "down" else (d.c.depends_on, d.c.artifact_id)
+    )
+    roots = seed.subquery(f"{direction}_roots")
+    ids = sa.func.array_agg(roots.c[0], type_=UUIDS)
+    start: list[Any] = [sa.literal(0).label("depth"), ids.label("frontier"), ids.label("seen")]
+    if with_source:
+        start.append(ids.label("sources"))
+    cte = sa.select(*start).cte(f"{direction}_levels", recursive=True)
+    seen = sa.func.unnest(cte.c.seen).table_valued("id").render_derived(name="seen")
+    unseen = ~sa.exists().where(seen.c.id == nxt)  # a hash anti-join
+    if with_source:
+        frontier = (
+            sa.func.unnest(cte.c.frontier, cte.c.sources)
+            .table_valued("id", "source")
+            .render_derived(name="frontier")
+        )
+        nearest = (
+            sa.select(
+                nxt.label("id"),
+                # (array_agg(source ORDER BY source))[1]: PostgreSQL has no min(uuid).
+                Grouping(
+                    sa.func.array_agg(frontier.c.source, type_=UUIDS).aggregate_order_by(frontier.c.source)
+                )[1].label("source"),
+            )
+            .select_from(frontier.join(d, prev == frontier.c.id))
+            .where(unseen)
+            .group_by(nxt)
+            .subquery("nearest")
+        )
+        found = sa.select(
+            sa.func.array_agg(nearest.c.id, type_=UUIDS).label("ids"),
+            sa.func.array_agg(nearest.c.source, type_=UUIDS).label("sources"),
+        ).lateral(f"{direction}_found")
+    else:
+        found = (
+            sa.select(sa.func.array_agg(sa.distinct(nxt), type_=UUIDS).label("ids"))
+            .where(prev == sa.any_(cte.c.frontier), unseen)
+            .lateral(f"{direction}_found")
+        )
+    step: list[Any] = [cte.c.depth + 1, found.c.ids, cte.c.seen.op("||")(found.c.ids)]
+    if with_source:
+        step.append(found.c.sources)
+    return cte.union_all(
+        sa.select(*step)
+        .select_from(cte.join(found, sa.true()))
+        .where(cte.c.depth < max_depth, found.c.ids.is_not(None))
+    )
+
+
+def nearest(
+    seed: sa.Select[Any], direction: Direction, max_depth: int, *, postgres: bool, with_source: bool = False
+) -> sa.Subquery:
+    """Every record reachable from the seed records within ``max_depth`` edges, once: ``id``,
+    ``depth`` (its distance; the seed records at 0) and, ``with_source``, ``source`` (the seed
+    it is nearest to, the smallest id of a tie; walks never re-enter a seed record)."""
+    if postgres:
+        walked = levels(seed, direction, max_depth, with_source=with_source)
+        if not with_source:
+            return sa.select(
+                sa.func.unnest(walked.c.frontier, type_=sa.Uuid()).label("id"), walked.c.depth
+            ).subquery(f"{direction}_reached")
+        level = (
+            sa.func.unnest(walked.c.frontier, walked.c.sources)
+            .table_valued(sa.column("id", sa.Uuid()), sa.column("source", sa.Uuid()))
+            .render_derived(name="level")
+        )
+        return (
+            sa.select(level.c.id, walked.c.depth, level.c.source)
+            .select_from(walked.join(level, sa.true()))
+            .subquery(f"{direction}_reached")
+        )
+    if not with_source:
+        reached = distances(walk(seed, direction, max_depth))
+        return sa.select(reached.c.id, reached.c.depth).subquery(f"{direction}_reached")
+    walked = walk(seed, direction, max_depth, with_source=True, through_seed=False)
+    ranked = sa.select(
+        walked.c.id,
+        walked.c.depth,
+        walked.c.source,
+        sa.func.row_number()
+        .over(partition_by=walked.c.id, order_by=(walked.c.depth, walked.c.source))
+        .label("rank"),
+    ).subquery("ranked")
+    return (
+        sa.select(ranked.c.id, ranked.c.depth, ranked.c.source)
+        .where(ranked.c.rank == 1)
+        .subquery(f"{direction}_reached")
+    )
+
+
 class ProvenanceRepository:
     def __init__(self, conn: AsyncConnection) -> None:
         self.conn = conn
@@ -131,6 +257,19 @@ class ProvenanceRepository:
     @property
     def is_postgres(self) -> bool:
         return self.conn.dialect.name == "postgresql"
+
+    def _id_batches(
+        self, column: sa.ColumnElement[Any], ids: Sequence[uuid.UUID]
+    ) -> Iterable[sa.ColumnElement[bool]]:
+        """``column`` is one of these ids: on PostgreSQL one condition on an array parameter
+        (however many ids), on SQLite one IN list per chunk."""
+        if not ids:
+            return
+        if self.is_postgres:
+            yield column == sa.any_(sa.bindparam(None, list(ids), type_=UUIDS))
+            return
+        for batch in _chunks(ids):
+            yield column.in_(batch)
 
     # -- records ---------------------------------------------------------------------------
     async def get(self, record_id: uuid.UUID, *, for_update: bool = False) -> RowMapping | None:
@@ -252,7 +391,7 @@ class ProvenanceRepository:
     ) -> list[RowMapping]:
         """Records reachable from the seed (the seed itself at depth 0), each with its distance
         and summary columns, nearest first."""
-        reached = distances(walk(seed, direction, max_depth))
+        reached = nearest(seed, direction, max_depth, postgres=self.is_postgres)
         stmt = (
             sa.select(reached.c.depth, *SUMMARY_COLUMNS)
             .select_from(reached.join(pr, pr.c.id == reached.c.id))
@@ -261,30 +400,40 @@ class ProvenanceRepository:
         )
         return list((await self.conn.execute(stmt)).mappings())
 
-    async def cascade_targets(self, seed: sa.Select[Any], max_depth: int) -> list[RowMapping]:
+    async def reached_tainted(
+        self, seed: sa.Select[Any], direction: Direction, max_depth: int
+    ) -> list[RowMapping]:
+        """Records reachable from the seed (the seed itself at depth 0), each with its distance,
+        nearest first; the summary columns only of the tainted ones (``is_tainted`` NULL for
+        the others: they are found from the partial index, the others' rows are not read)."""
+        reached = nearest(seed, direction, max_depth, postgres=self.is_postgres)
+        stmt = (
+            sa.select(reached.c.id, reached.c.depth, *(c for c in SUMMARY_COLUMNS if c.key != "id"))
+            .select_from(reached.outerjoin(pr, sa.and_(pr.c.id == reached.c.id, pr.c.is_tainted)))
+            .order_by(reached.c.depth, reached.c.id)
+        )
+        return list((await self.conn.execute(stmt)).mappings())
+
+    async def cascade_targets(
+        self, seed: sa.Select[Any], max_depth: int, *, only_root: uuid.UUID | None = None
+    ) -> list[RowMapping]:
         """Every record downstream of the seed records (not re-entering them), with its
-        distance and the seed record it is nearest to (``source``), and whether it is tainted."""
-        walked = walk(seed, "down", max_depth, with_source=True, through_seed=False)
-        ranked = sa.select(
-            walked.c.id,
-            walked.c.depth,
-            walked.c.source,
-            sa.func.row_number()
-            .over(partition_by=walked.c.id, order_by=(walked.c.depth, walked.c.source))
-            .label("rank"),
-        ).subquery("ranked")
+        distance and the seed record it is nearest to (``source``), and whether it is tainted.
+        ``only_root``: the seed is this one record, the source of every target (a plain walk)."""
+        reached = nearest(seed, "down", max_depth, postgres=self.is_postgres, with_source=only_root is None)
+        source = reached.c.source if only_root is None else sa.literal(only_root, sa.Uuid()).label("source")
         stmt = (
             sa.select(
-                ranked.c.id,
-                ranked.c.depth,
-                ranked.c.source,
+                reached.c.id,
+                reached.c.depth,
+                source,
                 pr.c.project_id,
-                pr.c.outputs,
+                _json_text(pr.c.outputs),
                 pr.c.is_tainted,
             )
-            .select_from(ranked.join(pr, pr.c.id == ranked.c.id))
-            .where(ranked.c.rank == 1, ranked.c.depth > 0)
-            .order_by(ranked.c.depth, pr.c.created_at, pr.c.id)
+            .select_from(reached.join(pr, pr.c.id == reached.c.id))
+            .where(reached.c.depth > 0)
+            .order_by(reached.c.depth, pr.c.created_at, pr.c.id)
         )
         return list((await self.conn.execute(stmt)).mappings())
 
@@ -294,8 +443,8 @@ class ProvenanceRepository:
         nxt, prev = (
             (d.c.artifact_id, d.c.depends_on) if direction == "down" else (d.c.depends_on, d.c.artifact_id)
         )
-        for batch in _chunks(record_ids):
-            for (neighbour,) in await self.conn.execute(sa.select(nxt).where(prev.in_(batch)).distinct()):
+        for batch in self._id_batches(prev, record_ids):
+            for (neighbour,) in await self.conn.execute(sa.select(nxt).where(batch).distinct()):
                 if neighbour not in known:
                     return True
         return False
@@ -304,10 +453,8 @@ class ProvenanceRepository:
         """Edges whose dependent is one of these records (to rebuild a path)."""
         d = artifact_dependencies
         rows: list[RowMapping] = []
-        for batch in _chunks(record_ids):
-            stmt = sa.select(d.c.artifact_id, d.c.depends_on, d.c.via_artifact_id).where(
-                d.c.artifact_id.in_(batch)
-            )
+        for batch in self._id_batches(d.c.artifact_id, record_ids):
+            stmt = sa.select(d.c.artifact_id, d.c.depends_on, d.c.via_artifact_id).where(batch)
             rows.extend((await self.conn.execute(stmt)).mappings())
         return rows
 
@@ -318,8 +465,8 @@ class ProvenanceRepository:
         whose provenance record is one of these."""
         found: dict[Any, RowMapping] = {}
         td = task_dependencies
-        for batch in _chunks(record_ids):
-            producers = sa.select(tasks.c.id).where(tasks.c.provenance_id.in_(batch))
+        for batch in self._id_batches(tasks.c.provenance_id, record_ids):
+            producers = sa.select(tasks.c.id).where(batch)
             waiting = sa.select(td.c.task_id.label("id")).where(td.c.depends_on_id.in_(producers))
             waiting_cte = waiting.cte("waiting", recursive=True)
             waiting_cte = waiting_cte.union(
@@ -350,12 +497,19 @@ class ProvenanceRepository:
         return counts
 
     # -- taint -----------------------------------------------------------------------------
+    def _locked_in_order(self, ids: sa.Select[Any] | sa.ColumnElement[bool]) -> sa.ColumnElement[bool]:
+        """PostgreSQL: the condition "``pr.id`` is one of these" that, in an UPDATE, first locks
+        the rows in id order, so two cascades over overlapping records queue on the first
+        common row instead of each holding some rows the other waits for (a deadlock)."""
+        where = pr.c.id.in_(ids) if isinstance(ids, sa.Select) else ids
+        return pr.c.id.in_(sa.select(pr.c.id).where(where).order_by(pr.c.id).with_for_update())
+
     async def mark_tainted(
         self, seed: sa.Select[Any], *, at: datetime, reason: str, tainted_by: str | None
     ) -> None:
         await self.conn.execute(
             pr.update()
-            .where(pr.c.id.in_(seed))
+            .where(self._locked_in_order(seed) if self.is_postgres else pr.c.id.in_(seed))
             .values(
                 is_tainted=True,
                 tainted_at=at,
@@ -365,13 +519,36 @@ class ProvenanceRepository:
             )
         )
 
-    async def mark_suspect(self, record_ids: Sequence[uuid.UUID], *, at: datetime, source: str) -> None:
-        for batch in _chunks(record_ids):
+    async def mark_suspect(self, sources: dict[uuid.UUID, str], *, at: datetime) -> None:
+        """Mark these records suspect, each with its source (the tainted artifact it depends
+        on). PostgreSQL: one statement, rows locked in id order."""
+        if not sources:
+            return
+        if self.is_postgres:
+            ids = sa.bindparam("suspect_ids", list(sources), type_=UUIDS)
+            suspect = (
+                sa.func.unnest(
+                    ids, sa.bindparam(None, list(sources.values()), type_=postgresql.ARRAY(sa.String()))
+                )
+                .table_valued(sa.column("id", sa.Uuid()), sa.column("source", sa.String()))
+                .render_derived(name="suspect")
+            )
             await self.conn.execute(
                 pr.update()
-                .where(pr.c.id.in_(batch))
-                .values(is_suspect=True, suspect_since=at, suspect_source=source)
+                .where(pr.c.id == suspect.c.id, self._locked_in_order(pr.c.id == sa.any_(ids)))
+                .values(is_suspect=True, suspect_since=at, suspect_source=suspect.c.source)
             )
+            return
+        by_source: dict[str, list[uuid.UUID]] = {}
+        for record_id, source in sources.items():
+            by_source.setdefault(source, []).append(record_id)
+        for source, record_ids in by_source.items():
+            for batch in _chunks(record_ids):
+                await self.conn.execute(
+                    pr.update()
+                    .where(pr.c.id.in_(batch))
+                    .values(is_suspect=True, suspect_since=at, suspect_source=source)
+                )
 
     async def clear_suspect(self, record_id: uuid.UUID) -> None:
         await self.conn.execute(
@@ -381,8 +558,31 @@ class ProvenanceRepository:
         )
 
     async def add_taint_events(self, rows: Sequence[dict[str, Any]]) -> None:
-        for batch in _chunks(rows):
-            await self.conn.execute(taint_events.insert(), batch)
+        await self._insert_all(taint_events, rows)
+
+    async def _insert_all(self, table: sa.Table, rows: Sequence[dict[str, Any]]) -> None:
+        """Insert many rows (all with the same keys). PostgreSQL: one ``INSERT … SELECT FROM
+        unnest(<one array per column>)``, a single round trip and no per-row statement;
+        columns that are None in every row are left out (NULL). JSON values and SQLite take
+        an executemany per chunk."""
+        if not rows:
+            return
+        columns = [c for c in table.columns if any(r.get(c.key) is not None for r in rows)]
+        if not self.is_postgres or any(isinstance(c.type, sa.JSON) for c in columns):
+            for batch in _chunks(rows):
+                await self.conn.execute(table.insert(), batch)
+            return
+        values = (
+            sa.func.unnest(
+                *(
+                    sa.bindparam(None, [r.get(c.key) for r in rows], type_=postgresql.ARRAY(c.type))
+                    for c in columns
+                )
+            )
+            .table_valued(*(sa.column(c.key, c.type) for c in columns))
+            .render_derived(name="v")
+        )
+        await self.conn.execute(table.insert().from_select([c.key for c in columns], sa.select(values)))
 
     def _taint_where(self, f: TaintEventFilter) -> list[sa.ColumnElement[bool]]:
         te = taint_events

@@ -49,8 +49,8 @@ def visible(project_id: str, project_ids: Sequence[str] | None) -> bool:
     return project_ids is None or project_id in project_ids
 
 
-def node(row: RowMapping) -> dict[str, Any]:
-    """A record in a graph answer."""
+def node(row: RowMapping, artifact_ids: list[str] | None = None) -> dict[str, Any]:
+    """A record in a graph answer (``artifact_ids``: its outputs', when already known)."""
     return {
         "id": row["id"],
         "task_id": row["task_id"],
@@ -59,7 +59,7 @@ def node(row: RowMapping) -> dict[str, Any]:
         "verification_status": row["verification_status"],
         "is_tainted": bool(row["is_tainted"]),
         "is_suspect": bool(row["is_suspect"]),
-        "artifact_ids": output_artifact_ids(row["outputs"]),
+        "artifact_ids": output_artifact_ids(row["outputs"]) if artifact_ids is None else artifact_ids,
         "depth": row["depth"],
     }
 
@@ -157,6 +157,7 @@ class ProvenanceQueries:
         root = await self.get(record_id, project_ids=project_ids)
         rows, truncated = await self._reach(root["id"], "down", max_depth, project_ids)
         affected = [r for r in rows if r["depth"] > 0]
+        artifacts = [output_artifact_ids(r["outputs"]) for r in affected]
         async with self.db.read() as conn:
             repo = ProvenanceRepository(conn)
             waiting = await repo.waiting_tasks([r["id"] for r in rows], IN_FLIGHT, project_ids)
@@ -167,16 +168,16 @@ class ProvenanceQueries:
             "artifact_id": primary_artifact(root["outputs"], root["id"]),
             "artifact_ids": output_artifact_ids(root["outputs"]),
             "direct_dependents": [
-                a for r in affected if r["depth"] == 1 for a in output_artifact_ids(r["outputs"])
+                a for r, ids in zip(affected, artifacts, strict=True) if r["depth"] == 1 for a in ids
             ],
             "transitive_dependents": [
-                a for r in affected if r["depth"] > 1 for a in output_artifact_ids(r["outputs"])
+                a for r, ids in zip(affected, artifacts, strict=True) if r["depth"] > 1 for a in ids
             ],
             "total_affected": len(affected),
             "depth_limit": max_depth,
             "max_depth": max((r["depth"] for r in affected), default=0),
             "truncated": truncated,
-            "items": [node(r) for r in affected[:limit]],
+            "items": [node(r, ids) for r, ids in zip(affected[:limit], artifacts, strict=False)],
             "tasks_in_flight": [
                 {"task_id": t["id"], "project_id": t["project_id"], "status": t["status"]} for t in waiting
             ],
@@ -214,7 +215,7 @@ class ProvenanceQueries:
             repo = ProvenanceRepository(conn)
             seed = sa.select(provenance_records.c.id).where(provenance_records.c.id == root["id"])
             # Paths may pass through records of other projects; causes are only visible ones.
-            rows = await repo.reached(seed, "up", max_depth)
+            rows = await repo.reached_tainted(seed, "up", max_depth)
             tainted = [r for r in rows if r["is_tainted"] and visible(r["project_id"], project_ids)]
             answer: dict[str, Any] = {
                 "failed_artifact_id": failed,

@@ -264,16 +264,14 @@ class TaintCascade:
         repo = ProvenanceRepository(tx.conn)
         now = utcnow()
         await repo.mark_tainted(seed, at=now, reason=reason, tainted_by=tainted_by[:255])
-        targets = await repo.cascade_targets(seed, CASCADE_MAX_DEPTH)
+        targets = await repo.cascade_targets(
+            seed, CASCADE_MAX_DEPTH, only_root=roots[0]["id"] if len(roots) == 1 else None
+        )
         named = {
             r["id"]: source_artifact.get(r["id"]) or primary_artifact(r["outputs"], r["id"]) for r in roots
         }
         suspects = [t for t in targets if not t["is_tainted"]]
-        by_source: dict[str, list[uuid.UUID]] = {}
-        for t in suspects:
-            by_source.setdefault(named[t["source"]], []).append(t["id"])
-        for source, ids in by_source.items():
-            await repo.mark_suspect(ids, at=now, source=source)
+        await repo.mark_suspect({t["id"]: named[t["source"]] for t in suspects}, at=now)
 
         rows: list[dict[str, Any]] = []
         out: list[ev.OutgoingEvent] = []
