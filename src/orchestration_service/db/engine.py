@@ -51,6 +51,13 @@ class Transaction:
     def is_postgres(self) -> bool:
         return self.dialect == "postgresql"
 
+    async def driver(self) -> asyncpg.Connection:
+        """PostgreSQL: the asyncpg connection under this transaction, for hand-written
+        statements (repositories.tasks_pg) that join it."""
+        raw = await self.conn.get_raw_connection()
+        driver: asyncpg.Connection = raw.driver_connection
+        return driver
+
     def after_commit(self, hook: Callable[[], None]) -> None:
         self._after_commit.append(hook)
 

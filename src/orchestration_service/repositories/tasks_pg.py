@@ -57,6 +57,24 @@ WITH t AS (
 SELECT count(*) AS inserted, CASE WHEN $35 THEN pg_notify('orch_outbox', '') END AS notified FROM t
 """
 
+# A transition's history rows and outbox events in one statement (one round trip instead of
+# two), inside the caller's transaction.
+HISTORY_AND_EVENTS = """
+WITH h AS (
+    INSERT INTO task_history (task_id, from_status, to_status, reason, cause, attempt, details, created_at)
+    SELECT r.task_id, r.from_status, r.to_status, r.reason, r.cause, r.attempt, r.details::jsonb, r.created_at
+    FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::text[],
+                $8::timestamptz[])
+         WITH ORDINALITY AS r(task_id, from_status, to_status, reason, cause, attempt, details, created_at, n)
+    ORDER BY r.n
+)
+INSERT INTO outbox (event_id, event_type, exchange, subject, project_id, envelope, created_at)
+SELECT e.event_id, e.event_type, e.exchange, e.subject, e.project_id, e.envelope::jsonb, $15
+FROM unnest($9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[])
+     WITH ORDINALITY AS e(event_id, event_type, exchange, subject, project_id, envelope, n)
+ORDER BY e.n
+"""
+
 _TASK_COLUMNS = (
     "id",
     "project_id",
@@ -81,6 +99,37 @@ _TASK_COLUMNS = (
     "context",
     "routed_at",
 )
+
+
+def _json_text(value: Any) -> str | None:
+    return None if value is None else orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+async def add_history_and_events(
+    conn: asyncpg.Connection,
+    history: Sequence[dict[str, Any]],
+    events: Sequence[OutgoingEvent],
+    now: datetime,
+) -> None:
+    """``TaskRepository.add_history`` and ``OutboxRepository.add`` in one statement."""
+    await conn.execute(
+        HISTORY_AND_EVENTS,
+        [h["task_id"] for h in history],
+        [h["from_status"] for h in history],
+        [h["to_status"] for h in history],
+        [h["reason"] for h in history],
+        [h["cause"] for h in history],
+        [h["attempt"] for h in history],
+        [_json_text(h["details"]) for h in history],
+        [h["created_at"] for h in history],
+        [e.id for e in events],
+        [e.name for e in events],
+        [e.exchange for e in events],
+        [e.subject for e in events],
+        [e.project_id for e in events],
+        [_json_text(e.envelope()) for e in events],
+        now,
+    )
 
 
 async def init_connection(conn: asyncpg.Connection) -> None:
@@ -123,13 +172,13 @@ class PgTaskStatements:
             [h["reason"] for h in history],
             [h["cause"] for h in history],
             [h["attempt"] for h in history],
-            [None if h["details"] is None else orjson.dumps(h["details"]).decode() for h in history],
+            [_json_text(h["details"]) for h in history],
             [e.id for e in events],
             [e.name for e in events],
             [e.exchange for e in events],
             [e.subject for e in events],
             [e.project_id for e in events],
-            [orjson.dumps(e.envelope()).decode() for e in events],
+            [_json_text(e.envelope()) for e in events],
             notify,
         ]
         row = await self.pool.fetchrow(SUBMIT, *args)

@@ -28,6 +28,7 @@ from orchestration_service.domain.lifecycle import (
     TaskStatus,
     check_transition,
 )
+from orchestration_service.repositories import tasks_pg
 from orchestration_service.repositories.outbox import OutboxRepository
 from orchestration_service.repositories.tasks import TaskRepository
 
@@ -121,8 +122,12 @@ class Lifecycle:
             self._after_commit_notify(tx, current, to.value)
         repo = TaskRepository(tx.conn)
         await repo.update_many(updates)
-        await repo.add_history(history)
-        await emit(tx, out)
+        if tx.is_postgres:
+            await tasks_pg.add_history_and_events(await tx.driver(), history, out, now)
+            await tx.mark_outbox_written()
+        else:
+            await repo.add_history(history)
+            await emit(tx, out)
         return results
 
     async def note(

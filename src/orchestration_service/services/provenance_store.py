@@ -15,6 +15,7 @@ from sqlalchemy.engine import RowMapping
 
 from orchestration_service.db.engine import Database, Transaction
 from orchestration_service.domain.ids import uuid7
+from orchestration_service.repositories import provenance_pg
 from orchestration_service.repositories.provenance import ProvenanceFilter, ProvenanceRepository
 from orchestration_service.services.lifecycle import Lifecycle, utcnow
 from orchestration_service.services.provenance_graph import ProvenanceQueries
@@ -126,12 +127,15 @@ class ProvenanceStore:
             }
         )
         produced = [o["artifact_id"] for o in outputs if o["artifact_id"]]
-        known = await repo.producers_of(produced)
-        # An artifact id names one producing record; a re-produced id keeps its first producer.
-        mine = [a for a in dict.fromkeys(produced) if a not in known]
-        await repo.add_artifacts(record_id, mine)
-        # Earlier records (imported ones, say) that used these artifacts now depend on this one.
-        await repo.resolve_waiting(record_id, mine)
+        if tx.is_postgres:
+            await provenance_pg.claim_outputs(await tx.driver(), record_id, produced)
+        else:
+            known = await repo.producers_of(produced)
+            # An artifact id names one producing record; a re-produced id keeps its first producer.
+            mine = [a for a in dict.fromkeys(produced) if a not in known]
+            await repo.add_artifacts(record_id, mine)
+            # Earlier records (imported ones, say) that used these artifacts now depend on this one.
+            await repo.resolve_waiting(record_id, mine)
         producers = await repo.producers_of([i["artifact_id"] for i in inputs])
         await repo.add_unresolved(
             record_id,
