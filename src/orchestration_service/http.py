@@ -11,6 +11,7 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.gzip import GZipMiddleware
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -23,7 +24,15 @@ from orchestration_service.schemas.common import PROBLEM_JSON
 
 log = logging.getLogger(__name__)
 
-__all__ = ["JSON", "PROBLEM_JSON", "BodyLimitMiddleware", "install_error_handlers", "json_default", "problem"]
+__all__ = [
+    "JSON",
+    "PROBLEM_JSON",
+    "BodyLimitMiddleware",
+    "GZipWhenAccepted",
+    "install_error_handlers",
+    "json_default",
+    "problem",
+]
 
 
 class JSON(JSONResponse):
@@ -144,6 +153,26 @@ def install_error_handlers(app: FastAPI) -> None:
         return problem(
             500, detail="an internal error occurred; it has been logged", instance=request.url.path
         )
+
+
+class GZipWhenAccepted:
+    """gzip for clients that accept it, at a moderate level; other requests pass straight
+    through, with no per-request wrapper. Small documents (a task's status) stay plain:
+    compressing them costs more CPU than the bytes saved."""
+
+    def __init__(self, app: ASGIApp, *, minimum_size: int = 1024, compresslevel: int = 6) -> None:
+        self.app = app
+        self.gzip = GZipMiddleware(app, minimum_size=minimum_size, compresslevel=compresslevel)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            for name, value in scope["headers"]:
+                if name == b"accept-encoding":
+                    if b"gzip" in value:
+                        await self.gzip(scope, receive, send)
+                        return
+                    break
+        await self.app(scope, receive, send)
 
 
 class BodyLimitMiddleware:

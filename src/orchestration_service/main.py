@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 import httpx
 from fastapi import APIRouter, FastAPI, Request
 from prometheus_client import CONTENT_TYPE_LATEST
-from starlette.middleware.gzip import GZipMiddleware
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 
@@ -26,7 +25,7 @@ from orchestration_service.events.bus import EventBus
 from orchestration_service.events.handlers import EventProcessor
 from orchestration_service.events.memory import MemoryBus
 from orchestration_service.events.publisher import OutboxRelay
-from orchestration_service.http import JSON, BodyLimitMiddleware, install_error_handlers
+from orchestration_service.http import JSON, BodyLimitMiddleware, GZipWhenAccepted, install_error_handlers
 from orchestration_service.logs import RequestContextMiddleware
 from orchestration_service.metrics import Metrics, MetricsMiddleware
 from orchestration_service.routers.fast_lane import FastLane, LaneCounts
@@ -232,7 +231,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.add_middleware(ApiKeyMiddleware)
     if settings.observability.metrics_enabled:
         app.add_middleware(MetricsMiddleware, metrics=metrics)
-    app.add_middleware(GZipMiddleware, minimum_size=500)  # skips text/event-stream
+    app.add_middleware(GZipWhenAccepted)  # skips text/event-stream
     app.add_middleware(RequestContextMiddleware, access_log_enabled=settings.observability.access_log)
     tracing.configure(settings.observability.otel_exporter)
     app.add_middleware(tracing.TracingMiddleware)  # outermost: every span below is its child

@@ -10,7 +10,7 @@ database at scrape time, so every replica reports the same truth.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -86,17 +86,30 @@ class Metrics:
         )
         for state in TaskStatus:
             self.tasks.labels(state.value)
+        # Labelled children by label values: prometheus_client's labels() takes a lock and
+        # builds keys on every call, which showed in the hot paths' profiles.
+        self._children: dict[tuple[Any, ...], Any] = {}
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        key = (id(metric), *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
 
     # -- hooks the services call -------------------------------------------------------
+    def request(self, method: str, route: str, status: str, seconds: float) -> None:
+        self._child(self.http_duration, method, route, status).observe(seconds)
+
     def transition(self, from_state: str | None, to_state: str) -> None:
-        self.transitions.labels(from_state or "none", to_state).inc()
+        self._child(self.transitions, from_state or "none", to_state).inc()
 
     def submitted(self, priority: str) -> None:
-        self.tasks_submitted.labels(priority).inc()
+        self._child(self.tasks_submitted, priority).inc()
 
     def events_published(self, names: list[str]) -> None:
         for name in names:
-            self.published.labels(bounded_event(name)).inc()
+            self._child(self.published, bounded_event(name)).inc()
 
     def event_consumed(self, name: str, outcome: str) -> None:
         self.consumed.labels(bounded_event(name), outcome).inc()
@@ -152,6 +165,4 @@ class MetricsMiddleware:
             await self.app(scope, receive, send_wrapper)
         finally:
             template = route_template(scope) or "unmatched"
-            self.metrics.http_duration.labels(scope["method"], template, str(status)).observe(
-                time.perf_counter() - start
-            )
+            self.metrics.request(scope["method"], template, str(status), time.perf_counter() - start)

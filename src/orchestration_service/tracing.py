@@ -60,10 +60,18 @@ def configure(exporter: str) -> None:
     log.info("tracing on", extra={"exporter": exporter})
 
 
+_recording = False
+
+
 def is_recording() -> bool:
-    """Whether spans are recorded (an exporter is configured); without, spans only carry
-    an incoming context through, and work that starts none of its own can skip them."""
-    return _configured
+    """Whether spans are recorded (an SDK tracer provider is installed: by ``configure``, or
+    by a test); without one, spans only carry an incoming context through, and work that
+    starts none of its own can skip them."""
+    global _recording
+    if not _recording:
+        provider = trace.get_tracer_provider()
+        _recording = not isinstance(provider, (trace.ProxyTracerProvider, trace.NoOpTracerProvider))
+    return _recording
 
 
 def has_active_span() -> bool:
@@ -109,6 +117,11 @@ class TracingMiddleware:
         headers = {
             k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"] if k in _TRACE_HEADERS
         }
+        if not headers and not is_recording():
+            # Nothing to record and no incoming context to carry: a no-op span would only
+            # cost time.
+            await self.app(scope, receive, send)
+            return
         ctx = _propagator.extract(headers, getter=default_getter)
         status = 500
 
