@@ -57,8 +57,10 @@ def _phrase(phrase: str) -> re.Pattern[str]:
 
 def _first_keyword(text: str, keywords: list[str]) -> str | None:
     for kw in keywords:
-        if _phrase(str(kw)).search(text):
-            return str(kw)
+        phrase = str(kw)
+        # The substring test (cheap) rules out most keywords before the word-boundary regex.
+        if phrase.lower() in text and _phrase(phrase).search(text):
+            return phrase
     return None
 
 
