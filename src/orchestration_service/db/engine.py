@@ -55,6 +55,12 @@ class Transaction:
         """PostgreSQL: the asyncpg connection under this transaction, for hand-written
         statements (repositories.tasks_pg) that join it."""
         raw = await self.conn.get_raw_connection()
+        adapted: Any = raw.dbapi_connection
+        # SQLAlchemy's asyncpg adapter sends BEGIN lazily, with its first statement: when a
+        # hand-written one comes first, begin here, through the adapter, so that SQLAlchemy's
+        # COMMIT or ROLLBACK covers it (else it would run, and stay, in autocommit).
+        if adapted._transaction is None and adapted.isolation_level != "autocommit":
+            await adapted._start_transaction()
         driver: asyncpg.Connection = raw.driver_connection
         return driver
 

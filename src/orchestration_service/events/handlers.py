@@ -10,6 +10,7 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -24,6 +25,7 @@ from orchestration_service.domain.json_text import nul_path
 from orchestration_service.domain.lifecycle import FINAL_STATES, TaskStatus
 from orchestration_service.events.bus import Disposition, HandlerResult, InboundMessage
 from orchestration_service.logs import event_id_var
+from orchestration_service.repositories import tasks_pg
 from orchestration_service.repositories.processed_events import ProcessedEventRepository
 from orchestration_service.repositories.tasks import TaskRepository
 from orchestration_service.schemas.events import (
@@ -152,18 +154,42 @@ class EventProcessor:
             self.on_outcome(name, "ignored")
             return Processed("ignored", "event published by this service")
         name, payload = validate_payload(ce)
+        task_id = (
+            None if isinstance(payload, RollbackRequested) else _uuid(str(getattr(payload, "task_id", "")))
+        )
         async with self.db.transaction() as tx:
-            claimed = await ProcessedEventRepository(tx.conn).claim(ce.id, name, ce.source, "processed")
+            task: dict[str, Any] | _Unread | None = _UNREAD
+            if tx.is_postgres and task_id is not None:
+                claimed, task = await tasks_pg.claim_event_and_lock_task(
+                    await tx.driver(),
+                    event_id=ce.id,
+                    event_type=name,
+                    source=ce.source,
+                    outcome="processed",
+                    task_id=task_id,
+                    now=datetime.now(UTC),
+                )
+            else:
+                claimed = await ProcessedEventRepository(tx.conn).claim(ce.id, name, ce.source, "processed")
             if not claimed:
                 result = Processed("duplicate", f"event {ce.id} was already processed")
             else:
-                result = await self._apply(tx, name, payload, ce)
+                result = await self._apply(tx, name, payload, ce, task)
                 if result.outcome != "processed":
                     await ProcessedEventRepository(tx.conn).set_outcome(ce.id, result.outcome)
         self.on_outcome(name, result.outcome)
         return result
 
-    async def _apply(self, tx: Transaction, name: str, payload: BaseModel, ce: CloudEvent) -> Processed:
+    async def _apply(
+        self,
+        tx: Transaction,
+        name: str,
+        payload: BaseModel,
+        ce: CloudEvent,
+        locked: dict[str, Any] | _Unread | None,
+    ) -> Processed:
+        """Apply a claimed event; ``locked``: its task, already read and locked (None: it
+        does not exist), or _UNREAD."""
         if isinstance(payload, RollbackRequested):
             if self.rollback is None:
                 raise EventRejected("unknown-type", "rollback handling is not available")
@@ -171,10 +197,12 @@ class EventProcessor:
             return Processed("processed", detail)
         task_id_text = str(getattr(payload, "task_id", ""))
         task_id = _uuid(task_id_text)
-        row = await TaskRepository(tx.conn).get(task_id, for_update=True) if task_id else None
-        if row is None:
+        if isinstance(locked, _Unread):
+            found = await TaskRepository(tx.conn).get(task_id, for_update=True) if task_id else None
+            locked = dict(found) if found is not None else None
+        if locked is None:
             raise EventRejected("unknown-task", f"task {task_id_text} does not exist", field="data.task_id")
-        task = dict(row)
+        task = dict(locked)
         cause = f"event:{name}:{ce.id}"[:255]
         status = TaskStatus(task["status"])
         if status in FINAL_STATES:
@@ -325,6 +353,13 @@ class EventProcessor:
                 return HandlerResult(Disposition.RETRY, "retry", str(exc))
             raise
         return HandlerResult(Disposition.ACK, result.outcome, result.detail)
+
+
+class _Unread:
+    """The task was not read with the claim (SQLite, or no task id)."""
+
+
+_UNREAD = _Unread()
 
 
 def _uuid(text: str) -> uuid.UUID | None:

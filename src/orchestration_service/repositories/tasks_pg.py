@@ -75,6 +75,19 @@ FROM unnest($9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14:
 ORDER BY e.n
 """
 
+# A consumed event: claimed for idempotency (nothing if its id was seen) and its task read
+# and locked, in one round trip. The task's columns are all NULL when it does not exist.
+CLAIM_EVENT_AND_LOCK_TASK = """
+WITH c AS (
+    INSERT INTO processed_events (event_id, event_type, source, outcome, processed_at)
+    VALUES ($1, $2, $3, $4, $5)
+    ON CONFLICT (event_id) DO NOTHING
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM c) AS _claimed, t.*
+FROM (SELECT 1) AS one LEFT JOIN LATERAL (SELECT * FROM tasks WHERE id = $6 FOR UPDATE) AS t ON true
+"""
+
 _TASK_COLUMNS = (
     "id",
     "project_id",
@@ -130,6 +143,25 @@ async def add_history_and_events(
         [_json_text(e.envelope()) for e in events],
         now,
     )
+
+
+async def claim_event_and_lock_task(
+    conn: asyncpg.Connection,
+    *,
+    event_id: str,
+    event_type: str,
+    source: str | None,
+    outcome: str,
+    task_id: uuid.UUID,
+    now: datetime,
+) -> tuple[bool, dict[str, Any] | None]:
+    """``ProcessedEventRepository.claim`` and ``TaskRepository.get(for_update=True)`` at once:
+    (claimed, the task or None)."""
+    row = await conn.fetchrow(CLAIM_EVENT_AND_LOCK_TASK, event_id, event_type, source, outcome, now, task_id)
+    assert row is not None
+    task = dict(row)
+    claimed = bool(task.pop("_claimed"))
+    return claimed, (task if task["id"] is not None else None)
 
 
 async def init_connection(conn: asyncpg.Connection) -> None:
