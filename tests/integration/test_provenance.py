@@ -280,6 +280,42 @@ async def test_long_chain_depths_and_depth_limit(service: Service) -> None:
     assert r.status_code == 422
 
 
+async def test_truncated_only_when_a_record_at_the_limit_has_an_unreached_neighbour(
+    service: Service,
+) -> None:
+    """a <- b <- c, and c also uses a directly: at depth 1 from c, b's only neighbour (a) was
+    already reached, so nothing was cut. d uses c, and e (another project) uses d."""
+    g = Graph()
+    await g.add(
+        service.container.db,
+        [
+            Rec("a"),
+            Rec("b", inputs=["a"]),
+            Rec("c", inputs=["a", "b"]),
+            Rec("d", inputs=["c"]),
+            Rec("e", project="proj-b", inputs=["d"]),
+        ],
+    )
+    one = await get(service, f"/provenance/{g.id('c')}/lineage", max_depth=1)
+    assert depths(one["items"], g) == {"a": 1, "b": 1} and one["truncated"] is False
+    cut = await get(service, f"/provenance/{g.id('d')}/lineage", max_depth=1)
+    assert depths(cut["items"], g) == {"c": 1} and cut["truncated"] is True
+    assert cut["max_depth"] == 1 and cut["artifact_ids"] == ["art-d-0"]
+    down = await get(service, f"/provenance/{g.id('b')}/impact", max_depth=1)
+    assert depths(down["items"], g) == {"c": 1} and down["truncated"] is True
+    assert down["artifact_id"] == "art-b-0" and down["direct_dependents"] == ["art-c-0"]
+    # The walk is unscoped, the answer scoped: e is cut off and not listed, but counts as cut.
+    scoped = await service.container.provenance.queries.impact(
+        g.ids["c"], max_depth=1, project_ids=["proj-a"]
+    )
+    assert [i["id"] for i in scoped["items"]] == [g.ids["d"]] and scoped["truncated"] is True
+    whole = await service.container.provenance.queries.impact(g.ids["c"], max_depth=2, project_ids=["proj-a"])
+    assert whole["total_affected"] == 1 and whole["max_depth"] == 1 and whole["truncated"] is False
+    assert whole["in_flight_by_project"] == {}
+    with pytest.raises(NotFound):
+        await service.container.provenance.queries.lineage(g.ids["e"], project_ids=["proj-a"])
+
+
 async def test_cycles_in_bad_data_terminate(service: Service) -> None:
     g = Graph()
     # p -> q -> r, plus r -> p (a cycle), and s depending on r.

@@ -11,6 +11,7 @@ distance. Both answer the same.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from typing import Any, Literal
 import orjson
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 from sqlalchemy.engine import Dialect, RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import Grouping
@@ -57,8 +59,8 @@ def _json_text(column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
     return sa.type_coerce(sa.cast(column, sa.Text()), JSONText()).label(column.key)
 
 
-# A record as listed in graph answers (not its whole document).
-SUMMARY_COLUMNS = (
+# A record as root-cause reads it (not its whole document).
+_SUMMARY_PLAIN = (
     pr.c.id,
     pr.c.task_id,
     pr.c.project_id,
@@ -66,8 +68,8 @@ SUMMARY_COLUMNS = (
     pr.c.verification_status,
     pr.c.is_tainted,
     pr.c.is_suspect,
-    _json_text(pr.c.outputs),
 )
+SUMMARY_COLUMNS = (*_SUMMARY_PLAIN, _json_text(pr.c.outputs))
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +111,7 @@ def insert_ignoring_conflicts(conn: AsyncConnection, table: sa.Table) -> Any:
 def walk(
     seed: sa.Select[Any],
     direction: Direction,
-    max_depth: int,
+    max_depth: int | sa.ColumnElement[int],
     *,
     with_source: bool = False,
     through_seed: bool = True,
@@ -149,7 +151,11 @@ UUIDS = postgresql.ARRAY(sa.Uuid())
 
 
 def levels(
-    seed: sa.Select[Any], direction: Direction, max_depth: int, *, with_source: bool = False
+    seed: sa.Select[Any],
+    direction: Direction,
+    max_depth: int | sa.ColumnElement[int],
+    *,
+    with_source: bool = False,
 ) -> sa.CTE:
     """PostgreSQL: a breadth-first walk from the seed records, one row per level: ``depth``,
     ``frontier`` (the records first reached at that depth), ``seen`` (every record reached so
@@ -210,7 +216,12 @@ def levels(
 
 
 def nearest(
-    seed: sa.Select[Any], direction: Direction, max_depth: int, *, postgres: bool, with_source: bool = False
+    seed: sa.Select[Any],
+    direction: Direction,
+    max_depth: int | sa.ColumnElement[int],
+    *,
+    postgres: bool,
+    with_source: bool = False,
 ) -> sa.Subquery:
     """Every record reachable from the seed records within ``max_depth`` edges, once: ``id``,
     ``depth`` (its distance; the seed records at 0) and, ``with_source``, ``source`` (the seed
@@ -250,6 +261,142 @@ def nearest(
     )
 
 
+_ASYNCPG: Dialect = PGDialect_asyncpg()  # type: ignore[no-untyped-call]
+
+
+# -- statements built once --------------------------------------------------------------------
+# The graph answers (lineage, impact) are the hottest reads: building their statements cost
+# about as much CPU as PostgreSQL spent running them, and reading rows through the result
+# layer more. So each is built once, with bind parameters; on PostgreSQL it is compiled once
+# to SQL text and run on the asyncpg connection under the SQLAlchemy one (a prepared
+# statement, cached per connection). SQLite runs the same constructs through SQLAlchemy.
+@dataclass(frozen=True, slots=True)
+class PgStatement:
+    """A statement compiled for asyncpg: ``$n`` placeholders filled from named values, and the
+    constants (literals SQLAlchemy made parameters of) as compiled."""
+
+    sql: str
+    names: tuple[str, ...]
+    constants: dict[str, Any]
+
+    @classmethod
+    def compile(cls, stmt: sa.Select[Any]) -> PgStatement:
+        compiled = stmt.compile(dialect=_ASYNCPG)
+        return cls(compiled.string, tuple(compiled.positiontup or ()), dict(compiled.params))
+
+    def args(self, **values: Any) -> list[Any]:
+        return [values[n] if n in values else self.constants[n] for n in self.names]
+
+
+# The columns of a graph answer row (:meth:`ProvenanceRepository.graph`), by position;
+# ``outputs`` is the JSON text. On PostgreSQL a last column, ``truncated``, is the same in
+# every row: whether the depth limit cut the walk.
+GRAPH_COLUMNS = (
+    "depth",
+    "id",
+    "task_id",
+    "project_id",
+    "created_at",
+    "verification_status",
+    "is_tainted",
+    "is_suspect",
+    "outputs",
+)
+
+
+@functools.cache
+def graph_select(direction: Direction, postgres: bool) -> sa.Select[Any]:
+    """The root record (``:root``, at depth 0; no row when it does not exist) and every record
+    reachable from it within ``:max_depth`` edges, once, at its distance: GRAPH_COLUMNS,
+    nearest first (then oldest). PostgreSQL also answers ``truncated``: a record at the limit
+    has a neighbour the walk did not reach."""
+    root = sa.bindparam("root", type_=sa.Uuid())
+    max_depth = sa.bindparam("max_depth", type_=sa.Integer())
+    seed = sa.select(pr.c.id).where(pr.c.id == root)
+    columns: list[Any] = [*_SUMMARY_PLAIN, sa.cast(pr.c.outputs, sa.Text()).label("outputs")]
+    if not postgres:
+        reached = nearest(seed, direction, max_depth, postgres=False)
+        return (
+            sa.select(reached.c.depth, *columns)
+            .select_from(reached.join(pr, pr.c.id == reached.c.id))
+            .order_by(reached.c.depth, pr.c.created_at, pr.c.id)
+        )
+    # One level more than asked: the walk was cut when that level is not empty. (The check
+    # is one more step of the walk, with its hash anti-join, whatever the width at the limit.)
+    walked = levels(seed, direction, max_depth + 1)
+    level = (
+        sa.select(sa.func.unnest(walked.c.frontier, type_=sa.Uuid()).label("id"), walked.c.depth)
+        .where(walked.c.depth <= max_depth)
+        .subquery(f"{direction}_reached")
+    )
+    cut = sa.exists().where(walked.c.depth > max_depth)
+    return (
+        sa.select(level.c.depth, *columns, cut.label("truncated"))
+        .select_from(level.join(pr, pr.c.id == level.c.id))
+        .order_by(level.c.depth, pr.c.created_at, pr.c.id)
+    )
+
+
+@functools.cache
+def tainted_select(direction: Direction, postgres: bool) -> sa.Select[Any]:
+    """:meth:`ProvenanceRepository.reached_tainted` (``:root``, ``:max_depth``)."""
+    seed = sa.select(pr.c.id).where(pr.c.id == sa.bindparam("root", type_=sa.Uuid()))
+    reached = nearest(seed, direction, sa.bindparam("max_depth", type_=sa.Integer()), postgres=postgres)
+    return (
+        sa.select(reached.c.id, reached.c.depth, *(c for c in SUMMARY_COLUMNS if c.key != "id"))
+        .select_from(reached.outerjoin(pr, sa.and_(pr.c.id == reached.c.id, pr.c.is_tainted)))
+        .order_by(reached.c.depth, reached.c.id)
+    )
+
+
+@functools.cache
+def summary_select() -> sa.Select[Any]:
+    """A record's summary columns (``:id``)."""
+    return sa.select(*SUMMARY_COLUMNS).where(pr.c.id == sa.bindparam("id", type_=sa.Uuid()))
+
+
+@functools.cache
+def pg_graph(direction: Direction) -> PgStatement:
+    return PgStatement.compile(graph_select(direction, True))
+
+
+STRINGS = postgresql.ARRAY(sa.String())
+
+
+@functools.cache
+def pg_waiting_tasks(scoped: bool) -> PgStatement:
+    """:meth:`ProvenanceRepository.waiting_tasks` on PostgreSQL: ``:record_ids``,
+    ``:statuses`` and, ``scoped``, ``:project_ids`` (arrays)."""
+    td = task_dependencies
+    producers = sa.select(tasks.c.id).where(
+        tasks.c.provenance_id == sa.any_(sa.bindparam("record_ids", type_=UUIDS))
+    )
+    waiting = sa.select(td.c.task_id.label("id")).where(td.c.depends_on_id.in_(producers))
+    waiting_cte = waiting.cte("waiting", recursive=True)
+    waiting_cte = waiting_cte.union(
+        sa.select(td.c.task_id).select_from(td.join(waiting_cte, td.c.depends_on_id == waiting_cte.c.id))
+    )
+    stmt = sa.select(tasks.c.id, tasks.c.project_id, tasks.c.status, tasks.c.created_at).where(
+        tasks.c.id.in_(sa.select(waiting_cte.c.id)),
+        tasks.c.status == sa.any_(sa.bindparam("statuses", type_=STRINGS)),
+    )
+    if scoped:
+        stmt = stmt.where(tasks.c.project_id == sa.any_(sa.bindparam("project_ids", type_=STRINGS)))
+    return PgStatement.compile(stmt)
+
+
+@functools.cache
+def pg_in_flight_by_project() -> PgStatement:
+    return PgStatement.compile(
+        sa.select(tasks.c.project_id, sa.func.count())
+        .where(
+            tasks.c.project_id == sa.any_(sa.bindparam("project_ids", type_=STRINGS)),
+            tasks.c.status == sa.any_(sa.bindparam("statuses", type_=STRINGS)),
+        )
+        .group_by(tasks.c.project_id)
+    )
+
+
 class ProvenanceRepository:
     def __init__(self, conn: AsyncConnection) -> None:
         self.conn = conn
@@ -271,12 +418,24 @@ class ProvenanceRepository:
         for batch in _chunks(ids):
             yield column.in_(batch)
 
+    async def _driver(self) -> Any:
+        """PostgreSQL: the asyncpg connection under this one, for statements compiled once."""
+        raw = await self.conn.get_raw_connection()
+        return raw.driver_connection
+
     # -- records ---------------------------------------------------------------------------
     async def get(self, record_id: uuid.UUID, *, for_update: bool = False) -> RowMapping | None:
         stmt = sa.select(pr).where(pr.c.id == record_id)
         if for_update and self.is_postgres:
             stmt = stmt.with_for_update()
         return (await self.conn.execute(stmt)).mappings().first()
+
+    async def summary(self, record_id: uuid.UUID) -> RowMapping | None:
+        """The summary columns of a record (what graph answers say about it)."""
+        row: RowMapping | None = (
+            (await self.conn.execute(summary_select(), {"id": record_id})).mappings().first()
+        )
+        return row
 
     async def get_many(self, record_ids: Sequence[uuid.UUID]) -> list[RowMapping]:
         rows: list[RowMapping] = []
@@ -381,38 +540,33 @@ class ProvenanceRepository:
             await self.conn.execute(u.delete().where(u.c.artifact_id.in_(batch)))
 
     # -- the graph -------------------------------------------------------------------------
-    async def reached(
-        self,
-        seed: sa.Select[Any],
-        direction: Direction,
-        max_depth: int,
-        *,
-        project_ids: Sequence[str] | None = None,
-    ) -> list[RowMapping]:
-        """Records reachable from the seed (the seed itself at depth 0), each with its distance
-        and summary columns, nearest first."""
-        reached = nearest(seed, direction, max_depth, postgres=self.is_postgres)
-        stmt = (
-            sa.select(reached.c.depth, *SUMMARY_COLUMNS)
-            .select_from(reached.join(pr, pr.c.id == reached.c.id))
-            .where(*_scoped(pr.c.project_id, project_ids))
-            .order_by(reached.c.depth, pr.c.created_at, pr.c.id)
+    async def graph(
+        self, root: uuid.UUID, direction: Direction, max_depth: int
+    ) -> tuple[Sequence[Sequence[Any]], bool]:
+        """The root record (depth 0) and every record reachable from it within ``max_depth``
+        edges, rows of GRAPH_COLUMNS by position, nearest first; no rows when the root does not
+        exist. And whether the depth limit cut the walk (a record at the limit has a neighbour
+        that was not reached). Unscoped: a path may pass through any project."""
+        if self.is_postgres:
+            stmt = pg_graph(direction)
+            driver = await self._driver()
+            rows = await driver.fetch(stmt.sql, *stmt.args(root=root, max_depth=max_depth))
+            return rows, bool(rows) and rows[0][len(GRAPH_COLUMNS)]
+        found = list(
+            await self.conn.execute(graph_select(direction, False), {"root": root, "max_depth": max_depth})
         )
-        return list((await self.conn.execute(stmt)).mappings())
+        edge = [r[1] for r in found if r[0] == max_depth]
+        return found, bool(edge) and await self.beyond(edge, direction, {r[1] for r in found})
 
     async def reached_tainted(
-        self, seed: sa.Select[Any], direction: Direction, max_depth: int
+        self, root: uuid.UUID, direction: Direction, max_depth: int
     ) -> list[RowMapping]:
-        """Records reachable from the seed (the seed itself at depth 0), each with its distance,
-        nearest first; the summary columns only of the tainted ones (``is_tainted`` NULL for
-        the others: they are found from the partial index, the others' rows are not read)."""
-        reached = nearest(seed, direction, max_depth, postgres=self.is_postgres)
-        stmt = (
-            sa.select(reached.c.id, reached.c.depth, *(c for c in SUMMARY_COLUMNS if c.key != "id"))
-            .select_from(reached.outerjoin(pr, sa.and_(pr.c.id == reached.c.id, pr.c.is_tainted)))
-            .order_by(reached.c.depth, reached.c.id)
-        )
-        return list((await self.conn.execute(stmt)).mappings())
+        """The root record (depth 0) and every record reachable from it, each with its
+        distance, nearest first; the summary columns only of the tainted ones (``is_tainted``
+        NULL for the others: they are found from the partial index, the others' rows are not
+        read)."""
+        stmt = tainted_select(direction, self.is_postgres)
+        return list((await self.conn.execute(stmt, {"root": root, "max_depth": max_depth})).mappings())
 
     async def cascade_targets(
         self, seed: sa.Select[Any], max_depth: int, *, only_root: uuid.UUID | None = None
@@ -460,9 +614,18 @@ class ProvenanceRepository:
 
     async def waiting_tasks(
         self, record_ids: Sequence[uuid.UUID], statuses: Sequence[str], project_ids: Sequence[str] | None
-    ) -> list[RowMapping]:
+    ) -> list[Any]:
         """Unfinished tasks that depend, through task_dependencies (transitively), on a task
-        whose provenance record is one of these."""
+        whose provenance record is one of these: id, project_id, status, created_at."""
+        if self.is_postgres:
+            pg = pg_waiting_tasks(project_ids is not None)
+            args = pg.args(
+                record_ids=list(record_ids),
+                statuses=list(statuses),
+                project_ids=None if project_ids is None else list(project_ids),
+            )
+            rows = await (await self._driver()).fetch(pg.sql, *args)
+            return sorted(rows, key=lambda r: (r["created_at"], str(r["id"])))
         found: dict[Any, RowMapping] = {}
         td = task_dependencies
         for batch in self._id_batches(tasks.c.provenance_id, record_ids):
@@ -486,6 +649,10 @@ class ProvenanceRepository:
     async def in_flight_by_project(
         self, project_ids: Sequence[str], statuses: Sequence[str]
     ) -> dict[str, int]:
+        if self.is_postgres:
+            pg = pg_in_flight_by_project()
+            args = pg.args(project_ids=list(project_ids), statuses=list(statuses))
+            return {p: int(n) for p, n in await (await self._driver()).fetch(pg.sql, *args)}
         counts: dict[str, int] = {}
         for batch in _chunks(project_ids):
             stmt = (

@@ -11,11 +11,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import sqlalchemy as sa
+import orjson
 from sqlalchemy.engine import RowMapping
 
 from orchestration_service.db.engine import Database
-from orchestration_service.db.tables import provenance_records
 from orchestration_service.domain.errors import NotFound
 from orchestration_service.domain.lifecycle import ACTIVE_STATES
 from orchestration_service.domain.provenance import (
@@ -24,7 +23,7 @@ from orchestration_service.domain.provenance import (
     recommended_action,
 )
 from orchestration_service.repositories.provenance import (
-    Direction,
+    GRAPH_COLUMNS,
     ProvenanceFilter,
     ProvenanceRepository,
     TaintEventFilter,
@@ -49,18 +48,30 @@ def visible(project_id: str, project_ids: Sequence[str] | None) -> bool:
     return project_ids is None or project_id in project_ids
 
 
-def node(row: RowMapping, artifact_ids: list[str] | None = None) -> dict[str, Any]:
-    """A record in a graph answer (``artifact_ids``: its outputs', when already known)."""
+def artifact_ids(outputs: str | None) -> list[str]:
+    """A record's artifact ids from its ``outputs`` JSON text."""
+    return [] if outputs is None else output_artifact_ids(orjson.loads(outputs))
+
+
+# Positions in a graph row (repositories.provenance.GRAPH_COLUMNS).
+DEPTH, ID, TASK_ID, PROJECT_ID, CREATED_AT, VERIFICATION_STATUS, IS_TAINTED, IS_SUSPECT, OUTPUTS = range(
+    len(GRAPH_COLUMNS)
+)
+
+
+def node(row: Sequence[Any], ids: list[str] | None = None) -> dict[str, Any]:
+    """A record in a graph answer (``ids``: its artifact ids, when already known), from a
+    graph row. The hot loop of lineage and impact: positional reads, one dict."""
     return {
-        "id": row["id"],
-        "task_id": row["task_id"],
-        "project_id": row["project_id"],
-        "created_at": row["created_at"],
-        "verification_status": row["verification_status"],
-        "is_tainted": bool(row["is_tainted"]),
-        "is_suspect": bool(row["is_suspect"]),
-        "artifact_ids": output_artifact_ids(row["outputs"]) if artifact_ids is None else artifact_ids,
-        "depth": row["depth"],
+        "id": row[ID],
+        "task_id": row[TASK_ID],
+        "project_id": row[PROJECT_ID],
+        "created_at": row[CREATED_AT],
+        "verification_status": row[VERIFICATION_STATUS],
+        "is_tainted": bool(row[IS_TAINTED]),
+        "is_suspect": bool(row[IS_SUSPECT]),
+        "artifact_ids": artifact_ids(row[OUTPUTS]) if ids is None else ids,
+        "depth": row[DEPTH],
     }
 
 
@@ -132,14 +143,16 @@ class ProvenanceQueries:
         project_ids: Sequence[str] | None = None,
     ) -> dict[str, Any]:
         """Every record upstream (the records whose artifacts this one used, theirs, …)."""
-        root = await self.get(record_id, project_ids=project_ids)
-        rows, truncated = await self._reach(root["id"], "up", max_depth, project_ids)
-        items = [node(r) for r in rows if r["depth"] > 0]
+        rid = parse_record_id(record_id)
+        async with self.db.read() as conn:
+            rows, truncated = await ProvenanceRepository(conn).graph(rid, "up", max_depth)
+        root, reached = self._scoped(rows, record_id, project_ids)
+        items = [node(r) for r in reached if r[DEPTH] > 0]
         return {
-            "provenance_id": root["id"],
-            "artifact_ids": output_artifact_ids(root["outputs"]),
+            "provenance_id": root[ID],
+            "artifact_ids": artifact_ids(root[OUTPUTS]),
             "depth_limit": max_depth,
-            "max_depth": max((i["depth"] for i in items), default=0),
+            "max_depth": items[-1]["depth"] if items else 0,
             "truncated": truncated,
             "total": len(items),
             "items": items,
@@ -154,28 +167,30 @@ class ProvenanceQueries:
         project_ids: Sequence[str] | None = None,
     ) -> dict[str, Any]:
         """Every record downstream, and the unfinished tasks that wait on any of them."""
-        root = await self.get(record_id, project_ids=project_ids)
-        rows, truncated = await self._reach(root["id"], "down", max_depth, project_ids)
-        affected = [r for r in rows if r["depth"] > 0]
-        artifacts = [output_artifact_ids(r["outputs"]) for r in affected]
+        rid = parse_record_id(record_id)
         async with self.db.read() as conn:
             repo = ProvenanceRepository(conn)
-            waiting = await repo.waiting_tasks([r["id"] for r in rows], IN_FLIGHT, project_ids)
-            projects = sorted({r["project_id"] for r in rows})
+            rows, truncated = await repo.graph(rid, "down", max_depth)
+            root, reached = self._scoped(rows, record_id, project_ids)
+            waiting = await repo.waiting_tasks([r[ID] for r in reached], IN_FLIGHT, project_ids)
+            projects = sorted({r[PROJECT_ID] for r in reached})
             by_project = await repo.in_flight_by_project(projects, IN_FLIGHT)
+        affected = [r for r in reached if r[DEPTH] > 0]
+        artifacts = [artifact_ids(r[OUTPUTS]) for r in affected]
+        root_artifacts = artifact_ids(root[OUTPUTS])
         return {
-            "provenance_id": root["id"],
-            "artifact_id": primary_artifact(root["outputs"], root["id"]),
-            "artifact_ids": output_artifact_ids(root["outputs"]),
+            "provenance_id": root[ID],
+            "artifact_id": root_artifacts[0] if root_artifacts else str(root[ID]),
+            "artifact_ids": root_artifacts,
             "direct_dependents": [
-                a for r, ids in zip(affected, artifacts, strict=True) if r["depth"] == 1 for a in ids
+                a for r, ids in zip(affected, artifacts, strict=True) if r[DEPTH] == 1 for a in ids
             ],
             "transitive_dependents": [
-                a for r, ids in zip(affected, artifacts, strict=True) if r["depth"] > 1 for a in ids
+                a for r, ids in zip(affected, artifacts, strict=True) if r[DEPTH] > 1 for a in ids
             ],
             "total_affected": len(affected),
             "depth_limit": max_depth,
-            "max_depth": max((r["depth"] for r in affected), default=0),
+            "max_depth": affected[-1][DEPTH] if affected else 0,
             "truncated": truncated,
             "items": [node(r, ids) for r, ids in zip(affected[:limit], artifacts, strict=False)],
             "tasks_in_flight": [
@@ -184,19 +199,19 @@ class ProvenanceQueries:
             "in_flight_by_project": by_project,
         }
 
-    async def _reach(
-        self, root: uuid.UUID, direction: Direction, max_depth: int, project_ids: Sequence[str] | None
-    ) -> tuple[list[RowMapping], bool]:
-        """The walk and whether the depth limit cut it (a record at the limit has a neighbour
-        that was not reached)."""
-        seed = sa.select(provenance_records.c.id).where(provenance_records.c.id == root)
-        async with self.db.read() as conn:
-            repo = ProvenanceRepository(conn)
-            # Unscoped walk (a path may pass through another project); scope the answer.
-            rows = await repo.reached(seed, direction, max_depth)
-            edge = [r["id"] for r in rows if r["depth"] == max_depth]
-            truncated = bool(edge) and await repo.beyond(edge, direction, {r["id"] for r in rows})
-        return [r for r in rows if visible(r["project_id"], project_ids)], truncated
+    @staticmethod
+    def _scoped(
+        rows: Sequence[Sequence[Any]], record_id: uuid.UUID | str, project_ids: Sequence[str] | None
+    ) -> tuple[Sequence[Any], list[Sequence[Any]]]:
+        """The root row (the first, at depth 0) and the rows in scope; NotFound when the root
+        does not exist or is out of scope. The walk itself is unscoped (a path may pass
+        through another project); the answer is scoped."""
+        if not rows or rows[0][DEPTH] != 0 or not visible(rows[0][PROJECT_ID], project_ids):
+            raise NotFound(f"provenance record {record_id} does not exist")
+        if project_ids is None:
+            return rows[0], list(rows)
+        scope = set(project_ids)
+        return rows[0], [r for r in rows if r[PROJECT_ID] in scope]
 
     async def root_cause(
         self,
@@ -209,13 +224,15 @@ class ProvenanceQueries:
         itself), ``immediate_cause`` is the nearest, ``root_cause`` the earliest created;
         ``path`` runs from the root cause's artifact down to the failed one (the artifact
         through which each step depended on the previous), ``depth`` = its number of edges."""
-        root = await self.get(record_id, project_ids=project_ids)
-        failed = primary_artifact(root["outputs"], root["id"])
+        rid = parse_record_id(record_id)
         async with self.db.read() as conn:
             repo = ProvenanceRepository(conn)
-            seed = sa.select(provenance_records.c.id).where(provenance_records.c.id == root["id"])
+            root = await repo.summary(rid)
+            if root is None or not visible(root["project_id"], project_ids):
+                raise NotFound(f"provenance record {record_id} does not exist")
+            failed = primary_artifact(root["outputs"], root["id"])
             # Paths may pass through records of other projects; causes are only visible ones.
-            rows = await repo.reached_tainted(seed, "up", max_depth)
+            rows = await repo.reached_tainted(rid, "up", max_depth)
             tainted = [r for r in rows if r["is_tainted"] and visible(r["project_id"], project_ids)]
             answer: dict[str, Any] = {
                 "failed_artifact_id": failed,
