@@ -3,6 +3,7 @@ restarts, kills, or several replicas."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -45,8 +46,14 @@ class ServerProcess:
 
     def start(self, *args: str, timeout: float = 30.0) -> ServerProcess:
         self._log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
+        # Its own process group: with --workers N, killing the group takes the workers too
+        # (a SIGKILLed supervisor would leave them running, orphaned, against the database).
         self.proc = subprocess.Popen(
-            [str(BIN), "serve", *args], env=self.env, stdout=self._log, stderr=self._log
+            [str(BIN), "serve", *args],
+            env=self.env,
+            stdout=self._log,
+            stderr=self._log,
+            start_new_session=True,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -65,14 +72,21 @@ class ServerProcess:
         assert self.proc is not None
         self.proc.send_signal(signal.SIGTERM)
         code = self.proc.wait(timeout)
+        self._kill_group()  # anything the graceful stop left behind
         self._close_log()
         return code
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
+            self._kill_group()
             self.proc.wait(10)
+        self._kill_group()
         self._close_log()
+
+    def _kill_group(self) -> None:
+        if self.proc is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
 
     def _close_log(self) -> None:
         if self._log not in (None, subprocess.DEVNULL):
