@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Request
@@ -91,13 +92,26 @@ async def task_stream(
                         yield sse_message(missed.seq, "status", await _status_payload(missed))
                 position = batch[-1].seq
             return
+        # Events are numbered after they commit: a transition the snapshot already shows may
+        # still get a number after ``head``. Its time tells: it is not sent again.
+        shown_until = current.task["updated_at"]
         async for entry in c.event_log.follow(head, flt, heartbeat=c.settings.events.sse_heartbeat_seconds):
             if entry is None:
                 yield sse_comment("keepalive")
                 continue
-            yield sse_message(entry.seq, "status", await _status_payload(entry))
             data = entry.envelope.get("data") or {}
+            if data.get("task_id") == str(tid) and _not_after(data.get("time"), shown_until):
+                continue
+            yield sse_message(entry.seq, "status", await _status_payload(entry))
             if data.get("task_id") == str(tid) and data.get("to") in _FINAL:
                 return
 
     return StreamingResponse(stream(), media_type="text/event-stream", headers=SSE_HEADERS)
+
+
+def _not_after(event_time: Any, moment: datetime) -> bool:
+    """Whether a status event's ``time`` is at or before ``moment`` (False if unreadable)."""
+    try:
+        return datetime.fromisoformat(str(event_time)) <= moment
+    except (TypeError, ValueError):
+        return False
