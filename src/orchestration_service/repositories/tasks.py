@@ -291,6 +291,18 @@ class TaskRepository:
                 sa.text("SELECT pg_advisory_xact_lock(7301, hashtext(:p))"), {"p": project_id}
             )
 
+    async def lock_rows(self, task_ids: Sequence[uuid.UUID]) -> None:
+        """Lock these tasks' rows now, in id order (PostgreSQL; SQLite's write transaction is
+        already exclusive)."""
+        if self.conn.dialect.name == "postgresql" and task_ids:
+            stmt = (
+                sa.select(tasks.c.id)
+                .where(tasks.c.id.in_(sorted(task_ids)))
+                .order_by(tasks.c.id)
+                .with_for_update()
+            )
+            await self.conn.execute(stmt)
+
     async def lock_projects(self, project_ids: Sequence[str]) -> None:
         """``lock_project`` for several, in one statement and in a fixed order (no deadlock
         between two replicas locking overlapping sets)."""

@@ -199,6 +199,7 @@ class Router(_Loop):
             batch = [_Routed(dict(r), await self._outcome(dict(r)), started) for r in rows]
             applied = await self._apply_in(tx, batch, locked=True)
         self._count(batch, applied)
+        self._dispatch_later(applied)
         return len(rows) == free
 
     async def _analyse(self, task: dict[str, Any], started: float) -> None:
@@ -237,6 +238,15 @@ class Router(_Loop):
             self._claimed.discard(batch[0].task["id"])
             return
         self._count(batch, applied)
+        self._dispatch_later(applied)
+
+    def _dispatch_later(self, applied: list[_Routed]) -> None:
+        """Dispatch the projects of routed tasks in a transaction of its own, after the
+        routing one committed: a transaction that holds task rows never waits for a project
+        lock here (a cancel takes its task's row, then the project lock)."""
+        if applied:
+            self._dispatch_due.update(item.task["project_id"] for item in applied)
+            self.wake()
 
     def _count(self, batch: list[_Routed], applied: list[_Routed]) -> None:
         now = time.monotonic()
@@ -266,7 +276,7 @@ class Router(_Loop):
     async def _apply_in(
         self, tx: Transaction, batch: list[_Routed], *, locked: bool = False
     ) -> list[_Routed]:
-        """Write the decisions of ``batch`` in ``tx``; dispatch the projects concerned.
+        """Write the decisions of ``batch`` in ``tx`` (the caller dispatches after commit).
 
         ``locked``: this transaction holds the tasks' rows (they are still pending and
         unrouted), so the plain decisions are written in bulk."""
@@ -278,13 +288,11 @@ class Router(_Loop):
         if plain:
             await self._apply_plain(tx, plain)
         chosen = {id(i) for i in plain}
-        applied = plain + [
+        return plain + [
             item
             for item in batch
             if id(item) not in chosen and await self._apply_one(tx, item.task, item.outcome)
         ]
-        await self.lifecycle.dispatch_projects(tx, sorted({item.task["project_id"] for item in applied}))
-        return applied
 
     async def _apply_plain(self, tx: Transaction, batch: list[_Routed]) -> None:
         """Decisions with no plan and nothing to add: one UPDATE batch, one history insert."""

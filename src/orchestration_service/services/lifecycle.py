@@ -503,6 +503,11 @@ class Lifecycle:
     async def cancel(
         self, tx: Transaction, task: dict[str, Any], *, reason: str, cause: str
     ) -> dict[str, Any]:
+        repo = TaskRepository(tx.conn)
+        children = await repo.subtasks(task["id"])
+        # Every row this cancel will change is locked before any project lock is taken
+        # (after_final): other flows lock a task's row, then its project.
+        await repo.lock_rows([c["id"] for c in children if TaskStatus(c["status"]) not in FINAL_STATES])
         cancelled = await self.transition(
             tx,
             task,
@@ -518,8 +523,7 @@ class Lifecycle:
                 )
             ],
         )
-        repo = TaskRepository(tx.conn)
-        for child in await repo.subtasks(task["id"]):
+        for child in children:
             if TaskStatus(child["status"]) not in FINAL_STATES:
                 row = await repo.get(child["id"], for_update=True)
                 if row is not None and TaskStatus(row["status"]) not in FINAL_STATES:
