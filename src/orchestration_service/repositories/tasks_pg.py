@@ -118,6 +118,30 @@ def _json_text(value: Any) -> str | None:
     return None if value is None else orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
+def _history_arrays(history: Sequence[dict[str, Any]]) -> list[list[Any]]:
+    """History rows as the column arrays the statements unnest (from_status … details)."""
+    return [
+        [h["from_status"] for h in history],
+        [h["to_status"] for h in history],
+        [h["reason"] for h in history],
+        [h["cause"] for h in history],
+        [h["attempt"] for h in history],
+        [_json_text(h["details"]) for h in history],
+    ]
+
+
+def _event_arrays(events: Sequence[OutgoingEvent]) -> list[list[Any]]:
+    """Outbox events as the column arrays the statements unnest (event_id … envelope)."""
+    return [
+        [e.id for e in events],
+        [e.name for e in events],
+        [e.exchange for e in events],
+        [e.subject for e in events],
+        [e.project_id for e in events],
+        [_json_text(e.envelope()) for e in events],
+    ]
+
+
 async def add_history_and_events(
     conn: asyncpg.Connection,
     history: Sequence[dict[str, Any]],
@@ -128,19 +152,9 @@ async def add_history_and_events(
     await conn.execute(
         HISTORY_AND_EVENTS,
         [h["task_id"] for h in history],
-        [h["from_status"] for h in history],
-        [h["to_status"] for h in history],
-        [h["reason"] for h in history],
-        [h["cause"] for h in history],
-        [h["attempt"] for h in history],
-        [_json_text(h["details"]) for h in history],
+        *_history_arrays(history),
         [h["created_at"] for h in history],
-        [e.id for e in events],
-        [e.name for e in events],
-        [e.exchange for e in events],
-        [e.subject for e in events],
-        [e.project_id for e in events],
-        [_json_text(e.envelope()) for e in events],
+        *_event_arrays(events),
         now,
     )
 
@@ -199,18 +213,8 @@ class PgTaskStatements:
         args: list[Any] = [task.get(c) for c in _TASK_COLUMNS]
         args[17] = now
         args += [
-            [h["from_status"] for h in history],
-            [h["to_status"] for h in history],
-            [h["reason"] for h in history],
-            [h["cause"] for h in history],
-            [h["attempt"] for h in history],
-            [_json_text(h["details"]) for h in history],
-            [e.id for e in events],
-            [e.name for e in events],
-            [e.exchange for e in events],
-            [e.subject for e in events],
-            [e.project_id for e in events],
-            [_json_text(e.envelope()) for e in events],
+            *_history_arrays(history),
+            *_event_arrays(events),
             notify,
         ]
         row = await self.pool.fetchrow(SUBMIT, *args)
