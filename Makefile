@@ -49,10 +49,11 @@ contract-test: install  ## Contract tests: OpenAPI drift, Schemathesis, AsyncAPI
 contract: install  ## Regenerate contracts/openapi.yaml from the code
 	$(BIN)/python -m orchestration_service.contracts > contracts/openapi.yaml
 
-bench: install  ## Benchmarks on PostgreSQL: HTTP, events, provenance at 100k (see bench/); prints figures
+bench: install  ## Benchmarks: HTTP, events, provenance at 100k (PostgreSQL), dashboard (see bench/); prints figures
 	$(BIN)/python -m bench
 	$(BIN)/python -m bench.events
 	$(BIN)/python -m bench.provenance
+	$(BIN)/python -m bench.dashboard
 
 clean:  ## Remove the virtual environment, caches and the local database
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
