@@ -203,7 +203,8 @@ async def test_slow_agent_keeps_submission_fast_and_falls_back_after_the_timeout
             )
             took.append(time.monotonic() - start)
             assert r.status_code == 201
-        assert max(took) < 0.5, f"submissions took {took}"
+        # Behaviour, not speed: a submission that waited for routing would take the 1 s timeout.
+        assert max(took) < 0.9, f"submissions took {took}"
         tid = r.json()["task_id"]
         doc = await wait_for_status(h.svc, tid, "running", timeout=5)
         assert time.monotonic() - start >= 1.0
