@@ -156,12 +156,16 @@ async def lifecycle(
         await wait_running(client, n)
         sent_at: dict[str, float] = {}
         done_at: dict[str, float] = {}
+        feed_lag: list[float] = []  # the event's time (its transaction) → the SSE message here
         all_done = asyncio.Event()
 
         async def watch() -> None:
             async for ev in sse_lines(client, {"type": "task.status.completed"}):
-                tid = orjson.loads(ev["data"])["subject"]
+                envelope = orjson.loads(ev["data"])
+                tid = envelope["subject"]
                 done_at[tid] = time.perf_counter()
+                stamped = datetime.fromisoformat(envelope["time"].replace("Z", "+00:00"))
+                feed_lag.append((datetime.now(UTC) - stamped).total_seconds() * 1000)
                 if len(done_at) >= n:
                     all_done.set()
                     return
@@ -221,6 +225,7 @@ async def lifecycle(
         "end_to_end_events_per_s": round(2 * n / elapsed, 1),
         "validated_to_task_reads_completed_ms": {p: round(pct(reads, p), 1) for p in (50, 95, 99)},
         "validated_to_sse_completed_ms": {p: round(pct(feed, p), 1) for p in (50, 95, 99)},
+        "completed_event_time_to_sse_ms": {p: round(pct(feed_lag, p), 1) for p in (50, 95, 99)},
     }
 
 

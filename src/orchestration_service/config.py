@@ -149,7 +149,13 @@ class StorageSettings(_Section):
 class RabbitMQSettings(_Section):
     exchanges: list[str] = Field(default_factory=lambda: ["task.events", "cascade.events", "qa.events"])
     queues: list[str] = Field(default_factory=lambda: ["orchestration-events"])
-    prefetch: int = Field(64, ge=1, le=10_000)
+    prefetch: int = Field(
+        16,
+        ge=1,
+        le=10_000,
+        description="Unacknowledged deliveries per process. Each handler needs a database "
+        "connection: far past storage.pool_size + max_overflow, deliveries only wait in the pool.",
+    )
 
 
 class EventsSettings(_Section):

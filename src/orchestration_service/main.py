@@ -86,6 +86,7 @@ class Container:
         http = make_http_client(settings.routing)
         routing = RoutingEngine(settings, http)
         router = Router(db, lifecycle, routing, settings)
+        lifecycle.on_slot_freed = router.slot_freed
         tasks = TaskManager(
             db,
             settings,

@@ -20,7 +20,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -31,7 +31,13 @@ from orchestration_service import tracing
 from orchestration_service.config import Settings
 from orchestration_service.db.engine import LOG_CHANNEL, OUTBOX_CHANNEL, Database
 from orchestration_service.events.bus import EventBus, OutboundMessage
-from orchestration_service.repositories.outbox import OutboxRepository
+from orchestration_service.repositories.outbox import (
+    ASSIGN_SEQUENCE_PG,
+    MARK_PUBLISHED_PG,
+    UNPUBLISHED_PG,
+    OutboxRepository,
+)
+from orchestration_service.repositories.tasks_pg import init_connection
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +55,13 @@ class OutboxRelay:
         self._leader_conn: Any = None
         self.is_leader = False
         self.published_count = 0
-        self.last_error: str | None = None
+        self._sequence_error: str | None = None
+        self._publish_error: str | None = None
+        self._publish_wake = asyncio.Event()
+        self._publisher: asyncio.Task[None] | None = None
+        self._publish_conn: Any = None
+        self._sequence_lock = asyncio.Lock()
+        self._publish_lock = asyncio.Lock()
         # Called with each published batch's event names (metrics) and sequences (feed).
         self.on_published: list[Callable[[list[str]], None]] = []
         self.on_sequenced: list[Callable[[], None]] = []
@@ -67,10 +79,11 @@ class OutboxRelay:
         if self.is_leader:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.drain(), flush_timeout)
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        for task in (self._task, self._publisher):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await self._release_leadership()
 
     # -- leadership --------------------------------------------------------------------
@@ -79,37 +92,70 @@ class OutboxRelay:
             self.is_leader = True
             self.db.is_relay_leader = True
             return True
-        if self._leader_conn is not None and not self._leader_conn.is_closed():
-            return self.is_leader
-        dsn = make_url(self.db.engine.url).set(drivername="postgresql").render_as_string(hide_password=False)
-        conn = await asyncpg.connect(dsn, server_settings={"application_name": "orchestration-relay"})
+        if self.is_leader and self._leader_conn is not None and not self._leader_conn.is_closed():
+            return True
+        # A follower keeps its candidate connection between attempts: connecting anew each
+        # time cost a TLS negotiation per try.
+        conn = self._leader_conn
+        if conn is None or conn.is_closed():
+            conn = await self._connect("orchestration-relay")
+            self._leader_conn = conn
         try:
-            got = await conn.fetchval("SELECT pg_try_advisory_lock($1)", RELAY_LOCK_KEY)
-            if not got:
-                await conn.close()
+            if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", RELAY_LOCK_KEY):
                 return False
             await conn.add_listener(OUTBOX_CHANNEL, lambda *_: self.wake())
         except BaseException:
+            self._leader_conn = None
             await conn.close()
             raise
-        self._leader_conn = conn
         self.is_leader = True
         self.db.is_relay_leader = True
         log.info("outbox relay: this process is the leader")
         return True
 
+    async def _connect(self, application_name: str) -> Any:
+        url = make_url(self.db.engine.url).set(drivername="postgresql")
+        dsn = url.render_as_string(hide_password=False)
+        conn = await asyncpg.connect(dsn, server_settings={"application_name": application_name})
+        try:
+            await init_connection(conn)
+        except BaseException:
+            await conn.close()
+            raise
+        return conn
+
+    async def _publish_connection(self) -> Any:
+        """The publisher's own connection on PostgreSQL (None on SQLite), opened on demand."""
+        if not self.db.is_postgres:
+            return None
+        if self._publish_conn is None or self._publish_conn.is_closed():
+            self._publish_conn = await self._connect("orchestration-relay-publisher")
+        return self._publish_conn
+
     async def _release_leadership(self) -> None:
+        publisher, self._publisher = self._publisher, None
+        if publisher is not None and publisher is not asyncio.current_task():
+            publisher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await publisher
         self.is_leader = False
         self.db.is_relay_leader = False
+        if self._publish_conn is not None:
+            with contextlib.suppress(Exception):
+                await self._publish_conn.close()
+            self._publish_conn = None
         if self._leader_conn is not None:
             with contextlib.suppress(Exception):
                 await self._leader_conn.close()
             self._leader_conn = None
 
     def _lost_leadership(self) -> bool:
-        return self._leader_conn is not None and self._leader_conn.is_closed()
+        return self.is_leader and self._leader_conn is not None and self._leader_conn.is_closed()
 
-    # -- the loop ----------------------------------------------------------------------
+    # -- the loops ---------------------------------------------------------------------
+    # The leader runs two: this one numbers committed rows (the event log the SSE feed
+    # reads), the publisher task sends numbered rows to the broker. Apart, a slow batch of
+    # broker confirms does not hold back the feed.
     async def _run(self) -> None:
         ev = self.settings.events
         backoff = 0.1
@@ -120,22 +166,48 @@ class OutboxRelay:
                     log.warning("outbox relay: lost the leader connection")
                     await self._release_leadership()
                 if not self.is_leader and not await self._acquire_leadership():
-                    await self._sleep(ev.relay_poll_seconds)
+                    # A follower tries again on a timer: local commits wake the leader's
+                    # relay (through NOTIFY), not this one.
+                    await asyncio.sleep(ev.relay_poll_seconds)
+                    self._wake.clear()
                     continue
-                await self.drain()
+                if self._publisher is None or self._publisher.done():
+                    self._publisher = asyncio.create_task(self._publish_loop(), name="outbox-publisher")
+                await self._sequence_pending()
                 if time.monotonic() - last_purge > 60:
                     last_purge = time.monotonic()
                     await self._purge()
                 backoff = 0.1
-                self.last_error = None
+                self._sequence_error = None
                 await self._sleep(ev.relay_poll_seconds)
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # database or broker down: keep the rows, retry
-                self.last_error = f"{type(exc).__name__}: {exc}"
-                log.warning("outbox relay: %s; retrying in %.1fs", self.last_error, backoff)
+            except Exception as exc:  # database down: keep the rows, retry
+                self._sequence_error = f"{type(exc).__name__}: {exc}"
+                log.warning("outbox relay: %s; retrying in %.1fs", self._sequence_error, backoff)
                 await self._sleep(backoff)
                 backoff = min(backoff * 2, 10.0)
+
+    async def _publish_loop(self) -> None:
+        backoff = 0.1
+        while True:
+            try:
+                await self._publish_pending()
+                backoff = 0.1
+                self._publish_error = None
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._publish_wake.wait(), self.settings.events.relay_poll_seconds)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # broker or database down: the rows stay, retried
+                self._publish_error = f"{type(exc).__name__}: {exc}"
+                log.warning("outbox relay: %s; retrying in %.1fs", self._publish_error, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 10.0)
+
+    @property
+    def last_error(self) -> str | None:
+        return self._publish_error or self._sequence_error
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -144,23 +216,59 @@ class OutboxRelay:
 
     async def drain(self) -> int:
         """Sequence and publish until nothing is pending. Returns events published."""
-        batch = self.settings.events.relay_batch_size
         sent = 0
         while True:
-            self._wake.clear()
-            # Single statements in autocommit (no BEGIN/COMMIT round trips): only the leader
-            # writes these columns, and each statement is atomic on its own.
-            async with self.db.read() as conn:
-                sequenced = await OutboxRepository(conn).assign_sequence(batch)
-                if sequenced and self.db.is_postgres:
-                    # Wakes the event-log readers of every replica: the block is committed.
-                    await conn.exec_driver_sql(f"NOTIFY {LOG_CHANNEL}")
-            if sequenced:
+            sequenced = await self._sequence_pending()
+            published = await self._publish_pending()
+            sent += published
+            if not sequenced and not published:
+                return sent
+
+    async def _sequence_pending(self) -> int:
+        """Number every committed, unnumbered row; returns how many."""
+        batch = self.settings.events.relay_batch_size
+        total = 0
+        async with self._sequence_lock:  # numbers are handed out by one caller at a time
+            while True:
+                self._wake.clear()  # a commit from here on wakes the loop again
+                # Autocommit (no BEGIN/COMMIT round trips): only the leader writes the
+                # column, and the statement is atomic on its own.
+                leader = self._leader_conn if self.is_leader else None
+                if leader is not None:
+                    # PostgreSQL: on the leader's own connection, so that numbering never
+                    # queues for the pool behind busy request and event handlers.
+                    status = await leader.execute(ASSIGN_SEQUENCE_PG, batch)
+                    sequenced = int(status.rsplit(" ", 1)[-1])
+                    if sequenced:
+                        # Wakes the event-log readers of every replica: the block is committed.
+                        await leader.execute(f"NOTIFY {LOG_CHANNEL}")
+                else:
+                    async with self.db.read() as conn:
+                        sequenced = await OutboxRepository(conn).assign_sequence(batch)
+                if not sequenced:
+                    return total
+                total += sequenced
                 for cb in self.on_sequenced:
                     cb()
-            async with self.db.read() as conn:
-                rows = await OutboxRepository(conn).unpublished(batch)
-            if rows:
+                self._publish_wake.set()
+                if sequenced < batch:
+                    return total
+
+    async def _publish_pending(self) -> int:
+        """Publish numbered, unpublished rows in order until none is left; returns how many."""
+        batch = self.settings.events.relay_batch_size
+        sent = 0
+        async with self._publish_lock:
+            while True:
+                self._publish_wake.clear()  # rows numbered from here on wake the loop again
+                own = await self._publish_connection()
+                if own is not None:
+                    rows = await own.fetch(UNPUBLISHED_PG, batch)
+                else:
+                    async with self.db.read() as conn:
+                        rows = await OutboxRepository(conn).unpublished(batch)
+                if not rows:
+                    return sent
                 messages = [OutboundMessage(r["exchange"], r["event_type"], r["envelope"]) for r in rows]
                 with contextlib.ExitStack() as spans:
                     for m in messages if tracing.is_recording() else ():
@@ -173,16 +281,20 @@ class OutboxRelay:
                                 attributes={"messaging.message.id": m.envelope.get("id", "")},
                             )
                         )
-                    await self.bus.publish(messages)  # BusUnavailable: rows stay, _run retries
-                async with self.db.read() as conn:
-                    await OutboxRepository(conn).mark_published([r["id"] for r in rows])
+                    await self.bus.publish(messages)  # BusUnavailable: the rows stay, retried
+                ids = [r["id"] for r in rows]
+                if own is not None:
+                    await own.execute(MARK_PUBLISHED_PG, ids, datetime.now(UTC))
+                else:
+                    async with self.db.read() as conn:
+                        await OutboxRepository(conn).mark_published(ids)
                 sent += len(rows)
                 self.published_count += len(rows)
                 names = [r["event_type"] for r in rows]
                 for notify in self.on_published:
                     notify(names)
-            if not sequenced and not rows:
-                return sent
+                if len(rows) < batch:
+                    return sent
 
     async def _purge(self) -> None:
         days = self.settings.events.retention_days

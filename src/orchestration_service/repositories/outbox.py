@@ -13,6 +13,23 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from orchestration_service.db.tables import outbox
 from orchestration_service.domain.events import OutgoingEvent
 
+# The same statements for plain asyncpg connections: the relay leader's and the feed's own
+# (events/publisher.py, services/event_log.py), which never queue for the request pool.
+READ_LOG_PG = (
+    "SELECT seq, event_type, subject, project_id, envelope FROM outbox WHERE seq > $1 ORDER BY seq LIMIT $2"
+)
+ASSIGN_SEQUENCE_PG = """
+UPDATE outbox SET seq = (SELECT coalesce(max(seq), 0) FROM outbox) + pending.n
+FROM (SELECT id, row_number() OVER (ORDER BY id) AS n
+      FROM outbox WHERE seq IS NULL ORDER BY id LIMIT $1) AS pending
+WHERE outbox.id = pending.id
+"""
+UNPUBLISHED_PG = (
+    "SELECT id, seq, event_type, exchange, envelope FROM outbox"
+    " WHERE published_at IS NULL AND seq IS NOT NULL ORDER BY seq LIMIT $1"
+)
+MARK_PUBLISHED_PG = "UPDATE outbox SET published_at = $2 WHERE id = ANY($1::bigint[])"
+
 
 class OutboxRepository:
     def __init__(self, conn: AsyncConnection) -> None:

@@ -160,6 +160,11 @@ class Router(_Loop):
             self._dispatch_due.add(project_id)
         self.wake()
 
+    def slot_freed(self, project_id: str) -> None:
+        """After a commit that took a task of the project out of the running states."""
+        self._dispatch_due.add(project_id)
+        self.wake()
+
     async def tick(self) -> bool:
         self._wake.clear()
         if self._dispatch_due:

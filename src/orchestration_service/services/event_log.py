@@ -24,7 +24,8 @@ from sqlalchemy.engine import make_url
 
 from orchestration_service.db.engine import LOG_CHANNEL, Database
 from orchestration_service.events.topics import topic_matches
-from orchestration_service.repositories.outbox import OutboxRepository
+from orchestration_service.repositories.outbox import READ_LOG_PG, OutboxRepository
+from orchestration_service.repositories.tasks_pg import init_connection
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +102,12 @@ class LogNotifier:
             return
         dsn = make_url(self.db.engine.url).set(drivername="postgresql").render_as_string(hide_password=False)
         conn = await asyncpg.connect(dsn, server_settings={"application_name": "orchestration-feed"})
-        await conn.add_listener(LOG_CHANNEL, lambda *_: self.wake())
+        try:
+            await init_connection(conn)
+            await conn.add_listener(LOG_CHANNEL, lambda *_: self.wake())
+        except BaseException:
+            await conn.close()
+            raise
         self._pg_conn = conn
 
     async def _close_pg(self) -> None:
@@ -134,8 +140,7 @@ class LogNotifier:
             return  # nobody to tell; subscribe() catches up from the database
         while True:
             self._wake.clear()
-            async with self.db.read() as conn:
-                rows = await OutboxRepository(conn).read_log(self.last_seq, 1000)
+            rows = await self._read_log(self.last_seq, 1000)
             if not rows:
                 return
             entries = [_entry(r) for r in rows]
@@ -150,6 +155,14 @@ class LogNotifier:
                         listener.overflowed = True
                         break
             self.last_seq = entries[-1].seq
+
+    async def _read_log(self, after: int, limit: int) -> Sequence[Any]:
+        if self._pg_conn is not None and not self._pg_conn.is_closed():
+            # The listening connection reads too: under load the fan-out does not queue for
+            # the pool behind request handlers (it did, and the feed fell seconds behind).
+            return await self._pg_conn.fetch(READ_LOG_PG, after, limit)  # type: ignore[no-any-return]
+        async with self.db.read() as conn:
+            return await OutboxRepository(conn).read_log(after, limit)
 
     @contextlib.asynccontextmanager
     async def subscribe(self) -> AsyncIterator[tuple[_Listener, int]]:

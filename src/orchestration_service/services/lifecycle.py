@@ -63,6 +63,9 @@ class Lifecycle:
         self.settings = settings
         # Called with (from, to) for every transition once its transaction commits (metrics).
         self.on_transition: list[Callable[[str | None, str], None]] = []
+        # Set by the container to the router's: a final state freed a slot in this project.
+        # Unset (tests of the lifecycle alone), the project is dispatched in the transaction.
+        self.on_slot_freed: Callable[[str], None] | None = None
 
     # -- primitives --------------------------------------------------------------------
     async def transition(
@@ -316,6 +319,19 @@ class Lifecycle:
         return rows
 
     # -- dispatching -------------------------------------------------------------------
+    async def slot_freed(self, tx: Transaction, project_id: str) -> None:
+        """A task of the project left the running states: its next waiting task may start.
+
+        With a router, that happens after this commit, batched with other projects' in the
+        router's own transaction: the event that finished the task commits without taking the
+        project lock (concurrent completions in one project queued on it). A crash in
+        between leaves the task waiting for the sweeper's re-dispatch."""
+        notify = self.on_slot_freed
+        if notify is None:
+            await self.dispatch_project(tx, project_id)
+        else:
+            tx.after_commit(lambda: notify(project_id))
+
     async def dispatch_project(self, tx: Transaction, project_id: str) -> list[dict[str, Any]]:
         return await self.dispatch_projects(tx, [project_id])
 
@@ -533,7 +549,7 @@ class Lifecycle:
 
     async def after_final(self, tx: Transaction, task: dict[str, Any]) -> None:
         """A task reached a final state: free its slot and settle its parent."""
-        await self.dispatch_project(tx, task["project_id"])
+        await self.slot_freed(tx, task["project_id"])
         if task.get("parent_id"):
             await self._settle_parent(tx, task)
 
