@@ -114,19 +114,37 @@ class Database:
         async with self._read_engine.connect() as conn:
             yield conn
 
+    def _driver_dsn(self) -> str:
+        return self.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+
     async def open(self) -> None:
         if self.is_postgres and self._fast_pool_size and self.pg is None:
             from orchestration_service.repositories.tasks_pg import init_connection, keep_session
 
-            url = self.engine.url.set(drivername="postgresql")
             self.pg = await asyncpg.create_pool(
-                url.render_as_string(hide_password=False),
+                self._driver_dsn(),
                 min_size=1,
                 max_size=self._fast_pool_size,
                 init=init_connection,
                 reset=keep_session,
                 server_settings={"application_name": "orchestration-service", "jit": "off"},
             )
+
+    async def connect_own(self, application_name: str) -> asyncpg.Connection:
+        """PostgreSQL: a plain asyncpg connection outside every pool, for a background loop
+        that must never queue behind requests (relay leader, relay publisher, feed listener).
+        JSON columns decode as they do on the pool. The caller closes it."""
+        from orchestration_service.repositories.tasks_pg import init_connection
+
+        conn: asyncpg.Connection = await asyncpg.connect(
+            self._driver_dsn(), server_settings={"application_name": application_name}
+        )
+        try:
+            await init_connection(conn)
+        except BaseException:
+            await conn.close()
+            raise
+        return conn
 
     async def ping(self) -> None:
         async with self.engine.connect() as conn:

@@ -23,9 +23,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import asyncpg
 from opentelemetry.trace import SpanKind
-from sqlalchemy.engine import make_url
 
 from orchestration_service import tracing
 from orchestration_service.config import Settings
@@ -37,7 +35,6 @@ from orchestration_service.repositories.outbox import (
     UNPUBLISHED_PG,
     OutboxRepository,
 )
-from orchestration_service.repositories.tasks_pg import init_connection
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +95,7 @@ class OutboxRelay:
         # time cost a TLS negotiation per try.
         conn = self._leader_conn
         if conn is None or conn.is_closed():
-            conn = await self._connect("orchestration-relay")
+            conn = await self.db.connect_own("orchestration-relay")
             self._leader_conn = conn
         try:
             if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", RELAY_LOCK_KEY):
@@ -113,23 +110,12 @@ class OutboxRelay:
         log.info("outbox relay: this process is the leader")
         return True
 
-    async def _connect(self, application_name: str) -> Any:
-        url = make_url(self.db.engine.url).set(drivername="postgresql")
-        dsn = url.render_as_string(hide_password=False)
-        conn = await asyncpg.connect(dsn, server_settings={"application_name": application_name})
-        try:
-            await init_connection(conn)
-        except BaseException:
-            await conn.close()
-            raise
-        return conn
-
     async def _publish_connection(self) -> Any:
         """The publisher's own connection on PostgreSQL (None on SQLite), opened on demand."""
         if not self.db.is_postgres:
             return None
         if self._publish_conn is None or self._publish_conn.is_closed():
-            self._publish_conn = await self._connect("orchestration-relay-publisher")
+            self._publish_conn = await self.db.connect_own("orchestration-relay-publisher")
         return self._publish_conn
 
     async def _release_leadership(self) -> None:

@@ -19,13 +19,9 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import asyncpg
-from sqlalchemy.engine import make_url
-
 from orchestration_service.db.engine import LOG_CHANNEL, Database
 from orchestration_service.events.topics import topic_matches
 from orchestration_service.repositories.outbox import READ_LOG_PG, OutboxRepository
-from orchestration_service.repositories.tasks_pg import init_connection
 
 log = logging.getLogger(__name__)
 
@@ -100,10 +96,8 @@ class LogNotifier:
     async def _listen_pg(self) -> None:
         if not self.db.is_postgres or (self._pg_conn is not None and not self._pg_conn.is_closed()):
             return
-        dsn = make_url(self.db.engine.url).set(drivername="postgresql").render_as_string(hide_password=False)
-        conn = await asyncpg.connect(dsn, server_settings={"application_name": "orchestration-feed"})
+        conn = await self.db.connect_own("orchestration-feed")
         try:
-            await init_connection(conn)
             await conn.add_listener(LOG_CHANNEL, lambda *_: self.wake())
         except BaseException:
             await conn.close()
