@@ -240,12 +240,15 @@ async def feed(
     async def stream() -> AsyncIterator[bytes]:
         yield sse_comment("event feed")
         sent = 0
-        async for entry in c.event_log.follow(start, flt, heartbeat=heartbeat):
-            if entry is None:
+        async for batch in c.event_log.follow(start, flt, heartbeat=heartbeat):
+            if batch is None:
                 yield sse_comment("keepalive")
                 continue
-            yield sse_message(entry.seq, entry.event_type, entry.envelope)
-            sent += 1
+            if limit is not None:
+                batch = batch[: limit - sent]
+            # One write per batch, not per event.
+            yield b"".join(sse_message(e.seq, e.event_type, e.envelope) for e in batch)
+            sent += len(batch)
             if limit is not None and sent >= limit:
                 return
 

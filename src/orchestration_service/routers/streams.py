@@ -95,16 +95,17 @@ async def task_stream(
         # Events are numbered after they commit: a transition the snapshot already shows may
         # still get a number after ``head``. Its time tells: it is not sent again.
         shown_until = current.task["updated_at"]
-        async for entry in c.event_log.follow(head, flt, heartbeat=c.settings.events.sse_heartbeat_seconds):
-            if entry is None:
+        async for arrived in c.event_log.follow(head, flt, heartbeat=c.settings.events.sse_heartbeat_seconds):
+            if arrived is None:
                 yield sse_comment("keepalive")
                 continue
-            data = entry.envelope.get("data") or {}
-            if data.get("task_id") == str(tid) and _not_after(data.get("time"), shown_until):
-                continue
-            yield sse_message(entry.seq, "status", await _status_payload(entry))
-            if data.get("task_id") == str(tid) and data.get("to") in _FINAL:
-                return
+            for entry in arrived:
+                data = entry.envelope.get("data") or {}
+                if data.get("task_id") == str(tid) and _not_after(data.get("time"), shown_until):
+                    continue
+                yield sse_message(entry.seq, "status", await _status_payload(entry))
+                if data.get("task_id") == str(tid) and data.get("to") in _FINAL:
+                    return
 
     return StreamingResponse(stream(), media_type="text/event-stream", headers=SSE_HEADERS)
 

@@ -26,6 +26,7 @@ from orchestration_service.repositories.outbox import READ_LOG_PG, OutboxReposit
 log = logging.getLogger(__name__)
 
 _QUEUE_LIMIT = 10_000
+_BATCH_LIMIT = 500  # entries a follower takes from its queue at once
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,9 +193,10 @@ class EventLog:
         flt: LogFilter,
         *,
         heartbeat: float = 15.0,
-    ) -> AsyncIterator[LogEntry | None]:
-        """Every matching entry after ``after`` (None = from now), in order, forever.
-        Yields None when ``heartbeat`` seconds pass without an entry."""
+    ) -> AsyncIterator[list[LogEntry] | None]:
+        """Every matching entry after ``after`` (None = from now), in order, forever, in
+        batches of what has arrived. Yields None when ``heartbeat`` seconds pass without
+        an entry."""
         while True:
             async with self.notifier.subscribe() as (listener, live_from):
                 position = live_from if after is None else after
@@ -204,24 +206,39 @@ class EventLog:
                     batch = await self.read(position, 500)
                     if not batch:
                         break
+                    out = []
                     for e in batch:
                         if e.seq > live_from:
                             break
                         position = e.seq
                         if flt.matches(e):
-                            yield e
+                            out.append(e)
+                    if out:
+                        yield out
                     if batch[-1].seq >= live_from:
                         break
                 position = max(position, live_from)
-                while not listener.overflowed or not listener.queue.empty():
-                    try:
-                        e = await asyncio.wait_for(listener.queue.get(), heartbeat)
-                    except TimeoutError:
-                        yield None
-                        continue
-                    if e.seq <= position:
-                        continue
-                    position = e.seq
-                    if flt.matches(e):
-                        yield e
+                queue = listener.queue
+                while not listener.overflowed or not queue.empty():
+                    if queue.empty():
+                        try:
+                            arrived = [await asyncio.wait_for(queue.get(), heartbeat)]
+                        except TimeoutError:
+                            yield None
+                            continue
+                    else:
+                        arrived = []
+                    # Take everything already queued at once: waiting for each entry cost
+                    # a turn of the event loop, and on a busy process the feed fell behind.
+                    while len(arrived) < _BATCH_LIMIT and not queue.empty():
+                        arrived.append(queue.get_nowait())
+                    out = []
+                    for e in arrived:
+                        if e.seq <= position:
+                            continue
+                        position = e.seq
+                        if flt.matches(e):
+                            out.append(e)
+                    if out:
+                        yield out
                 after = position  # overflowed: resubscribe and catch up from here
