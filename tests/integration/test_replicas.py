@@ -71,7 +71,12 @@ async def unpublished(url: str) -> int:
         async with engine.connect() as conn:
             return int(
                 (
-                    await conn.execute(sa.text("SELECT count(*) FROM outbox WHERE published_at IS NULL"))
+                    await conn.execute(
+                        sa.text(
+                            "SELECT count(*) FROM outbox WHERE seq IS NULL"
+                            " OR seq > coalesce((SELECT published_seq FROM relay_progress WHERE id = 1), 0)"
+                        )
+                    )
                 ).scalar_one()
             )
     finally:

@@ -39,13 +39,10 @@ class Transaction:
         self.wrote_outbox = False
 
     async def mark_outbox_written(self) -> None:
-        if self.wrote_outbox:
-            return
+        # No NOTIFY in here: PostgreSQL serialises every committing transaction that
+        # notifies, WAL flush included, on one lock. The relay is woken after the commit
+        # instead (``Database.on_outbox_commit``), from outside the transaction.
         self.wrote_outbox = True
-        if self.is_postgres and not self._db.is_relay_leader:
-            # The relay leader may be another replica: NOTIFY is delivered at commit,
-            # so it wakes exactly when the rows become visible.
-            await self.conn.exec_driver_sql(f"NOTIFY {OUTBOX_CHANNEL}")
 
     @property
     def is_postgres(self) -> bool:
@@ -130,15 +127,19 @@ class Database:
                 server_settings={"application_name": "orchestration-service", "jit": "off"},
             )
 
-    async def connect_own(self, application_name: str) -> asyncpg.Connection:
+    async def connect_own(self, application_name: str, *, durable_commits: bool = True) -> asyncpg.Connection:
         """PostgreSQL: a plain asyncpg connection outside every pool, for a background loop
         that must never queue behind requests (relay leader, relay publisher, feed listener).
-        JSON columns decode as they do on the pool. The caller closes it."""
+        JSON columns decode as they do on the pool. The caller closes it.
+
+        ``durable_commits=False`` is for a connection that only sends wake-ups (NOTIFY):
+        its commits do not wait for the WAL flush, so the notify lock is held briefly."""
         from orchestration_service.repositories.tasks_pg import init_connection
 
-        conn: asyncpg.Connection = await asyncpg.connect(
-            self._driver_dsn(), server_settings={"application_name": application_name}
-        )
+        settings = {"application_name": application_name}
+        if not durable_commits:
+            settings["synchronous_commit"] = "off"
+        conn: asyncpg.Connection = await asyncpg.connect(self._driver_dsn(), server_settings=settings)
         try:
             await init_connection(conn)
         except BaseException:

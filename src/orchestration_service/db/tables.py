@@ -164,20 +164,22 @@ outbox = sa.Table(
     json_col("envelope", nullable=False),
     sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.Column("seq", sa.BigInteger(), unique=True),
-    sa.Column("published_at", UTCDateTime()),
     sa.Index(
         "ix_outbox_unsequenced",
         "id",
         postgresql_where=sa.text("seq IS NULL"),
         sqlite_where=sa.text("seq IS NULL"),
     ),
-    sa.Index(
-        "ix_outbox_unpublished",
-        "seq",
-        postgresql_where=sa.text("published_at IS NULL AND seq IS NOT NULL"),
-        sqlite_where=sa.text("published_at IS NULL AND seq IS NOT NULL"),
-    ),
-    sa.Index("ix_outbox_created", "created_at"),
+)
+
+# How far the relay has published the log: every row with ``seq <= published_seq`` was sent
+# (one row, id 1). Publishing goes in ``seq`` order, so this one number replaces a mark per
+# event.
+relay_progress = sa.Table(
+    "relay_progress",
+    metadata,
+    sa.Column("id", sa.SmallInteger(), primary_key=True),
+    sa.Column("published_seq", sa.BigInteger(), nullable=False),
 )
 
 # Idempotency for consumed events (broker and HTTP ingress share it).

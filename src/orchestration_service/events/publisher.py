@@ -5,10 +5,14 @@ a dedicated connection; SQLite serves one process). The leader
 
 1. gives committed, unsequenced rows the next contiguous ``seq`` numbers (the event log
    order the SSE feed reads), then
-2. publishes unpublished rows in ``seq`` order with broker confirms and marks them sent.
+2. publishes the rows after its watermark in ``seq`` order with broker confirms, then moves
+   the watermark (``relay_progress``) past them.
 
 It wakes at once when a local transaction commits outbox rows, or on PostgreSQL
-``NOTIFY`` from another replica's commit, and polls slowly as a safety net. A crash
+``NOTIFY`` from another replica's commit, and polls slowly as a safety net. A follower sends
+that NOTIFY after its commit, on its own connection, at most one in flight: PostgreSQL
+serialises committing transactions that notify (WAL flush included), so a NOTIFY inside
+each writing transaction made every commit of the process wait for the one before. A crash
 between commit and publish loses nothing: the rows wait until a leader sends them
 (at-least-once; consumers deduplicate on the CloudEvent id).
 """
@@ -20,7 +24,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from opentelemetry.trace import SpanKind
@@ -39,6 +43,7 @@ from orchestration_service.repositories.outbox import (
 log = logging.getLogger(__name__)
 
 RELAY_LOCK_KEY = 0x0DA75_0002
+WAKE_LOG_READERS = f"BEGIN; SET LOCAL synchronous_commit = off; NOTIFY {LOG_CHANNEL}; COMMIT"
 
 
 class OutboxRelay:
@@ -62,10 +67,36 @@ class OutboxRelay:
         # Called with each published batch's event names (metrics) and sequences (feed).
         self.on_published: list[Callable[[list[str]], None]] = []
         self.on_sequenced: list[Callable[[], None]] = []
+        # A follower's wake-ups for the leader: one task sends them, coalesced.
+        self._leader_wake_due = False
+        self._leader_waker: asyncio.Task[None] | None = None
+        self._wake_conn: Any = None
         db.on_outbox_commit = self.wake
 
     def wake(self) -> None:
-        self._wake.set()
+        """Outbox rows were committed in this process: wake the leader's relay."""
+        if self.is_leader or not self.db.is_postgres:
+            self._wake.set()
+            return
+        self._leader_wake_due = True
+        if self._leader_waker is None or self._leader_waker.done():
+            self._leader_waker = asyncio.create_task(self._wake_leader(), name="outbox-wake-leader")
+
+    async def _wake_leader(self) -> None:
+        """NOTIFY the leader (perhaps another replica) until no commit is left unannounced.
+        Commits during one NOTIFY share the next. A failure is only logged: the leader's
+        poll finds the rows all the same."""
+        while self._leader_wake_due and not self._stopping:
+            self._leader_wake_due = False
+            try:
+                if self._wake_conn is None or self._wake_conn.is_closed():
+                    self._wake_conn = await self.db.connect_own(
+                        "orchestration-relay-wake", durable_commits=False
+                    )
+                await self._wake_conn.execute(f"NOTIFY {OUTBOX_CHANNEL}")
+            except Exception as exc:
+                log.debug("outbox relay: could not wake the leader (%s); it polls", exc)
+                return
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="outbox-relay")
@@ -76,12 +107,16 @@ class OutboxRelay:
         if self.is_leader:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.drain(), flush_timeout)
-        for task in (self._task, self._publisher):
+        for task in (self._task, self._publisher, self._leader_waker):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         await self._release_leadership()
+        if self._wake_conn is not None:
+            with contextlib.suppress(Exception):
+                await self._wake_conn.close()
+            self._wake_conn = None
 
     # -- leadership --------------------------------------------------------------------
     async def _acquire_leadership(self) -> bool:
@@ -227,7 +262,9 @@ class OutboxRelay:
                     sequenced = int(status.rsplit(" ", 1)[-1])
                     if sequenced:
                         # Wakes the event-log readers of every replica: the block is committed.
-                        await leader.execute(f"NOTIFY {LOG_CHANNEL}")
+                        # A wake-up need not be durable, and not waiting for the WAL flush
+                        # keeps PostgreSQL's notify lock short.
+                        await leader.execute(WAKE_LOG_READERS)
                 else:
                     async with self.db.read() as conn:
                         sequenced = await OutboxRepository(conn).assign_sequence(batch)
@@ -268,12 +305,12 @@ class OutboxRelay:
                             )
                         )
                     await self.bus.publish(messages)  # BusUnavailable: the rows stay, retried
-                ids = [r["id"] for r in rows]
+                through = rows[-1]["seq"]
                 if own is not None:
-                    await own.execute(MARK_PUBLISHED_PG, ids, datetime.now(UTC))
+                    await own.execute(MARK_PUBLISHED_PG, through)
                 else:
                     async with self.db.read() as conn:
-                        await OutboxRepository(conn).mark_published(ids)
+                        await OutboxRepository(conn).mark_published(through)
                 sent += len(rows)
                 self.published_count += len(rows)
                 names = [r["event_type"] for r in rows]

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from orchestration_service.db.tables import outbox
+from orchestration_service.db.tables import outbox, relay_progress
 from orchestration_service.domain.events import OutgoingEvent
 
 # The same statements for plain asyncpg connections: the relay leader's and the feed's own
@@ -26,9 +26,24 @@ WHERE outbox.id = pending.id
 """
 UNPUBLISHED_PG = (
     "SELECT id, seq, event_type, exchange, envelope FROM outbox"
-    " WHERE published_at IS NULL AND seq IS NOT NULL ORDER BY seq LIMIT $1"
+    " WHERE seq > coalesce((SELECT published_seq FROM relay_progress WHERE id = 1), 0)"
+    " ORDER BY seq LIMIT $1"
 )
-MARK_PUBLISHED_PG = "UPDATE outbox SET published_at = $2 WHERE id = ANY($1::bigint[])"
+MARK_PUBLISHED_PG = (
+    "INSERT INTO relay_progress (id, published_seq) VALUES (1, $1) ON CONFLICT (id)"
+    " DO UPDATE SET published_seq = greatest(relay_progress.published_seq, excluded.published_seq)"
+)
+
+
+def _published_seq() -> sa.ColumnElement[int]:
+    """Every row up to this ``seq`` was published (0 before the first)."""
+    return sa.func.coalesce(
+        sa.select(relay_progress.c.published_seq).where(relay_progress.c.id == 1).scalar_subquery(), 0
+    )
+
+
+def _unpublished() -> sa.ColumnElement[bool]:
+    return sa.or_(outbox.c.seq.is_(None), outbox.c.seq > _published_seq())
 
 
 class OutboxRepository:
@@ -77,19 +92,27 @@ class OutboxRepository:
         return int((await self.conn.execute(stmt)).rowcount or 0)
 
     async def unpublished(self, limit: int) -> Sequence[RowMapping]:
+        """Numbered rows not yet published, in ``seq`` order."""
         stmt = (
             sa.select(outbox.c.id, outbox.c.seq, outbox.c.event_type, outbox.c.exchange, outbox.c.envelope)
-            .where(outbox.c.published_at.is_(None), outbox.c.seq.is_not(None))
+            .where(outbox.c.seq > _published_seq())
             .order_by(outbox.c.seq)
             .limit(limit)
         )
         return (await self.conn.execute(stmt)).mappings().all()
 
-    async def mark_published(self, ids: Sequence[int]) -> None:
-        if ids:
-            await self.conn.execute(
-                outbox.update().where(outbox.c.id.in_(list(ids))).values(published_at=datetime.now(UTC))
-            )
+    async def mark_published(self, through_seq: int) -> None:
+        """Every row up to ``through_seq`` was published. Never moves back (a leader that
+        lost its lock late cannot undo a newer leader's progress)."""
+        await self.conn.execute(
+            sa.text(
+                "INSERT INTO relay_progress (id, published_seq) VALUES (1, :seq) ON CONFLICT (id)"
+                " DO UPDATE SET published_seq = max(relay_progress.published_seq, excluded.published_seq)"
+                if self.conn.dialect.name == "sqlite"
+                else MARK_PUBLISHED_PG.replace("$1", ":seq")
+            ),
+            {"seq": through_seq},
+        )
 
     async def read_log(self, after: int, limit: int) -> Sequence[RowMapping]:
         stmt = (
@@ -111,9 +134,7 @@ class OutboxRepository:
         """(events not yet published, age in seconds of the oldest of them)."""
         row = (
             await self.conn.execute(
-                sa.select(sa.func.count(), sa.func.min(outbox.c.created_at)).where(
-                    outbox.c.published_at.is_(None)
-                )
+                sa.select(sa.func.count(), sa.func.min(outbox.c.created_at)).where(_unpublished())
             )
         ).one()
         count, oldest = int(row[0]), row[1]
@@ -135,7 +156,7 @@ class OutboxRepository:
                 await self.conn.execute(
                     sa.select(outbox.c.id)
                     .where(
-                        outbox.c.published_at.is_not(None),
+                        outbox.c.seq <= _published_seq(),
                         outbox.c.created_at < cutoff,
                         outbox.c.seq < newest,
                     )

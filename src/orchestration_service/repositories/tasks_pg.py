@@ -54,7 +54,7 @@ WITH t AS (
          WITH ORDINALITY AS e(event_id, event_type, exchange, subject, project_id, envelope, n)
     ORDER BY e.n
 )
-SELECT count(*) AS inserted, CASE WHEN $35 THEN pg_notify('orch_outbox', '') END AS notified FROM t
+SELECT count(*) AS inserted FROM t
 """
 
 # A transition's history rows and outbox events in one statement (one round trip instead of
@@ -205,7 +205,6 @@ class PgTaskStatements:
         history: Sequence[dict[str, Any]],
         events: Sequence[OutgoingEvent],
         *,
-        notify: bool,
         now: datetime,
     ) -> bool:
         """Insert a new task with its history rows and events; False if its idempotency key
@@ -215,7 +214,6 @@ class PgTaskStatements:
         args += [
             *_history_arrays(history),
             *_event_arrays(events),
-            notify,
         ]
         row = await self.pool.fetchrow(SUBMIT, *args)
         return bool(row is not None and row["inserted"])

@@ -162,7 +162,7 @@ class TaskManager:
         assert self.db.pg is not None
         history, events = self.lifecycle.creation_records([row], cause="api")
         inserted = await PgTaskStatements(self.db.pg).submit(
-            row, [*history, *notes], events, notify=not self.db.is_relay_leader, now=row["created_at"]
+            row, [*history, *notes], events, now=row["created_at"]
         )
         if inserted:
             self.db.on_outbox_commit()
