@@ -201,6 +201,13 @@ class ServerSettings(_Section):
         1_048_576, ge=1024, description="Largest request body accepted; larger is a 413."
     )
     shutdown_grace_seconds: float = Field(20.0, ge=0)
+    keep_alive_seconds: float = Field(
+        75.0,
+        ge=1,
+        le=3600,
+        description="How long an idle client connection stays open. Longer than clients' own "
+        "idle limits (httpx: 5 s), so a client never reuses a connection the server is closing.",
+    )
     fast_lane: bool = Field(
         True,
         description="Answer task status reads and submissions without FastAPI's per-request layers "

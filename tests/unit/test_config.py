@@ -21,6 +21,8 @@ def test_defaults_are_embedded_and_loopback(env: pytest.MonkeyPatch) -> None:
     assert s.storage.database_url.startswith("sqlite+aiosqlite:///")
     assert s.events.broker_url == "memory://"
     assert s.server.host == "127.0.0.1" and s.server.port == 8000
+    # Above httpx's 5 s idle limit: a client never reuses a connection being closed.
+    assert s.server.keep_alive_seconds > 5
     assert s.redis.host == "127.0.0.1"
     assert s.routing.agent_service_url is None
     assert s.task_management.max_concurrent_per_project == 10
@@ -68,6 +70,7 @@ def test_nested_variables_reach_every_field(env: pytest.MonkeyPatch) -> None:
             "-1",
             "ORCH_TASK_MANAGEMENT__TIMEOUT_DEFAULT_SECONDS",
         ),
+        ("ORCH_SERVER__KEEP_ALIVE_SECONDS", "0", "ORCH_SERVER__KEEP_ALIVE_SECONDS"),
     ],
 )
 def test_bad_values_name_the_setting(env: pytest.MonkeyPatch, var: str, value: str, named: str) -> None:

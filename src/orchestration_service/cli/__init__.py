@@ -94,6 +94,7 @@ def serve(
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=int(server.shutdown_grace_seconds) or None,
+        timeout_keep_alive=int(server.keep_alive_seconds),
         loop="uvloop",
         http="httptools",
         server_header=False,
