@@ -124,11 +124,15 @@ class Lifecycle:
             results.append(updated)
             self._after_commit_notify(tx, current, to.value)
         repo = TaskRepository(tx.conn)
-        await repo.update_many(updates)
         if tx.is_postgres:
-            await tasks_pg.add_history_and_events(await tx.driver(), history, out, now)
+            driver = await tx.driver()
+            # Usually one statement for everything; rows changing different columns take two.
+            if not await tasks_pg.transition(driver, updates, history, out, now):
+                await repo.update_many(updates)
+                await tasks_pg.add_history_and_events(driver, history, out, now)
             await tx.mark_outbox_written()
         else:
+            await repo.update_many(updates)
             await repo.add_history(history)
             await emit(tx, out)
         return results
