@@ -19,6 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import asyncpg
 import httpx
 
 from bench import profile as prof
@@ -31,7 +32,8 @@ from bench.loadgen import (
     find_wrk,
     median_result,
 )
-from bench.report import ConfigResult, WorkloadResult, table, write_json
+from bench.reference_app import TABLE_DDL
+from bench.report import ConfigResult, WorkloadResult, calibration, calibration_table, table, write_json
 from bench.server import (
     ServerConfig,
     ServerProcess,
@@ -96,12 +98,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="S",
         help="first wait up to S seconds for the machine to be idle (< 0.25 cores busy); default 0",
     )
+    p.add_argument(
+        "--no-calibrate",
+        dest="calibrate",
+        action="store_false",
+        help="skip the reference app (bare Starlette + asyncpg) that scales the targets to this machine",
+    )
     p.add_argument("--output", type=Path, default=RESULTS_DIR / "latest.json")
     args = p.parse_args(argv)
     args.workloads = args.workloads or list(DEFAULT_WORKLOADS)
     unknown = [w for w in args.workloads if w not in REGISTRY]
     if unknown:
         p.error(f"unknown workload(s) {', '.join(unknown)}; known: {', '.join(REGISTRY)}")
+    # The reference app serves its own workloads; calibrating adds the yardsticks of the
+    # service's workloads.
+    args.reference_workloads = [w for w in args.workloads if REGISTRY[w].reference_figures]
+    args.workloads = [w for w in args.workloads if not REGISTRY[w].reference_figures]
+    if args.calibrate:
+        for w in args.workloads:
+            stick = REGISTRY[w].yardstick
+            if stick and stick not in args.reference_workloads:
+                args.reference_workloads.append(stick)
     if args.repeat < 1 or args.duration <= 0 or args.warmup < 0 or args.connections < 1:
         p.error("--repeat, --duration and --connections must be positive, --warmup not negative")
     return args
@@ -197,6 +214,49 @@ class Harness:
         print(prof.format_summary(f"   profile of {wl.name} ({', '.join(map(str, files))})", summary))
         return {"files": [str(f) for f in files], "run_under_profiler": r.as_dict(), **summary.as_dict()}
 
+    async def _serve(self, cr: ConfigResult, server: ServerProcess, workloads: list[str]) -> None:
+        """Start ``server``, run the workloads on it, stop it (SIGTERM, checked)."""
+        a = self.args
+        try:
+            await server.start()
+            print(f"   database {self.database}, server pid {server.pid} on {server.base_url}")
+            async with httpx.AsyncClient(base_url=server.base_url, timeout=30.0) as client:
+                ctx = Context(server.base_url, client, self.workdir, a.projects, a.seed_tasks)
+                for name in workloads:
+                    cr.workloads.append(await self.workload(REGISTRY[name](), ctx, server))
+        finally:
+            cr.stop = await server.stop()
+            cr.log_issues = server.log_issues()
+            status = "clean exit (0)" if cr.stop.clean else f"NOT CLEAN: rc={cr.stop.returncode}"
+            print(f"   SIGTERM: {status} after {cr.stop.seconds:.1f}s {cr.stop.note}".rstrip())
+
+    async def reference(self, workers: int) -> ConfigResult:
+        """The bare reference app on a scratch database, with the same load."""
+        a = self.args
+        config = ServerConfig(workers, "memory://", reference=True)
+        cr = ConfigResult(config)
+        log_path = RESULTS_DIR / f"server-{workers}w-reference.log"
+        cr.log_path = str(log_path)
+        print(
+            f"== {config.label}: the reference app (bench/reference_app.py), {workers} worker(s)", flush=True
+        )
+        try:
+            async with scratch_database(a.pg_url) as db_url:
+                self.database = db_url.rsplit("/", 1)[1]
+                dsn = db_url.replace("postgresql+asyncpg://", "postgresql://", 1)
+                conn = await asyncpg.connect(dsn)
+                try:
+                    await conn.execute(TABLE_DDL)
+                finally:
+                    await conn.close()
+                env = {**server_env(db_url, config), "REFERENCE_DSN": dsn}
+                server = ServerProcess(config, env, log_path, asgi_app="bench.reference_app:app")
+                await self._serve(cr, server, a.reference_workloads)
+        except Exception as exc:
+            cr.error = f"{type(exc).__name__}: {exc}"
+            print(f"   FAILED: {cr.error}", file=sys.stderr)
+        return cr
+
     async def configuration(self, config: ServerConfig) -> ConfigResult:
         a = self.args
         cr = ConfigResult(config)
@@ -208,19 +268,7 @@ class Harness:
                 self.database = db_url.rsplit("/", 1)[1]
                 env = server_env(db_url, config)
                 await migrate(env)
-                server = ServerProcess(config, env, log_path)
-                try:
-                    await server.start()
-                    print(f"   database {self.database}, server pid {server.pid} on {server.base_url}")
-                    async with httpx.AsyncClient(base_url=server.base_url, timeout=30.0) as client:
-                        ctx = Context(server.base_url, client, self.workdir, a.projects, a.seed_tasks)
-                        for name in a.workloads:
-                            cr.workloads.append(await self.workload(REGISTRY[name](), ctx, server))
-                finally:
-                    cr.stop = await server.stop()
-                    cr.log_issues = server.log_issues()
-                    status = "clean exit (0)" if cr.stop.clean else f"NOT CLEAN: rc={cr.stop.returncode}"
-                    print(f"   SIGTERM: {status} after {cr.stop.seconds:.1f}s {cr.stop.note}".rstrip())
+                await self._serve(cr, ServerProcess(config, env, log_path), a.workloads)
         except Exception as exc:
             cr.error = f"{type(exc).__name__}: {exc}"
             print(f"   FAILED: {cr.error}", file=sys.stderr)
@@ -286,11 +334,17 @@ async def run(args: argparse.Namespace) -> int:
             harness = Harness(args, loadgen, spy, Path(tmp))
             for config in configs:
                 results.append(await harness.configuration(config))
+            if args.reference_workloads:
+                results.append(await harness.reference(args.workers[0]))
     finally:
         if results:
             print()
             print(table(results, loadgen.name, args.connections))
-            write_json(args.output, results, options, loadgen.name)
+            scaled = calibration(results)
+            if scaled:
+                print()
+                print(calibration_table(scaled))
+            write_json(args.output, results, options, loadgen.name, scaled)
             print(f"figures written to {args.output}")
     failed = any(r.error or (r.stop and not r.stop.clean) for r in results)
     return 1 if failed else 0

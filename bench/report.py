@@ -13,7 +13,7 @@ from typing import Any
 
 from bench.loadgen import RunResult
 from bench.server import ROOT, ServerConfig, StopResult, summarise_issues
-from bench.workloads import Target
+from bench.workloads import REGISTRY, Target
 
 
 @dataclass
@@ -72,7 +72,7 @@ class ConfigResult:
 
 def table(results: list[ConfigResult], loadgen: str, connections: int) -> str:
     head = (
-        f"{'config':<11} {'workload':<9} {'req/s':>8} {'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>7} "
+        f"{'config':<12} {'workload':<9} {'req/s':>8} {'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>7} "
         f"{'non-2xx':>7} {'sockerr':>7} {'cpu srv/all':>11} {'ms cpu/req':>10}  {'target':<24} verdict"
     )
     lines = [
@@ -83,7 +83,7 @@ def table(results: list[ConfigResult], loadgen: str, connections: int) -> str:
     ]
     for cr in results:
         if cr.error and not cr.workloads:
-            lines.append(f"{cr.config.label:<11} FAILED: {cr.error.splitlines()[0][:90]}")
+            lines.append(f"{cr.config.label:<12} FAILED: {cr.error.splitlines()[0][:90]}")
             continue
         for w in cr.workloads:
             m = w.median
@@ -93,12 +93,12 @@ def table(results: list[ConfigResult], loadgen: str, connections: int) -> str:
             per_req = m.server_cpu_ms_per_request
             per_req_s = f"{per_req:.2f}" if per_req is not None else "-"
             lines.append(
-                f"{cr.config.label:<11} {w.name:<9} {m.rps:>8,.0f} {m.p50_ms:>7.1f} {m.p95_ms:>7.1f} "
+                f"{cr.config.label:<12} {w.name:<9} {m.rps:>8,.0f} {m.p50_ms:>7.1f} {m.p95_ms:>7.1f} "
                 f"{m.p99_ms:>7.1f} {m.non_2xx:>7} {m.socket_errors:>7} {cpu:>11} {per_req_s:>10}  "
                 f"{w.target.describe() if w.target else '-':<24} {w.verdict()}"
             )
         if cr.error:
-            lines.append(f"{cr.config.label:<11} (stopped early: {cr.error.splitlines()[0][:90]})")
+            lines.append(f"{cr.config.label:<12} (stopped early: {cr.error.splitlines()[0][:90]})")
     lines.append(
         "cpu srv/all = cores busy on average: the server's processes / the whole machine "
         "(server, PostgreSQL, load generator, anything else running);"
@@ -106,6 +106,71 @@ def table(results: list[ConfigResult], loadgen: str, connections: int) -> str:
     lines.append(
         "ms cpu/req = the server's CPU time per answered request (background work included): "
         "1000 / it is the req/s one fully used core could give."
+    )
+    return "\n".join(lines)
+
+
+def calibration(results: list[ConfigResult]) -> list[dict[str, Any]]:
+    """Each service workload's target scaled by its yardstick, the reference app measured in
+    the same run: req/s by (reference req/s here / the issue's), p95 by its inverse (under a
+    closed load of N connections, latency is about N / throughput)."""
+    refs = {w.name: w for cr in results if cr.config.reference for w in cr.workloads}
+    out: list[dict[str, Any]] = []
+    for cr in results:
+        if cr.config.reference:
+            continue
+        for w in cr.workloads:
+            stick = REGISTRY[w.name].yardstick if w.name in REGISTRY else None
+            ref = refs.get(stick or "")
+            figures = REGISTRY[stick].reference_figures if stick else None
+            if w.target is None or ref is None or figures is None or ref.median.rps <= 0:
+                continue
+            factor = ref.median.rps / figures[0]
+            scaled = Target(p95_ms=w.target.p95_ms / factor, min_rps=w.target.min_rps * factor)
+            misses = scaled.misses(w.median.p95_ms, w.median.rps, w.median.errors)
+            out.append(
+                {
+                    "config": cr.config.label,
+                    "workload": w.name,
+                    "yardstick": stick,
+                    "reference_rps": round(ref.median.rps, 1),
+                    "reference_p95_ms": round(ref.median.p95_ms, 1),
+                    "issue_reference_rps": figures[0],
+                    "issue_reference_p95_ms": figures[1],
+                    "machine_factor": round(factor, 3),
+                    "scaled_target": {"p95_ms": round(scaled.p95_ms, 1), "min_rps": round(scaled.min_rps, 1)},
+                    "rps": round(w.median.rps, 1),
+                    "p95_ms": round(w.median.p95_ms, 1),
+                    "rps_vs_reference": round(w.median.rps / ref.median.rps, 3),
+                    "target_rps_vs_reference": round(w.target.min_rps / figures[0], 3),
+                    "verdict": "PASS" if not misses else "MISS (" + ", ".join(misses) + ")",
+                }
+            )
+    return out
+
+
+def calibration_table(rows: list[dict[str, Any]]) -> str:
+    head = (
+        f"{'config':<12} {'workload':<9} {'yardstick':<11} {'ref req/s (issue)':>19} {'factor':>6}  "
+        f"{'scaled target':<26} {'measured':<22} {'req/s ÷ ref (target)':<21} verdict"
+    )
+    lines = [
+        "Targets scaled to this machine by the reference app (bare Starlette + asyncpg, same run):",
+        head,
+        "-" * len(head),
+    ]
+    for r in rows:
+        t = r["scaled_target"]
+        ref = f"{r['reference_rps']:,.0f} ({r['issue_reference_rps']:,.0f})"
+        target = f"p95<={t['p95_ms']:.0f}ms, >={t['min_rps']:,.0f}/s"
+        measured = f"{r['rps']:,.0f}/s, p95 {r['p95_ms']:.0f} ms"
+        ratio = f"{r['rps_vs_reference']:.2f} ({r['target_rps_vs_reference']:.2f})"
+        lines.append(
+            f"{r['config']:<12} {r['workload']:<9} {r['yardstick']:<11} {ref:>19} "
+            f"{r['machine_factor']:>6.2f}  {target:<26} {measured:<22} {ratio:<21} {r['verdict']}"
+        )
+    lines.append(
+        "factor = the reference's req/s here / the issue's; scaled target: req/s x factor, p95 / factor."
     )
     return "\n".join(lines)
 
@@ -120,7 +185,13 @@ def _git_revision() -> str | None:
     return out.stdout.strip() or None
 
 
-def write_json(path: Path, results: list[ConfigResult], options: dict[str, Any], loadgen: str) -> None:
+def write_json(
+    path: Path,
+    results: list[ConfigResult],
+    options: dict[str, Any],
+    loadgen: str,
+    scaled: list[dict[str, Any]] | None = None,
+) -> None:
     doc = {
         "finished_at": datetime.now(UTC).isoformat(),
         "git_revision": _git_revision(),
@@ -132,6 +203,7 @@ def write_json(path: Path, results: list[ConfigResult], options: dict[str, Any],
         "loadgen": loadgen,
         "options": options,
         "configurations": [r.as_dict() for r in results],
+        "targets_scaled_to_this_machine": scaled or [],
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(doc, indent=2, default=str) + "\n")

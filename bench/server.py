@@ -16,6 +16,7 @@ import signal
 import socket
 import sys
 import time
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,7 @@ import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 CLI = Path(sys.executable).parent / "orchestration-service"
+UVICORN = Path(sys.executable).parent / "uvicorn"
 HEALTH_PATH = "/api/v1/health"
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -42,6 +44,7 @@ class ServerConfig:
     workers: int
     broker_url: str
     events_prefix: str = ""
+    reference: bool = False  # the bare reference app (bench/reference_app.py), not the service
 
     @property
     def broker(self) -> str:
@@ -49,7 +52,7 @@ class ServerConfig:
 
     @property
     def label(self) -> str:
-        return f"{self.workers}w/{self.broker}"
+        return f"{self.workers}w/{'reference' if self.reference else self.broker}"
 
 
 # -- database ------------------------------------------------------------------------------
@@ -201,23 +204,28 @@ class ServerProcess:
     log_path: Path
     port: int = field(default_factory=free_port)
     proc: asyncio.subprocess.Process | None = None
+    # Another ASGI app to serve instead of the service ("module:attribute"): the reference.
+    asgi_app: str | None = None
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def health_path(self) -> str:
+        # The reference app has no health route: an unknown item answers 404 once it serves.
+        return HEALTH_PATH if self.asgi_app is None else f"/items/{uuid.UUID(int=0)}"
+
     async def start(self, limit_s: float = 60.0) -> None:
+        if self.asgi_app is None:
+            argv = [str(CLI), "serve", "--no-migrate"]
+        else:  # the service's own server settings (cli/__init__.py: serve)
+            argv = [str(UVICORN), self.asgi_app, "--loop", "uvloop", "--http", "httptools"]
+            argv += ["--log-level", "warning", "--no-access-log"]
+        argv += ["--host", "127.0.0.1", "--port", str(self.port), "--workers", str(self.config.workers)]
         with _open_log(self.log_path) as log:
             self.proc = await asyncio.create_subprocess_exec(
-                str(CLI),
-                "serve",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--workers",
-                str(self.config.workers),
-                "--no-migrate",
+                *argv,
                 env=self.env,
                 cwd=ROOT,
                 stdin=asyncio.subprocess.DEVNULL,
@@ -240,14 +248,14 @@ class ServerProcess:
                         f"the server exited with {self.proc.returncode} during start-up:\n{self.log_tail()}"
                     )
                 try:
-                    r = await client.get(HEALTH_PATH)
-                    if r.status_code == 200:
+                    r = await client.get(self.health_path)
+                    if r.status_code == (200 if self.asgi_app is None else 404):
                         return
                     last = f"HTTP {r.status_code}"
                 except httpx.HTTPError as exc:
                     last = f"{type(exc).__name__}"
                 await asyncio.sleep(0.2)
-        raise BenchError(f"GET {HEALTH_PATH} did not answer 200 within {limit_s:.0f}s ({last})")
+        raise BenchError(f"GET {self.health_path} did not answer 200 within {limit_s:.0f}s ({last})")
 
     async def _wait_workers(self, limit_s: float) -> None:
         """With several workers, the first answer may come from one of them: wait for all."""

@@ -57,6 +57,11 @@ class Workload:
     name: ClassVar[str]
     summary: ClassVar[str]
     target: ClassVar[Target | None] = None
+    # The reference workload (bench/reference_app.py) the target is scaled by, if any.
+    yardstick: ClassVar[str | None] = None
+    # Served by the reference app, not the service; (req/s, p95 ms or None) the issue read
+    # for it on its own machine.
+    reference_figures: ClassVar[tuple[float, float | None] | None] = None
 
     async def prepare(self, ctx: Context) -> LoadSpec:
         raise NotImplementedError
@@ -64,6 +69,7 @@ class Workload:
 
 REGISTRY: dict[str, type[Workload]] = {}
 DEFAULT_WORKLOADS = ("submit", "status")
+REFERENCE_WORKLOADS = ("ref-insert", "ref-select")
 
 
 def register(cls: type[Workload]) -> type[Workload]:
@@ -100,6 +106,7 @@ class Submit(Workload):
     name = "submit"
     summary = "POST /api/v1/tasks, bodies spread over many project ids"
     target = Target(p95_ms=40, min_rps=2500)
+    yardstick = "ref-insert"
 
     async def prepare(self, ctx: Context) -> LoadSpec:
         r = await ctx.client.post(
@@ -121,6 +128,7 @@ class Status(Workload):
     name = "status"
     summary = "GET /api/v1/tasks/{id}, random ids among tasks created at warm-up"
     target = Target(p95_ms=20, min_rps=5000)
+    yardstick = "ref-select"
 
     async def prepare(self, ctx: Context) -> LoadSpec:
         ids: list[str] = ctx.state.get("task_ids") or []
@@ -140,3 +148,35 @@ class Health(Workload):
 
     async def prepare(self, ctx: Context) -> LoadSpec:
         return LoadSpec(method="GET", paths=(f"{API}/health",))
+
+
+# -- the reference app (bench/reference_app.py), measured in the same run ------------------
+@register
+class RefInsert(Workload):
+    name = "ref-insert"
+    summary = "reference app: POST /items, one INSERT (the issue: about 7,000/s, p95 14 ms)"
+    reference_figures = (7000.0, 14.0)
+
+    async def prepare(self, ctx: Context) -> LoadSpec:
+        r = await ctx.client.post("/items", content=submit_body("probe", 0))
+        if r.status_code != 201:
+            raise BenchError(f"reference probe: POST /items answered {r.status_code}")
+        return LoadSpec(
+            method="POST", paths=("/items",), body=submit_body("{seq}", "{project}"), projects=ctx.projects
+        )
+
+
+@register
+class RefSelect(Workload):
+    name = "ref-select"
+    summary = "reference app: GET /items/{id}, one primary-key SELECT (the issue: about 9,300/s)"
+    reference_figures = (9300.0, None)
+
+    async def prepare(self, ctx: Context) -> LoadSpec:
+        ids: list[str] = []
+        for n in range(ctx.seed_tasks):
+            r = await ctx.client.post("/items", content=submit_body(f"seed-{n}", n % ctx.projects))
+            if r.status_code != 201:
+                raise BenchError(f"reference seeding: POST /items answered {r.status_code}")
+            ids.append(r.json()["id"])
+        return LoadSpec(method="GET", paths=tuple(f"/items/{i}" for i in ids))
