@@ -315,7 +315,8 @@ def rss_mb(pid: int) -> float:
 
 
 async def idle_memory(server: ServerProcess, listeners: int) -> dict[str, Any]:
-    before = rss_mb(server.pid)
+    # The serving processes: with several workers, the supervisor's own memory never moves.
+    before = sum(rss_mb(pid) for pid in server.worker_pids())
     limits = httpx.Limits(max_connections=listeners + 10)
     async with httpx.AsyncClient(base_url=server.base_url, timeout=None, limits=limits) as client:
         opened = asyncio.Event()
@@ -332,7 +333,7 @@ async def idle_memory(server: ServerProcess, listeners: int) -> dict[str, Any]:
         tasks = [asyncio.create_task(hold()) for _ in range(listeners)]
         await asyncio.wait_for(opened.wait(), 120)
         await asyncio.sleep(2.0)
-        during = rss_mb(server.pid)
+        during = sum(rss_mb(pid) for pid in server.worker_pids())
         health = (await client.get(f"{API}/health")).status_code
         for t in tasks:
             t.cancel()
