@@ -128,6 +128,15 @@ class StorageSettings(_Section):
     # max_connections (100 by default). A small pool also queues work cheaply on few cores.
     pool_size: int = Field(10, ge=1, le=500)
     max_overflow: int = Field(5, ge=0, le=500)
+    fast_pool_size: int = Field(
+        24,
+        ge=1,
+        le=500,
+        description="PostgreSQL connections (per process) of the hot paths' asyncpg pool: task "
+        "submission and status reads. A busy event loop hands a connection back only when it gets "
+        "round to the result, so under load this pool needs more than the requests in flight at "
+        "the database; 24 cut submit and status p95 by about a third against 10 in the benchmark.",
+    )
 
     @field_validator("database_url")
     @classmethod

@@ -79,7 +79,7 @@ class Container:
     @classmethod
     def build(cls, settings: Settings, metrics: Metrics | None = None) -> Container:
         metrics = metrics or Metrics()
-        db = Database(create_engine(settings.storage), fast_pool_size=settings.storage.pool_size)
+        db = Database(create_engine(settings.storage), fast_pool_size=settings.storage.fast_pool_size)
         bus = create_bus(settings)
         lifecycle = Lifecycle(settings)
         provenance = ProvenanceStore(db)
