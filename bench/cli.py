@@ -19,10 +19,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import asyncpg
 import httpx
 
 from bench import profile as prof
+from bench.calibrate import REFERENCE_APP, reference_database
 from bench.loadgen import (
     LoadGenerator,
     LoadSpec,
@@ -32,7 +32,6 @@ from bench.loadgen import (
     find_wrk,
     median_result,
 )
-from bench.reference_app import TABLE_DDL
 from bench.report import ConfigResult, WorkloadResult, calibration, calibration_table, table, write_json
 from bench.server import (
     ServerConfig,
@@ -241,16 +240,9 @@ class Harness:
             f"== {config.label}: the reference app (bench/reference_app.py), {workers} worker(s)", flush=True
         )
         try:
-            async with scratch_database(a.pg_url) as db_url:
+            async with reference_database(a.pg_url, config) as (db_url, env):
                 self.database = db_url.rsplit("/", 1)[1]
-                dsn = db_url.replace("postgresql+asyncpg://", "postgresql://", 1)
-                conn = await asyncpg.connect(dsn)
-                try:
-                    await conn.execute(TABLE_DDL)
-                finally:
-                    await conn.close()
-                env = {**server_env(db_url, config), "REFERENCE_DSN": dsn}
-                server = ServerProcess(config, env, log_path, asgi_app="bench.reference_app:app")
+                server = ServerProcess(config, env, log_path, asgi_app=REFERENCE_APP)
                 await self._serve(cr, server, a.reference_workloads)
         except Exception as exc:
             cr.error = f"{type(exc).__name__}: {exc}"

@@ -26,6 +26,7 @@ import json
 import secrets
 import time
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -80,29 +81,27 @@ async def sse_events(session: aiohttp.ClientSession, params: dict[str, Any]) -> 
     """The feed's events, read with aiohttp (a fraction of httpx's CPU per line: the load
     generator shares the two cores with the server)."""
     async with session.get(f"{API}/events", params=params, timeout=aiohttp.ClientTimeout(total=None)) as r:
-        event: dict[str, str] = {}
-        async for raw in r.content:
-            line = raw.decode().rstrip("\r\n")
-            if not line:
-                if "data" in event:
-                    yield event
-                event = {}
-            elif not line.startswith(":"):
-                key, _, value = line.partition(": ")
-                event[key] = value
+        async for event in _parse_sse(raw.decode().rstrip("\r\n") async for raw in r.content):
+            yield event
 
 
 async def sse_lines(client: httpx.AsyncClient, params: dict[str, Any]) -> Any:
     async with client.stream("GET", f"{API}/events", params=params, timeout=None) as r:
-        event: dict[str, str] = {}
-        async for line in r.aiter_lines():
-            if not line:
-                if "data" in event:
-                    yield event
-                event = {}
-            elif not line.startswith(":"):
-                key, _, value = line.partition(": ")
-                event[key] = value
+        async for event in _parse_sse(r.aiter_lines()):
+            yield event
+
+
+async def _parse_sse(lines: AsyncIterator[str]) -> AsyncIterator[dict[str, str]]:
+    """SSE messages (field → value) from the stream's lines; comments skipped."""
+    event: dict[str, str] = {}
+    async for line in lines:
+        if not line:
+            if "data" in event:
+                yield event
+            event = {}
+        elif not line.startswith(":"):
+            key, _, value = line.partition(": ")
+            event[key] = value
 
 
 async def submit_many(client: httpx.AsyncClient, n: int, projects: int, concurrency: int = 32) -> list[str]:

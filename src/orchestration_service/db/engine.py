@@ -29,16 +29,15 @@ LOG_CHANNEL = "orch_event_log"  # the leader sequenced rows: wake the event-log 
 class Transaction:
     """A connection inside one transaction, plus after-commit hooks."""
 
-    __slots__ = ("_after_commit", "_db", "conn", "dialect", "wrote_outbox")
+    __slots__ = ("_after_commit", "conn", "dialect", "wrote_outbox")
 
-    def __init__(self, conn: AsyncConnection, db: Database) -> None:
+    def __init__(self, conn: AsyncConnection) -> None:
         self.conn = conn
         self.dialect = conn.dialect.name
-        self._db = db
         self._after_commit: list[Callable[[], None]] = []
         self.wrote_outbox = False
 
-    async def mark_outbox_written(self) -> None:
+    def mark_outbox_written(self) -> None:
         # No NOTIFY in here: PostgreSQL serialises every committing transaction that
         # notifies, WAL flush included, on one lock. The relay is woken after the commit
         # instead (``Database.on_outbox_commit``), from outside the transaction.
@@ -97,7 +96,7 @@ class Database:
                 # busy_timeout instead of failing when a read lock is upgraded.
                 conn = await conn.execution_options(sqlite_begin="IMMEDIATE" if write else "DEFERRED")
             async with conn.begin():
-                tx = Transaction(conn, self)
+                tx = Transaction(conn)
                 yield tx
             if tx.wrote_outbox:
                 self.on_outbox_commit()

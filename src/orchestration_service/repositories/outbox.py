@@ -29,10 +29,14 @@ UNPUBLISHED_PG = (
     " WHERE seq > coalesce((SELECT published_seq FROM relay_progress WHERE id = 1), 0)"
     " ORDER BY seq LIMIT $1"
 )
-MARK_PUBLISHED_PG = (
-    "INSERT INTO relay_progress (id, published_seq) VALUES (1, $1) ON CONFLICT (id)"
-    " DO UPDATE SET published_seq = greatest(relay_progress.published_seq, excluded.published_seq)"
+# Never moves back: a leader that lost its lock late cannot undo a newer leader's progress.
+# Plain SQL that PostgreSQL and SQLite both take; ``{seq}`` is the parameter.
+_MARK_PUBLISHED = (
+    "INSERT INTO relay_progress (id, published_seq) VALUES (1, {seq}) ON CONFLICT (id)"
+    " DO UPDATE SET published_seq = CASE WHEN excluded.published_seq > relay_progress.published_seq"
+    " THEN excluded.published_seq ELSE relay_progress.published_seq END"
 )
+MARK_PUBLISHED_PG = _MARK_PUBLISHED.format(seq="$1")
 
 
 def _published_seq() -> sa.ColumnElement[int]:
@@ -102,17 +106,8 @@ class OutboxRepository:
         return (await self.conn.execute(stmt)).mappings().all()
 
     async def mark_published(self, through_seq: int) -> None:
-        """Every row up to ``through_seq`` was published. Never moves back (a leader that
-        lost its lock late cannot undo a newer leader's progress)."""
-        await self.conn.execute(
-            sa.text(
-                "INSERT INTO relay_progress (id, published_seq) VALUES (1, :seq) ON CONFLICT (id)"
-                " DO UPDATE SET published_seq = max(relay_progress.published_seq, excluded.published_seq)"
-                if self.conn.dialect.name == "sqlite"
-                else MARK_PUBLISHED_PG.replace("$1", ":seq")
-            ),
-            {"seq": through_seq},
-        )
+        """Every row up to ``through_seq`` was published."""
+        await self.conn.execute(sa.text(_MARK_PUBLISHED.format(seq=":seq")), {"seq": through_seq})
 
     async def read_log(self, after: int, limit: int) -> Sequence[RowMapping]:
         stmt = (

@@ -165,9 +165,11 @@ async def add_history_and_events(
     )
 
 
-def _array_type(column: sa.Column[Any]) -> tuple[str, str]:
-    """(the array element type a column's values travel as, the cast back to the column).
-    JSON travels as text: SQLAlchemy's codec on these connections takes JSON text."""
+@functools.cache
+def _array_type(key: str) -> tuple[str, str]:
+    """(the array element type a tasks column's values travel as, the cast back to the
+    column). JSON travels as text: SQLAlchemy's codec on these connections takes JSON text."""
+    column = tasks.c[key]
     t = column.type
     if isinstance(t, sa.JSON):
         return "text", "::jsonb"
@@ -189,7 +191,7 @@ def _array_type(column: sa.Column[Any]) -> tuple[str, str]:
 @functools.lru_cache(maxsize=256)
 def _transition_statement(keys: tuple[str, ...]) -> str:
     """``HISTORY_AND_EVENTS`` plus the UPDATE of the tasks, every row with the same columns."""
-    element = [_array_type(tasks.c[k]) for k in keys]
+    element = [_array_type(k) for k in keys]
     arrays = ", ".join(["$16::uuid[]", *(f"${17 + i}::{e[0]}[]" for i, e in enumerate(element))])
     names = ", ".join(["_id", *(f'"{k}"' for k in keys)])
     sets = ", ".join(f'"{k}" = v."{k}"{e[1]}' for k, e in zip(keys, element, strict=True))
@@ -203,8 +205,8 @@ WITH u AS (
 
 
 def _column_value(key: str, value: Any) -> Any:
-    kind = _array_type(tasks.c[key])[0]
-    if kind == "text" and isinstance(tasks.c[key].type, sa.JSON):
+    kind, cast = _array_type(key)
+    if cast == "::jsonb":
         return _json_text(value)
     if kind == "timestamptz" and isinstance(value, datetime) and value.tzinfo is None:
         return value.replace(tzinfo=UTC)  # as UTCDateTime binds it

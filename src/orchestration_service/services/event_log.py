@@ -65,6 +65,23 @@ def _entry(row: Any) -> LogEntry:
     return LogEntry(row["seq"], row["event_type"], row["subject"], row["project_id"], row["envelope"])
 
 
+def _matching(
+    entries: Sequence[LogEntry], flt: LogFilter, position: int, until: int | None = None
+) -> tuple[list[LogEntry], int]:
+    """The entries after ``position`` (and up to ``until``) that ``flt`` lets through, and
+    the position reached."""
+    out = []
+    for e in entries:
+        if until is not None and e.seq > until:
+            break
+        if e.seq <= position:
+            continue
+        position = e.seq
+        if flt.matches(e):
+            out.append(e)
+    return out, position
+
+
 class LogNotifier:
     def __init__(self, db: Database, *, poll_seconds: float = 1.0) -> None:
         self.db = db
@@ -206,13 +223,7 @@ class EventLog:
                     batch = await self.read(position, 500)
                     if not batch:
                         break
-                    out = []
-                    for e in batch:
-                        if e.seq > live_from:
-                            break
-                        position = e.seq
-                        if flt.matches(e):
-                            out.append(e)
+                    out, position = _matching(batch, flt, position, until=live_from)
                     if out:
                         yield out
                     if batch[-1].seq >= live_from:
@@ -232,13 +243,7 @@ class EventLog:
                     # a turn of the event loop, and on a busy process the feed fell behind.
                     while len(arrived) < _BATCH_LIMIT and not queue.empty():
                         arrived.append(queue.get_nowait())
-                    out = []
-                    for e in arrived:
-                        if e.seq <= position:
-                            continue
-                        position = e.seq
-                        if flt.matches(e):
-                            out.append(e)
+                    out, position = _matching(arrived, flt, position)
                     if out:
                         yield out
                 after = position  # overflowed: resubscribe and catch up from here

@@ -130,7 +130,7 @@ class Lifecycle:
             if not await tasks_pg.transition(driver, updates, history, out, now):
                 await repo.update_many(updates)
                 await tasks_pg.add_history_and_events(driver, history, out, now)
-            await tx.mark_outbox_written()
+            tx.mark_outbox_written()
         else:
             await repo.update_many(updates)
             await repo.add_history(history)
@@ -639,7 +639,7 @@ async def emit(tx: Transaction, events: Sequence[ev.OutgoingEvent]) -> None:
     if events:
         stamp_trace(events)
         await OutboxRepository(tx.conn).add(events)
-        await tx.mark_outbox_written()
+        tx.mark_outbox_written()
 
 
 def stamp_trace(events: Sequence[ev.OutgoingEvent]) -> None:
