@@ -9,9 +9,12 @@ statements write and read exactly the rows it does (the tests run both backends)
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import uuid
+from collections import deque
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,37 +34,49 @@ SELECT t.*,
 FROM tasks t WHERE t.id = $1
 """
 
-# A submission in one statement, and so one implicit transaction: the task, its first
-# history row and its outbox events are written together or not at all. A repeated
-# Idempotency-Key hits the unique constraint and writes nothing (the caller replays).
-SUBMIT = """
+
+# Submissions in one statement, and so one implicit transaction: the tasks, their history
+# rows and their outbox events are written together or not at all. Each row arrives as an
+# element of a column array, so one statement carries one submission or a hundred (see
+# ``SubmitBatcher``). A task whose Idempotency-Key is taken is skipped, and so are its
+# history and events (they join the inserted ids); the caller replays it.
+@functools.cache
+def _submit_statement(on_conflict: bool) -> str:
+    types = [_array_type(c) for c in _TASK_COLUMNS]
+    arrays = ", ".join(f"${i + 1}::{kind}[]" for i, (kind, _) in enumerate(types))
+    names = ", ".join(_TASK_COLUMNS)
+    values = ", ".join(f"v.{c}{cast}" for c, (_, cast) in zip(_TASK_COLUMNS, types, strict=True))
+    n = len(_TASK_COLUMNS)
+    history = ", ".join(
+        f"${n + i + 1}::{kind}[]" for i, kind in enumerate(("uuid", *_HISTORY_TYPES, "timestamptz"))
+    )
+    events = ", ".join(f"${n + 9 + i}::{kind}[]" for i, kind in enumerate(("uuid", *_EVENT_TYPES)))
+    conflict = "    ON CONFLICT (project_id, idempotency_key) DO NOTHING\n" if on_conflict else ""
+    return f"""
 WITH t AS (
-    INSERT INTO tasks (id, project_id, description, priority, priority_rank, status, domain, tier,
-                       qa_profile, options, attempt, max_attempts, timeout_seconds, depth,
-                       idempotency_key, request_hash, traceparent, created_at, mode, routing, context,
-                       routed_at, updated_at)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20,
-            $21, $22, $18)
-    ON CONFLICT (project_id, idempotency_key) DO NOTHING
-    RETURNING id
+    INSERT INTO tasks ({names}, updated_at)
+    SELECT {values}, v.created_at
+    FROM unnest({arrays}) WITH ORDINALITY AS v({names}, n)
+    ORDER BY v.n
+{conflict}    RETURNING id, created_at
 ), h AS (
     INSERT INTO task_history (task_id, from_status, to_status, reason, cause, attempt, details, created_at)
-    SELECT t.id, r.from_status, r.to_status, r.reason, r.cause, r.attempt, r.details::jsonb, $18
-    FROM t, unnest($23::text[], $24::text[], $25::text[], $26::text[], $27::int[], $28::text[])
-         WITH ORDINALITY AS r(from_status, to_status, reason, cause, attempt, details, n)
+    SELECT r.task_id, r.from_status, r.to_status, r.reason, r.cause, r.attempt, r.details::jsonb, r.created_at
+    FROM unnest({history})
+         WITH ORDINALITY AS r(task_id, from_status, to_status, reason, cause, attempt, details, created_at, n)
+    JOIN t ON t.id = r.task_id
     ORDER BY r.n
 ), o AS (
     INSERT INTO outbox (event_id, event_type, exchange, subject, project_id, envelope, created_at)
-    SELECT e.event_id, e.event_type, e.exchange, e.subject, e.project_id, e.envelope::jsonb, $18
-    FROM t, unnest($29::text[], $30::text[], $31::text[], $32::text[], $33::text[], $34::text[])
-         WITH ORDINALITY AS e(event_id, event_type, exchange, subject, project_id, envelope, n)
+    SELECT e.event_id, e.event_type, e.exchange, e.subject, e.project_id, e.envelope::jsonb, t.created_at
+    FROM unnest({events})
+         WITH ORDINALITY AS e(task_id, event_id, event_type, exchange, subject, project_id, envelope, n)
+    JOIN t ON t.id = e.task_id
     ORDER BY e.n
 )
-SELECT count(*) AS inserted FROM t
+SELECT id FROM t
 """
-# Without an Idempotency-Key nothing can conflict (NULL keys never do): a plain insert
-# skips the speculative insertion that ON CONFLICT costs.
-SUBMIT_WITHOUT_KEY = SUBMIT.replace("    ON CONFLICT (project_id, idempotency_key) DO NOTHING\n", "")
+
 
 # A transition's history rows and outbox events in one statement (one round trip instead of
 # two), inside the caller's transaction.
@@ -118,6 +133,10 @@ _TASK_COLUMNS = (
     "context",
     "routed_at",
 )
+
+
+_HISTORY_TYPES = ("text", "text", "text", "text", "int", "text")  # from_status … details
+_EVENT_TYPES = ("text", "text", "text", "text", "text", "text")  # event_id … envelope
 
 
 def _json_text(value: Any) -> str | None:
@@ -282,21 +301,114 @@ class PgTaskStatements:
         row = await self.pool.fetchrow(STATUS, task_id)
         return dict(row) if row is not None else None
 
-    async def submit(
-        self,
-        task: dict[str, Any],
-        history: Sequence[dict[str, Any]],
-        events: Sequence[OutgoingEvent],
-        *,
-        now: datetime,
-    ) -> bool:
-        """Insert a new task with its history rows and events; False if its idempotency key
-        was taken (nothing written)."""
-        args: list[Any] = [task.get(c) for c in _TASK_COLUMNS]
-        args[17] = now
-        args += [
-            *_history_arrays(history),
-            *_event_arrays(events),
-        ]
-        row = await self.pool.fetchrow(SUBMIT if task.get("idempotency_key") else SUBMIT_WITHOUT_KEY, *args)
-        return bool(row is not None and row["inserted"])
+    async def submit(self, submissions: Sequence[Submission]) -> set[uuid.UUID]:
+        """Insert new tasks with their history rows and events, all in one statement; the
+        ids inserted (a task whose idempotency key was taken is not, nor is anything of it)."""
+        tasks_ = [s.task for s in submissions]
+        history = [(s.task["id"], h) for s in submissions for h in s.history]
+        events = [(s.task["id"], e) for s in submissions for e in s.events]
+        args: list[Any] = [[_column_value(c, t.get(c)) for t in tasks_] for c in _TASK_COLUMNS]
+        args += [[task_id for task_id, _ in history], *_history_arrays([h for _, h in history])]
+        args.append([h["created_at"] for _, h in history])
+        args += [[task_id for task_id, _ in events], *_event_arrays([e for _, e in events])]
+        statement = _submit_statement(any(t.get("idempotency_key") for t in tasks_))
+        return {row["id"] for row in await self.pool.fetch(statement, *args)}
+
+
+@dataclass(slots=True)
+class Submission:
+    """A new task's rows, as ``Lifecycle.creation_records`` makes them."""
+
+    task: dict[str, Any]
+    history: Sequence[dict[str, Any]]
+    events: Sequence[OutgoingEvent]
+
+
+class SubmitBatcher:
+    """Group commit for submissions.
+
+    A lone statement per submission spends most of PostgreSQL's time and much of ours on
+    what every transaction costs — the round trip, executor start-up, the commit's WAL
+    flush — not on its rows (measured: 0.77 ms of PostgreSQL CPU per submission alone,
+    0.25 ms in statements of eight). So submissions that arrive while earlier ones are
+    being written wait and go together, in one statement, as soon as a writer is free:
+    nothing waits for a timer, and under no load a batch is one submission.
+
+    Each caller still learns its own outcome. A batch that fails as a whole (a row the
+    database refuses) is retried one submission at a time, so one bad row fails only its
+    own request. Two submissions with the same idempotency key never share a batch: the
+    second waits for the first to commit, then finds its key taken.
+    """
+
+    def __init__(self, statements: PgTaskStatements, *, max_batch: int = 64, writers: int = 2) -> None:
+        self.statements = statements
+        self.max_batch = max_batch
+        self.writers = writers  # statements in flight at once (pool connections used)
+        self._queue: deque[tuple[Submission, asyncio.Future[bool]]] = deque()
+        self._busy = 0
+        self._flushes: set[asyncio.Task[None]] = set()
+        self.batches = 0  # statements run, retries one by one included (the tests read it)
+
+    async def submit(self, submission: Submission) -> bool:
+        """True once the submission is committed; False if its idempotency key was taken."""
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._queue.append((submission, future))
+        if self._busy < self.writers:
+            self._flush_next()
+        return await future
+
+    def _flush_next(self) -> None:
+        batch: list[tuple[Submission, asyncio.Future[bool]]] = []
+        held: list[tuple[Submission, asyncio.Future[bool]]] = []
+        keys: set[tuple[str, str]] = set()
+        while self._queue and len(batch) < self.max_batch:
+            item = self._queue.popleft()
+            key = item[0].task.get("idempotency_key")
+            if key is not None:
+                if (item[0].task["project_id"], key) in keys:
+                    held.append(item)  # same key as one in this batch: the next one
+                    continue
+                keys.add((item[0].task["project_id"], key))
+            batch.append(item)
+        self._queue.extendleft(reversed(held))
+        if not batch:
+            return
+        self._busy += 1
+        flush = asyncio.create_task(self._flush(batch))
+        self._flushes.add(flush)
+        flush.add_done_callback(self._flushes.discard)
+
+    async def _flush(self, batch: list[tuple[Submission, asyncio.Future[bool]]]) -> None:
+        try:
+            try:
+                self.batches += 1
+                inserted = await self.statements.submit([s for s, _ in batch])
+            except Exception as exc:
+                if len(batch) == 1:
+                    _settle(batch[0][1], exc)
+                    return
+                await asyncio.gather(*(self._alone(item) for item in batch))
+                return
+            for submission, future in batch:
+                _settle(future, submission.task["id"] in inserted)
+        finally:
+            self._busy -= 1
+            if self._queue:
+                self._flush_next()
+
+    async def _alone(self, item: tuple[Submission, asyncio.Future[bool]]) -> None:
+        submission, future = item
+        self.batches += 1
+        try:
+            _settle(future, submission.task["id"] in await self.statements.submit([submission]))
+        except Exception as exc:
+            _settle(future, exc)
+
+
+def _settle(future: asyncio.Future[bool], outcome: bool | BaseException) -> None:
+    if future.done():  # the request went away (cancelled); the rows are written regardless
+        return
+    if isinstance(outcome, BaseException):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)

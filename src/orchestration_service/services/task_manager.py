@@ -25,7 +25,7 @@ from orchestration_service.domain.errors import IdempotencyConflict, InvalidTran
 from orchestration_service.domain.ids import uuid7
 from orchestration_service.domain.lifecycle import IllegalTransition, Priority, TaskStatus
 from orchestration_service.repositories.tasks import TaskFilter, TaskRepository
-from orchestration_service.repositories.tasks_pg import PgTaskStatements
+from orchestration_service.repositories.tasks_pg import PgTaskStatements, Submission, SubmitBatcher
 from orchestration_service.schemas.tasks import SubmitTask
 from orchestration_service.services.lifecycle import Lifecycle, utcnow
 
@@ -93,6 +93,7 @@ class TaskManager:
         self.estimator = estimator
         self.router = router  # routes at submission when it can; told of every submission
         self.on_accepted = on_accepted  # metrics: a new task of this priority was accepted
+        self._batcher: SubmitBatcher | None = None  # PostgreSQL: made with the first submission
 
     async def submit(self, cmd: SubmitTask, *, idempotency_key: str | None = None) -> Submitted:
         tm = self.settings.task_management
@@ -157,13 +158,13 @@ class TaskManager:
         return Submitted(row, now + timedelta(seconds=seconds), replayed=False)
 
     async def _insert_pg(self, row: dict[str, Any], notes: list[dict[str, Any]]) -> bool:
-        """PostgreSQL: the same rows as ``Lifecycle.create`` (and the routing note), in one
-        statement."""
+        """PostgreSQL: the same rows as ``Lifecycle.create`` (and the routing note), written
+        with whatever other submissions are waiting (group commit)."""
         assert self.db.pg is not None
+        if self._batcher is None:
+            self._batcher = SubmitBatcher(PgTaskStatements(self.db.pg))
         history, events = self.lifecycle.creation_records([row], cause="api")
-        inserted = await PgTaskStatements(self.db.pg).submit(
-            row, [*history, *notes], events, now=row["created_at"]
-        )
+        inserted = await self._batcher.submit(Submission(row, [*history, *notes], events))
         if inserted:
             self.db.on_outbox_commit()
             self.lifecycle.committed(None, TaskStatus.PENDING.value)
