@@ -1,14 +1,15 @@
-"""Group commit of submissions on PostgreSQL (``tasks_pg.SubmitBatcher``): submissions that
-arrive together share statements, yet each gets its own outcome and all of its rows."""
+"""Group commit of submissions and grouped status reads on PostgreSQL (``db.batching``):
+calls that arrive together share statements, yet each gets its own outcome and rows."""
 
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
 
 import pytest
 
-from orchestration_service.domain.errors import IdempotencyConflict
+from orchestration_service.domain.errors import IdempotencyConflict, NotFound
 from orchestration_service.schemas.tasks import SubmitTask
 from tests.conftest import Service, make_settings, start_service, truncate_all
 
@@ -46,10 +47,10 @@ async def test_concurrent_submissions_share_statements(pg_service: Service) -> N
     results = await asyncio.gather(*(tasks.submit(c) for c in cmds))
     assert len({r.task["id"] for r in results}) == 40
     assert await _rows_of(pg_service, "p-batch") == (40, 40, 40)
-    batcher = tasks._batcher
-    assert batcher is not None
+    fast = tasks._pg
+    assert fast is not None
     # Two writers start at once with one submission each; the other 38 wait and go together.
-    assert batcher.batches <= 3
+    assert fast.submit.statements <= 3
 
 
 async def test_a_row_the_database_refuses_fails_only_its_own_submission(pg_service: Service) -> None:
@@ -81,3 +82,20 @@ async def test_one_idempotency_key_twice_in_a_burst_makes_one_task(pg_service: S
     with pytest.raises(IdempotencyConflict):
         await tasks.submit(other, idempotency_key="k1")
     assert await _rows_of(pg_service, "p-key") == (7, 7, 7)
+
+
+async def test_concurrent_status_reads_share_statements(pg_service: Service) -> None:
+    tasks = pg_service.container.tasks
+    made = [await tasks.submit(SubmitTask(description=f"read {n}", project_id="p-read")) for n in range(20)]
+    ids = [m.task["id"] for m in made]
+    unknown = uuid.uuid4()
+    fast = tasks._pg
+    assert fast is not None
+    before = fast.status.statements
+    asked = [*ids, ids[0], unknown]  # a repeated id and one that does not exist
+    views = await asyncio.gather(*(tasks.get(i) for i in asked[:-1]), return_exceptions=True)
+    missing = await asyncio.gather(tasks.get(unknown), return_exceptions=True)
+    assert [v.task["id"] for v in views if not isinstance(v, BaseException)] == asked[:-1]
+    assert all(v.task["description"] == f"read {n}" for n, v in enumerate(views[:20]))  # type: ignore[union-attr]
+    assert isinstance(missing[0], NotFound)
+    assert fast.status.statements - before <= 4

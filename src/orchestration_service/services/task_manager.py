@@ -25,7 +25,7 @@ from orchestration_service.domain.errors import IdempotencyConflict, InvalidTran
 from orchestration_service.domain.ids import uuid7
 from orchestration_service.domain.lifecycle import IllegalTransition, Priority, TaskStatus
 from orchestration_service.repositories.tasks import TaskFilter, TaskRepository
-from orchestration_service.repositories.tasks_pg import PgTaskStatements, Submission, SubmitBatcher
+from orchestration_service.repositories.tasks_pg import PgTaskStatements, Submission
 from orchestration_service.schemas.tasks import SubmitTask
 from orchestration_service.services.lifecycle import Lifecycle, utcnow
 
@@ -93,7 +93,13 @@ class TaskManager:
         self.estimator = estimator
         self.router = router  # routes at submission when it can; told of every submission
         self.on_accepted = on_accepted  # metrics: a new task of this priority was accepted
-        self._batcher: SubmitBatcher | None = None  # PostgreSQL: made with the first submission
+        self._pg: PgTaskStatements | None = None  # PostgreSQL's hot paths, made at first use
+
+    def _fast(self) -> PgTaskStatements:
+        if self._pg is None:
+            assert self.db.pg is not None
+            self._pg = PgTaskStatements(self.db.pg)
+        return self._pg
 
     async def submit(self, cmd: SubmitTask, *, idempotency_key: str | None = None) -> Submitted:
         tm = self.settings.task_management
@@ -160,11 +166,8 @@ class TaskManager:
     async def _insert_pg(self, row: dict[str, Any], notes: list[dict[str, Any]]) -> bool:
         """PostgreSQL: the same rows as ``Lifecycle.create`` (and the routing note), written
         with whatever other submissions are waiting (group commit)."""
-        assert self.db.pg is not None
-        if self._batcher is None:
-            self._batcher = SubmitBatcher(PgTaskStatements(self.db.pg))
         history, events = self.lifecycle.creation_records([row], cause="api")
-        inserted = await self._batcher.submit(Submission(row, [*history, *notes], events))
+        inserted = await self._fast().submit(Submission(row, [*history, *notes], events))
         if inserted:
             self.db.on_outbox_commit()
             self.lifecycle.committed(None, TaskStatus.PENDING.value)
@@ -185,7 +188,7 @@ class TaskManager:
 
     async def get(self, task_id: uuid.UUID, *, project_ids: Sequence[str] | None = None) -> TaskView:
         if self.db.pg is not None:
-            row = await PgTaskStatements(self.db.pg).status(task_id)
+            row = await self._fast().status(task_id)
             if row is None or (project_ids is not None and row["project_id"] not in project_ids):
                 raise NotFound(f"task {task_id} does not exist")
             if not (row["_has_children"] or row["_has_deps"]):
