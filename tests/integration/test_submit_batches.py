@@ -49,7 +49,7 @@ async def test_concurrent_submissions_share_statements(pg_service: Service) -> N
     assert await _rows_of(pg_service, "p-batch") == (40, 40, 40)
     fast = tasks._pg
     assert fast is not None
-    # Two writers start at once with one submission each; the other 38 wait and go together.
+    # The first goes at once, alone; the other 39 wait for it and go together.
     assert fast.submit.statements <= 3
 
 

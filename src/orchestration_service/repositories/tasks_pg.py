@@ -312,11 +312,16 @@ class PgTaskStatements:
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
+        # One statement in flight per process for each: the larger batches did more than a
+        # second writer's overlap (submit 1,528/s with one writer, 1,432/s with two, 1,001/s
+        # with four, in one session's runs of ``python -m bench``; status reads alike).
         # True once the submission is committed; False if its idempotency key was taken
         # (nothing of it written). Two submissions with one key never share a statement.
-        self.submit: Batcher[Submission, bool] = Batcher(self._submit, exclusive=_idempotency_slot)
+        self.submit: Batcher[Submission, bool] = Batcher(self._submit, exclusive=_idempotency_slot, writers=1)
         # The status document's row (see STATUS), or None.
-        self.status: Batcher[uuid.UUID, dict[str, Any] | None] = Batcher(self._status, max_batch=128)
+        self.status: Batcher[uuid.UUID, dict[str, Any] | None] = Batcher(
+            self._status, max_batch=128, writers=1
+        )
 
     async def _status(self, task_ids: Sequence[uuid.UUID]) -> list[dict[str, Any] | None]:
         rows = await self.pool.fetch(STATUS, list(task_ids))
