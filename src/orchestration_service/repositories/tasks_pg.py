@@ -3,8 +3,10 @@
 Submitting a task and reading its status are most of the API's traffic. Through the
 SQLAlchemy layer each cost about 2 ms of CPU (statement objects, greenlet hops, result
 processing); here each is one prepared statement, cached per connection, and one round
-trip. Everything else — and every path on SQLite — goes through ``TaskRepository``; these
-statements write and read exactly the rows it does (the tests run both backends).
+trip — shared by every call that arrives while the previous one is at the database
+(``db.batching``). Everything else — and every path on SQLite — goes through
+``TaskRepository``; these statements write and read exactly the rows it does (the tests run
+both backends).
 """
 
 from __future__ import annotations
@@ -45,11 +47,13 @@ def _submit_statement(on_conflict: bool) -> str:
     arrays = ", ".join(f"${i + 1}::{kind}[]" for i, (kind, _) in enumerate(types))
     names = ", ".join(_TASK_COLUMNS)
     values = ", ".join(f"v.{c}{cast}" for c, (_, cast) in zip(_TASK_COLUMNS, types, strict=True))
-    n = len(_TASK_COLUMNS)
-    history = ", ".join(
-        f"${n + i + 1}::{kind}[]" for i, kind in enumerate(("uuid", *_HISTORY_TYPES, "timestamptz"))
-    )
-    events = ", ".join(f"${n + 9 + i}::{kind}[]" for i, kind in enumerate(("uuid", *_EVENT_TYPES)))
+    history_types = ("uuid", *_HISTORY_TYPES, "timestamptz")  # task_id, …, created_at
+    first = len(types) + 1
+    history = ", ".join(f"${first + i}::{kind}[]" for i, kind in enumerate(history_types))
+    first += len(history_types)
+    events = ", ".join(f"${first + i}::{kind}[]" for i, kind in enumerate(("uuid", *_EVENT_TYPES)))
+    # Without Idempotency-Keys nothing can conflict (NULL keys never do): a plain insert
+    # skips the speculative insertion that ON CONFLICT costs.
     conflict = "    ON CONFLICT (project_id, idempotency_key) DO NOTHING\n" if on_conflict else ""
     return f"""
 WITH t AS (
@@ -315,6 +319,7 @@ class PgTaskStatements:
         # One statement in flight per process for each: the larger batches did more than a
         # second writer's overlap (submit 1,528/s with one writer, 1,432/s with two, 1,001/s
         # with four, in one session's runs of ``python -m bench``; status reads alike).
+        #
         # True once the submission is committed; False if its idempotency key was taken
         # (nothing of it written). Two submissions with one key never share a statement.
         self.submit: Batcher[Submission, bool] = Batcher(self._submit, exclusive=_idempotency_slot, writers=1)
