@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from orchestration_service.events.memory import MemoryBus
+from orchestration_service.repositories.tasks import TaskRepository
 from tests.conftest import Service, make_settings, start_service
 from tests.integration.test_tasks_api import submit, wait_for_status
 
@@ -272,6 +273,19 @@ async def test_per_project_limit_and_priority_order(limited: Harness) -> None:
     await wait_for_status(h.svc, normal, "running")
     assert (await h.svc.client.get(f"/api/v1/tasks/{low}")).json()["status"] == "pending"
     assert (await h.svc.client.get(f"/api/v1/tasks/{other}")).json()["status"] == "running"
+
+
+async def test_a_freed_slot_is_dispatched_only_where_a_task_waits(limited: Harness) -> None:
+    h = limited
+    for _ in range(2):
+        await h.running_task(project_id="full")
+    waiting = (await submit(h.svc, project_id="full"))["task_id"]
+    await h.running_task(project_id="idle")
+    async with h.svc.container.db.read() as conn:
+        found = await TaskRepository(conn).with_waiting_tasks(["idle", "full", "nobody", "full"])
+    assert found == ["full"]
+    doc = (await h.svc.client.get(f"/api/v1/tasks/{waiting}")).json()
+    assert doc["status"] == "pending"
 
 
 async def test_timeout_retries_then_fails(h: Harness) -> None:

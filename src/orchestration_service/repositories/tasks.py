@@ -98,6 +98,13 @@ _LOCK_PROJECTS = sa.text(
     "FROM (SELECT unnest(CAST(:ps AS text[])) AS p ORDER BY 1) AS s"
 )
 
+# Which of these projects have a routed task waiting: one index probe each (the partial
+# ``ix_tasks_dispatch_queue``), however long a queue is.
+_WITH_WAITING_TASKS = sa.text(
+    "SELECT p FROM unnest(CAST(:ps AS text[])) AS p WHERE EXISTS ("
+    "SELECT 1 FROM tasks WHERE project_id = p AND status = 'pending' AND routed_at IS NOT NULL)"
+)
+
 
 class TaskRepository:
     def __init__(self, conn: AsyncConnection) -> None:
@@ -308,6 +315,25 @@ class TaskRepository:
         between two replicas locking overlapping sets)."""
         if self.conn.dialect.name == "postgresql" and project_ids:
             await self.conn.execute(_LOCK_PROJECTS, {"ps": sorted(set(project_ids))})
+
+    async def with_waiting_tasks(self, project_ids: Sequence[str]) -> list[str]:
+        """The projects among these that have a routed task waiting for a slot, sorted."""
+        if not project_ids:
+            return []
+        projects = sorted(set(project_ids))
+        if self.conn.dialect.name == "postgresql":
+            rows = await self.conn.execute(_WITH_WAITING_TASKS, {"ps": projects})
+        else:
+            rows = await self.conn.execute(
+                sa.select(tasks.c.project_id)
+                .where(
+                    tasks.c.project_id.in_(projects),
+                    tasks.c.status == TaskStatus.PENDING.value,
+                    tasks.c.routed_at.is_not(None),
+                )
+                .distinct()
+            )
+        return sorted(str(p) for p in rows.scalars())
 
     async def in_flight_counts(self, project_ids: Sequence[str]) -> dict[str, int]:
         stmt = (

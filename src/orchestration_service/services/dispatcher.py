@@ -174,6 +174,15 @@ class Router(_Loop):
         self._wake.clear()
         if self._dispatch_due:
             due, self._dispatch_due = sorted(self._dispatch_due), set()
+            try:
+                # Most freed slots have nobody waiting: one read finds the projects that do,
+                # instead of a locking transaction per batch of projects that finds nothing.
+                # A task routed after this read has its own dispatch queued by its commit.
+                async with self.db.read() as conn:
+                    due = await TaskRepository(conn).with_waiting_tasks(due)
+            except BaseException:
+                self._dispatch_due.update(due)
+                raise
             for i in range(0, len(due), DISPATCH_BATCH):
                 try:
                     async with self.db.transaction() as tx:
