@@ -34,7 +34,8 @@ class Batcher(Generic[T, R]):
         exclusive: Callable[[T], Hashable | None] = lambda _item: None,
     ) -> None:
         """``run`` answers a batch, result i for item i. Items with the same non-None
-        ``exclusive`` key never share a batch: the later waits for the earlier's statement."""
+        ``exclusive`` key never share a batch (one INSERT cannot hold an idempotency key
+        twice); the later goes in a later batch."""
         self.run = run
         self.max_batch = max_batch
         self.writers = writers  # statements in flight at once (pool connections used)
