@@ -5,24 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 
 import pytest
 
 from orchestration_service.domain.errors import IdempotencyConflict, NotFound
 from orchestration_service.schemas.tasks import SubmitTask
-from tests.conftest import Service, make_settings, start_service, truncate_all
+from tests.conftest import Service
 
 
 @pytest.fixture
-async def pg_service(pg_url: str) -> AsyncIterator[Service]:
-    await truncate_all(pg_url)
-    svc, lifespan = await start_service(make_settings(pg_url))
-    try:
-        yield svc
-    finally:
-        await svc.client.aclose()
-        await lifespan.__aexit__(None, None, None)
+def database_url(pg_url: str) -> str:
+    """PostgreSQL only (the batching is its hot path); ``service`` and ``clean_db`` follow."""
+    return pg_url
 
 
 async def _rows_of(svc: Service, project: str) -> tuple[int, int, int]:
@@ -41,20 +35,20 @@ async def _rows_of(svc: Service, project: str) -> tuple[int, int, int]:
     return row[0], row[1], row[2]
 
 
-async def test_concurrent_submissions_share_statements(pg_service: Service) -> None:
-    tasks = pg_service.container.tasks
+async def test_concurrent_submissions_share_statements(service: Service) -> None:
+    tasks = service.container.tasks
     cmds = [SubmitTask(description=f"batch {n}", project_id="p-batch") for n in range(40)]
     results = await asyncio.gather(*(tasks.submit(c) for c in cmds))
     assert len({r.task["id"] for r in results}) == 40
-    assert await _rows_of(pg_service, "p-batch") == (40, 40, 40)
+    assert await _rows_of(service, "p-batch") == (40, 40, 40)
     fast = tasks._pg
     assert fast is not None
     # The first goes at once, alone; the other 39 wait for it and go together.
     assert fast.submit.statements <= 3
 
 
-async def test_a_row_the_database_refuses_fails_only_its_own_submission(pg_service: Service) -> None:
-    tasks = pg_service.container.tasks
+async def test_a_row_the_database_refuses_fails_only_its_own_submission(service: Service) -> None:
+    tasks = service.container.tasks
     good = [SubmitTask(description=f"good {n}", project_id="p-bad-row") for n in range(10)]
     # NUL cannot be stored in PostgreSQL text; the schema refuses it, so it is built unchecked.
     bad = SubmitTask.model_construct(description="bad \x00 row", project_id="p-bad-row", priority=None)
@@ -63,11 +57,11 @@ async def test_a_row_the_database_refuses_fails_only_its_own_submission(pg_servi
     )
     failures = [r for r in results if isinstance(r, BaseException)]
     assert len(failures) == 1 and results[5] is failures[0]
-    assert await _rows_of(pg_service, "p-bad-row") == (10, 10, 10)
+    assert await _rows_of(service, "p-bad-row") == (10, 10, 10)
 
 
-async def test_one_idempotency_key_twice_in_a_burst_makes_one_task(pg_service: Service) -> None:
-    tasks = pg_service.container.tasks
+async def test_one_idempotency_key_twice_in_a_burst_makes_one_task(service: Service) -> None:
+    tasks = service.container.tasks
     same = SubmitTask(description="once", project_id="p-key")
     other = SubmitTask(description="not the same body", project_id="p-key")
     fillers = [SubmitTask(description=f"filler {n}", project_id="p-key") for n in range(6)]
@@ -81,11 +75,11 @@ async def test_one_idempotency_key_twice_in_a_burst_makes_one_task(pg_service: S
     assert [first.replayed, again.replayed].count(True) == 1
     with pytest.raises(IdempotencyConflict):
         await tasks.submit(other, idempotency_key="k1")
-    assert await _rows_of(pg_service, "p-key") == (7, 7, 7)
+    assert await _rows_of(service, "p-key") == (7, 7, 7)
 
 
-async def test_concurrent_status_reads_share_statements(pg_service: Service) -> None:
-    tasks = pg_service.container.tasks
+async def test_concurrent_status_reads_share_statements(service: Service) -> None:
+    tasks = service.container.tasks
     made = [await tasks.submit(SubmitTask(description=f"read {n}", project_id="p-read")) for n in range(20)]
     ids = [m.task["id"] for m in made]
     unknown = uuid.uuid4()

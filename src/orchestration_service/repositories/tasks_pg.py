@@ -316,17 +316,11 @@ class PgTaskStatements:
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
-        # One statement in flight per process for each: the larger batches did more than a
-        # second writer's overlap (submit 1,528/s with one writer, 1,432/s with two, 1,001/s
-        # with four, in one session's runs of ``python -m bench``; status reads alike).
-        #
         # True once the submission is committed; False if its idempotency key was taken
         # (nothing of it written). Two submissions with one key never share a statement.
-        self.submit: Batcher[Submission, bool] = Batcher(self._submit, exclusive=_idempotency_slot, writers=1)
+        self.submit: Batcher[Submission, bool] = Batcher(self._submit, exclusive=_idempotency_slot)
         # The status document's row (see STATUS), or None.
-        self.status: Batcher[uuid.UUID, dict[str, Any] | None] = Batcher(
-            self._status, max_batch=128, writers=1
-        )
+        self.status: Batcher[uuid.UUID, dict[str, Any] | None] = Batcher(self._status, max_batch=128)
 
     async def _status(self, task_ids: Sequence[uuid.UUID]) -> list[dict[str, Any] | None]:
         rows = await self.pool.fetch(STATUS, list(task_ids))
@@ -335,12 +329,12 @@ class PgTaskStatements:
 
     async def _submit(self, submissions: Sequence[Submission]) -> list[bool]:
         tasks_ = [s.task for s in submissions]
-        history = [(s.task["id"], h) for s in submissions for h in s.history]
-        events = [(s.task["id"], e) for s in submissions for e in s.events]
+        history = [h for s in submissions for h in s.history]
+        events = [e for s in submissions for e in s.events]
         args: list[Any] = [[_column_value(c, t.get(c)) for t in tasks_] for c in _TASK_COLUMNS]
-        args += [[task_id for task_id, _ in history], *_history_arrays([h for _, h in history])]
-        args.append([h["created_at"] for _, h in history])
-        args += [[task_id for task_id, _ in events], *_event_arrays([e for _, e in events])]
+        args += [[h["task_id"] for h in history], *_history_arrays(history)]
+        args.append([h["created_at"] for h in history])
+        args += [[s.task["id"] for s in submissions for _ in s.events], *_event_arrays(events)]
         statement = _submit_statement(any(t.get("idempotency_key") for t in tasks_))
         inserted = {row["id"] for row in await self.pool.fetch(statement, *args)}
         return [t["id"] in inserted for t in tasks_]
