@@ -30,6 +30,7 @@ from typing import Any
 from opentelemetry.trace import SpanKind
 
 from orchestration_service import tracing
+from orchestration_service.background import cancel_and_wait
 from orchestration_service.config import Settings
 from orchestration_service.db.engine import LOG_CHANNEL, OUTBOX_CHANNEL, Database
 from orchestration_service.events.bus import EventBus, OutboundMessage
@@ -109,9 +110,7 @@ class OutboxRelay:
                 await asyncio.wait_for(self.drain(), flush_timeout)
         for task in (self._task, self._publisher, self._leader_waker):
             if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+                await cancel_and_wait(task, "outbox relay")
         await self._release_leadership()
         if self._wake_conn is not None:
             with contextlib.suppress(Exception):

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from orchestration_service.background import cancel_and_wait
 from orchestration_service.config import Settings
 from orchestration_service.db.engine import Database, Transaction
 from orchestration_service.domain.lifecycle import TaskStatus
@@ -50,9 +51,7 @@ class _Loop:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task, self.name)
             self._task = None
 
     async def _run(self) -> None:
