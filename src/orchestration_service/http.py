@@ -15,6 +15,7 @@ from starlette.middleware.gzip import GZipMiddleware
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from orchestration_service.db.errors import is_transient
 from orchestration_service.domain.errors import (
     PROBLEM_BASE,
     OrchestrationError,
@@ -149,6 +150,22 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unhandled(request: Request, exc: Exception) -> Response:
+        if is_transient(exc):
+            # The database is away, overloaded, or aborted this request's transaction for a
+            # deadlock: nothing was stored, and the same request can simply be sent again.
+            log.warning(
+                "%s %s: transient database failure: %s: %s",
+                request.method,
+                request.url.path,
+                type(exc).__name__,
+                exc,
+            )
+            return problem(
+                503,
+                detail="the database is unavailable or busy; nothing was changed, retry shortly",
+                instance=request.url.path,
+                headers={"Retry-After": "1"},
+            )
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return problem(
             500, detail="an internal error occurred; it has been logged", instance=request.url.path

@@ -16,10 +16,10 @@ from typing import Any
 import orjson
 from opentelemetry.trace import SpanKind
 from pydantic import BaseModel, ValidationError
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from orchestration_service import tracing
 from orchestration_service.db.engine import Database, Transaction
+from orchestration_service.db.errors import is_transient, retry_conflicts
 from orchestration_service.domain import events as ev
 from orchestration_service.domain.json_text import nul_path
 from orchestration_service.domain.lifecycle import FINAL_STATES, TaskStatus
@@ -66,8 +66,6 @@ SCHEMAS: dict[str, type[BaseModel]] = {
     ev.TASK_FAILED: TaskFailed,
     ev.ROLLBACK_REQUESTED: RollbackRequested,
 }
-
-TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (OperationalError, InterfaceError, OSError, TimeoutError)
 
 
 def _first_error(exc: ValidationError, prefix: str) -> tuple[str, str]:
@@ -133,7 +131,8 @@ class EventProcessor:
     # -- the shared path ---------------------------------------------------------------
     async def process(self, ce: CloudEvent) -> Processed:
         """Validate and apply one event. Raises EventRejected (nothing stored) or a
-        transient database error (nothing stored; try again)."""
+        transient database error (nothing stored; try again: ``db.errors.is_transient``).
+        A transaction aborted for a deadlock is run again here first."""
         name = ev.event_name_of(ce.type)
         parent = (ce.model_extra or {}).get("traceparent")
         with tracing.span(
@@ -144,7 +143,7 @@ class EventProcessor:
         ):
             token = event_id_var.set(ce.id)
             try:
-                return await self._process(name, ce)
+                return await retry_conflicts(lambda: self._process(name, ce), what=f"event {ce.id}")
             finally:
                 event_id_var.reset(token)
 
@@ -345,13 +344,11 @@ class EventProcessor:
             )
             self.on_outcome(name, "dead_lettered")
             return HandlerResult(Disposition.DEAD_LETTER, "dead_lettered", f"{exc.kind}: {exc.reason}")
-        except TRANSIENT_ERRORS as exc:
-            log.warning("event handling failed transiently; will retry: %s", exc)
+        except Exception as exc:
+            if not is_transient(exc):
+                raise  # a bug: the bus adapter logs it and dead-letters the message
+            log.warning("event handling failed transiently; will retry: %s: %s", type(exc).__name__, exc)
             return HandlerResult(Disposition.RETRY, "retry", str(exc))
-        except DBAPIError as exc:
-            if exc.connection_invalidated:
-                return HandlerResult(Disposition.RETRY, "retry", str(exc))
-            raise
         return HandlerResult(Disposition.ACK, result.outcome, result.detail)
 
 

@@ -16,13 +16,14 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
 from starlette.responses import Response
 
+from orchestration_service.db.errors import is_transient
 from orchestration_service.domain.errors import (
     BadRequest,
     ServiceUnavailable,
     UnsupportedMediaType,
     ValidationFailed,
 )
-from orchestration_service.events.handlers import TRANSIENT_ERRORS, EventRejected, parse_envelope
+from orchestration_service.events.handlers import EventRejected, parse_envelope
 from orchestration_service.http import JSON
 from orchestration_service.routers.deps import container, narrowed_projects
 from orchestration_service.schemas.common import problem_responses, sse_response
@@ -134,8 +135,10 @@ async def _process_one(request: Request, raw: bytes | dict[str, Any]) -> tuple[i
     ce = parse_envelope(raw)  # also refuses NUL characters, which PostgreSQL cannot store
     try:
         result = await c.events.process(ce)
-    except TRANSIENT_ERRORS as exc:
-        log.warning("event ingress: transient failure: %s", exc)
+    except Exception as exc:
+        if not is_transient(exc):
+            raise
+        log.warning("event ingress: transient failure: %s: %s", type(exc).__name__, exc)
         raise ServiceUnavailable("the database is unavailable; retry later") from None
     status = 200 if result.outcome == "duplicate" else 202
     return status, {"id": ce.id, "type": ce.type, "outcome": result.outcome, "detail": result.detail}

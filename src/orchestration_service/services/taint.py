@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import RowMapping
 
 from orchestration_service.db.engine import Database, Transaction
+from orchestration_service.db.errors import retry_conflicts
 from orchestration_service.db.tables import provenance_records, tasks
 from orchestration_service.domain import events as ev
 from orchestration_service.domain.errors import Forbidden, NotFound
@@ -96,13 +97,19 @@ class TaintCascade:
         project_ids: Sequence[str] | None = None,
     ) -> CascadeResult:
         rid = parse_record_id(record_id)
-        async with self.db.transaction() as tx:
-            row = await ProvenanceRepository(tx.conn).get(rid, for_update=True)
-            if row is None or not visible(row["project_id"], project_ids):
-                raise NotFound(f"provenance record {record_id} does not exist")
-            return await self.taint_record(
-                tx, row, reason=reason, tainted_by=tainted_by, cascade_id=cascade_id
-            )
+
+        async def once() -> CascadeResult:
+            async with self.db.transaction() as tx:
+                row = await ProvenanceRepository(tx.conn).get(rid, for_update=True)
+                if row is None or not visible(row["project_id"], project_ids):
+                    raise NotFound(f"provenance record {record_id} does not exist")
+                return await self.taint_record(
+                    tx, row, reason=reason, tainted_by=tainted_by, cascade_id=cascade_id
+                )
+
+        # Two cascades that reach common records, or a cascade and a task's own events, can
+        # deadlock on their row locks: PostgreSQL aborts one, which runs again.
+        return await retry_conflicts(once, what=f"taint {rid}")
 
     async def clear_suspect(
         self,

@@ -21,6 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from orchestration_service import tracing
 from orchestration_service.config import Settings
 from orchestration_service.db.engine import Database
+from orchestration_service.db.errors import retry_conflicts
 from orchestration_service.domain.errors import IdempotencyConflict, InvalidTransition, NotFound
 from orchestration_service.domain.ids import uuid7
 from orchestration_service.domain.lifecycle import IllegalTransition, Priority, TaskStatus
@@ -228,13 +229,18 @@ class TaskManager:
         cause: str = "api",
         project_ids: Sequence[str] | None = None,
     ) -> dict[str, Any]:
-        async with self.db.transaction() as tx:
-            task = await TaskRepository(tx.conn).get(task_id, for_update=True)
-            if task is None or (project_ids is not None and task["project_id"] not in project_ids):
-                raise NotFound(f"task {task_id} does not exist")
-            try:
-                return await self.lifecycle.cancel(
-                    tx, dict(task), reason=reason or "cancelled by request", cause=cause
-                )
-            except IllegalTransition as exc:
-                raise InvalidTransition(f"cannot cancel task {task_id}: {exc}") from None
+        async def once() -> dict[str, Any]:
+            async with self.db.transaction() as tx:
+                task = await TaskRepository(tx.conn).get(task_id, for_update=True)
+                if task is None or (project_ids is not None and task["project_id"] not in project_ids):
+                    raise NotFound(f"task {task_id} does not exist")
+                try:
+                    return await self.lifecycle.cancel(
+                        tx, dict(task), reason=reason or "cancelled by request", cause=cause
+                    )
+                except IllegalTransition as exc:
+                    raise InvalidTransition(f"cannot cancel task {task_id}: {exc}") from None
+
+        # Cancelling locks the task, then its subtasks; a subtask's event locks the subtask,
+        # then this task: the two can deadlock, and the loser runs again.
+        return await retry_conflicts(once, what=f"cancel {task_id}")

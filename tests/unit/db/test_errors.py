@@ -1,0 +1,131 @@
+"""Which database failures are retried (``db.errors``), whatever driver raised them."""
+
+from __future__ import annotations
+
+import asyncpg
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+
+from orchestration_service.db import errors
+from orchestration_service.db.errors import CONFLICT_ATTEMPTS, is_conflict, is_transient, retry_conflicts
+from orchestration_service.http import install_error_handlers
+
+
+class _AdaptedError(Exception):
+    """Like SQLAlchemy's asyncpg adapter error: carries the driver's SQLSTATE."""
+
+    def __init__(self, sqlstate: str) -> None:
+        super().__init__(sqlstate)
+        self.sqlstate = sqlstate
+
+
+def wrapped(sqlstate: str) -> DBAPIError:
+    return DBAPIError("UPDATE tasks …", None, _AdaptedError(sqlstate))
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        asyncpg.exceptions.DeadlockDetectedError("deadlock detected"),
+        asyncpg.exceptions.SerializationError("could not serialize access"),
+        asyncpg.exceptions.AdminShutdownError("terminating connection"),
+        asyncpg.exceptions.CannotConnectNowError("the database system is starting up"),
+        asyncpg.exceptions.TooManyConnectionsError("too many clients"),
+        asyncpg.exceptions.LockNotAvailableError("lock timeout"),
+        asyncpg.exceptions.ConnectionDoesNotExistError("connection was closed"),
+        wrapped("40P01"),
+        wrapped("08006"),
+        OperationalError("SELECT 1", None, Exception("unable to open database file")),
+        ConnectionRefusedError(111, "refused"),
+        TimeoutError(),
+    ],
+    ids=lambda e: type(e).__name__ + ":" + (errors.sqlstate_of(e) or "-"),
+)
+def test_transient_failures(exc: BaseException) -> None:
+    assert is_transient(exc)
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        asyncpg.exceptions.UniqueViolationError("duplicate key"),
+        asyncpg.exceptions.UndefinedColumnError("column x does not exist"),
+        IntegrityError("INSERT …", None, _AdaptedError("23505")),
+        wrapped("22P05"),  # untranslatable character: the data, not the database
+        ValueError("a bug"),
+    ],
+    ids=lambda e: type(e).__name__ + ":" + (errors.sqlstate_of(e) or "-"),
+)
+def test_failures_of_the_work_itself_are_not_transient(exc: BaseException) -> None:
+    assert not is_transient(exc)
+
+
+def test_conflicts_are_deadlocks_and_serialization_failures_only() -> None:
+    assert is_conflict(asyncpg.exceptions.DeadlockDetectedError("x"))
+    assert is_conflict(wrapped("40001"))
+    assert not is_conflict(asyncpg.exceptions.AdminShutdownError("x"))
+    assert not is_conflict(OperationalError("x", None, Exception("gone")))
+
+
+async def test_retry_conflicts_runs_the_work_again_until_it_succeeds() -> None:
+    calls = 0
+
+    async def work() -> str:
+        nonlocal calls
+        calls += 1
+        if calls < 3:
+            raise asyncpg.exceptions.DeadlockDetectedError("deadlock detected")
+        return "done"
+
+    assert await retry_conflicts(work, what="test") == "done"
+    assert calls == 3
+
+
+async def test_retry_conflicts_gives_up_and_leaves_other_errors_alone() -> None:
+    calls = 0
+
+    async def deadlocks() -> None:
+        nonlocal calls
+        calls += 1
+        raise asyncpg.exceptions.DeadlockDetectedError("deadlock detected")
+
+    with pytest.raises(asyncpg.exceptions.DeadlockDetectedError):
+        await retry_conflicts(deadlocks, what="test")
+    assert calls == CONFLICT_ATTEMPTS
+
+    calls = 0
+
+    async def shuts_down() -> None:
+        nonlocal calls
+        calls += 1
+        raise asyncpg.exceptions.AdminShutdownError("terminating connection")
+
+    with pytest.raises(asyncpg.exceptions.AdminShutdownError):
+        await retry_conflicts(shuts_down, what="test")
+    assert calls == 1  # transient but not a conflict: the caller decides (503, redelivery)
+
+
+async def test_http_answers_a_transient_failure_with_503_and_a_bug_with_500() -> None:
+    app = FastAPI()
+    install_error_handlers(app)
+
+    @app.get("/busy")
+    async def busy() -> None:
+        raise asyncpg.exceptions.TooManyConnectionsError("sorry, too many clients already")
+
+    @app.get("/bug")
+    async def bug() -> None:
+        raise ValueError("a bug")
+
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        busy_r = await client.get("/busy")
+        bug_r = await client.get("/bug")
+    assert busy_r.status_code == 503
+    assert busy_r.headers["content-type"].startswith("application/problem+json")
+    assert busy_r.headers["retry-after"] == "1"
+    assert busy_r.json()["type"].endswith(":service-unavailable")
+    assert bug_r.status_code == 500
+    assert bug_r.json()["type"].endswith(":internal-error")
