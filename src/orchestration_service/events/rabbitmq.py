@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import os
 import socket
@@ -63,7 +62,6 @@ PUBLISH_TIMEOUT = 10.0  # a batch not confirmed within this is BusUnavailable
 STOP_GRACE = 10.0  # stop_consuming() waits this long for in-flight handlers
 RETRY_INITIAL = 0.2
 RETRY_MAX = 10.0
-MAX_TRACKED_RETRIES = 10_000
 MAX_REASON_CHARS = 2_000
 
 
@@ -96,7 +94,6 @@ class RabbitMQBus:
         self._consumer_tag: str | None = None
         self._inflight: set[asyncio.Task[Any]] = set()
         self._stopping = asyncio.Event()
-        self._retry_delays: dict[str, float] = {}
 
     # -- names ---------------------------------------------------------------------------
     def _p(self, name: str) -> str:
@@ -333,25 +330,28 @@ class RabbitMQBus:
             headers=dict(message.headers or {}),
             redelivered=bool(message.redelivered),
         )
-        key = message.message_id or hashlib.sha256(message.body).hexdigest()
-        try:
-            result = await handler(inbound)
-        except Exception as exc:
-            log.exception("event handler crashed; message dead-lettered")
-            result = HandlerResult(
-                Disposition.DEAD_LETTER, "dead_lettered", f"handler crashed: {type(exc).__name__}: {exc}"
-            )
-
-        if result.disposition is Disposition.RETRY:
-            delay = self._retry_delays.pop(key, RETRY_INITIAL)
-            self._retry_delays[key] = min(delay * 2, RETRY_MAX)
-            while len(self._retry_delays) > MAX_TRACKED_RETRIES:
-                self._retry_delays.pop(next(iter(self._retry_delays)))
+        delay = RETRY_INITIAL
+        while True:
+            try:
+                result = await handler(inbound)
+            except Exception as exc:
+                log.exception("event handler crashed; message dead-lettered")
+                result = HandlerResult(
+                    Disposition.DEAD_LETTER, "dead_lettered", f"handler crashed: {type(exc).__name__}: {exc}"
+                )
+            if result.disposition is not Disposition.RETRY:
+                break
+            # A transient failure (the database is away): keep the delivery and try again
+            # here, backing off. Handing it back (nack) would count a redelivery, and quorum
+            # queues dead-letter a message past their delivery limit (20 by default since
+            # RabbitMQ 4.0): a long outage would dead-letter valid events. Only a stop hands
+            # it back, for another consumer or the next start.
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), delay)
-            await self._settle(message.nack(requeue=True), "nack")
-            return
-        self._retry_delays.pop(key, None)
+            if self._stopping.is_set():
+                await self._settle(message.nack(requeue=True), "nack")
+                return
+            delay = min(delay * 2, RETRY_MAX)
         if result.disposition is Disposition.DEAD_LETTER:
             await self._dead_letter(message, inbound, result.reason)
         else:
