@@ -288,6 +288,23 @@ async def test_a_freed_slot_is_dispatched_only_where_a_task_waits(limited: Harne
     assert doc["status"] == "pending"
 
 
+async def test_the_sweeper_dispatches_only_where_a_slot_is_free(limited: Harness) -> None:
+    h = limited
+    db = h.svc.container.db
+    running = [await h.running_task(project_id="full") for _ in range(2)]
+    waiting = (await submit(h.svc, project_id="full"))["task_id"]
+    await h.running_task(project_id="roomy")
+    async with db.read() as conn:
+        # "full" has a routed task waiting but no free slot; "roomy" has room but nothing waits.
+        assert await TaskRepository(conn).projects_with_waiting_work(2) == []
+    # A slot frees behind the router's back (as when a process dies between a commit and its
+    # wake-up): the sweeper finds the project now that it has room, and dispatches.
+    async with db.transaction() as tx:
+        await TaskRepository(tx.conn).update(uuid.UUID(running[0]), {"status": "completed"})
+    doc = await wait_for_status(h.svc, waiting, "running", timeout=10)
+    assert doc["attempt"] == 1
+
+
 async def test_timeout_retries_then_fails(h: Harness) -> None:
     tid = await h.running_task(options={"timeout_seconds": 1, "max_attempts": 2})
     doc = await wait_for_status(h.svc, tid, "failed", timeout=10)

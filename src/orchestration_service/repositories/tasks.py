@@ -475,11 +475,28 @@ class TaskRepository:
             stmt = stmt.with_for_update(skip_locked=True)
         return (await self.conn.execute(stmt)).mappings().all()
 
-    async def projects_with_waiting_work(self, limit: int = 1000) -> list[str]:
-        stmt = (
+    async def projects_with_waiting_work(self, per_project: int, limit: int = 1000) -> list[str]:
+        """Projects with a routed task waiting *and* a free slot (fewer than ``per_project``
+        in flight), at most ``limit``. Full projects are left out: locking them finds
+        nothing to dispatch, and with more than ``limit`` of them they hid the ones that
+        had room."""
+        waiting = (
             sa.select(tasks.c.project_id)
             .where(tasks.c.status == TaskStatus.PENDING.value, tasks.c.routed_at.is_not(None))
-            .group_by(tasks.c.project_id)
+            .distinct()
+            .subquery("w")
+        )
+        # Counts at most ``per_project`` rows of a project (an index range on project, status).
+        in_flight = (
+            sa.select(sa.literal(1))
+            .where(tasks.c.project_id == waiting.c.project_id, tasks.c.status.in_(_IN_FLIGHT))
+            .limit(per_project)
+            .correlate(waiting)
+            .subquery("f")
+        )
+        stmt = (
+            sa.select(waiting.c.project_id)
+            .where(sa.select(sa.func.count()).select_from(in_flight).scalar_subquery() < per_project)
             .limit(limit)
         )
         return [str(p) for p in (await self.conn.execute(stmt)).scalars()]

@@ -426,7 +426,9 @@ class Sweeper(_Loop):
 
     async def _dispatch_waiting(self) -> None:
         async with self.db.read() as conn:
-            projects = await TaskRepository(conn).projects_with_waiting_work()
+            projects = await TaskRepository(conn).projects_with_waiting_work(
+                self.lifecycle.settings.task_management.max_concurrent_per_project
+            )
         for i in range(0, len(projects), 100):
             async with self.db.transaction() as tx:
                 await self.lifecycle.dispatch_projects(tx, projects[i : i + 100])
