@@ -151,8 +151,9 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unhandled(request: Request, exc: Exception) -> Response:
         if is_transient(exc):
-            # The database is away, overloaded, or aborted this request's transaction for a
-            # deadlock: nothing was stored, and the same request can simply be sent again.
+            # The database is away or overloaded, or aborted this request's transaction for
+            # a deadlock: the request may be sent again (task submission with its
+            # Idempotency-Key, if the connection dropped during the commit).
             log.warning(
                 "%s %s: transient database failure: %s: %s",
                 request.method,
@@ -162,7 +163,7 @@ def install_error_handlers(app: FastAPI) -> None:
             )
             return problem(
                 503,
-                detail="the database is unavailable or busy; nothing was changed, retry shortly",
+                detail="the database is unavailable or busy; retry shortly",
                 instance=request.url.path,
                 headers={"Retry-After": "1"},
             )
