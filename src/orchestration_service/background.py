@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 from typing import Any
 
@@ -18,6 +19,14 @@ async def cancel_and_wait(task: asyncio.Task[Any], name: str) -> None:
     task.cancel()
     done, _ = await asyncio.wait({task}, timeout=STOP_WAIT_SECONDS)
     if not done:
-        log.warning("%s did not stop within %.0fs of being cancelled; leaving it", name, STOP_WAIT_SECONDS)
+        # Where it is stuck: the call that does not answer its cancellation.
+        where = io.StringIO()
+        task.print_stack(limit=12, file=where)
+        log.warning(
+            "%s did not stop within %.0fs of being cancelled; leaving it. %s",
+            name,
+            STOP_WAIT_SECONDS,
+            where.getvalue().strip(),
+        )
     elif not task.cancelled() and task.exception() is not None:
         log.warning("%s ended with %r", name, task.exception())

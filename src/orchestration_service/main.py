@@ -18,6 +18,7 @@ from starlette.routing import BaseRoute
 
 from orchestration_service import __version__, tracing
 from orchestration_service.auth import ApiKeyMiddleware
+from orchestration_service.background import cancel_and_wait
 from orchestration_service.config import Settings, load_settings
 from orchestration_service.db.engine import Database, create_engine
 from orchestration_service.db.migrate import is_up_to_date
@@ -166,9 +167,7 @@ class Container:
     async def stop(self) -> None:
         grace = self.settings.server.shutdown_grace_seconds
         if self._bus_task is not None:
-            self._bus_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._bus_task
+            await cancel_and_wait(self._bus_task, "event bus connector")
         # Stop taking new events first, then finish the background work, then flush.
         with contextlib.suppress(Exception):
             await self.bus.stop_consuming()

@@ -7,7 +7,9 @@ the outbox relay, notify listeners). Events never leave before their transaction
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,9 @@ from sqlalchemy.pool import NullPool
 from orchestration_service import tracing
 from orchestration_service.config import StorageSettings
 
+log = logging.getLogger(__name__)
+
+POOL_CLOSE_SECONDS = 5.0
 OUTBOX_CHANNEL = "orch_outbox"  # a commit wrote outbox rows: wake the relay leader
 LOG_CHANNEL = "orch_event_log"  # the leader sequenced rows: wake the event-log readers
 
@@ -152,7 +157,12 @@ class Database:
 
     async def close(self) -> None:
         if self.pg is not None:
-            await self.pg.close()
+            try:
+                # Waits for connections in use to come back, but not forever; a cancelled
+                # close terminates the pool instead.
+                await asyncio.wait_for(self.pg.close(), POOL_CLOSE_SECONDS)
+            except TimeoutError:
+                log.warning("connections still in use %.0fs into shutdown; closed them", POOL_CLOSE_SECONDS)
             self.pg = None
         await self.engine.dispose()
 

@@ -8,7 +8,6 @@ Nothing survives a restart here, which is why the outbox, not the bus, is the re
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import deque
 from collections.abc import Sequence
@@ -16,6 +15,7 @@ from typing import Any
 
 import orjson
 
+from orchestration_service.background import cancel_and_wait
 from orchestration_service.domain.events import CONSUMED_BINDINGS
 from orchestration_service.events.bus import Disposition, Handler, InboundMessage, OutboundMessage
 from orchestration_service.events.topics import topic_matches
@@ -97,9 +97,7 @@ class MemoryBus:
 
     async def stop_consuming(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task, "in-process bus consumer")
             self._task = None
 
     def health(self) -> str:

@@ -155,9 +155,7 @@ class OutboxRelay:
     async def _release_leadership(self) -> None:
         publisher, self._publisher = self._publisher, None
         if publisher is not None and publisher is not asyncio.current_task():
-            publisher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await publisher
+            await cancel_and_wait(publisher, "outbox relay publisher")
         self.is_leader = False
         self.db.is_relay_leader = False
         if self._publish_conn is not None:

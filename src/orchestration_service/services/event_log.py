@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from orchestration_service.background import cancel_and_wait
 from orchestration_service.db.engine import LOG_CHANNEL, Database
 from orchestration_service.events.topics import topic_matches
 from orchestration_service.repositories.outbox import READ_LOG_PG, OutboxRepository
@@ -106,9 +107,7 @@ class LogNotifier:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task, "event-log notifier")
         await self._close_pg()
 
     async def _listen_pg(self) -> None:
