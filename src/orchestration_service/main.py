@@ -177,6 +177,7 @@ class Container:
         await self.sweeper.stop()
         await self.relay.stop(flush_timeout=min(grace, 10.0))
         await self.notifier.stop()
+        await self.tasks.estimator.close()
         with contextlib.suppress(Exception):
             await self.bus.close()
         await self.db.close()

@@ -337,6 +337,14 @@ sa.Index(
     postgresql_where=sa.text("provenance_id IS NOT NULL"),
     sqlite_where=sa.text("provenance_id IS NOT NULL"),
 )
+# Completion estimates (migration 0007): the newest completed tasks that ran, without
+# reading every completed task of the table to sort them.
+sa.Index(
+    "ix_tasks_recent_completed",
+    tasks.c.completed_at,
+    postgresql_where=sa.text("status = 'completed' AND started_at IS NOT NULL"),
+    sqlite_where=sa.text("status = 'completed' AND started_at IS NOT NULL"),
+)
 
 # Inputs whose artifact no record (yet) produced: the project's orphaned artifacts, and the
 # edges to add when a later record (or import) produces them.

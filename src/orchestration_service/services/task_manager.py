@@ -5,7 +5,9 @@ HTTP routes, the CLI (through HTTP) and the dashboard all reach tasks through he
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import logging
 import statistics
 import time
 import uuid
@@ -19,6 +21,7 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
 
 from orchestration_service import tracing
+from orchestration_service.background import cancel_and_wait
 from orchestration_service.config import Settings
 from orchestration_service.db.engine import Database
 from orchestration_service.db.errors import retry_conflicts
@@ -32,6 +35,8 @@ from orchestration_service.services.lifecycle import Lifecycle, utcnow
 
 if TYPE_CHECKING:
     from orchestration_service.services.dispatcher import Router
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
@@ -49,28 +54,58 @@ class TaskView:
 
 
 class CompletionEstimator:
-    """Median submission-to-completion time of recent completed tasks of a kind,
-    cached for a few seconds so that submission stays one transaction of writes."""
+    """Median submission-to-completion time of recent completed tasks of a kind, for the
+    ``estimated_completion`` of a submission.
+
+    Kept off the submission's path: a kind's first caller waits for the one query that
+    every concurrent caller shares; after that callers get the cached figure, and a figure
+    older than ``ttl_seconds`` is refreshed in the background (one refresh per kind) while
+    it is still answered. A failed query falls back to the configured default: the task is
+    already stored by then, and an estimate is not worth failing its submission."""
 
     def __init__(self, db: Database, default_seconds: int, ttl_seconds: float = 5.0) -> None:
         self.db = db
         self.default = float(default_seconds)
         self.ttl = ttl_seconds
         self._cache: dict[tuple[str | None, str | None], tuple[float, float]] = {}
+        self._refreshing: dict[tuple[str | None, str | None], asyncio.Task[float]] = {}
 
     async def seconds(self, *, tier: str | None = None, domain: str | None = None) -> float:
         key = (tier, domain)
         hit = self._cache.get(key)
-        now = time.monotonic()
-        if hit and now - hit[1] < self.ttl:
-            return hit[0]
-        async with self.db.read() as conn:
-            durations = await TaskRepository(conn).recent_durations(tier=tier, domain=domain)
-            if not durations and (tier or domain):
-                durations = await TaskRepository(conn).recent_durations()
+        if hit is not None:
+            value, at = hit
+            if time.monotonic() - at >= self.ttl and key not in self._refreshing:
+                self._start_refresh(key)
+            return value
+        task = self._refreshing.get(key) or self._start_refresh(key)
+        # Shielded: one caller giving up (a dropped request) must not cancel the others' query.
+        return await asyncio.shield(task)
+
+    def _start_refresh(self, key: tuple[str | None, str | None]) -> asyncio.Task[float]:
+        task = asyncio.create_task(self._refresh(key), name=f"estimate {key}")
+        self._refreshing[key] = task
+        task.add_done_callback(lambda _t: self._refreshing.pop(key, None))
+        return task
+
+    async def _refresh(self, key: tuple[str | None, str | None]) -> float:
+        tier, domain = key
+        try:
+            async with self.db.read() as conn:
+                durations = await TaskRepository(conn).recent_durations(tier=tier, domain=domain)
+                if not durations and (tier or domain):
+                    durations = await TaskRepository(conn).recent_durations()
+        except Exception as exc:
+            log.warning("completion estimate for %s unavailable (%s); using the default", key, exc)
+            stale = self._cache.get(key)
+            return stale[0] if stale else self.default
         value = statistics.median(durations) if durations else self.default
-        self._cache[key] = (value, now)
+        self._cache[key] = (value, time.monotonic())
         return value
+
+    async def close(self) -> None:
+        for task in list(self._refreshing.values()):
+            await cancel_and_wait(task, "completion estimate")
 
 
 def request_hash(cmd: SubmitTask) -> str:
