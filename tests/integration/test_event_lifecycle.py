@@ -282,8 +282,12 @@ async def test_a_freed_slot_is_dispatched_only_where_a_task_waits(limited: Harne
     waiting = (await submit(h.svc, project_id="full"))["task_id"]
     await h.running_task(project_id="idle")
     async with h.svc.container.db.read() as conn:
-        found = await TaskRepository(conn).with_waiting_tasks(["idle", "full", "nobody", "full"])
-    assert found == ["full"]
+        repo = TaskRepository(conn)
+        # "full" has a task waiting but no free slot at its limit of 2; "idle" has a slot but
+        # nobody waiting: no dispatch could start anything in either.
+        assert await repo.with_waiting_tasks(["idle", "full", "nobody", "full"], 2) == []
+        # With a higher limit "full" has room for its waiting task.
+        assert await repo.with_waiting_tasks(["idle", "full", "nobody", "full"], 3) == ["full"]
     doc = (await h.svc.client.get(f"/api/v1/tasks/{waiting}")).json()
     assert doc["status"] == "pending"
 

@@ -100,9 +100,26 @@ _LOCK_PROJECTS = sa.text(
 
 # Which of these projects have a routed task waiting: one index probe each (the partial
 # ``ix_tasks_dispatch_queue``), however long a queue is.
+# Project ``p`` has a routed task waiting and fewer than :lim in flight (the count stops
+# at :lim rows): a dispatch could start a task there.
+_ROOM_FOR_A_WAITING_TASK = (
+    "EXISTS (SELECT 1 FROM tasks WHERE project_id = p AND status = 'pending' AND routed_at IS NOT NULL)"
+    " AND (SELECT count(*) FROM (SELECT 1 FROM tasks WHERE project_id = p"
+    " AND status IN ('running', 'validating') LIMIT :lim) AS f) < :lim"
+)
 _WITH_WAITING_TASKS = sa.text(
-    "SELECT p FROM unnest(CAST(:ps AS text[])) AS p WHERE EXISTS ("
-    "SELECT 1 FROM tasks WHERE project_id = p AND status = 'pending' AND routed_at IS NOT NULL)"
+    f"SELECT p FROM unnest(CAST(:ps AS text[])) AS p WHERE {_ROOM_FOR_A_WAITING_TASK}"
+)
+# Every project with a pending task, one index probe each (a loose index scan over the
+# dispatch queue's index), instead of reading every pending task: a backlog of a million
+# tasks in a few hundred projects costs a few hundred probes.
+_PROJECTS_WITH_ROOM = sa.text(
+    "WITH RECURSIVE w(p) AS ("
+    " (SELECT project_id FROM tasks WHERE status = 'pending' ORDER BY project_id LIMIT 1)"
+    " UNION ALL"
+    " SELECT (SELECT t.project_id FROM tasks t WHERE t.status = 'pending' AND t.project_id > w.p"
+    " ORDER BY t.project_id LIMIT 1) FROM w WHERE w.p IS NOT NULL)"
+    f" SELECT p FROM w WHERE p IS NOT NULL AND {_ROOM_FOR_A_WAITING_TASK} LIMIT :n"
 )
 
 
@@ -316,24 +333,27 @@ class TaskRepository:
         if self.conn.dialect.name == "postgresql" and project_ids:
             await self.conn.execute(_LOCK_PROJECTS, {"ps": sorted(set(project_ids))})
 
-    async def with_waiting_tasks(self, project_ids: Sequence[str]) -> list[str]:
-        """The projects among these that have a routed task waiting for a slot, sorted."""
+    async def with_waiting_tasks(self, project_ids: Sequence[str], per_project: int) -> list[str]:
+        """The projects among these that have a routed task waiting and a free slot (fewer
+        than ``per_project`` in flight), sorted: the ones a dispatch could start a task in."""
         if not project_ids:
             return []
         projects = sorted(set(project_ids))
         if self.conn.dialect.name == "postgresql":
-            rows = await self.conn.execute(_WITH_WAITING_TASKS, {"ps": projects})
-        else:
-            rows = await self.conn.execute(
-                sa.select(tasks.c.project_id)
-                .where(
-                    tasks.c.project_id.in_(projects),
-                    tasks.c.status == TaskStatus.PENDING.value,
-                    tasks.c.routed_at.is_not(None),
-                )
-                .distinct()
+            rows = await self.conn.execute(_WITH_WAITING_TASKS, {"ps": projects, "lim": per_project})
+            return sorted(str(p) for p in rows.scalars())
+        rows = await self.conn.execute(
+            sa.select(tasks.c.project_id)
+            .where(
+                tasks.c.project_id.in_(projects),
+                tasks.c.status == TaskStatus.PENDING.value,
+                tasks.c.routed_at.is_not(None),
             )
-        return sorted(str(p) for p in rows.scalars())
+            .distinct()
+        )
+        waiting = [str(p) for p in rows.scalars()]
+        busy = await self.in_flight_counts(waiting) if waiting else {}
+        return sorted(p for p in waiting if busy.get(p, 0) < per_project)
 
     async def in_flight_counts(self, project_ids: Sequence[str]) -> dict[str, int]:
         stmt = (
@@ -480,6 +500,9 @@ class TaskRepository:
         in flight), at most ``limit``. Full projects are left out: locking them finds
         nothing to dispatch, and with more than ``limit`` of them they hid the ones that
         had room."""
+        if self.conn.dialect.name == "postgresql":
+            rows = await self.conn.execute(_PROJECTS_WITH_ROOM, {"lim": per_project, "n": limit})
+            return [str(p) for p in rows.scalars()]
         waiting = (
             sa.select(tasks.c.project_id)
             .where(tasks.c.status == TaskStatus.PENDING.value, tasks.c.routed_at.is_not(None))

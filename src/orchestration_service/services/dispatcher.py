@@ -174,11 +174,14 @@ class Router(_Loop):
         if self._dispatch_due:
             due, self._dispatch_due = sorted(self._dispatch_due), set()
             try:
-                # Most freed slots have nobody waiting: one read finds the projects that do,
+                # Most freed slots have nobody waiting, and most submissions land in a
+                # project that is full: one read finds the projects where a task could start,
                 # instead of a locking transaction per batch of projects that finds nothing.
-                # A task routed after this read has its own dispatch queued by its commit.
+                # A task routed or a slot freed after this read queues its own dispatch.
                 async with self.db.read() as conn:
-                    due = await TaskRepository(conn).with_waiting_tasks(due)
+                    due = await TaskRepository(conn).with_waiting_tasks(
+                        due, self.settings.task_management.max_concurrent_per_project
+                    )
             except BaseException:
                 self._dispatch_due.update(due)
                 raise
