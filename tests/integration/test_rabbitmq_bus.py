@@ -484,6 +484,36 @@ async def test_reconnects_and_consumes_again_after_the_broker_drops_the_connecti
     assert after != before  # a new connection
 
 
+async def test_a_delivery_retried_when_its_channel_closes_is_handled_once_by_the_redelivery(
+    bus: RabbitMQBus, admin: AbstractChannel
+) -> None:
+    if shutil.which("rabbitmqctl") is None:
+        pytest.skip("rabbitmqctl is not available to close the connection from the broker side")
+    try:
+        before = await broker_side_pids(bus.connection_name)
+    except Exception as exc:
+        pytest.skip(f"rabbitmqctl cannot list connections: {exc}")
+    database_down = True
+
+    async def decide(msg: InboundMessage) -> HandlerResult:
+        return HandlerResult(Disposition.RETRY, "retry", "database is down") if database_down else ACK
+
+    rec = Recorder(decide)
+    await bus.consume(rec)
+    env = cloud_event("dats.task.validated", {"task_id": "t-channel"})
+    await bus.publish([OutboundMessage("task.events", "task.validated", env)])
+    await wait_until(lambda: len(rec.seen) >= 2, what="a retry in place")
+    await rabbitmqctl("close_connection", before[0], "test: the channel closes under a retried delivery")
+    await wait_until(lambda: any(m.redelivered for m in rec.seen), 30, "the redelivery")
+    database_down = False
+    acked = await rec.next_acked(within=15)
+    assert acked.redelivered and ce_id(acked) == env["id"]
+    # The first delivery's retries ended with its channel (its handling is cancelled): the
+    # event is handled to the end once, by the redelivery, not also by a stale retry loop.
+    await asyncio.sleep(3)
+    assert rec.acked.empty()
+
+
 # -- the service end to end on RabbitMQ ------------------------------------------------------
 async def test_service_runs_on_rabbitmq(clean_db: str, admin: AbstractChannel, prefix: str) -> None:
     settings = make_settings(clean_db, events={"broker_url": AMQP_URL, "name_prefix": prefix})
