@@ -14,6 +14,7 @@ from orchestration_service.db.tables import tasks
 from orchestration_service.services.lifecycle import utcnow
 from tests.conftest import Service
 from tests.integration.test_event_lifecycle import Harness, cloud_event
+from tests.integration.test_provenance import Graph, Rec
 from tests.integration.test_tasks_api import wait_for_status
 
 
@@ -130,3 +131,33 @@ async def test_a_cancel_aborted_by_a_deadlock_runs_again(service: Service, datab
     assert answer.status_code == 200, answer.text
     assert (await wait_for_status(service, str(parent), "cancelled"))["status"] == "cancelled"
     await wait_for_status(service, str(child), "cancelled")
+
+
+async def test_a_taint_aborted_by_a_deadlock_runs_again(service: Service, database_url: str) -> None:
+    """Two cascades over common records: one holds a downstream record and then wants the
+    upstream one another cascade holds while it reaches downstream."""
+    g = Graph()
+    await g.add(service.container.db, [Rec("up"), Rec("down", inputs=["up"])])
+    other = await asyncpg.connect(_dsn(database_url))  # stands for a cascade that reached "down"
+    watcher = await asyncpg.connect(_dsn(database_url))
+    try:
+        tx = other.transaction()
+        await tx.start()
+        await other.execute("SELECT 1 FROM provenance_records WHERE id = $1 FOR UPDATE", g.ids["down"])
+        taint = asyncio.create_task(
+            service.client.post(
+                f"/api/v1/provenance/{g.id('up')}/taint", json={"reason": "bad model", "tainted_by": "ops"}
+            )
+        )
+        # The taint locked "up" and now waits to mark "down" suspect.
+        await _wait_for_lock_wait(watcher, other.get_server_pid(), "provenance_records")
+        await other.execute("SELECT 1 FROM provenance_records WHERE id = $1 FOR UPDATE", g.ids["up"])
+        await tx.rollback()
+        answer = await asyncio.wait_for(taint, 15)
+    finally:
+        await other.close()
+        await watcher.close()
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["tainted_count"] == 1 and answer.json()["suspect_count"] == 1
+    trail = (await service.client.get("/api/v1/provenance/taint-events")).json()
+    assert trail["total"] == 2  # written once: the aborted run left nothing behind
