@@ -26,7 +26,7 @@ from orchestration_service.repositories.provenance import (
 from orchestration_service.services.lifecycle import utcnow
 from tests.conftest import Service
 from tests.contract.test_asyncapi import DOCUMENT, Contract
-from tests.integration.test_event_lifecycle import Harness, cloud_event
+from tests.integration.test_event_lifecycle import Harness, cloud_event, output_event
 from tests.integration.test_tasks_api import submit, wait_for_status
 
 API = "/api/v1"
@@ -525,6 +525,53 @@ async def test_taint_cascade_marks_stores_and_publishes_in_one_go(h: Harness) ->
         assert bad.status_code == 422, body
     missing = await svc.client.post(f"{API}/provenance/{uuid.uuid4()}/taint", json={"reason": "x"})
     assert missing.status_code == 404
+
+
+async def _complete(h: Harness, art: str, inputs: list[str]) -> str:
+    """A task run to completion through the bus, producing ``art`` from ``inputs``; its record id."""
+    tid = await h.running_task()
+    out = output_event(tid, art=art, inputs=[{"artifact_id": i} for i in inputs])
+    await h.send(out)
+    await h.send(
+        cloud_event("task.validated", {"task_id": tid, "confidence": 0.9}, source="/qa-service"),
+        "task.validated",
+        "qa.events",
+    )
+    doc = await wait_for_status(h.svc, tid, "completed")
+    return str(doc["provenance_id"])
+
+
+async def test_a_record_that_consumes_a_tainted_artifact_is_suspect_from_the_start(h: Harness) -> None:
+    svc = h.svc
+    a = await _complete(h, "art-a", [])
+    r = await svc.client.post(f"{API}/provenance/{a}/taint", json={"reason": "bad model"})
+    assert r.status_code == 200, r.text
+    cascade = r.json()["cascade_id"]
+
+    # Made later, from a's tainted artifact: suspect, in a's cascade, one step from it.
+    b = await _complete(h, "art-b", ["art-a"])
+    doc = await record(svc, b)
+    assert doc["is_suspect"] and doc["suspect_source"] == "art-a" and not doc["is_tainted"]
+    # And from b's (suspect) artifact: suspect too, with the same source, one step further.
+    c = await _complete(h, "art-c", ["art-b"])
+    doc = await record(svc, c)
+    assert doc["is_suspect"] and doc["suspect_source"] == "art-a"
+    trail = await get(svc, "/provenance/taint-events", cascade_id=cascade)
+    entries = {
+        (e["artifact_id"], e["action"], e["cascade_depth"], e["source_provenance_id"]) for e in trail["items"]
+    }
+    assert entries == {("art-a", "taint", 0, None), ("art-b", "suspect", 1, a), ("art-c", "suspect", 2, a)}
+    suspect = (await h.published("artifact.suspect", "art-c"))[0]
+    assert suspect["data"]["source_artifact_id"] == "art-a" and suspect["data"]["cascade_id"] == cascade
+    contract = Contract(yaml.safe_load(DOCUMENT.read_text()))
+    inherited = [m for m in h.bus.published if m.routing_key == "artifact.suspect"]
+    assert len(inherited) == 2 and [p for m in inherited for p in contract.check_published(m)] == []
+
+    # From a clean artifact: nothing inherited.
+    clean = await _complete(h, "art-d", [])
+    d = await _complete(h, "art-e", ["art-d"])
+    assert not (await record(svc, d))["is_suspect"]
+    assert not (await record(svc, clean))["is_suspect"]
 
 
 async def test_clear_suspect_and_the_audit_trail(service: Service) -> None:

@@ -778,6 +778,28 @@ class ProvenanceRepository:
         stmt = sa.select(sa.func.count()).select_from(taint_events).where(*self._taint_where(f))
         return int((await self.conn.execute(stmt)).scalar_one())
 
+    async def taint_flags(self, record_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, RowMapping]:
+        """Taint state of these records (id → is_tainted, is_suspect, suspect_source).
+        PostgreSQL: read FOR SHARE, in id order, so that a taint being applied to one of
+        them is waited for, and one not yet begun waits for the caller's commit."""
+        stmt = sa.select(pr.c.id, pr.c.is_tainted, pr.c.is_suspect, pr.c.suspect_source).where(
+            pr.c.id.in_(sorted(record_ids, key=str))
+        )
+        if self.is_postgres:
+            stmt = stmt.order_by(pr.c.id).with_for_update(read=True)
+        return {r["id"]: r for r in (await self.conn.execute(stmt)).mappings()}
+
+    async def last_trail_event(self, record_id: uuid.UUID) -> RowMapping | None:
+        """The record's latest taint or suspect entry (its cascade, depth and source)."""
+        te = taint_events
+        stmt = (
+            sa.select(te)
+            .where(te.c.provenance_id == record_id, te.c.action.in_(("taint", "suspect")))
+            .order_by(te.c.timestamp.desc(), te.c.id.desc())
+            .limit(1)
+        )
+        return (await self.conn.execute(stmt)).mappings().first()
+
     async def last_suspect_event(self, record_id: uuid.UUID) -> RowMapping | None:
         te = taint_events
         stmt = (

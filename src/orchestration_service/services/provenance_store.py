@@ -156,4 +156,11 @@ class ProvenanceStore:
                 for (dep, art), rel in edges.items()
             ]
         )
+        # Consumed from a tainted or suspect record: suspect from the start.
+        upstream: dict[uuid.UUID, str] = {}
+        for dep, art in sorted(edges, key=lambda e: (str(e[0]), e[1])):
+            upstream.setdefault(dep, art)
+        await self.cascade.inherit(
+            tx, {"id": record_id, "project_id": task["project_id"], "outputs": outputs}, upstream
+        )
         return record_id

@@ -82,6 +82,49 @@ def _rejected(reason: str, field_name: str) -> Exception:
     return EventRejected("unknown-record", reason, field=field_name)
 
 
+def _trail_entry(
+    action: str,
+    art: str,
+    rid: uuid.UUID,
+    project: str,
+    why: str,
+    depth: int,
+    source: tuple[str, uuid.UUID] | None,
+    cascade_id: str,
+    now: datetime,
+) -> tuple[dict[str, Any], ev.OutgoingEvent]:
+    """One taint-trail row and its event (``artifact.tainted`` or ``artifact.suspect``)."""
+    row = {
+        "id": str(uuid7()),
+        "timestamp": now,
+        "artifact_id": art[:255],
+        "provenance_id": rid,
+        "reason": why,
+        "source_artifact_id": source[0] if source else None,
+        "source_provenance_id": source[1] if source else None,
+        "cascade_depth": depth,
+        "cascade_id": cascade_id,
+        "action": action,
+        "project_id": project,
+        "extra": None,
+    }
+    event = ev.OutgoingEvent(
+        name=ev.ARTIFACT_TAINTED if action == "taint" else ev.ARTIFACT_SUSPECT,
+        subject=art,
+        project_id=project,
+        data={
+            "artifact_id": art,
+            "provenance_id": str(rid),
+            "project_id": project,
+            "reason": why,
+            "cascade_id": cascade_id,
+            "source_artifact_id": source[0] if source else None,
+            "cascade_depth": depth,
+        },
+    )
+    return row, event
+
+
 class TaintCascade:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -234,6 +277,51 @@ class TaintCascade:
         await repo.set_cascade_result(cascade_id, result.document())
         return result
 
+    async def inherit(self, tx: Transaction, record: dict[str, Any], upstream: dict[uuid.UUID, str]) -> bool:
+        """A new record that consumed an artifact of a tainted or suspect record is suspect
+        from the start, as if the cascade had reached it: every transitive dependent of a
+        tainted record is suspect. ``upstream``: each record it depends on → the artifact it
+        consumed from it. True if it became suspect.
+
+        On PostgreSQL the upstream rows are read FOR SHARE: a taint of one of them that is
+        committing is waited for and seen; one that starts later waits for this record's
+        commit, and then finds it downstream."""
+        if not upstream:
+            return False
+        repo = ProvenanceRepository(tx.conn)
+        flags = await repo.taint_flags(list(upstream))
+        found: tuple[uuid.UUID, str, RowMapping] | None = None
+        for dep in sorted(upstream, key=str):
+            f = flags.get(dep)
+            if f is not None and f["is_tainted"]:
+                found = (dep, upstream[dep], f)
+                break
+            if f is not None and f["is_suspect"] and found is None:
+                found = (dep, upstream[dep], f)
+        if found is None:
+            return False
+        dep, consumed, f = found
+        last = await repo.last_trail_event(dep)
+        if f["is_tainted"]:
+            source, depth = (consumed, dep), 1
+        else:
+            # Suspect itself: the source is its own (the artifact first tainted), one step further.
+            origin = last["source_provenance_id"] if last and last["source_provenance_id"] else dep
+            source = (f["suspect_source"] or consumed, origin)
+            depth = last["cascade_depth"] + 1 if last else 1
+        cascade_id = last["cascade_id"] if last and last["cascade_id"] else str(uuid7())
+        now = utcnow()
+        await repo.mark_suspect({record["id"]: source[0]}, at=now)
+        why = f"consumed {consumed}, which is {'tainted' if f['is_tainted'] else 'suspect'}"
+        rid, project = record["id"], record["project_id"]
+        entries = [
+            _trail_entry("suspect", art, rid, project, why, depth, source, cascade_id, now)
+            for art in artifacts_or_record(record["outputs"], rid)
+        ]
+        await repo.add_taint_events([row for row, _ in entries])
+        await emit(tx, [event for _, event in entries])
+        return True
+
     async def _existing(self, repo: ProvenanceRepository, cascade_id: str) -> CascadeResult:
         stored = await repo.get_cascade(cascade_id)
         doc = (stored["result"] if stored else None) or {}
@@ -292,38 +380,9 @@ class TaintCascade:
             depth: int,
             source: tuple[str, uuid.UUID] | None,
         ) -> None:
-            rows.append(
-                {
-                    "id": str(uuid7()),
-                    "timestamp": now,
-                    "artifact_id": art[:255],
-                    "provenance_id": rid,
-                    "reason": why,
-                    "source_artifact_id": source[0] if source else None,
-                    "source_provenance_id": source[1] if source else None,
-                    "cascade_depth": depth,
-                    "cascade_id": cascade_id,
-                    "action": action,
-                    "project_id": project,
-                    "extra": None,
-                }
-            )
-            out.append(
-                ev.OutgoingEvent(
-                    name=ev.ARTIFACT_TAINTED if action == "taint" else ev.ARTIFACT_SUSPECT,
-                    subject=art,
-                    project_id=project,
-                    data={
-                        "artifact_id": art,
-                        "provenance_id": str(rid),
-                        "project_id": project,
-                        "reason": why,
-                        "cascade_id": cascade_id,
-                        "source_artifact_id": source[0] if source else None,
-                        "cascade_depth": depth,
-                    },
-                )
-            )
+            row, event = _trail_entry(action, art, rid, project, why, depth, source, cascade_id, now)
+            rows.append(row)
+            out.append(event)
 
         for r in roots:
             for art in artifacts_or_record(r["outputs"], r["id"]):
