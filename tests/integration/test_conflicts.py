@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 import asyncpg
 import pytest
@@ -16,6 +18,8 @@ from tests.conftest import Service
 from tests.integration.test_event_lifecycle import Harness, cloud_event
 from tests.integration.test_provenance import Graph, Rec
 from tests.integration.test_tasks_api import wait_for_status
+
+T = TypeVar("T")
 
 
 @pytest.fixture
@@ -77,30 +81,45 @@ async def _parent_with_a_subtask_in_qa(service: Service) -> tuple[uuid.UUID, uui
     return parent, child
 
 
+async def deadlock(
+    url: str, table: str, held: uuid.UUID, wanted: uuid.UUID, work: Coroutine[Any, Any, T], waits_in: str
+) -> T:
+    """Run ``work`` (the service's) into a real deadlock with another session, and return its
+    result.
+
+    The other session locks ``held`` in ``table``; ``work`` starts, takes its own locks and
+    waits for ``held`` (seen as a lock wait in a statement containing ``waits_in``); the
+    other session then asks for ``wanted``, which ``work`` holds: a cycle. ``work``'s backend
+    has waited longer, so its deadlock check fires first and PostgreSQL aborts it; the other
+    session's lock is then granted (this raises DeadlockDetectedError if it was the one
+    aborted) and it lets go, so that ``work`` can only succeed by running again."""
+    other = await asyncpg.connect(_dsn(url))
+    watcher = await asyncpg.connect(_dsn(url))
+    try:
+        tx = other.transaction()
+        await tx.start()
+        await other.execute(f"SELECT 1 FROM {table} WHERE id = $1 FOR UPDATE", held)
+        running = asyncio.ensure_future(work)
+        await _wait_for_lock_wait(watcher, other.get_server_pid(), waits_in)
+        await other.execute(f"SELECT 1 FROM {table} WHERE id = $1 FOR UPDATE", wanted)
+        await tx.rollback()
+        return await asyncio.wait_for(running, 15)
+    finally:
+        await other.close()
+        await watcher.close()
+
+
 async def test_a_subtask_event_aborted_by_a_deadlock_runs_again(service: Service, database_url: str) -> None:
     """The lock cycle of a subtask's event (the subtask, then its parent) against a cancel
     of the parent (the parent, then its subtasks)."""
     h = Harness(service)
     parent, child = await _parent_with_a_subtask_in_qa(service)
     event = cloud_event("task.validated", {"task_id": str(child), "confidence": 0.9}, source="/qa-service")
-    canceller = await asyncpg.connect(_dsn(database_url))
-    watcher = await asyncpg.connect(_dsn(database_url))
-    try:
-        tx = canceller.transaction()
-        await tx.start()
-        await canceller.execute("SELECT 1 FROM tasks WHERE id = $1 FOR UPDATE", parent)
-        # The event locks the subtask, completes it, then waits for the parent's row.
-        delivery = asyncio.create_task(h.send(event, "task.validated", "qa.events"))
-        await _wait_for_lock_wait(watcher, canceller.get_server_pid(), "FOR UPDATE")
-        # The canceller now wants the subtask: a cycle. The event's backend has waited
-        # longer, so its deadlock check fires first and aborts it; the canceller's lock is
-        # then granted (this would raise DeadlockDetectedError if it were the one aborted).
-        await canceller.execute("SELECT 1 FROM tasks WHERE id = $1 FOR UPDATE", child)
-        await tx.rollback()  # and lets go: the event's second run applies it
-        await asyncio.wait_for(delivery, 15)
-    finally:
-        await canceller.close()
-        await watcher.close()
+    # The event locks the subtask, completes it, then waits for the parent's row, which a
+    # cancel of the parent holds; that cancel then wants the subtask.
+    await deadlock(
+        database_url, "tasks", parent, child, h.send(event, "task.validated", "qa.events"), "FOR UPDATE"
+    )
     assert list(h.bus.dead_letters) == []
     assert (await wait_for_status(service, str(child), "completed"))["provenance_id"]
     await wait_for_status(service, str(parent), "completed")  # its only subtask completed
@@ -111,23 +130,10 @@ async def test_a_subtask_event_aborted_by_a_deadlock_runs_again(service: Service
 async def test_a_cancel_aborted_by_a_deadlock_runs_again(service: Service, database_url: str) -> None:
     """The same cycle from the other side: the cancel of the parent is the one aborted."""
     parent, child = await _parent_with_a_subtask_in_qa(service)
-    worker = await asyncpg.connect(_dsn(database_url))  # stands for a subtask's event
-    watcher = await asyncpg.connect(_dsn(database_url))
-    try:
-        tx = worker.transaction()
-        await tx.start()
-        await worker.execute("SELECT 1 FROM tasks WHERE id = $1 FOR UPDATE", child)
-        cancel = asyncio.create_task(
-            service.client.post(f"/api/v1/tasks/{parent}/cancel", json={"reason": "changed my mind"})
-        )
-        # The cancel locks the parent, then waits for its subtask's row.
-        await _wait_for_lock_wait(watcher, worker.get_server_pid(), "FOR UPDATE")
-        await worker.execute("SELECT 1 FROM tasks WHERE id = $1 FOR UPDATE", parent)  # the cycle
-        await tx.rollback()
-        answer = await asyncio.wait_for(cancel, 15)
-    finally:
-        await worker.close()
-        await watcher.close()
+    # The cancel locks the parent, then waits for its subtask's row, which a subtask's event
+    # holds; that event then wants the parent.
+    cancel = service.client.post(f"/api/v1/tasks/{parent}/cancel", json={"reason": "changed my mind"})
+    answer = await deadlock(database_url, "tasks", child, parent, cancel, "FOR UPDATE")
     assert answer.status_code == 200, answer.text
     assert (await wait_for_status(service, str(parent), "cancelled"))["status"] == "cancelled"
     await wait_for_status(service, str(child), "cancelled")
@@ -138,25 +144,13 @@ async def test_a_taint_aborted_by_a_deadlock_runs_again(service: Service, databa
     upstream one another cascade holds while it reaches downstream."""
     g = Graph()
     await g.add(service.container.db, [Rec("up"), Rec("down", inputs=["up"])])
-    other = await asyncpg.connect(_dsn(database_url))  # stands for a cascade that reached "down"
-    watcher = await asyncpg.connect(_dsn(database_url))
-    try:
-        tx = other.transaction()
-        await tx.start()
-        await other.execute("SELECT 1 FROM provenance_records WHERE id = $1 FOR UPDATE", g.ids["down"])
-        taint = asyncio.create_task(
-            service.client.post(
-                f"/api/v1/provenance/{g.id('up')}/taint", json={"reason": "bad model", "tainted_by": "ops"}
-            )
-        )
-        # The taint locked "up" and now waits to mark "down" suspect.
-        await _wait_for_lock_wait(watcher, other.get_server_pid(), "provenance_records")
-        await other.execute("SELECT 1 FROM provenance_records WHERE id = $1 FOR UPDATE", g.ids["up"])
-        await tx.rollback()
-        answer = await asyncio.wait_for(taint, 15)
-    finally:
-        await other.close()
-        await watcher.close()
+    # The taint locks "up", then waits to mark "down" suspect.
+    taint = service.client.post(
+        f"/api/v1/provenance/{g.id('up')}/taint", json={"reason": "bad model", "tainted_by": "ops"}
+    )
+    answer = await deadlock(
+        database_url, "provenance_records", g.ids["down"], g.ids["up"], taint, "provenance_records"
+    )
     assert answer.status_code == 200, answer.text
     assert answer.json()["tainted_count"] == 1 and answer.json()["suspect_count"] == 1
     trail = (await service.client.get("/api/v1/provenance/taint-events")).json()

@@ -444,15 +444,20 @@ async def broker_side_pids(connection_name: str) -> list[str]:
     return [line.split("\t", 1)[0] for line in out.splitlines() if marker in line]
 
 
-async def test_reconnects_and_consumes_again_after_the_broker_drops_the_connection(
-    bus: RabbitMQBus, admin: AbstractChannel
-) -> None:
+async def broker_side_pids_or_skip(bus: RabbitMQBus) -> list[str]:
+    """``broker_side_pids`` of the bus's connection; the test is skipped without rabbitmqctl."""
     if shutil.which("rabbitmqctl") is None:
         pytest.skip("rabbitmqctl is not available to close the connection from the broker side")
     try:
-        before = await broker_side_pids(bus.connection_name)
+        return await broker_side_pids(bus.connection_name)
     except Exception as exc:
         pytest.skip(f"rabbitmqctl cannot list connections: {exc}")
+
+
+async def test_reconnects_and_consumes_again_after_the_broker_drops_the_connection(
+    bus: RabbitMQBus, admin: AbstractChannel
+) -> None:
+    before = await broker_side_pids_or_skip(bus)
     assert len(before) == 1  # the prefix makes the name unique to this test
 
     rec = Recorder()
@@ -487,12 +492,7 @@ async def test_reconnects_and_consumes_again_after_the_broker_drops_the_connecti
 async def test_a_delivery_retried_when_its_channel_closes_is_handled_once_by_the_redelivery(
     bus: RabbitMQBus, admin: AbstractChannel
 ) -> None:
-    if shutil.which("rabbitmqctl") is None:
-        pytest.skip("rabbitmqctl is not available to close the connection from the broker side")
-    try:
-        before = await broker_side_pids(bus.connection_name)
-    except Exception as exc:
-        pytest.skip(f"rabbitmqctl cannot list connections: {exc}")
+    before = await broker_side_pids_or_skip(bus)
     database_down = True
 
     async def decide(msg: InboundMessage) -> HandlerResult:

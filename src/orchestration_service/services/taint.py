@@ -368,38 +368,22 @@ class TaintCascade:
         suspects = [t for t in targets if not t["is_tainted"]]
         await repo.mark_suspect({t["id"]: named[t["source"]] for t in suspects}, at=now)
 
-        rows: list[dict[str, Any]] = []
-        out: list[ev.OutgoingEvent] = []
-
-        def record(
-            action: str,
-            art: str,
-            rid: uuid.UUID,
-            project: str,
-            why: str,
-            depth: int,
-            source: tuple[str, uuid.UUID] | None,
-        ) -> None:
-            row, event = _trail_entry(action, art, rid, project, why, depth, source, cascade_id, now)
-            rows.append(row)
-            out.append(event)
-
-        for r in roots:
-            for art in artifacts_or_record(r["outputs"], r["id"]):
-                record("taint", art, r["id"], r["project_id"], reason, 0, None)
+        entries = [
+            _trail_entry("taint", art, r["id"], r["project_id"], reason, 0, None, cascade_id, now)
+            for r in roots
+            for art in artifacts_or_record(r["outputs"], r["id"])
+        ]
         for t in suspects:
             src = named[t["source"]]
-            for art in artifacts_or_record(t["outputs"], t["id"]):
-                record(
-                    "suspect",
-                    art,
-                    t["id"],
-                    t["project_id"],
-                    f"depends on tainted {src}",
-                    t["depth"],
-                    (src, t["source"]),
+            why, source = f"depends on tainted {src}", (src, t["source"])
+            entries.extend(
+                _trail_entry(
+                    "suspect", art, t["id"], t["project_id"], why, t["depth"], source, cascade_id, now
                 )
-        await repo.add_taint_events(rows)
+                for art in artifacts_or_record(t["outputs"], t["id"])
+            )
+        out = [event for _, event in entries]
+        await repo.add_taint_events([row for row, _ in entries])
         await emit(tx, out)
         return CascadeResult(
             cascade_id=cascade_id,

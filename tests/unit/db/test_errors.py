@@ -69,42 +69,35 @@ def test_conflicts_are_deadlocks_and_serialization_failures_only() -> None:
     assert not is_conflict(OperationalError("x", None, Exception("gone")))
 
 
-async def test_retry_conflicts_runs_the_work_again_until_it_succeeds() -> None:
-    calls = 0
+class Failing:
+    """Work that raises ``exc`` on its first ``times`` calls, then answers "done"."""
 
-    async def work() -> str:
-        nonlocal calls
-        calls += 1
-        if calls < 3:
-            raise asyncpg.exceptions.DeadlockDetectedError("deadlock detected")
+    def __init__(self, exc: BaseException, times: int) -> None:
+        self.exc, self.times, self.calls = exc, times, 0
+
+    async def __call__(self) -> str:
+        self.calls += 1
+        if self.calls <= self.times:
+            raise self.exc
         return "done"
 
+
+async def test_retry_conflicts_runs_the_work_again_until_it_succeeds() -> None:
+    work = Failing(asyncpg.exceptions.DeadlockDetectedError("deadlock detected"), times=2)
     assert await retry_conflicts(work, what="test") == "done"
-    assert calls == 3
+    assert work.calls == 3
 
 
 async def test_retry_conflicts_gives_up_and_leaves_other_errors_alone() -> None:
-    calls = 0
-
-    async def deadlocks() -> None:
-        nonlocal calls
-        calls += 1
-        raise asyncpg.exceptions.DeadlockDetectedError("deadlock detected")
-
+    deadlocks = Failing(asyncpg.exceptions.DeadlockDetectedError("deadlock detected"), times=99)
     with pytest.raises(asyncpg.exceptions.DeadlockDetectedError):
         await retry_conflicts(deadlocks, what="test")
-    assert calls == CONFLICT_ATTEMPTS
+    assert deadlocks.calls == CONFLICT_ATTEMPTS
 
-    calls = 0
-
-    async def shuts_down() -> None:
-        nonlocal calls
-        calls += 1
-        raise asyncpg.exceptions.AdminShutdownError("terminating connection")
-
+    shuts_down = Failing(asyncpg.exceptions.AdminShutdownError("terminating connection"), times=99)
     with pytest.raises(asyncpg.exceptions.AdminShutdownError):
         await retry_conflicts(shuts_down, what="test")
-    assert calls == 1  # transient but not a conflict: the caller decides (503, redelivery)
+    assert shuts_down.calls == 1  # transient but not a conflict: the caller decides (503, redelivery)
 
 
 async def test_http_answers_a_transient_failure_with_503_and_a_bug_with_500() -> None:
