@@ -789,22 +789,14 @@ class ProvenanceRepository:
             stmt = stmt.order_by(pr.c.id).with_for_update(read=True)
         return {r["id"]: r for r in (await self.conn.execute(stmt)).mappings()}
 
-    async def last_trail_event(self, record_id: uuid.UUID) -> RowMapping | None:
-        """The record's latest taint or suspect entry (its cascade, depth and source)."""
+    async def last_trail_event(
+        self, record_id: uuid.UUID, actions: Sequence[str] = ("taint", "suspect")
+    ) -> RowMapping | None:
+        """The record's latest trail entry of these actions (its cascade, depth and source)."""
         te = taint_events
         stmt = (
             sa.select(te)
-            .where(te.c.provenance_id == record_id, te.c.action.in_(("taint", "suspect")))
-            .order_by(te.c.timestamp.desc(), te.c.id.desc())
-            .limit(1)
-        )
-        return (await self.conn.execute(stmt)).mappings().first()
-
-    async def last_suspect_event(self, record_id: uuid.UUID) -> RowMapping | None:
-        te = taint_events
-        stmt = (
-            sa.select(te)
-            .where(te.c.provenance_id == record_id, te.c.action == "suspect")
+            .where(te.c.provenance_id == record_id, te.c.action.in_(list(actions)))
             .order_by(te.c.timestamp.desc(), te.c.id.desc())
             .limit(1)
         )

@@ -170,7 +170,7 @@ class TaintCascade:
                 raise NotFound(f"provenance record {record_id} does not exist")
             if not row["is_suspect"]:
                 return {"provenance_id": rid, "cleared": False, "cascade_id": None, "artifact_ids": []}
-            last = await repo.last_suspect_event(rid)
+            last = await repo.last_trail_event(rid, ("suspect",))
             cascade_id = last["cascade_id"] if last else str(uuid7())
             now = utcnow()
             text = reason or "revalidated"
