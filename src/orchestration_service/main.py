@@ -104,6 +104,7 @@ class Container:
             on_outcome=metrics.event_consumed,
         )
         events.rollback = provenance.rollback_handler(lifecycle)
+        events.rollback_scope = provenance.check_rollback_scope
         lifecycle.on_transition.append(metrics.transition)
         routing.on_routed.append(metrics.routed)
         relay = OutboxRelay(db, bus, settings)

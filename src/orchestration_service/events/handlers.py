@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -109,6 +109,8 @@ def validate_payload(ce: CloudEvent) -> tuple[str, BaseModel]:
 
 
 RollbackApplier = Callable[[Transaction, RollbackRequested, CloudEvent], Awaitable[str]]
+# Raises EventRejected (as for an unknown record) when the rollback reaches outside ``projects``.
+RollbackScopeCheck = Callable[[Transaction, RollbackRequested, Collection[str]], Awaitable[None]]
 
 
 class EventProcessor:
@@ -127,12 +129,18 @@ class EventProcessor:
         self.retry_on_worker_failure = retry_on_worker_failure
         self.on_outcome = on_outcome  # metrics hook: (event name, outcome)
         self.rollback: RollbackApplier | None = None  # set by the provenance service
+        self.rollback_scope: RollbackScopeCheck | None = None  # likewise
 
     # -- the shared path ---------------------------------------------------------------
-    async def process(self, ce: CloudEvent) -> Processed:
+    async def process(self, ce: CloudEvent, *, projects: Collection[str] | None = None) -> Processed:
         """Validate and apply one event. Raises EventRejected (nothing stored) or a
         transient database error (nothing stored; try again: ``db.errors.is_transient``).
-        A transaction aborted for a deadlock is run again here first."""
+        A transaction aborted for a deadlock is run again here first.
+
+        ``projects``: the projects the sender may touch (an API key's), None for trusted
+        senders (the broker, a key for every project). An event reaching outside them is
+        rejected exactly as one naming an unknown task or record, before anything else
+        (even the duplicate check) can tell the two apart."""
         name = ev.event_name_of(ce.type)
         parent = (ce.model_extra or {}).get("traceparent")
         with tracing.span(
@@ -143,11 +151,11 @@ class EventProcessor:
         ):
             token = event_id_var.set(ce.id)
             try:
-                return await retry_conflicts(lambda: self._process(name, ce), what=f"event {ce.id}")
+                return await retry_conflicts(lambda: self._process(name, ce, projects), what=f"event {ce.id}")
             finally:
                 event_id_var.reset(token)
 
-    async def _process(self, name: str, ce: CloudEvent) -> Processed:
+    async def _process(self, name: str, ce: CloudEvent, projects: Collection[str] | None) -> Processed:
         if ce.source == ev.SOURCE:
             # Our own task.failed coming back from the exchange: already applied.
             self.on_outcome(name, "ignored")
@@ -170,6 +178,8 @@ class EventProcessor:
                 )
             else:
                 claimed = await ProcessedEventRepository(tx.conn).claim(ce.id, name, ce.source, "processed")
+            if projects is not None:
+                task = await self._in_scope(tx, payload, task_id, task, projects)
             if not claimed:
                 result = Processed("duplicate", f"event {ce.id} was already processed")
             else:
@@ -178,6 +188,29 @@ class EventProcessor:
                     await ProcessedEventRepository(tx.conn).set_outcome(ce.id, result.outcome)
         self.on_outcome(name, result.outcome)
         return result
+
+    async def _in_scope(
+        self,
+        tx: Transaction,
+        payload: BaseModel,
+        task_id: uuid.UUID | None,
+        task: dict[str, Any] | _Unread | None,
+        projects: Collection[str],
+    ) -> dict[str, Any] | _Unread | None:
+        """Refuse (as unknown) an event whose task or record lies outside ``projects``;
+        returns the task, read and locked here if it was not yet."""
+        if isinstance(payload, RollbackRequested):
+            if self.rollback_scope is None:
+                raise EventRejected("unknown-type", "rollback handling is not available")
+            await self.rollback_scope(tx, payload, projects)
+            return task
+        if isinstance(task, _Unread):
+            found = await TaskRepository(tx.conn).get(task_id, for_update=True) if task_id else None
+            task = dict(found) if found is not None else None
+        if task is None or task["project_id"] not in projects:
+            text = str(getattr(payload, "task_id", ""))
+            raise EventRejected("unknown-task", f"task {text} does not exist", field="data.task_id")
+        return task
 
     async def _apply(
         self,

@@ -25,7 +25,7 @@ from orchestration_service.domain.errors import (
 )
 from orchestration_service.events.handlers import EventRejected, parse_envelope
 from orchestration_service.http import JSON
-from orchestration_service.routers.deps import container, narrowed_projects
+from orchestration_service.routers.deps import container, narrowed_projects, visible_projects
 from orchestration_service.schemas.common import problem_responses, sse_response
 from orchestration_service.schemas.events import CloudEvent
 from orchestration_service.services.event_log import LogFilter
@@ -134,7 +134,7 @@ async def _process_one(request: Request, raw: bytes | dict[str, Any]) -> tuple[i
     c = container(request)
     ce = parse_envelope(raw)  # also refuses NUL characters, which PostgreSQL cannot store
     try:
-        result = await c.events.process(ce)
+        result = await c.events.process(ce, projects=visible_projects(request))
     except Exception as exc:
         if not is_transient(exc):
             raise

@@ -7,7 +7,7 @@ the records that produced those artifacts, so the dependency graph grows from re
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -53,6 +53,12 @@ class ProvenanceStore:
     ) -> Callable[[Transaction, RollbackRequested, CloudEvent], Awaitable[str]]:
         """The ``EventProcessor.rollback`` hook (``rollback.requested``)."""
         return self.cascade.rollback_handler(lifecycle)
+
+    async def check_rollback_scope(
+        self, tx: Transaction, payload: RollbackRequested, projects: Collection[str]
+    ) -> None:
+        """The ``EventProcessor.rollback_scope`` hook."""
+        await self.cascade.check_rollback_scope(tx, payload, projects)
 
     async def record_completion(
         self, tx: Transaction, task: dict[str, Any], validation: dict[str, Any]

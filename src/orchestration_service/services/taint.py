@@ -12,7 +12,7 @@ most once (``taint_cascades``): a repeated one answers with what it did the firs
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -402,6 +402,34 @@ class TaintCascade:
             return await self.apply_rollback(tx, payload, ce, lifecycle)
 
         return apply
+
+    async def check_rollback_scope(
+        self, tx: Transaction, p: RollbackRequested, projects: Collection[str]
+    ) -> None:
+        """Refuse a rollback that names a record, artifact or checkpoint outside
+        ``projects``, in the words used when it does not exist (nothing tells the two apart)."""
+        repo = ProvenanceRepository(tx.conn)
+        if p.provenance_id:
+            try:
+                row = await repo.get(uuid.UUID(p.provenance_id))
+            except ValueError:
+                row = None
+            if row is None or row["project_id"] not in projects:
+                raise _rejected(f"provenance record {p.provenance_id} does not exist", "data.provenance_id")
+        if p.artifact_id:
+            producer = (await repo.producers_of([p.artifact_id])).get(p.artifact_id)
+            row = await repo.get(producer) if producer else None
+            if row is None or row["project_id"] not in projects:
+                if p.provenance_id:
+                    raise _rejected(
+                        f"artifact {p.artifact_id} was not produced by record {p.provenance_id}",
+                        "data.artifact_id",
+                    )
+                raise _rejected(f"no provenance record produced artifact {p.artifact_id}", "data.artifact_id")
+        if p.project_id and p.checkpoint_id and p.project_id not in projects:
+            raise _rejected(
+                f"checkpoint {p.checkpoint_id} of project {p.project_id} does not exist", "data.checkpoint_id"
+            )
 
     async def apply_rollback(
         self, tx: Transaction, p: RollbackRequested, ce: CloudEvent, lifecycle: Lifecycle
