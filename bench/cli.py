@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import os
 import secrets
 import signal
@@ -37,6 +38,7 @@ from bench.server import (
     ServerConfig,
     ServerProcess,
     connection_count,
+    create_admin_key,
     delete_broker_objects,
     machine_busy_seconds,
     migrate,
@@ -75,6 +77,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         choices=("memory", "amqp", "both"),
         default="memory",
         help="the event bus: memory:// (default), RabbitMQ, or both (each configuration twice)",
+    )
+    p.add_argument(
+        "--auth",
+        choices=("off", "on", "both"),
+        default="off",
+        help="API keys: off (default), on (each request sends an admin key), both (each configuration twice)",
     )
     p.add_argument("--amqp-url", default="amqp://guest:guest@127.0.0.1:5672/")
     p.add_argument(
@@ -125,11 +133,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def configurations(args: argparse.Namespace) -> list[ServerConfig]:
     out = []
+    auths = {"off": [False], "on": [True], "both": [False, True]}[args.auth]
     for workers in args.workers:
-        if args.broker in ("memory", "both"):
-            out.append(ServerConfig(workers, "memory://"))
-        if args.broker in ("amqp", "both"):
-            out.append(ServerConfig(workers, args.amqp_url, f"bench{secrets.token_hex(3)}."))
+        for auth in auths:
+            if args.broker in ("memory", "both"):
+                out.append(ServerConfig(workers, "memory://", auth=auth))
+            if args.broker in ("amqp", "both"):
+                out.append(ServerConfig(workers, args.amqp_url, f"bench{secrets.token_hex(3)}.", auth=auth))
     return out
 
 
@@ -157,9 +167,12 @@ class Harness:
         self.spy = spy
         self.workdir = workdir
         self.database = ""
+        self.auth_headers: dict[str, str] = {}  # the key of a configuration with auth on
 
     async def measure(self, server: ServerProcess, spec: LoadSpec, seconds: float) -> RunResult:
         cpu0, busy0, t0 = server.cpu_seconds(), machine_busy_seconds(), time.monotonic()
+        if self.auth_headers:
+            spec = dataclasses.replace(spec, headers={**spec.headers, **self.auth_headers})
         r = await self.loadgen.run(
             spec,
             server.base_url,
@@ -219,7 +232,8 @@ class Harness:
         try:
             await server.start()
             print(f"   database {self.database}, server pid {server.pid} on {server.base_url}")
-            async with httpx.AsyncClient(base_url=server.base_url, timeout=30.0) as client:
+            headers = self.auth_headers
+            async with httpx.AsyncClient(base_url=server.base_url, timeout=30.0, headers=headers) as client:
                 ctx = Context(server.base_url, client, self.workdir, a.projects, a.seed_tasks)
                 for name in workloads:
                     cr.workloads.append(await self.workload(REGISTRY[name](), ctx, server))
@@ -233,6 +247,7 @@ class Harness:
         """The bare reference app on a scratch database, with the same load."""
         a = self.args
         config = ServerConfig(workers, "memory://", reference=True)
+        self.auth_headers = {}
         cr = ConfigResult(config)
         log_path = RESULTS_DIR / f"server-{workers}w-reference.log"
         cr.log_path = str(log_path)
@@ -252,7 +267,7 @@ class Harness:
     async def configuration(self, config: ServerConfig) -> ConfigResult:
         a = self.args
         cr = ConfigResult(config)
-        log_path = RESULTS_DIR / f"server-{config.workers}w-{config.broker}.log"
+        log_path = RESULTS_DIR / f"server-{config.label.replace('/', '-').replace('+', '-')}.log"
         cr.log_path = str(log_path)
         print(f"== {config.label}: {config.workers} worker(s), broker {config.broker_url}", flush=True)
         try:
@@ -260,6 +275,8 @@ class Harness:
                 self.database = db_url.rsplit("/", 1)[1]
                 env = server_env(db_url, config)
                 await migrate(env)
+                key = await create_admin_key(env) if config.auth else None
+                self.auth_headers = {"Authorization": f"Bearer {key}"} if key else {}
                 await self._serve(cr, ServerProcess(config, env, log_path), a.workloads)
         except Exception as exc:
             cr.error = f"{type(exc).__name__}: {exc}"

@@ -45,6 +45,7 @@ class ServerConfig:
     broker_url: str
     events_prefix: str = ""
     reference: bool = False  # the bare reference app (bench/reference_app.py), not the service
+    auth: bool = False  # API keys on: every request carries an admin key for all projects
 
     @property
     def broker(self) -> str:
@@ -52,7 +53,8 @@ class ServerConfig:
 
     @property
     def label(self) -> str:
-        return f"{self.workers}w/{'reference' if self.reference else self.broker}"
+        auth = "+auth" if self.auth else ""
+        return f"{self.workers}w/{'reference' if self.reference else self.broker}{auth}"
 
 
 # -- database ------------------------------------------------------------------------------
@@ -110,7 +112,25 @@ def server_env(database_url: str, config: ServerConfig) -> dict[str, str]:
     )
     if config.events_prefix:
         env["ORCH_EVENTS__NAME_PREFIX"] = config.events_prefix
+    if config.auth:
+        env["ORCH_AUTH__ENABLED"] = "true"
     return env
+
+
+async def create_admin_key(env: dict[str, str]) -> str:
+    """``orchestration-service keys create`` on the scratch database: a key for every project."""
+    proc = await asyncio.create_subprocess_exec(
+        str(CLI),
+        *("keys", "create", "--name", "bench", "--scope", "admin", "--all-projects"),
+        env=env,
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await proc.communicate()
+    if proc.returncode != 0:
+        raise BenchError(f"`orchestration-service keys create` failed ({proc.returncode}):\n{err.decode()}")
+    return out.decode().strip()
 
 
 async def migrate(env: dict[str, str]) -> None:
