@@ -178,6 +178,20 @@ class EventsSettings(_Section):
     name_prefix: str = Field("", description="Prefix for exchange and queue names (test isolation).")
     relay_batch_size: int = Field(500, ge=1, le=10_000)
     sse_heartbeat_seconds: float = Field(15.0, gt=0, description="Comment heartbeat on idle SSE streams.")
+    max_open_streams: int = Field(
+        256,
+        ge=1,
+        le=100_000,
+        description="Open SSE streams (event feed and task streams together) per process; "
+        "one more is answered 503 with Retry-After.",
+    )
+    stream_buffer_events: int = Field(
+        1000,
+        ge=10,
+        le=100_000,
+        description="Events buffered for one SSE stream; a reader that falls this far behind is "
+        "disconnected and resumes with Last-Event-ID.",
+    )
     relay_poll_seconds: float = Field(
         1.0, gt=0, description="Safety poll of the outbox; commits wake the relay at once."
     )

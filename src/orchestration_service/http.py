@@ -125,6 +125,7 @@ def install_error_handlers(app: FastAPI) -> None:
             detail=exc.detail,
             instance=request.url.path,
             extra=exc.extra,
+            headers=getattr(exc, "headers", None),  # e.g. Retry-After of a 503
         )
 
     @app.exception_handler(RequestValidationError)

@@ -108,7 +108,12 @@ class Container:
         lifecycle.on_transition.append(metrics.transition)
         routing.on_routed.append(metrics.routed)
         relay = OutboxRelay(db, bus, settings)
-        notifier = LogNotifier(db, poll_seconds=settings.events.relay_poll_seconds)
+        notifier = LogNotifier(
+            db,
+            poll_seconds=settings.events.relay_poll_seconds,
+            max_streams=settings.events.max_open_streams,
+            buffer_events=settings.events.stream_buffer_events,
+        )
         relay.on_sequenced.append(notifier.wake)
         relay.on_published.append(metrics.events_published)
         return cls(

@@ -246,7 +246,8 @@ def task_ls(
             emit_json(page)
             return
         out.print(_task_table(page["items"]))
-        out.print(f"{len(page['items'])} of {page['total']}")
+        more = "+" if page.get("total_capped") else ""  # the service stops counting at 10,000
+        out.print(f"{len(page['items'])} of {page['total']}{more}")
 
     run(body)
 

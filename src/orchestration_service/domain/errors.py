@@ -67,3 +67,13 @@ class ValidationFailed(OrchestrationError):
 
 class ServiceUnavailable(OrchestrationError):
     status, kind, title = 503, "service-unavailable", "Service unavailable"
+
+
+class StreamsBusy(ServiceUnavailable):
+    """Every stream slot of this process is taken: the client retries after ``retry_after``."""
+
+    kind, title = "too-many-streams", "Too many open streams"
+
+    def __init__(self, detail: str, *, retry_after: int) -> None:
+        super().__init__(detail, extra={"retry_after": retry_after})
+        self.headers = {"Retry-After": str(retry_after)}

@@ -29,7 +29,7 @@ from orchestration_service.routers.deps import container, narrowed_projects, vis
 from orchestration_service.schemas.common import problem_responses, sse_response
 from orchestration_service.schemas.events import CloudEvent
 from orchestration_service.services.event_log import LogFilter
-from orchestration_service.sse import SSE_HEADERS, sse_comment, sse_message
+from orchestration_service.sse import SSEResponse, sse_comment, sse_message
 
 router = APIRouter(tags=["events"])
 log = logging.getLogger(__name__)
@@ -218,7 +218,7 @@ def _start_after(last_event_id: str | None, after: int | None) -> int | None:
     response_class=StreamingResponse,
     responses={
         **sse_response("Each event: `event` is its type, `data` the CloudEvent"),
-        **problem_responses(400, 422),
+        **problem_responses(400, 422, 503),
     },
 )
 async def feed(
@@ -234,16 +234,21 @@ async def feed(
     projects = narrowed_projects(request, project_id)
     flt = LogFilter(types=[t for t in type or [] if t], project_ids=projects, subject=subject)
     start = _start_after(last_event_id, after)
-    if start is None:
-        # A live tail starts at the newest event as of now, before the response begins, so
-        # a client that has the headers misses nothing committed after them.
-        start = await c.event_log.head()
+    slot = c.notifier.open_stream()  # 503 with Retry-After when the process has none free
+    try:
+        if start is None:
+            # A live tail starts at the newest event as of now, before the response begins,
+            # so a client that has the headers misses nothing committed after them.
+            start = await c.event_log.head()
+    except BaseException:
+        slot.release()
+        raise
     heartbeat = c.settings.events.sse_heartbeat_seconds
 
     async def stream() -> AsyncIterator[bytes]:
         yield sse_comment("event feed")
         sent = 0
-        async for batch in c.event_log.follow(start, flt, heartbeat=heartbeat):
+        async for batch in c.event_log.follow(start, flt, heartbeat=heartbeat, cut=slot.cut):
             if batch is None:
                 yield sse_comment("keepalive")
                 continue
@@ -255,4 +260,4 @@ async def feed(
             if limit is not None and sent >= limit:
                 return
 
-    return StreamingResponse(stream(), media_type="text/event-stream", headers=SSE_HEADERS)
+    return SSEResponse(stream(), slot)

@@ -17,7 +17,7 @@ from orchestration_service.routers.deps import container, visible_projects
 from orchestration_service.schemas.common import problem_responses, sse_response
 from orchestration_service.schemas.views import task_document
 from orchestration_service.services.event_log import LogEntry, LogFilter
-from orchestration_service.sse import SSE_HEADERS, sse_comment, sse_message
+from orchestration_service.sse import SSEResponse, sse_comment, sse_message
 
 router = APIRouter(tags=["tasks"])
 _FINAL = {s.value for s in FINAL_STATES}
@@ -29,7 +29,7 @@ _FINAL = {s.value for s in FINAL_STATES}
     response_class=StreamingResponse,
     responses={
         **sse_response("`snapshot` (a task document), then `status` events", ["snapshot", "status"]),
-        **problem_responses(400, 404),
+        **problem_responses(400, 404, 503),
     },
 )
 async def task_stream(
@@ -64,6 +64,7 @@ async def task_stream(
         return False
 
     flt = LogFilter(types=[TASK_STATUS_PREFIX + "*"], predicate=in_family)
+    slot = c.notifier.open_stream()  # 503 with Retry-After when the process has none free
 
     async def _status_payload(entry: LogEntry) -> dict[str, Any]:
         data = entry.envelope.get("data") or {}
@@ -95,7 +96,8 @@ async def task_stream(
         # Events are numbered after they commit: a transition the snapshot already shows may
         # still get a number after ``head``. Its time tells: it is not sent again.
         shown_until = current.task["updated_at"]
-        async for arrived in c.event_log.follow(head, flt, heartbeat=c.settings.events.sse_heartbeat_seconds):
+        heartbeat = c.settings.events.sse_heartbeat_seconds
+        async for arrived in c.event_log.follow(head, flt, heartbeat=heartbeat, cut=slot.cut):
             if arrived is None:
                 yield sse_comment("keepalive")
                 continue
@@ -107,7 +109,7 @@ async def task_stream(
                 if data.get("task_id") == str(tid) and data.get("to") in _FINAL:
                     return
 
-    return StreamingResponse(stream(), media_type="text/event-stream", headers=SSE_HEADERS)
+    return SSEResponse(stream(), slot)
 
 
 def _not_after(event_time: Any, moment: datetime) -> bool:

@@ -135,9 +135,15 @@ class TaskDocument(BaseModel):
 
 class TaskPage(BaseModel):
     items: list[TaskDocument]
-    total: int
+    total: int = Field(description="Tasks matching the filters, counted up to 10,000 (see `total_capped`).")
+    total_capped: bool = Field(
+        False, description="More tasks match than `total` says: the count stopped at 10,000."
+    )
     limit: int
     offset: int
+    next_cursor: str | None = Field(
+        None, description="Pass as `cursor` for the next page (keyset: fast at any depth); null at the end."
+    )
 
 
 class HistoryEntry(BaseModel):

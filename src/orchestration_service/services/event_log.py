@@ -6,6 +6,10 @@ event and never repeats one, even when writers commit out of order.
 
 One :class:`LogNotifier` per process reads new rows once and fans them out to every
 listener in memory, so a thousand listeners cost one query per batch, not a thousand.
+Each listener's queue is bounded (``events.stream_buffer_events``): a reader that falls that
+far behind is cut off (its stream closes) and resumes with ``Last-Event-ID``, so a slow
+client costs a bounded amount of memory. The number of open streams per process is capped
+too (``events.max_open_streams``); one more is refused with 503 and ``Retry-After``.
 It wakes on the local relay's signal, on PostgreSQL ``NOTIFY`` from the leader in another
 replica, and on a slow poll as a safety net.
 """
@@ -21,12 +25,12 @@ from typing import Any
 
 from orchestration_service.background import cancel_and_wait
 from orchestration_service.db.engine import LOG_CHANNEL, Database
+from orchestration_service.domain.errors import StreamsBusy
 from orchestration_service.events.topics import topic_matches
 from orchestration_service.repositories.outbox import READ_LOG_PG, OutboxRepository
 
 log = logging.getLogger(__name__)
 
-_QUEUE_LIMIT = 10_000
 _BATCH_LIMIT = 500  # entries a follower takes from its queue at once
 
 
@@ -56,9 +60,28 @@ class LogFilter:
         return self.predicate is None or self.predicate(e)
 
 
+STREAM_RETRY_AFTER_SECONDS = 5
+
+
+@dataclass(eq=False, slots=True)
+class StreamSlot:
+    """One open stream's place under ``events.max_open_streams``. ``cut`` is set when the
+    stream's reader fell a whole buffer behind: whoever serves the stream closes it."""
+
+    notifier: LogNotifier
+    cut: asyncio.Event = field(default_factory=asyncio.Event)
+    released: bool = False
+
+    def release(self) -> None:
+        if not self.released:  # idempotent: every way a stream ends may call it
+            self.released = True
+            self.notifier.open_streams -= 1
+
+
 @dataclass(eq=False, slots=True)
 class _Listener:
-    queue: asyncio.Queue[LogEntry] = field(default_factory=lambda: asyncio.Queue(_QUEUE_LIMIT))
+    queue: asyncio.Queue[LogEntry]
+    cut: asyncio.Event
     overflowed: bool = False
 
 
@@ -84,9 +107,19 @@ def _matching(
 
 
 class LogNotifier:
-    def __init__(self, db: Database, *, poll_seconds: float = 1.0) -> None:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        poll_seconds: float = 1.0,
+        max_streams: int = 256,
+        buffer_events: int = 1000,
+    ) -> None:
         self.db = db
         self.poll_seconds = poll_seconds
+        self.max_streams = max_streams
+        self.buffer_events = buffer_events
+        self.open_streams = 0
         self.last_seq = 0
         self._listeners: set[_Listener] = set()
         self._wake = asyncio.Event()
@@ -99,6 +132,16 @@ class LogNotifier:
     @property
     def listener_count(self) -> int:
         return len(self._listeners)
+
+    def open_stream(self) -> StreamSlot:
+        """A slot for one more stream, or :class:`StreamsBusy` (503) when all are taken."""
+        if self.open_streams >= self.max_streams:
+            raise StreamsBusy(
+                f"this process serves at most {self.max_streams} open streams; retry shortly",
+                retry_after=STREAM_RETRY_AFTER_SECONDS,
+            )
+        self.open_streams += 1
+        return StreamSlot(self)
 
     async def start(self) -> None:
         async with self.db.read() as conn:
@@ -162,8 +205,10 @@ class LogNotifier:
                     try:
                         listener.queue.put_nowait(e)
                     except asyncio.QueueFull:
-                        # A reader this far behind re-reads from the database instead.
+                        # A reader a whole buffer behind is cut off; it resumes from its
+                        # Last-Event-ID, read from the database, not from this process's memory.
                         listener.overflowed = True
+                        listener.cut.set()
                         break
             self.last_seq = entries[-1].seq
 
@@ -176,9 +221,10 @@ class LogNotifier:
             return await OutboxRepository(conn).read_log(after, limit)
 
     @contextlib.asynccontextmanager
-    async def subscribe(self) -> AsyncIterator[tuple[_Listener, int]]:
-        """A listener receiving every entry after the returned position."""
-        listener = _Listener()
+    async def subscribe(self, cut: asyncio.Event | None = None) -> AsyncIterator[tuple[_Listener, int]]:
+        """A listener receiving every entry after the returned position, until its buffer
+        overflows (then ``cut`` is set)."""
+        listener = _Listener(asyncio.Queue(self.buffer_events), cut or asyncio.Event())
         if not self._listeners:
             # The fan-out idles without listeners: move to the head before the first joins.
             async with self.db.read() as conn:
@@ -209,40 +255,40 @@ class EventLog:
         flt: LogFilter,
         *,
         heartbeat: float = 15.0,
+        cut: asyncio.Event | None = None,
     ) -> AsyncIterator[list[LogEntry] | None]:
-        """Every matching entry after ``after`` (None = from now), in order, forever, in
-        batches of what has arrived. Yields None when ``heartbeat`` seconds pass without
-        an entry."""
-        while True:
-            async with self.notifier.subscribe() as (listener, live_from):
-                position = live_from if after is None else after
-                after = position
-                # Catch up from the database to where the live fan-out starts.
-                while position < live_from:
-                    batch = await self.read(position, 500)
-                    if not batch:
-                        break
-                    out, position = _matching(batch, flt, position, until=live_from)
-                    if out:
-                        yield out
-                    if batch[-1].seq >= live_from:
-                        break
-                position = max(position, live_from)
-                queue = listener.queue
-                while not listener.overflowed or not queue.empty():
-                    if queue.empty():
-                        try:
-                            arrived = [await asyncio.wait_for(queue.get(), heartbeat)]
-                        except TimeoutError:
-                            yield None
-                            continue
-                    else:
-                        arrived = []
-                    # Take everything already queued at once: waiting for each entry cost
-                    # a turn of the event loop, and on a busy process the feed fell behind.
-                    while len(arrived) < _BATCH_LIMIT and not queue.empty():
-                        arrived.append(queue.get_nowait())
-                    out, position = _matching(arrived, flt, position)
-                    if out:
-                        yield out
-                after = position  # overflowed: resubscribe and catch up from here
+        """Every matching entry after ``after`` (None = from now), in order, in batches of
+        what has arrived. Yields None when ``heartbeat`` seconds pass without an entry.
+
+        Ends when the reader falls a whole buffer behind (``cut`` is set then): the client
+        resumes after the last entry it received, so nothing is missed or repeated."""
+        async with self.notifier.subscribe(cut) as (listener, live_from):
+            position = live_from if after is None else after
+            # Catch up from the database to where the live fan-out starts.
+            while position < live_from and not listener.overflowed:
+                batch = await self.read(position, 500)
+                if not batch:
+                    break
+                out, position = _matching(batch, flt, position, until=live_from)
+                if out:
+                    yield out
+                if batch[-1].seq >= live_from:
+                    break
+            position = max(position, live_from)
+            queue = listener.queue
+            while not listener.overflowed:
+                if queue.empty():
+                    try:
+                        arrived = [await asyncio.wait_for(queue.get(), heartbeat)]
+                    except TimeoutError:
+                        yield None
+                        continue
+                else:
+                    arrived = []
+                # Take everything already queued at once: waiting for each entry cost
+                # a turn of the event loop, and on a busy process the feed fell behind.
+                while len(arrived) < _BATCH_LIMIT and not queue.empty():
+                    arrived.append(queue.get_nowait())
+                out, position = _matching(arrived, flt, position)
+                if out:
+                    yield out

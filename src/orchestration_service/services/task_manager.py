@@ -38,12 +38,24 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# A list's ``total`` is exact up to here; beyond, the count stops (``total_capped``): counting
+# every matching row of a million-task table on each page cost more than the page itself.
+LIST_TOTAL_CAP = 10_000
+
 
 @dataclass(slots=True)
 class Submitted:
     task: dict[str, Any]
     estimated_completion: datetime
     replayed: bool
+
+
+@dataclass(slots=True)
+class TaskPage:
+    rows: Sequence[RowMapping]
+    total: int  # at most LIST_TOTAL_CAP
+    total_capped: bool  # more tasks match than ``total`` says
+    has_more: bool
 
 
 @dataclass(slots=True)
@@ -239,12 +251,20 @@ class TaskManager:
             deps = await repo.dependencies_of(ids) if ids else {}
         return TaskView(task, subtasks, deps)
 
-    async def list(self, f: TaskFilter, *, limit: int, offset: int) -> tuple[Sequence[RowMapping], int]:
+    async def list(
+        self,
+        f: TaskFilter,
+        *,
+        limit: int,
+        offset: int = 0,
+        after: tuple[datetime, uuid.UUID] | None = None,
+    ) -> TaskPage:
+        """A page, newest first, and the total counted up to :data:`LIST_TOTAL_CAP`."""
         async with self.db.read() as conn:
             repo = TaskRepository(conn)
-            rows = await repo.find(f, limit=limit, offset=offset)
-            total = await repo.count(f)
-        return rows, total
+            rows = await repo.find(f, limit=limit + 1, offset=offset, after=after)
+            total = await repo.count(f, cap=LIST_TOTAL_CAP)
+        return TaskPage(rows[:limit], min(total, LIST_TOTAL_CAP), total > LIST_TOTAL_CAP, len(rows) > limit)
 
     async def history(
         self, task_id: uuid.UUID, *, project_ids: Sequence[str] | None = None

@@ -74,6 +74,7 @@ export default async function tasksPage(ctx) {
   const f = readFilters(ctx.params);
   const root = ctx.root;
   let total = 0;
+  let capped = false; // the service stops counting at 10,000: "10,000+"
   let shown = [];
   let loaded = false;
   const queued = [];
@@ -162,12 +163,12 @@ export default async function tasksPage(ctx) {
     const from = total ? f.offset + 1 : 0;
     const to = Math.min(f.offset + shown.length, Math.max(total, f.offset + shown.length));
     summary.textContent = total
-      ? `Showing ${num(from)}–${num(to)} of ${num(total)} tasks`
+      ? `Showing ${num(from)}–${num(to)} of ${num(total)}${capped ? "+" : ""} tasks`
       : "No tasks match these filters.";
     prev.disabled = f.offset === 0;
     next.disabled = f.offset + f.limit >= total;
     const pages = Math.max(1, Math.ceil(total / f.limit));
-    pageInfo.textContent = `Page ${num(Math.floor(f.offset / f.limit) + 1)} of ${num(pages)}`;
+    pageInfo.textContent = `Page ${num(Math.floor(f.offset / f.limit) + 1)} of ${num(pages)}${capped ? "+" : ""}`;
   }
 
   let loadSeq = 0;
@@ -191,6 +192,7 @@ export default async function tasksPage(ctx) {
       });
       if (mine !== loadSeq || !ctx.isCurrent()) return;
       total = page.total;
+      capped = Boolean(page.total_capped);
       shown = page.items;
       clear(body);
       if (!shown.length) {
