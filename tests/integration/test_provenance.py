@@ -469,7 +469,7 @@ async def test_taint_cascade_marks_stores_and_publishes_in_one_go(h: Harness) ->
     # is legacy data from before artifact ids were scoped).
     assert result["tainted_count"] == 1 and result["suspect_count"] == 2
     assert (
-        result["max_depth"] == 3 and result["artifact_ids"] == ["art-b-0"] and not result["already_applied"]
+        result["max_depth"] == 2 and result["artifact_ids"] == ["art-b-0"] and not result["already_applied"]
     )
     cascade = result["cascade_id"]
 
