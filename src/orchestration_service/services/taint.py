@@ -269,6 +269,7 @@ class TaintCascade:
             tx,
             seed,
             [row],
+            project_id=project,
             reason=reason,
             tainted_by=tainted_by,
             cascade_id=cascade_id,
@@ -351,22 +352,21 @@ class TaintCascade:
         seed: sa.Select[Any],
         roots: Sequence[RowMapping],
         *,
+        project_id: str,
         reason: str,
         tainted_by: str,
         cascade_id: str,
         source_artifact: dict[Any, str],
     ) -> CascadeResult:
-        """Taint the seed records (``roots``: their rows) and make everything downstream suspect."""
+        """Taint the seed records (``roots``: their rows, all of ``project_id``) and make
+        everything downstream in the project suspect."""
         repo = ProvenanceRepository(tx.conn)
         now = utcnow()
         await repo.mark_tainted(seed, at=now, reason=reason, tainted_by=tainted_by[:255])
-        # A cascade stays in its project (the roots are all of one): an edge into another
-        # project's record can only be legacy data from before artifact ids were scoped.
+        # A cascade stays in its project: an edge into another project's record can only be
+        # legacy data from before artifact ids were scoped.
         targets = await repo.cascade_targets(
-            seed,
-            CASCADE_MAX_DEPTH,
-            roots[0]["project_id"],
-            only_root=roots[0]["id"] if len(roots) == 1 else None,
+            seed, CASCADE_MAX_DEPTH, project_id, only_root=roots[0]["id"] if len(roots) == 1 else None
         )
         named = {
             r["id"]: source_artifact.get(r["id"]) or primary_artifact(r["outputs"], r["id"]) for r in roots
@@ -558,6 +558,7 @@ class TaintCascade:
             tx,
             seed,
             roots,
+            project_id=p.project_id,
             reason=ROLLED_BACK,
             tainted_by=f"rollback:{p.rollback_id or cascade_id}",
             cascade_id=cascade_id,
