@@ -32,12 +32,14 @@ depends_on = None
 
 BATCH = 2000
 
-# Lightweight table handles for the data steps (the schema as it is between the steps).
+# Lightweight table handles for the data steps (the schema as it is between the steps). Ids
+# are copied as stored (SQLite: as text, whatever its form), never re-encoded.
+ID = sa.Uuid().with_variant(sa.String(), "sqlite")
 _m = sa.MetaData()
 records = sa.Table(
     "provenance_records",
     _m,
-    sa.Column("id", sa.Uuid()),
+    sa.Column("id", ID),
     sa.Column("project_id", sa.String(255)),
     sa.Column("created_at", sa.DateTime(timezone=True)),
     sa.Column("outputs", sa.JSON()),
@@ -47,20 +49,20 @@ artifacts = sa.Table(
     _m,
     sa.Column("project_id", sa.String(255)),
     sa.Column("artifact_id", sa.String(255)),
-    sa.Column("provenance_id", sa.Uuid()),
+    sa.Column("provenance_id", ID),
 )
 edges = sa.Table(
     "artifact_dependencies",
     _m,
-    sa.Column("artifact_id", sa.Uuid()),
-    sa.Column("depends_on", sa.Uuid()),
+    sa.Column("artifact_id", ID),
+    sa.Column("depends_on", ID),
     sa.Column("dependency_type", sa.String(50)),
     sa.Column("via_artifact_id", sa.String(255)),
 )
 unresolved = sa.Table(
     "provenance_unresolved_inputs",
     _m,
-    sa.Column("record_id", sa.Uuid()),
+    sa.Column("record_id", ID),
     sa.Column("project_id", sa.String(255)),
     sa.Column("artifact_id", sa.String(255)),
     sa.Column("relationship", sa.String(16)),
