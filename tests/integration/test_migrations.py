@@ -96,3 +96,72 @@ async def test_with_everything_published_the_watermark_is_the_last_number(fresh_
 async def test_an_empty_log_starts_at_zero(fresh_url: str) -> None:
     await migrate(fresh_url, "head")
     assert await execute(fresh_url, "SELECT published_seq FROM relay_progress") == [(0,)]
+
+
+async def test_provenance_ids_become_the_projects_and_the_data_survives(fresh_url: str) -> None:
+    """0008: artifact, cascade and rollback ids keyed by project. Rows present before keep
+    their data (project filled from the record); an edge a global artifact id made between
+    two projects becomes an unresolved input, resolved within the project when it can be."""
+    await migrate(fresh_url, "0007")
+    t = datetime(2026, 11, 24, 10, tzinfo=UTC)
+    p_rec, q_use, q_rec = (f"00000000-0000-4000-8000-00000000000{i}" for i in (1, 2, 3))
+    rec = (
+        "INSERT INTO provenance_records (id, task_id, project_id, status, created_at, verification_status,"
+        " is_tainted, is_suspect, outputs) VALUES (:id, 't', :p, 'completed', :t, 'passed', false, false, :o)"
+    )
+    await execute(
+        fresh_url,
+        rec,
+        [
+            {"id": p_rec, "p": "P", "t": t, "o": '[{"artifact_id": "art-x"}]'},
+            {"id": q_use, "p": "Q", "t": t, "o": '[{"artifact_id": "art-q"}]'},
+            {"id": q_rec, "p": "Q", "t": t, "o": '[{"artifact_id": "art-x"}]'},
+        ],
+    )
+    await execute(
+        fresh_url,
+        "INSERT INTO provenance_artifacts (artifact_id, provenance_id) VALUES ('art-x', :a), ('art-q', :b)",
+        [{"a": p_rec, "b": q_use}],
+    )
+    await execute(
+        fresh_url,
+        "INSERT INTO artifact_dependencies (artifact_id, depends_on, dependency_type, via_artifact_id)"
+        " VALUES (:q, :p, 'consumed', 'art-x')",
+        [{"q": q_use, "p": p_rec}],
+    )
+    await execute(
+        fresh_url,
+        "INSERT INTO taint_cascades (id, kind, rollback_id, project_id, provenance_id, created_at)"
+        " VALUES ('c-1', 'taint', NULL, NULL, :p, :t), ('rb-1', 'rollback', 'rb-1', 'Q', NULL, :t)",
+        [{"p": p_rec, "t": t}],
+    )
+
+    await migrate(fresh_url, "head")
+    artifacts = await execute(
+        fresh_url, "SELECT project_id, artifact_id, provenance_id FROM provenance_artifacts ORDER BY 1, 2"
+    )
+    assert [(p, a, str(r)) for p, a, r in artifacts] == [
+        ("P", "art-x", p_rec),
+        ("Q", "art-q", q_use),
+        ("Q", "art-x", q_rec),
+    ]
+    edges = await execute(
+        fresh_url, "SELECT artifact_id, depends_on, via_artifact_id FROM artifact_dependencies"
+    )
+    assert [(str(a), str(d), v) for a, d, v in edges] == [(q_use, q_rec, "art-x")]
+    assert await execute(fresh_url, "SELECT count(*) FROM provenance_unresolved_inputs") == [(0,)]
+    cascades = await execute(fresh_url, "SELECT project_id, id FROM taint_cascades ORDER BY 2")
+    assert [tuple(c) for c in cascades] == [("P", "c-1"), ("Q", "rb-1")]
+    # The same ids in another project are other rows now.
+    await execute(
+        fresh_url,
+        "INSERT INTO taint_cascades (id, kind, rollback_id, project_id, created_at)"
+        " VALUES ('rb-1', 'rollback', 'rb-1', 'P', :t)",
+        [{"t": t}],
+    )
+
+    await downgrade(fresh_url, "0007")
+    assert len(await execute(fresh_url, "SELECT id FROM provenance_records")) == 3
+    kept = await execute(fresh_url, "SELECT artifact_id, provenance_id FROM provenance_artifacts ORDER BY 1")
+    assert [(a, str(r)) for a, r in kept] == [("art-q", q_use), ("art-x", p_rec)]
+    assert len(await execute(fresh_url, "SELECT id FROM taint_cascades")) == 2

@@ -317,13 +317,18 @@ async def test_cli_import_reports_bad_files_is_idempotent_and_round_trips(
                 (str(e["artifact_id"]), str(e["depends_on"]), e["via_artifact_id"], e["dependency_type"])
                 for e in (await conn.execute(sa.select(artifact_dependencies))).mappings()
             }
-            produced = dict(
-                (
+            produced = {
+                (p, a): rid
+                for p, a, rid in (
                     await conn.execute(
-                        sa.select(provenance_artifacts.c.artifact_id, provenance_artifacts.c.provenance_id)
+                        sa.select(
+                            provenance_artifacts.c.project_id,
+                            provenance_artifacts.c.artifact_id,
+                            provenance_artifacts.c.provenance_id,
+                        )
                     )
                 ).all()
-            )
+            }
     finally:
         await engine.dispose()
     base = rows[BASE]
@@ -345,15 +350,14 @@ async def test_cli_import_reports_bad_files_is_idempotent_and_round_trips(
     assert edges == {
         (OLDEST, BASE, "art-base", "consumed"),
         (STRUCTURED, BASE, "art-base", "consumed"),
-        (CHILD, STRUCTURED, "art-s2", "consumed"),
         (ODD.lower(), BASE, "art-base", "consumed"),
-    }
-    assert {a: str(p) for a, p in produced.items()} == {
-        "art-base": BASE,
-        "art-s1": STRUCTURED,
-        "art-s2": STRUCTURED,
-        "art-child": CHILD,
-        "art-odd": ODD.lower(),
+    }  # not (CHILD, STRUCTURED): art-s2 of proj-m is not the art-s2 proj-n's child used
+    assert {k: str(p) for k, p in produced.items()} == {
+        ("proj-m", "art-base"): BASE,
+        ("proj-m", "art-s1"): STRUCTURED,
+        ("proj-m", "art-s2"): STRUCTURED,
+        ("proj-n", "art-child"): CHILD,
+        ("proj-m", "art-odd"): ODD.lower(),
     }
 
     again = run_cli(clean_db, "provenance", "import", str(legacy))
@@ -417,7 +421,8 @@ async def test_export_reflects_the_store_and_filters_by_project(clean_db: str, t
             report = await import_directory(conn, legacy, batch_size=2)
         assert report.records.inserted == 5 and len(report.failures) == 2  # the two bad entries
         result = await TaintCascade(db).taint(uuid.UUID(BASE), reason="found bad", tainted_by="carol")
-        assert result.suspect_count == 4  # oldest, structured, odd, and child through structured
+        # oldest, structured, odd; not proj-n's child (its art-s2 is not proj-m's)
+        assert result.suspect_count == 3
         async with engine.connect() as conn:
             await export_directory(conn, tmp_path / "all")
             await export_directory(conn, tmp_path / "proj-n", project_id="proj-n")
@@ -437,19 +442,12 @@ async def test_export_reflects_the_store_and_filters_by_project(clean_db: str, t
     assert structured["model_used"] == "old-model" and structured["execution"]["model"] == "new-model"
     events = read(tmp_path / "all" / "taint_events.json")
     # One per artifact: base; structured (two), odd, child; oldest has none and is named by its id.
-    assert [e["id"] for e in events[:2]] == ["te-1", "te-2"] and len(events) == 2 + 6
-    assert {e["artifact_id"] for e in events[2:]} == {
-        "art-base",
-        "art-s1",
-        "art-s2",
-        "art-odd",
-        "art-child",
-        OLDEST,
-    }
+    assert [e["id"] for e in events[:2]] == ["te-1", "te-2"] and len(events) == 2 + 5
+    assert {e["artifact_id"] for e in events[2:]} == {"art-base", "art-s1", "art-s2", "art-odd", OLDEST}
     assert {e["action"] for e in events[2:]} == {"taint", "suspect"}
     only_n = sorted(p.name for p in (tmp_path / "proj-n").iterdir())
     assert only_n == sorted([f"{CHILD}.json", "taint_events.json", "checkpoints.json"])
-    assert [e["provenance_id"] for e in read(tmp_path / "proj-n" / "taint_events.json")] == [CHILD, CHILD]
+    assert [e["provenance_id"] for e in read(tmp_path / "proj-n" / "taint_events.json")] == [CHILD]
     assert read(tmp_path / "proj-n" / "checkpoints.json") == {}
 
 
@@ -475,8 +473,9 @@ async def test_generated_directory_round_trips(clean_db: str, tmp_path: Path, n:
 
 
 async def test_inputs_resolve_when_their_producer_arrives_later(service: Service, tmp_path: Path) -> None:
-    """An imported record used an artifact nothing had produced (an orphan); a later import,
-    and then a task validated by QA, produce artifacts such records used: the edges appear."""
+    """An imported record used an artifact nothing of its project had produced (an orphan); a
+    later import, and then a task validated by QA, produce artifacts such records used: the
+    edges appear, each within its project (proj-m's art-s2 is not proj-n's)."""
     docs = legacy_records()
     first, second = tmp_path / "first", tmp_path / "second"
     first.mkdir()
@@ -486,6 +485,14 @@ async def test_inputs_resolve_when_their_producer_arrives_later(service: Service
     (first / "late.json").write_bytes(orjson.dumps(late))
     (second / f"{STRUCTURED}.json").write_bytes(orjson.dumps(docs[STRUCTURED]))
     (second / f"{BASE}.json").write_bytes(orjson.dumps(docs[BASE]))
+    n_producer = {
+        **docs[CHILD],
+        "id": str(uuid.uuid4()),
+        "inputs_consumed": [],
+        "created_at": "2026-01-12T00:00:00",
+    }
+    n_producer["outputs"] = [{"artifact_id": "art-s2", "type": "config", "location": "n.yaml"}]
+    (second / "n-producer.json").write_bytes(orjson.dumps(n_producer))
     queries = service.container.provenance.queries
     async with service.container.db.engine.connect() as conn:
         await import_directory(conn, first)
@@ -493,9 +500,9 @@ async def test_inputs_resolve_when_their_producer_arrives_later(service: Service
     assert (await queries.lineage(CHILD))["items"] == []
     async with service.container.db.engine.connect() as conn:
         report = await import_directory(conn, second)
-    assert report.dependencies_added == 2  # structured -> base, and child -> structured (late)
+    assert report.dependencies_added == 2  # structured -> base, and child -> n_producer (late)
     lineage = await queries.lineage(CHILD)
-    assert [(str(i["id"]), i["depth"]) for i in lineage["items"]] == [(STRUCTURED, 1), (BASE, 2)]
+    assert [(str(i["id"]), i["depth"]) for i in lineage["items"]] == [(n_producer["id"], 1)]
     assert (await queries.consistency("proj-n"))["orphaned_artifacts"] == 0
     assert (await queries.consistency("proj-m"))["orphaned_artifacts"] == 2  # art-external, art-from-a-task
 

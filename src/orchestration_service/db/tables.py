@@ -234,10 +234,12 @@ provenance_records = sa.Table(
     sa.Index("ix_provenance_records_created", "created_at", "id"),
 )
 
-# Which record produced which artifact: find a record by any artifact it produced.
+# Which record produced which artifact: find a record by any artifact it produced. An artifact
+# id is its project's (migration 0008): the same id in two projects names two artifacts.
 provenance_artifacts = sa.Table(
     "provenance_artifacts",
     metadata,
+    sa.Column("project_id", sa.String(255), primary_key=True),
     sa.Column("artifact_id", sa.String(255), primary_key=True),
     sa.Column(
         "provenance_id",
@@ -359,7 +361,9 @@ provenance_unresolved_inputs = sa.Table(
     ),
     sa.Column("artifact_id", sa.String(255), primary_key=True),
     sa.Column("relationship", sa.String(16), nullable=False),
-    sa.Index("ix_provenance_unresolved_inputs_artifact", "artifact_id"),
+    # The record's project: an input resolves only to a producer of the same project.
+    sa.Column("project_id", sa.String(255), nullable=False),
+    sa.Index("ix_provenance_unresolved_inputs_project_artifact", "project_id", "artifact_id"),
 )
 
 # The audit trail of taint changes (legacy `taint_events.json`). `extra` keeps unknown fields
@@ -411,14 +415,15 @@ checkpoints = sa.Table(
 )
 
 # One row per applied taint cascade or rollback: claimed first, so re-applying the same
-# cascade_id / rollback_id (another event id, a retried request) changes nothing.
+# cascade_id / rollback_id (another event id, a retried request) changes nothing. Both ids
+# are the project's (migration 0008): the same id in two projects names two cascades.
 taint_cascades = sa.Table(
     "taint_cascades",
     metadata,
-    sa.Column("id", sa.String(255), primary_key=True),
+    sa.Column("id", sa.String(255), nullable=False),
     sa.Column("kind", sa.String(16), nullable=False),  # taint | rollback
-    sa.Column("rollback_id", sa.String(255), unique=True),
-    sa.Column("project_id", sa.String(255)),
+    sa.Column("rollback_id", sa.String(255)),
+    sa.Column("project_id", sa.String(255), nullable=False),
     sa.Column("provenance_id", sa.Uuid()),
     sa.Column("checkpoint_id", sa.String(255)),
     sa.Column("reason", sa.Text()),
@@ -426,6 +431,8 @@ taint_cascades = sa.Table(
     sa.Column("event_id", sa.String(255)),
     json_col("result"),
     sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.PrimaryKeyConstraint("project_id", "id", name="pk_taint_cascades"),
+    sa.UniqueConstraint("project_id", "rollback_id", name="uq_taint_cascades_project_rollback"),
 )
 
 # API keys: only the SHA-256 of a key is stored; `key_hint` is its first characters, to tell

@@ -109,8 +109,9 @@ def validate_payload(ce: CloudEvent) -> tuple[str, BaseModel]:
 
 
 RollbackApplier = Callable[[Transaction, RollbackRequested, CloudEvent], Awaitable[str]]
-# Raises EventRejected (as for an unknown record) when the rollback reaches outside ``projects``.
-RollbackScopeCheck = Callable[[Transaction, RollbackRequested, Collection[str]], Awaitable[None]]
+# Raises EventRejected (as for an unknown record) when the rollback reaches outside ``projects``;
+# returns the rollback as resolved within them (an artifact id names its record there).
+RollbackScopeCheck = Callable[[Transaction, RollbackRequested, Collection[str]], Awaitable[RollbackRequested]]
 
 
 class EventProcessor:
@@ -178,7 +179,11 @@ class EventProcessor:
                 )
             else:
                 claimed = await ProcessedEventRepository(tx.conn).claim(ce.id, name, ce.source, "processed")
-            if projects is not None:
+            if projects is not None and isinstance(payload, RollbackRequested):
+                if self.rollback_scope is None:
+                    raise EventRejected("unknown-type", "rollback handling is not available")
+                payload = await self.rollback_scope(tx, payload, projects)
+            elif projects is not None:
                 task = await self._in_scope(tx, payload, task_id, task, projects)
             if not claimed:
                 result = Processed("duplicate", f"event {ce.id} was already processed")
@@ -197,13 +202,8 @@ class EventProcessor:
         task: dict[str, Any] | _Unread | None,
         projects: Collection[str],
     ) -> dict[str, Any] | _Unread | None:
-        """Refuse (as unknown) an event whose task or record lies outside ``projects``;
-        returns the task, read and locked here if it was not yet."""
-        if isinstance(payload, RollbackRequested):
-            if self.rollback_scope is None:
-                raise EventRejected("unknown-type", "rollback handling is not available")
-            await self.rollback_scope(tx, payload, projects)
-            return task
+        """Refuse (as unknown) an event whose task lies outside ``projects``; returns the
+        task, read and locked here if it was not yet."""
         if isinstance(task, _Unread):
             found = await TaskRepository(tx.conn).get(task_id, for_update=True) if task_id else None
             task = dict(found) if found is not None else None

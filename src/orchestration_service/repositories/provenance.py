@@ -115,10 +115,12 @@ def walk(
     *,
     with_source: bool = False,
     through_seed: bool = True,
+    project: sa.ColumnElement[str] | None = None,
 ) -> sa.CTE:
     """Every (record, depth[, source]) reachable from the seed records within ``max_depth``
     edges: ``down`` follows dependents, ``up`` dependencies. ``seed`` selects one column, the
-    record ids. ``through_seed=False`` never re-enters a seed record (several roots at once)."""
+    record ids. ``through_seed=False`` never re-enters a seed record (several roots at once).
+    ``project``: only through records of this project."""
     d = artifact_dependencies
     nxt, prev = (
         (d.c.artifact_id, d.c.depends_on) if direction == "down" else (d.c.depends_on, d.c.artifact_id)
@@ -135,7 +137,13 @@ def walk(
     recursive = sa.select(*step).select_from(d.join(cte, prev == cte.c.id)).where(cte.c.depth < max_depth)
     if not through_seed:
         recursive = recursive.where(nxt.not_in(sa.select(root_id)))
+    if project is not None:
+        recursive = recursive.where(_in_project(nxt, project))
     return cte.union(recursive)
+
+
+def _in_project(record_id: sa.ColumnElement[Any], project: sa.ColumnElement[str]) -> sa.ColumnElement[bool]:
+    return sa.exists().where(pr.c.id == record_id, pr.c.project_id == project)
 
 
 def distances(walked: sa.CTE) -> sa.CTE:
@@ -156,6 +164,7 @@ def levels(
     max_depth: int | sa.ColumnElement[int],
     *,
     with_source: bool = False,
+    project: sa.ColumnElement[str] | None = None,
 ) -> sa.CTE:
     """PostgreSQL: a breadth-first walk from the seed records, one row per level: ``depth``,
     ``frontier`` (the records first reached at that depth), ``seen`` (every record reached so
@@ -163,7 +172,8 @@ def levels(
     smallest id of a tie). Level 0 is the seed. A level only takes records not seen before, so
     each record is expanded once whatever the number of paths to it, no record (nor seed) is
     entered twice, and a cycle ends when it comes back round; the walk stops at ``max_depth``
-    or at the first empty level. ``seed`` selects one column, the record ids."""
+    or at the first empty level. ``seed`` selects one column, the record ids. ``project``
+    (without ``with_source``): only through records of this project."""
     d = artifact_dependencies
     nxt, prev = (
         (d.c.artifact_id, d.c.depends_on) if direction == "down" else (d.c.depends_on, d.c.artifact_id)
@@ -176,6 +186,7 @@ def levels(
     cte = sa.select(*start).cte(f"{direction}_levels", recursive=True)
     seen = sa.func.unnest(cte.c.seen).table_valued("id").render_derived(name="seen")
     unseen = ~sa.exists().where(seen.c.id == nxt)  # a hash anti-join
+    assert project is None or not with_source
     if with_source:
         frontier = (
             sa.func.unnest(cte.c.frontier, cte.c.sources)
@@ -202,7 +213,11 @@ def levels(
     else:
         found = (
             sa.select(sa.func.array_agg(sa.distinct(nxt), type_=UUIDS).label("ids"))
-            .where(prev == sa.any_(cte.c.frontier), unseen)
+            .where(
+                prev == sa.any_(cte.c.frontier),
+                unseen,
+                *([] if project is None else [_in_project(nxt, project)]),
+            )
             .lateral(f"{direction}_found")
         )
     step: list[Any] = [cte.c.depth + 1, found.c.ids, cte.c.seen.op("||")(found.c.ids)]
@@ -222,12 +237,14 @@ def nearest(
     *,
     postgres: bool,
     with_source: bool = False,
+    project: sa.ColumnElement[str] | None = None,
 ) -> sa.Subquery:
     """Every record reachable from the seed records within ``max_depth`` edges, once: ``id``,
     ``depth`` (its distance; the seed records at 0) and, ``with_source``, ``source`` (the seed
-    it is nearest to, the smallest id of a tie; walks never re-enter a seed record)."""
+    it is nearest to, the smallest id of a tie; walks never re-enter a seed record).
+    ``project`` (without ``with_source``): only through records of this project."""
     if postgres:
-        walked = levels(seed, direction, max_depth, with_source=with_source)
+        walked = levels(seed, direction, max_depth, with_source=with_source, project=project)
         if not with_source:
             return sa.select(
                 sa.func.unnest(walked.c.frontier, type_=sa.Uuid()).label("id"), walked.c.depth
@@ -243,7 +260,7 @@ def nearest(
             .subquery(f"{direction}_reached")
         )
     if not with_source:
-        reached = distances(walk(seed, direction, max_depth))
+        reached = distances(walk(seed, direction, max_depth, project=project))
         return sa.select(reached.c.id, reached.c.depth).subquery(f"{direction}_reached")
     walked = walk(seed, direction, max_depth, with_source=True, through_seed=False)
     ranked = sa.select(
@@ -339,9 +356,16 @@ def graph_select(direction: Direction, postgres: bool) -> sa.Select[Any]:
 
 @functools.cache
 def tainted_select(direction: Direction, postgres: bool) -> sa.Select[Any]:
-    """:meth:`ProvenanceRepository.reached_tainted` (``:root``, ``:max_depth``)."""
+    """:meth:`ProvenanceRepository.reached_tainted` (``:root``, ``:max_depth``, ``:project``:
+    the walk passes only through the records of this project)."""
     seed = sa.select(pr.c.id).where(pr.c.id == sa.bindparam("root", type_=sa.Uuid()))
-    reached = nearest(seed, direction, sa.bindparam("max_depth", type_=sa.Integer()), postgres=postgres)
+    reached = nearest(
+        seed,
+        direction,
+        sa.bindparam("max_depth", type_=sa.Integer()),
+        postgres=postgres,
+        project=sa.bindparam("project", type_=sa.String()),
+    )
     return (
         sa.select(reached.c.id, reached.c.depth, *(c for c in SUMMARY_COLUMNS if c.key != "id"))
         .select_from(reached.outerjoin(pr, sa.and_(pr.c.id == reached.c.id, pr.c.is_tainted)))
@@ -496,48 +520,73 @@ class ProvenanceRepository:
     async def insert(self, record: dict[str, Any]) -> None:
         await self.conn.execute(pr.insert(), record)
 
-    async def add_artifacts(self, record_id: uuid.UUID, artifact_ids: Sequence[str]) -> None:
+    async def add_artifacts(self, project_id: str, record_id: uuid.UUID, artifact_ids: Sequence[str]) -> None:
         if artifact_ids:
             await self.conn.execute(
                 provenance_artifacts.insert(),
-                [{"artifact_id": a, "provenance_id": record_id} for a in artifact_ids],
+                [
+                    {"project_id": project_id, "artifact_id": a, "provenance_id": record_id}
+                    for a in artifact_ids
+                ],
             )
 
-    async def producers_of(self, artifact_ids: Sequence[str]) -> dict[str, uuid.UUID]:
+    async def producers_of(self, project_id: str, artifact_ids: Sequence[str]) -> dict[str, uuid.UUID]:
+        """The record of ``project_id`` that produced each of these artifacts (an artifact id
+        is its project's: another project's producer of the same id is not this one's)."""
+        pa = provenance_artifacts
         found: dict[str, uuid.UUID] = {}
         for batch in _chunks(artifact_ids):
-            stmt = sa.select(provenance_artifacts).where(provenance_artifacts.c.artifact_id.in_(batch))
-            found.update(
-                {r["artifact_id"]: r["provenance_id"] for r in (await self.conn.execute(stmt)).mappings()}
+            stmt = sa.select(pa.c.artifact_id, pa.c.provenance_id).where(
+                pa.c.project_id == project_id, pa.c.artifact_id.in_(batch)
             )
+            found.update({row[0]: row[1] for row in await self.conn.execute(stmt)})
         return found
+
+    async def artifact_projects(self, artifact_id: str, project_ids: Sequence[str] | None) -> list[str]:
+        """The projects (of these; None = all) that have a producer of this artifact id."""
+        pa = provenance_artifacts
+        stmt = (
+            sa.select(pa.c.project_id)
+            .where(pa.c.artifact_id == artifact_id, *_scoped(pa.c.project_id, project_ids))
+            .order_by(pa.c.project_id)
+            .limit(CHUNK)
+        )
+        return list((await self.conn.execute(stmt)).scalars())
 
     async def add_dependencies(self, rows: list[dict[str, Any]]) -> None:
         if rows:
             await self.conn.execute(artifact_dependencies.insert(), rows)
 
-    async def add_unresolved(self, record_id: uuid.UUID, inputs: Sequence[tuple[str, str]]) -> None:
-        """Inputs (artifact id, relationship) no record produced yet."""
+    async def add_unresolved(
+        self, project_id: str, record_id: uuid.UUID, inputs: Sequence[tuple[str, str]]
+    ) -> None:
+        """Inputs (artifact id, relationship) no record of the project produced yet."""
         if inputs:
             await self.conn.execute(
                 insert_ignoring_conflicts(self.conn, provenance_unresolved_inputs),
-                [{"record_id": record_id, "artifact_id": a, "relationship": rel} for a, rel in inputs],
+                [
+                    {"record_id": record_id, "project_id": project_id, "artifact_id": a, "relationship": rel}
+                    for a, rel in inputs
+                ],
             )
 
-    async def resolve_waiting(self, record_id: uuid.UUID, artifact_ids: Sequence[str]) -> None:
-        """This record now produces these artifacts: earlier records that used them get their
-        dependency edge, and the inputs are no longer unresolved."""
+    async def resolve_waiting(
+        self, project_id: str, record_id: uuid.UUID, artifact_ids: Sequence[str]
+    ) -> None:
+        """This record now produces these artifacts: earlier records of its project that used
+        them get their dependency edge, and the inputs are no longer unresolved."""
         u = provenance_unresolved_inputs
         for batch in _chunks(artifact_ids):
+            mine = sa.and_(u.c.project_id == project_id, u.c.artifact_id.in_(batch))
             waiting = sa.select(
                 u.c.record_id, sa.literal(record_id, sa.Uuid()), u.c.relationship, u.c.artifact_id
-            ).where(u.c.artifact_id.in_(batch), u.c.record_id != record_id)
+            ).where(mine, u.c.record_id != record_id)
             await self.conn.execute(
                 insert_ignoring_conflicts(self.conn, artifact_dependencies).from_select(
                     ["artifact_id", "depends_on", "dependency_type", "via_artifact_id"], waiting
                 )
             )
-            await self.conn.execute(u.delete().where(u.c.artifact_id.in_(batch)))
+            await self.conn.execute(u.delete().where(mine))
 
     # -- the graph -------------------------------------------------------------------------
     async def graph(
@@ -559,21 +608,23 @@ class ProvenanceRepository:
         return found, bool(edge) and await self.beyond(edge, direction, {r[1] for r in found})
 
     async def reached_tainted(
-        self, root: uuid.UUID, direction: Direction, max_depth: int
+        self, root: uuid.UUID, direction: Direction, max_depth: int, project_id: str
     ) -> list[RowMapping]:
-        """The root record (depth 0) and every record reachable from it, each with its
-        distance, nearest first; the summary columns only of the tainted ones (``is_tainted``
-        NULL for the others: they are found from the partial index, the others' rows are not
-        read)."""
+        """The root record (depth 0) and every record reachable from it through records of
+        ``project_id``, each with its distance, nearest first; the summary columns only of the
+        tainted ones (``is_tainted`` NULL for the others: they are found from the partial
+        index, the others' rows are not read)."""
         stmt = tainted_select(direction, self.is_postgres)
-        return list((await self.conn.execute(stmt, {"root": root, "max_depth": max_depth})).mappings())
+        params = {"root": root, "max_depth": max_depth, "project": project_id}
+        return list((await self.conn.execute(stmt, params)).mappings())
 
     async def cascade_targets(
-        self, seed: sa.Select[Any], max_depth: int, *, only_root: uuid.UUID | None = None
+        self, seed: sa.Select[Any], max_depth: int, project_id: str, *, only_root: uuid.UUID | None = None
     ) -> list[RowMapping]:
-        """Every record downstream of the seed records (not re-entering them), with its
-        distance and the seed record it is nearest to (``source``), and whether it is tainted.
-        ``only_root``: the seed is this one record, the source of every target (a plain walk)."""
+        """Every record of ``project_id`` downstream of the seed records (not re-entering
+        them), with its distance and the seed record it is nearest to (``source``), and whether
+        it is tainted. ``only_root``: the seed is this one record, the source of every target
+        (a plain walk)."""
         reached = nearest(seed, "down", max_depth, postgres=self.is_postgres, with_source=only_root is None)
         source = reached.c.source if only_root is None else sa.literal(only_root, sa.Uuid()).label("source")
         stmt = (
@@ -586,7 +637,7 @@ class ProvenanceRepository:
                 pr.c.is_tainted,
             )
             .select_from(reached.join(pr, pr.c.id == reached.c.id))
-            .where(reached.c.depth > 0)
+            .where(reached.c.depth > 0, pr.c.project_id == project_id)
             .order_by(reached.c.depth, pr.c.created_at, pr.c.id)
         )
         return list((await self.conn.execute(stmt)).mappings())
@@ -802,39 +853,45 @@ class ProvenanceRepository:
         )
         return (await self.conn.execute(stmt)).mappings().first()
 
-    async def cascade_known(self, cascade_id: str) -> bool:
-        """A cascade already applied here, or imported from the legacy files."""
-        if (
-            await self.conn.execute(sa.select(taint_cascades.c.id).where(taint_cascades.c.id == cascade_id))
-        ).first():
+    # Cascade and rollback ids are the project's: the same id in another project is another
+    # cascade, and invisible here.
+    async def cascade_known(self, project_id: str, cascade_id: str) -> bool:
+        """A cascade of this project already applied here, or imported from the legacy files."""
+        tc, te = taint_cascades, taint_events
+        stmt = sa.select(tc.c.id).where(tc.c.project_id == project_id, tc.c.id == cascade_id)
+        if (await self.conn.execute(stmt)).first():
             return True
-        stmt = sa.select(taint_events.c.id).where(taint_events.c.cascade_id == cascade_id).limit(1)
+        stmt = sa.select(te.c.id).where(te.c.cascade_id == cascade_id, te.c.project_id == project_id).limit(1)
         return (await self.conn.execute(stmt)).first() is not None
 
     async def claim_cascade(self, row: dict[str, Any]) -> bool:
-        """Insert the cascade's row; False when its id (or rollback id) was already claimed.
-        On PostgreSQL a concurrent claim of the same id waits for the first to commit."""
+        """Insert the cascade's row; False when its id (or rollback id) was already claimed in
+        its project. On PostgreSQL a concurrent claim of the same id waits for the first to
+        commit."""
         result = await self.conn.execute(insert_ignoring_conflicts(self.conn, taint_cascades).values(**row))
         return bool(result.rowcount)
 
-    async def set_cascade_result(self, cascade_id: str, result: dict[str, Any]) -> None:
+    async def set_cascade_result(self, project_id: str, cascade_id: str, result: dict[str, Any]) -> None:
+        tc = taint_cascades
         await self.conn.execute(
-            taint_cascades.update().where(taint_cascades.c.id == cascade_id).values(result=result)
+            tc.update().where(tc.c.project_id == project_id, tc.c.id == cascade_id).values(result=result)
         )
 
-    async def get_cascade(self, cascade_id: str) -> RowMapping | None:
-        stmt = sa.select(taint_cascades).where(taint_cascades.c.id == cascade_id)
+    async def get_cascade(self, project_id: str, cascade_id: str) -> RowMapping | None:
+        tc = taint_cascades
+        stmt = sa.select(tc).where(tc.c.project_id == project_id, tc.c.id == cascade_id)
         return (await self.conn.execute(stmt)).mappings().first()
 
-    async def cascade_by_rollback(self, rollback_id: str) -> RowMapping | None:
-        stmt = sa.select(taint_cascades).where(taint_cascades.c.rollback_id == rollback_id)
+    async def cascade_by_rollback(self, project_id: str, rollback_id: str) -> RowMapping | None:
+        tc = taint_cascades
+        stmt = sa.select(tc).where(tc.c.project_id == project_id, tc.c.rollback_id == rollback_id)
         return (await self.conn.execute(stmt)).mappings().first()
 
-    async def cascade_summary(self, cascade_id: str) -> dict[str, int]:
+    async def cascade_summary(self, project_id: str, cascade_id: str) -> dict[str, int]:
         te = taint_events
         stmt = (
             sa.select(te.c.action, sa.func.count(sa.distinct(te.c.provenance_id)))
-            .where(te.c.cascade_id == cascade_id)
+            .where(te.c.cascade_id == cascade_id, te.c.project_id == project_id)
             .group_by(te.c.action)
         )
         return {action: int(n) for action, n in await self.conn.execute(stmt)}
@@ -866,13 +923,9 @@ class ProvenanceRepository:
 
     async def orphaned_inputs(self, project_id: str) -> int:
         """Distinct artifact ids the project's records consumed or referenced that no record
-        in the store produced."""
+        of the project produced."""
         u = provenance_unresolved_inputs
-        stmt = (
-            sa.select(sa.func.count(sa.distinct(u.c.artifact_id)))
-            .select_from(u.join(pr, pr.c.id == u.c.record_id))
-            .where(pr.c.project_id == project_id)
-        )
+        stmt = sa.select(sa.func.count(sa.distinct(u.c.artifact_id))).where(u.c.project_id == project_id)
         return int((await self.conn.execute(stmt)).scalar_one())
 
     async def project_snapshot(self, project_id: str) -> dict[str, Any]:
@@ -886,10 +939,8 @@ class ProvenanceRepository:
             (
                 await self.conn.execute(
                     sa.select(sa.func.count())
-                    .select_from(
-                        provenance_artifacts.join(pr, pr.c.id == provenance_artifacts.c.provenance_id)
-                    )
-                    .where(pr.c.project_id == project_id)
+                    .select_from(provenance_artifacts)
+                    .where(provenance_artifacts.c.project_id == project_id)
                 )
             ).scalar_one()
         )

@@ -46,7 +46,12 @@ from orchestration_service.schemas.provenance import (
     taint_event_document,
 )
 from orchestration_service.schemas.views import provenance_document
-from orchestration_service.services.provenance_graph import DEFAULT_MAX_DEPTH, MAX_DEPTH_LIMIT
+from orchestration_service.services.provenance_graph import (
+    DEFAULT_GRAPH_LIMIT,
+    DEFAULT_MAX_DEPTH,
+    MAX_DEPTH_LIMIT,
+    MAX_GRAPH_LIMIT,
+)
 
 router = APIRouter(tags=["provenance"])
 
@@ -70,6 +75,17 @@ Offset = Annotated[
     ),
 ]
 MaxDepth = Annotated[int, Query(ge=1, le=MAX_DEPTH_LIMIT, description="How many edges to follow.")]
+GraphLimit = Annotated[
+    int,
+    Query(
+        ge=1,
+        le=MAX_GRAPH_LIMIT,
+        description=(
+            f"At most this many entries in each list of the answer (default {DEFAULT_GRAPH_LIMIT:,}, "
+            f"at most {MAX_GRAPH_LIMIT:,}), the nearest records first; `truncated` says when one was cut."
+        ),
+    ),
+]
 ProjectPath = Annotated[str, Path(max_length=255, pattern=NO_NUL)]
 
 
@@ -201,10 +217,14 @@ async def list_taint_events(
     response_model=ProvenanceRecord,
     responses=problem_responses(404),
     summary="The record that produced an artifact",
+    description=(
+        "An artifact id is its project's: when several of the caller's projects have one, "
+        "`project_id` says which (422 without it)."
+    ),
 )
-async def provenance_by_artifact(request: Request, artifact_id: str) -> JSON:
+async def provenance_by_artifact(request: Request, artifact_id: str, project_id: Id = None) -> JSON:
     row = await container(request).provenance.queries.by_artifact(
-        artifact_id, project_ids=visible_projects(request)
+        artifact_id, project_ids=narrowed_projects(request, project_id)
     )
     return JSON(provenance_document(row))
 
@@ -227,10 +247,13 @@ async def get_provenance(request: Request, record_id: str) -> JSON:
     summary="Everything upstream of a record, with depth",
 )
 async def provenance_lineage(
-    request: Request, record_id: str, max_depth: MaxDepth = DEFAULT_MAX_DEPTH
+    request: Request,
+    record_id: str,
+    max_depth: MaxDepth = DEFAULT_MAX_DEPTH,
+    limit: GraphLimit = DEFAULT_GRAPH_LIMIT,
 ) -> JSON:
     doc = await container(request).provenance.queries.lineage(
-        record_id, max_depth=max_depth, project_ids=visible_projects(request)
+        record_id, max_depth=max_depth, limit=limit, project_ids=visible_projects(request)
     )
     return JSON(doc)
 
@@ -245,7 +268,7 @@ async def provenance_impact(
     request: Request,
     record_id: str,
     max_depth: MaxDepth = DEFAULT_MAX_DEPTH,
-    limit: Annotated[int, Query(ge=1, le=10_000, description="At most this many `items`.")] = 1000,
+    limit: GraphLimit = DEFAULT_GRAPH_LIMIT,
 ) -> JSON:
     doc = await container(request).provenance.queries.impact(
         record_id, max_depth=max_depth, limit=limit, project_ids=visible_projects(request)

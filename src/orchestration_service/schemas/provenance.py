@@ -78,9 +78,13 @@ class Lineage(BaseModel):
     artifact_ids: list[str]
     depth_limit: int = Field(..., description="The `max_depth` asked for.")
     max_depth: int = Field(..., description="The deepest record found.")
-    truncated: bool = Field(..., description="Records exist beyond `depth_limit`.")
-    total: int
-    items: list[GraphRecord] = Field(..., description="Upstream records, nearest first.")
+    truncated: bool = Field(
+        ...,
+        description="The answer is cut: records exist beyond `depth_limit`, or more than `limit` were found.",
+    )
+    total: int = Field(..., description="Upstream records found within `depth_limit` (not only `items`).")
+    limit: int = Field(..., description="The `limit` asked for: at most this many `items`.")
+    items: list[GraphRecord] = Field(..., description="Upstream records, nearest first, at most `limit`.")
 
 
 class TaskInFlight(BaseModel):
@@ -93,19 +97,30 @@ class Impact(BaseModel):
     provenance_id: uuid.UUID
     artifact_id: str = Field(..., description="The record's first artifact (its id if it has none).")
     artifact_ids: list[str]
-    direct_dependents: list[str] = Field(..., description="Artifacts of the records at depth 1.")
-    transitive_dependents: list[str] = Field(..., description="Artifacts of the records deeper than 1.")
+    direct_dependents: list[str] = Field(
+        ..., description="Artifacts of the records of `items` at depth 1, at most `limit`."
+    )
+    transitive_dependents: list[str] = Field(
+        ..., description="Artifacts of the records of `items` deeper than 1, at most `limit`."
+    )
     total_affected: int = Field(..., description="Downstream records (all of them, not only `items`).")
     depth_limit: int
     max_depth: int
-    truncated: bool
+    truncated: bool = Field(
+        ...,
+        description=(
+            "The answer is cut: records exist beyond `depth_limit`, or a list "
+            "(`items`, the dependents, `tasks_in_flight`) had more than `limit` entries."
+        ),
+    )
+    limit: int = Field(..., description="The `limit` asked for: at most this many entries per list.")
     items: list[GraphRecord] = Field(..., description="Downstream records, nearest first, at most `limit`.")
     tasks_in_flight: list[TaskInFlight] = Field(
         ...,
         description=(
             "Unfinished tasks (pending, decomposing, running, validating) that depend through "
             "task dependencies, directly or transitively, on the task of this record or of a "
-            "downstream one: they will consume affected artifacts."
+            "downstream one: they will consume affected artifacts. At most `limit`."
         ),
     )
     in_flight_by_project: dict[str, int] = Field(

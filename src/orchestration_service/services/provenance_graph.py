@@ -15,7 +15,7 @@ import orjson
 from sqlalchemy.engine import RowMapping
 
 from orchestration_service.db.engine import Database
-from orchestration_service.domain.errors import NotFound
+from orchestration_service.domain.errors import NotFound, ValidationFailed
 from orchestration_service.domain.lifecycle import ACTIVE_STATES
 from orchestration_service.domain.provenance import (
     output_artifact_ids,
@@ -33,6 +33,10 @@ from orchestration_service.repositories.provenance import (
 IN_FLIGHT = sorted(s.value for s in ACTIVE_STATES)
 DEFAULT_MAX_DEPTH = 50
 MAX_DEPTH_LIMIT = 1000
+# At most this many records (and artifact ids, tasks) in each list of a graph answer; beyond,
+# the answer says ``truncated``. The walk itself is bounded by ``max_depth``.
+DEFAULT_GRAPH_LIMIT = 1000
+MAX_GRAPH_LIMIT = 10_000
 
 
 def parse_record_id(raw: str | uuid.UUID) -> uuid.UUID:
@@ -98,9 +102,17 @@ class ProvenanceQueries:
         return row
 
     async def by_artifact(self, artifact_id: str, *, project_ids: Sequence[str] | None = None) -> RowMapping:
+        """The record that produced an artifact id in one of ``project_ids`` (an artifact id
+        is its project's); 422 when several of them have one (the caller names the project)."""
         async with self.db.read() as conn:
             repo = ProvenanceRepository(conn)
-            producer = (await repo.producers_of([artifact_id])).get(artifact_id)
+            found = await repo.artifact_projects(artifact_id, project_ids) if project_ids != [] else []
+            if len(found) > 1:
+                raise ValidationFailed(
+                    f"artifact {artifact_id} exists in several projects; give project_id",
+                    extra={"errors": [{"field": "project_id", "message": "required: several projects"}]},
+                )
+            producer = (await repo.producers_of(found[0], [artifact_id])).get(artifact_id) if found else None
             row = await repo.get(producer) if producer else None
         if row is None or not visible(row["project_id"], project_ids):
             raise NotFound(f"no provenance record produced artifact {artifact_id}")
@@ -140,22 +152,25 @@ class ProvenanceQueries:
         record_id: uuid.UUID | str,
         *,
         max_depth: int = DEFAULT_MAX_DEPTH,
+        limit: int = DEFAULT_GRAPH_LIMIT,
         project_ids: Sequence[str] | None = None,
     ) -> dict[str, Any]:
-        """Every record upstream (the records whose artifacts this one used, theirs, …)."""
+        """Every record upstream (the records whose artifacts this one used, theirs, …): the
+        nearest ``limit`` of them."""
         rid = parse_record_id(record_id)
         async with self.db.read() as conn:
             rows, truncated = await ProvenanceRepository(conn).graph(rid, "up", max_depth)
         root, reached = self._scoped(rows, record_id, project_ids)
-        items = [node(r) for r in reached if r[DEPTH] > 0]
+        upstream = [r for r in reached if r[DEPTH] > 0]
         return {
             "provenance_id": root[ID],
             "artifact_ids": artifact_ids(root[OUTPUTS]),
             "depth_limit": max_depth,
-            "max_depth": items[-1]["depth"] if items else 0,
-            "truncated": truncated,
-            "total": len(items),
-            "items": items,
+            "max_depth": upstream[-1][DEPTH] if upstream else 0,
+            "truncated": truncated or len(upstream) > limit,
+            "total": len(upstream),
+            "limit": limit,
+            "items": [node(r) for r in upstream[:limit]],
         }
 
     async def impact(
@@ -163,10 +178,11 @@ class ProvenanceQueries:
         record_id: uuid.UUID | str,
         *,
         max_depth: int = DEFAULT_MAX_DEPTH,
-        limit: int = 1000,
+        limit: int = DEFAULT_GRAPH_LIMIT,
         project_ids: Sequence[str] | None = None,
     ) -> dict[str, Any]:
-        """Every record downstream, and the unfinished tasks that wait on any of them."""
+        """Every record downstream, and the unfinished tasks that wait on any of them; each
+        list holds at most ``limit`` entries (the nearest records first)."""
         rid = parse_record_id(record_id)
         async with self.db.read() as conn:
             repo = ProvenanceRepository(conn)
@@ -176,25 +192,28 @@ class ProvenanceQueries:
             projects = sorted({r[PROJECT_ID] for r in reached})
             by_project = await repo.in_flight_by_project(projects, IN_FLIGHT)
         affected = [r for r in reached if r[DEPTH] > 0]
-        artifacts = [artifact_ids(r[OUTPUTS]) for r in affected]
+        # Only the listed records' artifacts are parsed: the lists end where ``items`` does.
+        listed = affected[:limit]
+        artifacts = [artifact_ids(r[OUTPUTS]) for r in listed]
+        direct = [a for r, ids in zip(listed, artifacts, strict=True) if r[DEPTH] == 1 for a in ids]
+        transitive = [a for r, ids in zip(listed, artifacts, strict=True) if r[DEPTH] > 1 for a in ids]
         root_artifacts = artifact_ids(root[OUTPUTS])
+        cut = len(affected) > limit or len(direct) > limit or len(transitive) > limit or len(waiting) > limit
         return {
             "provenance_id": root[ID],
             "artifact_id": root_artifacts[0] if root_artifacts else str(root[ID]),
             "artifact_ids": root_artifacts,
-            "direct_dependents": [
-                a for r, ids in zip(affected, artifacts, strict=True) if r[DEPTH] == 1 for a in ids
-            ],
-            "transitive_dependents": [
-                a for r, ids in zip(affected, artifacts, strict=True) if r[DEPTH] > 1 for a in ids
-            ],
+            "direct_dependents": direct[:limit],
+            "transitive_dependents": transitive[:limit],
             "total_affected": len(affected),
             "depth_limit": max_depth,
             "max_depth": affected[-1][DEPTH] if affected else 0,
-            "truncated": truncated,
-            "items": [node(r, ids) for r, ids in zip(affected[:limit], artifacts, strict=False)],
+            "truncated": truncated or cut,
+            "limit": limit,
+            "items": [node(r, ids) for r, ids in zip(listed, artifacts, strict=True)],
             "tasks_in_flight": [
-                {"task_id": t["id"], "project_id": t["project_id"], "status": t["status"]} for t in waiting
+                {"task_id": t["id"], "project_id": t["project_id"], "status": t["status"]}
+                for t in waiting[:limit]
             ],
             "in_flight_by_project": by_project,
         }
@@ -231,8 +250,9 @@ class ProvenanceQueries:
             if root is None or not visible(root["project_id"], project_ids):
                 raise NotFound(f"provenance record {record_id} does not exist")
             failed = primary_artifact(root["outputs"], root["id"])
-            # Paths may pass through records of other projects; causes are only visible ones.
-            rows = await repo.reached_tainted(rid, "up", max_depth)
+            # The walk stays in the record's project: neither a cause nor a step of the path
+            # is another project's record (an edge into one can only be legacy data).
+            rows = await repo.reached_tainted(rid, "up", max_depth, root["project_id"])
             tainted = [r for r in rows if r["is_tainted"] and visible(r["project_id"], project_ids)]
             answer: dict[str, Any] = {
                 "failed_artifact_id": failed,

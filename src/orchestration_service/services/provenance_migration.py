@@ -58,6 +58,7 @@ stage_outputs = sa.Table(
     "provenance_import_outputs",
     _staging,
     sa.Column("record_id", sa.Uuid(), nullable=False),
+    sa.Column("project_id", sa.String(255), nullable=False),
     sa.Column("artifact_id", sa.String(255), nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     prefixes=["TEMPORARY"],
@@ -66,6 +67,7 @@ stage_inputs = sa.Table(
     "provenance_import_inputs",
     _staging,
     sa.Column("record_id", sa.Uuid(), nullable=False),
+    sa.Column("project_id", sa.String(255), nullable=False),
     sa.Column("artifact_id", sa.String(255), nullable=False),
     sa.Column("relationship", sa.String(16), nullable=False),
     prefixes=["TEMPORARY"],
@@ -273,12 +275,17 @@ async def _write_records(
     # Every record of the run is staged (also unchanged ones): resolving is idempotent and
     # repairs a run that stopped before it.
     outputs = [
-        {"record_id": p.row["id"], "artifact_id": a, "created_at": p.row["created_at"]}
+        {
+            "record_id": p.row["id"],
+            "project_id": p.row["project_id"],
+            "artifact_id": a,
+            "created_at": p.row["created_at"],
+        }
         for p, _ in parsed
         for a in p.output_ids
     ]
     inputs = [
-        {"record_id": p.row["id"], "artifact_id": a, "relationship": rel}
+        {"record_id": p.row["id"], "project_id": p.row["project_id"], "artifact_id": a, "relationship": rel}
         for p, _ in parsed
         for a, rel in p.input_refs
     ]
@@ -289,35 +296,31 @@ async def _write_records(
 
 
 async def _resolve_graph(conn: AsyncConnection, report: ImportReport) -> None:
-    """Artifact -> producing record (the earliest producer of an id keeps it), then the
-    dependency edges: an input resolves to the record that produced that artifact."""
+    """Artifact -> producing record (per project, the earliest producer of an id keeps it),
+    then the dependency edges: an input resolves to the record of its own project that
+    produced that artifact (an artifact id is its project's)."""
+    so, si = stage_outputs, stage_inputs
     ranked = sa.select(
-        stage_outputs.c.artifact_id,
-        stage_outputs.c.record_id,
+        so.c.project_id,
+        so.c.artifact_id,
+        so.c.record_id,
         sa.func.row_number()
-        .over(
-            partition_by=stage_outputs.c.artifact_id,
-            order_by=(stage_outputs.c.created_at, stage_outputs.c.record_id),
-        )
+        .over(partition_by=(so.c.project_id, so.c.artifact_id), order_by=(so.c.created_at, so.c.record_id))
         .label("rank"),
     ).subquery()
-    first = sa.select(ranked.c.artifact_id, ranked.c.record_id).where(ranked.c.rank == 1)
+    first = sa.select(ranked.c.project_id, ranked.c.artifact_id, ranked.c.record_id).where(ranked.c.rank == 1)
     result = await conn.execute(
         insert_ignoring_conflicts(conn, provenance_artifacts).from_select(
-            ["artifact_id", "provenance_id"], first
+            ["project_id", "artifact_id", "provenance_id"], first
         )
     )
     report.artifacts_added = max(int(result.rowcount), 0)
     pa = provenance_artifacts
+    same = sa.and_(pa.c.project_id == si.c.project_id, pa.c.artifact_id == si.c.artifact_id)
     edges = (
-        sa.select(
-            stage_inputs.c.record_id,
-            pa.c.provenance_id,
-            stage_inputs.c.relationship,
-            stage_inputs.c.artifact_id,
-        )
-        .select_from(stage_inputs.join(pa, pa.c.artifact_id == stage_inputs.c.artifact_id))
-        .where(pa.c.provenance_id != stage_inputs.c.record_id)
+        sa.select(si.c.record_id, pa.c.provenance_id, si.c.relationship, si.c.artifact_id)
+        .select_from(si.join(pa, same))
+        .where(pa.c.provenance_id != si.c.record_id)
     )
     result = await conn.execute(
         insert_ignoring_conflicts(conn, artifact_dependencies).from_select(
@@ -325,21 +328,21 @@ async def _resolve_graph(conn: AsyncConnection, report: ImportReport) -> None:
         )
     )
     report.dependencies_added = max(int(result.rowcount), 0)
-    # Inputs nothing produced are kept (orphaned artifacts); those an earlier run or the
-    # service left unresolved and this run produced become edges now.
+    # Inputs nothing of their project produced are kept (orphaned artifacts); those an earlier
+    # run or the service left unresolved and this run produced become edges now.
     u = provenance_unresolved_inputs
-    produced = sa.exists().where(pa.c.artifact_id == stage_inputs.c.artifact_id)
     await conn.execute(
         insert_ignoring_conflicts(conn, u).from_select(
-            ["record_id", "artifact_id", "relationship"],
-            sa.select(
-                stage_inputs.c.record_id, stage_inputs.c.artifact_id, stage_inputs.c.relationship
-            ).where(~produced),
+            ["record_id", "project_id", "artifact_id", "relationship"],
+            sa.select(si.c.record_id, si.c.project_id, si.c.artifact_id, si.c.relationship).where(
+                ~sa.exists().where(same)
+            ),
         )
     )
+    waiting = sa.and_(pa.c.project_id == u.c.project_id, pa.c.artifact_id == u.c.artifact_id)
     late = (
         sa.select(u.c.record_id, pa.c.provenance_id, u.c.relationship, u.c.artifact_id)
-        .select_from(u.join(pa, pa.c.artifact_id == u.c.artifact_id))
+        .select_from(u.join(pa, waiting))
         .where(pa.c.provenance_id != u.c.record_id)
     )
     result = await conn.execute(
@@ -348,7 +351,7 @@ async def _resolve_graph(conn: AsyncConnection, report: ImportReport) -> None:
         )
     )
     report.dependencies_added += max(int(result.rowcount), 0)
-    await conn.execute(u.delete().where(sa.exists().where(pa.c.artifact_id == u.c.artifact_id)))
+    await conn.execute(u.delete().where(sa.exists().where(waiting)))
 
 
 async def _upsert(

@@ -56,9 +56,9 @@ class ProvenanceStore:
 
     async def check_rollback_scope(
         self, tx: Transaction, payload: RollbackRequested, projects: Collection[str]
-    ) -> None:
+    ) -> RollbackRequested:
         """The ``EventProcessor.rollback_scope`` hook."""
-        await self.cascade.check_rollback_scope(tx, payload, projects)
+        return await self.cascade.check_rollback_scope(tx, payload, projects)
 
     async def record_completion(
         self, tx: Transaction, task: dict[str, Any], validation: dict[str, Any]
@@ -133,17 +133,22 @@ class ProvenanceStore:
             }
         )
         produced = [o["artifact_id"] for o in outputs if o["artifact_id"]]
+        project = task["project_id"]
         if tx.is_postgres:
-            await provenance_pg.claim_outputs(await tx.driver(), record_id, produced)
+            await provenance_pg.claim_outputs(await tx.driver(), project, record_id, produced)
         else:
-            known = await repo.producers_of(produced)
-            # An artifact id names one producing record; a re-produced id keeps its first producer.
+            known = await repo.producers_of(project, produced)
+            # An artifact id names one producing record of its project; a re-produced id keeps
+            # its first producer.
             mine = [a for a in dict.fromkeys(produced) if a not in known]
-            await repo.add_artifacts(record_id, mine)
+            await repo.add_artifacts(project, record_id, mine)
             # Earlier records (imported ones, say) that used these artifacts now depend on this one.
-            await repo.resolve_waiting(record_id, mine)
-        producers = await repo.producers_of([i["artifact_id"] for i in inputs])
+            await repo.resolve_waiting(project, record_id, mine)
+        # Inputs resolve within the project only: another project's artifact of the same id
+        # is not this one.
+        producers = await repo.producers_of(project, [i["artifact_id"] for i in inputs])
         await repo.add_unresolved(
+            project,
             record_id,
             list(
                 {

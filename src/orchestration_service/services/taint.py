@@ -75,11 +75,11 @@ class CascadeResult:
         }
 
 
-def _rejected(reason: str, field_name: str) -> Exception:
+def _rejected(reason: str, field_name: str, kind: str = "unknown-record") -> Exception:
     # Imported here: events.handlers imports the provenance store.
     from orchestration_service.events.handlers import EventRejected
 
-    return EventRejected("unknown-record", reason, field=field_name)
+    return EventRejected(kind, reason, field=field_name)
 
 
 def _trail_entry(
@@ -247,8 +247,9 @@ class TaintCascade:
         """Taint one record (already read, locked on PostgreSQL) and cascade."""
         repo = ProvenanceRepository(tx.conn)
         cascade_id = cascade_id or str(uuid7())
-        if await repo.cascade_known(cascade_id):
-            return await self._existing(repo, cascade_id)
+        project = row["project_id"]  # a cascade id is the tainted record's project's
+        if await repo.cascade_known(project, cascade_id):
+            return await self._existing(repo, project, cascade_id)
         claimed = await repo.claim_cascade(
             {
                 "id": cascade_id,
@@ -262,19 +263,20 @@ class TaintCascade:
             }
         )
         if not claimed:
-            return await self._existing(repo, cascade_id)
+            return await self._existing(repo, project, cascade_id)
         seed = sa.select(pr.c.id).where(pr.c.id == row["id"])
         result = await self._apply(
             tx,
             seed,
             [row],
+            project_id=project,
             reason=reason,
             tainted_by=tainted_by,
             cascade_id=cascade_id,
             source_artifact={row["id"]: source_artifact} if source_artifact else {},
         )
         result.artifact_ids = output_artifact_ids(row["outputs"])
-        await repo.set_cascade_result(cascade_id, result.document())
+        await repo.set_cascade_result(project, cascade_id, result.document())
         return result
 
     async def inherit(self, tx: Transaction, record: dict[str, Any], upstream: dict[uuid.UUID, str]) -> bool:
@@ -322,8 +324,8 @@ class TaintCascade:
         await emit(tx, [event for _, event in entries])
         return True
 
-    async def _existing(self, repo: ProvenanceRepository, cascade_id: str) -> CascadeResult:
-        stored = await repo.get_cascade(cascade_id)
+    async def _existing(self, repo: ProvenanceRepository, project: str, cascade_id: str) -> CascadeResult:
+        stored = await repo.get_cascade(project, cascade_id)
         doc = (stored["result"] if stored else None) or {}
         if doc:
             return CascadeResult(
@@ -336,7 +338,7 @@ class TaintCascade:
                 events_published=0,
                 already_applied=True,
             )
-        counts = await repo.cascade_summary(cascade_id)
+        counts = await repo.cascade_summary(project, cascade_id)
         return CascadeResult(
             cascade_id=cascade_id,
             tainted_count=counts.get("taint", 0),
@@ -350,17 +352,21 @@ class TaintCascade:
         seed: sa.Select[Any],
         roots: Sequence[RowMapping],
         *,
+        project_id: str,
         reason: str,
         tainted_by: str,
         cascade_id: str,
         source_artifact: dict[Any, str],
     ) -> CascadeResult:
-        """Taint the seed records (``roots``: their rows) and make everything downstream suspect."""
+        """Taint the seed records (``roots``: their rows, all of ``project_id``) and make
+        everything downstream in the project suspect."""
         repo = ProvenanceRepository(tx.conn)
         now = utcnow()
         await repo.mark_tainted(seed, at=now, reason=reason, tainted_by=tainted_by[:255])
+        # A cascade stays in its project: an edge into another project's record can only be
+        # legacy data from before artifact ids were scoped.
         targets = await repo.cascade_targets(
-            seed, CASCADE_MAX_DEPTH, only_root=roots[0]["id"] if len(roots) == 1 else None
+            seed, CASCADE_MAX_DEPTH, project_id, only_root=roots[0]["id"] if len(roots) == 1 else None
         )
         named = {
             r["id"]: source_artifact.get(r["id"]) or primary_artifact(r["outputs"], r["id"]) for r in roots
@@ -405,31 +411,69 @@ class TaintCascade:
 
     async def check_rollback_scope(
         self, tx: Transaction, p: RollbackRequested, projects: Collection[str]
-    ) -> None:
+    ) -> RollbackRequested:
         """Refuse a rollback that names a record, artifact or checkpoint outside
-        ``projects``, in the words used when it does not exist (nothing tells the two apart)."""
-        repo = ProvenanceRepository(tx.conn)
-        if p.provenance_id:
-            try:
-                row = await repo.get(uuid.UUID(p.provenance_id))
-            except ValueError:
-                row = None
-            if row is None or row["project_id"] not in projects:
-                raise _rejected(f"provenance record {p.provenance_id} does not exist", "data.provenance_id")
-        if p.artifact_id:
-            producer = (await repo.producers_of([p.artifact_id])).get(p.artifact_id)
-            row = await repo.get(producer) if producer else None
-            if row is None or row["project_id"] not in projects:
-                if p.provenance_id:
-                    raise _rejected(
-                        f"artifact {p.artifact_id} was not produced by record {p.provenance_id}",
-                        "data.artifact_id",
-                    )
-                raise _rejected(f"no provenance record produced artifact {p.artifact_id}", "data.artifact_id")
+        ``projects``, in the words used when it does not exist (nothing tells the two apart).
+        Returns it with the record it targets named (resolved within ``projects``), so that
+        applying it does not look beyond them."""
+        if p.artifact_id or p.provenance_id:
+            row = await self._rollback_target(ProvenanceRepository(tx.conn), p, projects, lock=False)
+            p = p.model_copy(update={"provenance_id": str(row["id"])})
         if p.project_id and p.checkpoint_id and p.project_id not in projects:
             raise _rejected(
                 f"checkpoint {p.checkpoint_id} of project {p.project_id} does not exist", "data.checkpoint_id"
             )
+        return p
+
+    async def _rollback_target(
+        self,
+        repo: ProvenanceRepository,
+        p: RollbackRequested,
+        projects: Collection[str] | None,
+        *,
+        lock: bool,
+    ) -> RowMapping:
+        """The record a targeted rollback names, within ``projects`` (None = any) and the
+        event's ``project_id`` when given. An artifact id is its project's: without a record
+        or a project, it must name an artifact of exactly one project."""
+        row: RowMapping | None = None
+        if p.provenance_id:
+            try:
+                row = await repo.get(uuid.UUID(p.provenance_id), for_update=lock)
+            except ValueError:
+                row = None
+            if (
+                row is None
+                or (projects is not None and row["project_id"] not in projects)
+                or (p.project_id and row["project_id"] != p.project_id)
+            ):
+                raise _rejected(f"provenance record {p.provenance_id} does not exist", "data.provenance_id")
+        if not p.artifact_id:
+            assert row is not None
+            return row
+        if row is not None:
+            producer = (await repo.producers_of(row["project_id"], [p.artifact_id])).get(p.artifact_id)
+            if producer != row["id"] and p.artifact_id not in output_artifact_ids(row["outputs"]):
+                raise _rejected(
+                    f"artifact {p.artifact_id} was not produced by record {p.provenance_id}",
+                    "data.artifact_id",
+                )
+            return row
+        scope = [p.project_id] if p.project_id else (None if projects is None else list(projects))
+        if p.project_id and projects is not None and p.project_id not in projects:
+            scope = []
+        found = await repo.artifact_projects(p.artifact_id, scope) if scope != [] else []
+        if len(found) > 1:
+            raise _rejected(
+                f"artifact {p.artifact_id} exists in several projects; give data.project_id",
+                "data.project_id",
+                "schema",
+            )
+        producer = (await repo.producers_of(found[0], [p.artifact_id])).get(p.artifact_id) if found else None
+        row = await repo.get(producer, for_update=lock) if producer else None
+        if row is None:
+            raise _rejected(f"no provenance record produced artifact {p.artifact_id}", "data.artifact_id")
+        return row
 
     async def apply_rollback(
         self, tx: Transaction, p: RollbackRequested, ce: CloudEvent, lifecycle: Lifecycle
@@ -444,32 +488,7 @@ class TaintCascade:
         return "; ".join(details)
 
     async def _rollback_targeted(self, tx: Transaction, p: RollbackRequested, ce: CloudEvent) -> str:
-        repo = ProvenanceRepository(tx.conn)
-        row: RowMapping | None = None
-        if p.provenance_id:
-            try:
-                rid = uuid.UUID(p.provenance_id)
-            except ValueError:
-                raise _rejected(
-                    f"provenance record {p.provenance_id} does not exist", "data.provenance_id"
-                ) from None
-            row = await repo.get(rid, for_update=True)
-            if row is None:
-                raise _rejected(f"provenance record {p.provenance_id} does not exist", "data.provenance_id")
-        if p.artifact_id:
-            producer = (await repo.producers_of([p.artifact_id])).get(p.artifact_id)
-            if row is None:
-                row = await repo.get(producer, for_update=True) if producer else None
-                if row is None:
-                    raise _rejected(
-                        f"no provenance record produced artifact {p.artifact_id}", "data.artifact_id"
-                    )
-            elif producer != row["id"] and p.artifact_id not in output_artifact_ids(row["outputs"]):
-                raise _rejected(
-                    f"artifact {p.artifact_id} was not produced by record {p.provenance_id}",
-                    "data.artifact_id",
-                )
-        assert row is not None
+        row = await self._rollback_target(ProvenanceRepository(tx.conn), p, None, lock=True)
         result = await self.taint_record(
             tx,
             row,
@@ -502,10 +521,11 @@ class TaintCascade:
             raise _rejected(
                 f"checkpoint {p.checkpoint_id} of project {p.project_id} does not exist", "data.checkpoint_id"
             )
-        if p.rollback_id and await repo.cascade_by_rollback(p.rollback_id):
+        # Rollback and cascade ids are the project's: another project's same id is another one.
+        if p.rollback_id and await repo.cascade_by_rollback(p.project_id, p.rollback_id):
             return f"rollback {p.rollback_id} was already applied"
         cascade_id = (p.cascade_id if own_cascade else None) or p.rollback_id or str(uuid7())
-        if await repo.cascade_known(cascade_id):
+        if await repo.cascade_known(p.project_id, cascade_id):
             return f"cascade {cascade_id} was already applied"
         now = utcnow()
         claimed = await repo.claim_cascade(
@@ -538,6 +558,7 @@ class TaintCascade:
             tx,
             seed,
             roots,
+            project_id=p.project_id,
             reason=ROLLED_BACK,
             tainted_by=f"rollback:{p.rollback_id or cascade_id}",
             cascade_id=cascade_id,
@@ -551,6 +572,7 @@ class TaintCascade:
             p.project_id, after, at=now, by=p.rollback_id or cascade_id
         )
         await repo.set_cascade_result(
+            p.project_id,
             cascade_id,
             {
                 **result.document(),
