@@ -19,6 +19,7 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from orchestration_service.domain.lifecycle import Priority
+from orchestration_service.redaction import redact
 
 DEFAULT_CONFIG_PATH = Path("config/orchestration-service.yaml")
 
@@ -333,7 +334,7 @@ def load_settings(**overrides: Any) -> Settings:
         return Settings(**overrides)
     except ValidationError as exc:
         lines = [
-            f"invalid setting {_env_name(err['loc'])}: {err['msg']} (got {err.get('input')!r})"
+            redact(f"invalid setting {_env_name(err['loc'])}: {err['msg']} (got {err.get('input')!r})")
             for err in exc.errors()
         ]
         raise SettingsError("\n".join(lines)) from None

@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from orchestration_service.config import LoggingSettings
 from orchestration_service.http import route_template
+from orchestration_service.redaction import RedactingFilter
 
 _RESERVED = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {
     "message",
@@ -65,7 +66,9 @@ class JsonFormatter(logging.Formatter):
         for key, value in record.__dict__.items():
             if key not in _RESERVED and not key.startswith("_"):
                 out[key] = value
-        if record.exc_info:
+        if record.exc_text:  # the redacting filter leaves the cleaned traceback here
+            out["exception"] = record.exc_text
+        elif record.exc_info:
             out["exception"] = self.formatException(record.exc_info)
         return orjson.dumps(out, default=str).decode()
 
@@ -79,6 +82,7 @@ def configure_logging(settings: LoggingSettings) -> None:
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    handler.addFilter(RedactingFilter())  # no URL password reaches a log line
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.level)

@@ -29,6 +29,7 @@ from orchestration_service.events.publisher import OutboxRelay
 from orchestration_service.http import JSON, BodyLimitMiddleware, GZipWhenAccepted, install_error_handlers
 from orchestration_service.logs import RequestContextMiddleware
 from orchestration_service.metrics import Metrics, MetricsMiddleware
+from orchestration_service.redaction import redact
 from orchestration_service.routers.fast_lane import FastLane, LaneCounts
 from orchestration_service.routers.ui import mount_ui
 from orchestration_service.services.auth import ApiKeyService
@@ -160,7 +161,7 @@ class Container:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("event bus unavailable (%s); retrying in %.1fs", exc, delay)
+                log.warning("event bus unavailable (%s); retrying in %.1fs", redact(str(exc)), delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 15.0)
 

@@ -11,6 +11,7 @@ import typer
 from orchestration_service.cli import commands, provenance_files  # noqa: F401  (registers import/export)
 from orchestration_service.cli.keys import keys_app
 from orchestration_service.config import Settings, SettingsError, load_settings
+from orchestration_service.redaction import redact
 
 app = typer.Typer(
     name="orchestration-service",
@@ -32,7 +33,7 @@ def _settings(**overrides: object) -> Settings:
     try:
         return load_settings(**overrides)
     except SettingsError as exc:
-        typer.echo(f"orchestration-service: {exc}", err=True)
+        typer.echo(f"orchestration-service: {redact(str(exc))}", err=True)
         raise typer.Exit(2) from None
 
 
@@ -75,7 +76,7 @@ def serve(
         try:
             upgrade(settings.storage)
         except Exception as exc:
-            typer.echo(f"orchestration-service: cannot migrate the database: {exc}", err=True)
+            typer.echo(f"orchestration-service: cannot migrate the database: {redact(str(exc))}", err=True)
             raise typer.Exit(1) from None
     # Workers re-read settings from the environment; pass the CLI's choices along.
     import os
@@ -110,7 +111,7 @@ def db_upgrade(revision: Annotated[str, typer.Argument(help="Target revision")] 
     try:
         upgrade(settings.storage, revision)
     except Exception as exc:
-        typer.echo(f"orchestration-service: migration failed: {exc}", err=True)
+        typer.echo(f"orchestration-service: migration failed: {redact(str(exc))}", err=True)
         raise typer.Exit(1) from None
     typer.echo(f"database at {revision}")
 
