@@ -80,7 +80,7 @@ def test_a_bad_broker_url_is_not_printed_with_its_password(scheme: str, tmp_path
         "ORCH_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'o.db'}",
     }
     # amqpx: a configuration error at once; amqp: the server runs and logs its retries.
-    code, out = run_serve(env, until=None if scheme == "amqpx" else "event bus unavailable")
+    _, out = run_serve(env, until=None if scheme == "amqpx" else "event bus unavailable")
     assert ("invalid setting" in out) if scheme == "amqpx" else ("event bus unavailable" in out), out
     assert SECRET not in out, out
 
