@@ -97,6 +97,16 @@ def configure_logging(settings: LoggingSettings) -> None:
 
 access_log = logging.getLogger("orchestration_service.access")
 
+# Fields a handler adds to its request's access line (the task a POST created, its project).
+# Kept in the ASGI scope, not in contextvars: the fast lane and the routes run below this
+# middleware, and a value they set must reach its access line whatever context they ran in.
+_ACCESS_FIELDS = "orchestration.access_fields"
+
+
+def annotate_access(scope: Scope, **fields: str) -> None:
+    """Add ``fields`` (e.g. task_id, project_id) to the access log line of this request."""
+    scope.setdefault(_ACCESS_FIELDS, {}).update(fields)
+
 
 class RequestContextMiddleware:
     """Takes X-Request-ID (or makes one), returns it, and writes the access log line."""
@@ -134,11 +144,13 @@ class RequestContextMiddleware:
                 access_log.info(
                     "request",
                     extra={
+                        "request_id": request_id,  # on the record itself, whoever formats it
                         "method": scope["method"],
                         "path": scope["path"],
                         "route": route_template(scope),
                         "status": status,
                         "duration_ms": round((time.perf_counter() - start) * 1000, 2),
+                        **scope.get(_ACCESS_FIELDS, {}),
                     },
                 )
             request_id_var.reset(token)

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Body, Header, Query, Request
 from orchestration_service.domain.errors import Forbidden, NotFound
 from orchestration_service.domain.lifecycle import Priority, TaskStatus
 from orchestration_service.http import JSON
+from orchestration_service.logs import annotate_access
 from orchestration_service.repositories.tasks import TaskFilter
 from orchestration_service.routers.deps import container, narrowed_projects, visible_projects
 from orchestration_service.schemas.common import NO_NUL, UTCDateTime, problem_responses
@@ -61,6 +62,7 @@ async def submit_task(
         raise Forbidden(f"this API key may not submit to project {body.project_id}")
     result = await container(request).tasks.submit(body, idempotency_key=idempotency_key)
     t = result.task
+    annotate_access(request.scope, task_id=str(t["id"]), project_id=t["project_id"])
     headers = {"Location": f"/api/v1/tasks/{t['id']}"}
     if result.replayed:
         headers["Idempotency-Replayed"] = "true"
