@@ -16,8 +16,10 @@ from collections.abc import Callable
 from typing import Any, Literal, TypeVar
 
 import httpx
+from opentelemetry.trace import Span, SpanKind
 from pydantic import BaseModel, ValidationError
 
+from orchestration_service import tracing
 from orchestration_service.config import RoutingSettings
 from orchestration_service.redaction import error_text, reason, redact_url
 
@@ -199,12 +201,23 @@ class ServiceClient:
         raise CallFailed(f"{last.reason} (after {attempts} attempt{'s' if attempts > 1 else ''})", last.kind)
 
     async def _post_once(self, url: str, body: dict[str, Any], answer: type[M]) -> M:
+        # One CLIENT span per attempt; its traceparent header lets the sibling service
+        # continue the task's trace.
+        path = url[len(self.base_url) :] or "/"
+        attributes = {"peer.service": self.name, "http.request.method": "POST", "url.full": redact_url(url)}
+        with tracing.span(f"POST {path}", kind=SpanKind.CLIENT, attributes=attributes) as span:
+            result = await self._send(span, url, body, answer)
+        return result
+
+    async def _send(self, span: Span, url: str, body: dict[str, Any], answer: type[M]) -> M:
         try:
-            r = await self.http.post(url, json=body, timeout=self.timeout)
+            r = await self.http.post(url, json=body, timeout=self.timeout, headers=tracing.outgoing_headers())
         except httpx.TimeoutException:
             raise CallFailed(f"timeout after {self.timeout:g}s", "timeout") from None
         except httpx.TransportError as exc:
             raise _Retryable(f"connection failed: {error_text(exc)}", reason(exc)) from None
+        if span.is_recording():
+            span.set_attribute("http.response.status_code", r.status_code)
         if r.status_code >= 500:
             raise _Retryable(f"HTTP {r.status_code}", f"http {r.status_code}")
         if not r.is_success:
