@@ -246,6 +246,13 @@ class ObservabilitySettings(_Section):
         "none", description="OpenTelemetry traces; the standard OTEL_* variables configure the exporter."
     )
     access_log: bool = Field(True, description="One JSON line per HTTP request at INFO.")
+    metrics_refresh_seconds: float = Field(
+        5.0,
+        gt=0,
+        le=3600,
+        description="How often the database-read gauges of /metrics (tasks by state, outbox "
+        "backlog) are refreshed in the background; a scrape never queries the database.",
+    )
 
 
 class Settings(BaseSettings):

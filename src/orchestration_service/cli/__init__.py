@@ -86,6 +86,9 @@ def serve(
     # uvicorn shuts down gracefully on SIGTERM and then re-raises the signal to the handler
     # that was installed before it; a no-op one lets a clean shutdown exit with status 0.
     signal.signal(signal.SIGTERM, lambda *_: None)
+    from orchestration_service.metrics import prepare_multiprocess
+
+    prepare_multiprocess(server.workers)  # one /metrics answer for all the workers
     uvicorn.run(
         "orchestration_service.main:app_factory",
         factory=True,
