@@ -19,6 +19,7 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from orchestration_service.domain.lifecycle import Priority
+from orchestration_service.redaction import redact
 
 DEFAULT_CONFIG_PATH = Path("config/orchestration-service.yaml")
 
@@ -259,6 +260,13 @@ class ObservabilitySettings(_Section):
         "none", description="OpenTelemetry traces; the standard OTEL_* variables configure the exporter."
     )
     access_log: bool = Field(True, description="One JSON line per HTTP request at INFO.")
+    metrics_refresh_seconds: float = Field(
+        5.0,
+        gt=0,
+        le=3600,
+        description="How often the database-read gauges of /metrics (tasks by state, outbox "
+        "backlog) are refreshed in the background; a scrape never queries the database.",
+    )
 
 
 class Settings(BaseSettings):
@@ -347,7 +355,7 @@ def load_settings(**overrides: Any) -> Settings:
         return Settings(**overrides)
     except ValidationError as exc:
         lines = [
-            f"invalid setting {_env_name(err['loc'])}: {err['msg']} (got {err.get('input')!r})"
+            redact(f"invalid setting {_env_name(err['loc'])}: {err['msg']} (got {err.get('input')!r})")
             for err in exc.errors()
         ]
         raise SettingsError("\n".join(lines)) from None

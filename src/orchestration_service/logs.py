@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from orchestration_service.config import LoggingSettings
 from orchestration_service.http import route_template
+from orchestration_service.redaction import RedactingFilter
 
 _RESERVED = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {
     "message",
@@ -65,7 +66,9 @@ class JsonFormatter(logging.Formatter):
         for key, value in record.__dict__.items():
             if key not in _RESERVED and not key.startswith("_"):
                 out[key] = value
-        if record.exc_info:
+        if record.exc_text:  # the redacting filter leaves the cleaned traceback here
+            out["exception"] = record.exc_text
+        elif record.exc_info:
             out["exception"] = self.formatException(record.exc_info)
         return orjson.dumps(out, default=str).decode()
 
@@ -79,6 +82,7 @@ def configure_logging(settings: LoggingSettings) -> None:
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    handler.addFilter(RedactingFilter())  # no URL password reaches a log line
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.level)
@@ -92,6 +96,16 @@ def configure_logging(settings: LoggingSettings) -> None:
 
 
 access_log = logging.getLogger("orchestration_service.access")
+
+# Fields a handler adds to its request's access line (the task a POST created, its project).
+# Kept in the ASGI scope, not in contextvars: the fast lane and the routes run below this
+# middleware, and a value they set must reach its access line whatever context they ran in.
+_ACCESS_FIELDS = "orchestration.access_fields"
+
+
+def annotate_access(scope: Scope, **fields: str) -> None:
+    """Add ``fields`` (e.g. task_id, project_id) to the access log line of this request."""
+    scope.setdefault(_ACCESS_FIELDS, {}).update(fields)
 
 
 class RequestContextMiddleware:
@@ -130,11 +144,13 @@ class RequestContextMiddleware:
                 access_log.info(
                     "request",
                     extra={
+                        "request_id": request_id,  # on the record itself, whoever formats it
                         "method": scope["method"],
                         "path": scope["path"],
                         "route": route_template(scope),
                         "status": status,
                         "duration_ms": round((time.perf_counter() - start) * 1000, 2),
+                        **scope.get(_ACCESS_FIELDS, {}),
                     },
                 )
             request_id_var.reset(token)

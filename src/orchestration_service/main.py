@@ -28,7 +28,8 @@ from orchestration_service.events.memory import MemoryBus
 from orchestration_service.events.publisher import OutboxRelay
 from orchestration_service.http import JSON, BodyLimitMiddleware, GZipWhenAccepted, install_error_handlers
 from orchestration_service.logs import RequestContextMiddleware
-from orchestration_service.metrics import Metrics, MetricsMiddleware
+from orchestration_service.metrics import GaugeRefresher, Metrics, MetricsMiddleware
+from orchestration_service.redaction import redact
 from orchestration_service.routers.fast_lane import FastLane, LaneCounts
 from orchestration_service.routers.ui import mount_ui
 from orchestration_service.services.auth import ApiKeyService
@@ -76,6 +77,8 @@ class Container:
     _bus_task: asyncio.Task[None] | None = field(default=None, repr=False)
     # The pooled HTTP client of the Agent and RAG calls (None when neither is configured).
     http_client: httpx.AsyncClient | None = field(default=None, repr=False)
+    # Refreshes the database gauges of /metrics in the background (None: metrics off).
+    gauges: GaugeRefresher | None = field(default=None, repr=False)
 
     @classmethod
     def build(cls, settings: Settings, metrics: Metrics | None = None) -> Container:
@@ -133,6 +136,9 @@ class Container:
             event_log=EventLog(db, notifier),
             metrics=metrics,
             keys=ApiKeyService(db, cache_ttl=settings.auth.cache_ttl_seconds),
+            gauges=GaugeRefresher(metrics, db, settings.observability.metrics_refresh_seconds)
+            if settings.observability.metrics_enabled
+            else None,
         )
 
     async def start(self) -> None:
@@ -147,6 +153,8 @@ class Container:
         self.relay.start()
         self.router.start()
         self.sweeper.start()
+        if self.gauges is not None:
+            self.gauges.start()
         self.router.wake()
         self.started = True
 
@@ -166,7 +174,7 @@ class Container:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("event bus unavailable (%s); retrying in %.1fs", exc, delay)
+                log.warning("event bus unavailable (%s); retrying in %.1fs", redact(str(exc)), delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 15.0)
 
@@ -181,6 +189,9 @@ class Container:
         if self.http_client is not None:
             await self.http_client.aclose()
         await self.sweeper.stop()
+        if self.gauges is not None:
+            await self.gauges.stop()
+            self.metrics.process_exit()
         await self.relay.stop(flush_timeout=min(grace, 10.0))
         await self.notifier.stop()
         await self.tasks.estimator.close()

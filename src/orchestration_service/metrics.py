@@ -3,24 +3,68 @@
 Labels take only bounded values: route templates, states, priorities, known event names
 ("other" for anything else), analyzers, dependencies. Never task, project or event ids.
 Counters count what committed (they are bumped after the transaction).
+
 Gauges that describe shared state (tasks by state, outbox backlog) are read from the
-database at scrape time, so every replica reports the same truth.
+database by a background :class:`GaugeRefresher` every ``observability.metrics_refresh_seconds``
+(one reader at a time across replicas and workers, by a PostgreSQL advisory try-lock); a
+scrape only renders memory, so scraping costs the database nothing.
+
+With several worker processes (``serve --workers N``) ``serve`` points PROMETHEUS_MULTIPROC_DIR
+at a fresh directory: every process writes its values there and a scrape, whichever process
+answers it, reports the sum of counters and histograms over the whole server.
 """
 
 from __future__ import annotations
 
+import asyncio
+import atexit
+import contextlib
+import logging
+import os
+import random
+import shutil
+import tempfile
 import time
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from orchestration_service.background import cancel_and_wait
 from orchestration_service.domain.events import CONSUMED_EVENTS, TASK_READY_PREFIX, TASK_STATUS_PREFIX
 from orchestration_service.domain.lifecycle import TaskStatus
 from orchestration_service.http import route_template
+from orchestration_service.redaction import error_text
+from orchestration_service.repositories.gauges import GaugeReading, GaugeRepository
 
 if TYPE_CHECKING:
+    from orchestration_service.db.engine import Database
     from orchestration_service.main import Container
+
+log = logging.getLogger(__name__)
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def multiprocess_dir() -> str | None:
+    """The shared directory of a multi-process server (None for a single process)."""
+    return os.environ.get(MULTIPROC_ENV) or None
+
+
+def prepare_multiprocess(workers: int) -> str | None:
+    """For ``serve --workers N`` (N > 1), before the workers start: a fresh
+    PROMETHEUS_MULTIPROC_DIR (they inherit the variable; prometheus_client reads it when they
+    import it), removed when the server process exits. A directory the operator set is used
+    as is and kept. Returns the directory (None with one worker)."""
+    if workers <= 1:
+        return None
+    path = multiprocess_dir()
+    if path is None:
+        path = tempfile.mkdtemp(prefix="orch-metrics-")
+        os.environ[MULTIPROC_ENV] = path
+        atexit.register(shutil.rmtree, path, True)
+    return path
+
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _KNOWN_PUBLISHED = {
@@ -59,7 +103,16 @@ class Metrics:
         self.transitions = Counter(
             "orch_task_transitions_total", "Task state transitions", ["from_state", "to_state"], registry=r
         )
-        self.tasks = Gauge("orch_tasks", "Tasks by state (from the database)", ["state"], registry=r)
+        # Gauges say how the processes of one server combine: the database readings are the
+        # same for all (the most recent wins), listeners add up, a dependency is up only if
+        # every live process reaches it.
+        self.tasks = Gauge(
+            "orch_tasks",
+            "Tasks by state (from the database)",
+            ["state"],
+            registry=r,
+            multiprocess_mode="livemostrecent",
+        )
         self.published = Counter("orch_events_published_total", "Events published", ["event"], registry=r)
         self.consumed = Counter(
             "orch_events_consumed_total",
@@ -67,9 +120,17 @@ class Metrics:
             ["event", "outcome"],
             registry=r,
         )
-        self.outbox_pending = Gauge("orch_outbox_pending", "Outbox events not yet published", registry=r)
+        self.outbox_pending = Gauge(
+            "orch_outbox_pending",
+            "Outbox events not yet published",
+            registry=r,
+            multiprocess_mode="livemostrecent",
+        )
         self.outbox_oldest = Gauge(
-            "orch_outbox_oldest_age_seconds", "Age of the oldest unpublished outbox event", registry=r
+            "orch_outbox_oldest_age_seconds",
+            "Age of the oldest unpublished outbox event",
+            registry=r,
+            multiprocess_mode="livemostrecent",
         )
         self.routing_duration = Histogram(
             "orch_routing_duration_seconds",
@@ -79,10 +140,17 @@ class Metrics:
             buckets=(0.001, 0.01, 0.1, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120),
         )
         self.dependency_up = Gauge(
-            "orch_dependency_up", "1 when a dependency is reachable", ["dependency"], registry=r
+            "orch_dependency_up",
+            "1 when a dependency is reachable",
+            ["dependency"],
+            registry=r,
+            multiprocess_mode="livemin",
         )
         self.sse_listeners = Gauge(
-            "orch_sse_listeners", "Open event-feed and task-stream listeners", registry=r
+            "orch_sse_listeners",
+            "Open event-feed and task-stream listeners",
+            registry=r,
+            multiprocess_mode="livesum",
         )
         for state in TaskStatus:
             self.tasks.labels(state.value)
@@ -118,27 +186,80 @@ class Metrics:
         label = analyzer if analyzer in ("builtin", "agent-service") else "other"
         self.routing_duration.labels(label).observe(seconds)
 
+    def database_read(self, reading: GaugeReading | None) -> None:
+        """The refresher's reading (None: the database could not be read)."""
+        self.dependency_up.labels("database").set(0 if reading is None else 1)
+        if reading is None:
+            return
+        for state in TaskStatus:
+            self.tasks.labels(state.value).set(reading.tasks_by_state.get(state.value, 0))
+        self.outbox_pending.set(reading.outbox_pending)
+        self.outbox_oldest.set(reading.outbox_oldest_seconds)
+
     # -- scrape ------------------------------------------------------------------------
     async def render(self, c: Container) -> bytes:
-        from orchestration_service.repositories.outbox import OutboxRepository
-        from orchestration_service.repositories.tasks import TaskRepository
-
-        try:
-            async with c.db.read() as conn:
-                counts = await TaskRepository(conn).counts_by_state()
-                pending, oldest = await OutboxRepository(conn).pending_stats()
-            for state in TaskStatus:
-                self.tasks.labels(state.value).set(counts.get(state.value, 0))
-            self.outbox_pending.set(pending)
-            self.outbox_oldest.set(oldest)
-            self.dependency_up.labels("database").set(1)
-        except Exception:
-            self.dependency_up.labels("database").set(0)
+        """From memory only (no I/O): the refresher keeps the database gauges current."""
         self.dependency_up.labels("broker").set(1 if c.bus.health() == "connected" else 0)
         self.sse_listeners.set(c.notifier.listener_count)
         for name, status in c.dependency_states().items():
             self.dependency_up.labels(name).set(1 if status == "connected" else 0)
-        return generate_latest(self.registry)
+        path = multiprocess_dir()
+        if path is None:
+            return generate_latest(self.registry)
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path=path)  # type: ignore[no-untyped-call]
+        return generate_latest(registry)
+
+    @staticmethod
+    def process_exit() -> None:
+        """Drop this process's live gauges from a multi-process server's totals."""
+        if multiprocess_dir() is not None:
+            with contextlib.suppress(Exception):
+                multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
+
+
+class GaugeRefresher:
+    """Reads the database gauges every ``interval`` seconds (jittered, so replicas drift
+    apart), in the background. A round another replica is reading right now is skipped."""
+
+    def __init__(self, metrics: Metrics, db: Database, interval: float) -> None:
+        self.metrics = metrics
+        self.db = db
+        self.interval = interval
+        self.reads = 0  # rounds that read the database (tests and the curious)
+        self.skipped = 0  # rounds another reader held the lock
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="metrics-gauges")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            await cancel_and_wait(self._task, "metrics gauges")
+            self._task = None
+
+    async def refresh(self) -> bool:
+        """One round; True if it read the database."""
+        try:
+            async with self.db.transaction(write=False) as tx:
+                repo = GaugeRepository(tx.conn)
+                if not await repo.try_lock():
+                    self.skipped += 1
+                    self.metrics.dependency_up.labels("database").set(1)
+                    return False
+                reading = await repo.read()
+        except Exception as exc:
+            log.warning("metrics: cannot read the database gauges: %s", error_text(exc))
+            self.metrics.database_read(None)
+            return False
+        self.reads += 1
+        self.metrics.database_read(reading)
+        return True
+
+    async def _run(self) -> None:
+        while True:
+            await self.refresh()
+            await asyncio.sleep(self.interval * random.uniform(0.8, 1.2))
 
 
 class MetricsMiddleware:

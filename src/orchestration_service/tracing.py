@@ -1,9 +1,11 @@
 """OpenTelemetry traces, off unless configured (``ORCH_OTEL_EXPORTER=otlp|console|none``).
 
-The W3C trace context crosses the bus: every CloudEvent the service publishes carries the
-``traceparent`` of the span that caused it, and a consumed event's ``traceparent`` becomes
-the parent of the span that handles it. Tasks keep the trace context of their submission,
-so the work done later for them (routing, dispatch, timeouts) joins the same trace.
+Calls to the Agent and RAG services are CLIENT spans and carry their ``traceparent``
+header (``services/remote.py``). The W3C trace context crosses the bus: every CloudEvent
+the service publishes carries the ``traceparent`` of the span that caused it, and a
+consumed event's ``traceparent`` becomes the parent of the span that handles it. Tasks keep
+the trace context of their submission, so the work done later for them (routing, dispatch,
+timeouts) joins the same trace.
 
 With the exporter ``none`` no SDK is installed: spans are the API's no-op spans, which still
 carry an incoming trace context through, so propagation works even when nothing is recorded.
@@ -15,7 +17,7 @@ import contextlib
 import logging
 import sys
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -24,7 +26,11 @@ from opentelemetry.trace import Span, SpanKind
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from orchestration_service import __version__
 from orchestration_service.http import route_template
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.resources import Resource
 
 log = logging.getLogger(__name__)
 
@@ -36,17 +42,37 @@ def tracer() -> trace.Tracer:
     return trace.get_tracer("orchestration_service")
 
 
+def resource() -> Resource:
+    """The service's resource: OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES win; without
+    them the service is ``orchestration-service`` at this version."""
+    from opentelemetry.sdk.resources import Resource
+
+    detected = Resource.create()  # the SDK's defaults, then the OTEL_* variables
+    attributes = dict(detected.attributes)
+    if str(attributes.get("service.name", "")).startswith("unknown_service"):
+        del attributes["service.name"]  # the SDK's placeholder: no variable named the service
+    defaults = Resource({"service.name": "orchestration-service", "service.version": __version__})
+    return defaults.merge(Resource(attributes, detected.schema_url))
+
+
+def outgoing_headers() -> dict[str, str]:
+    """``traceparent`` (and ``tracestate``) of the current span, for an outgoing request."""
+    carrier: dict[str, str] = {}
+    _propagator.inject(carrier)
+    return carrier
+
+
 def configure(exporter: str) -> None:
     """Install the SDK with the chosen exporter (once per process; the standard OTEL_*
-    variables, e.g. OTEL_EXPORTER_OTLP_ENDPOINT and OTEL_SERVICE_NAME, configure it)."""
+    variables, e.g. OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES,
+    configure it)."""
     global _configured
     if exporter == "none" or _configured:
         return
-    from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 
-    provider = TracerProvider(resource=Resource.create({"service.name": "orchestration-service"}))
+    provider = TracerProvider(resource=resource())
     span_exporter: SpanExporter
     if exporter == "console":
         span_exporter = ConsoleSpanExporter(out=sys.stdout)

@@ -39,6 +39,7 @@ class Call:
     path: str
     body: Any
     at: float
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -86,7 +87,7 @@ class FakeService:
         behaviour = self._routes.get(path)
         if path != "/health":
             with self._lock:
-                self.calls.append(Call(path, body, time.monotonic()))
+                self.calls.append(Call(path, body, time.monotonic(), dict(request.headers)))
         if behaviour is None:
             return Response(b'{"detail": "not found"}', 404, media_type="application/json")
         with self._lock:

@@ -42,6 +42,8 @@ async def test_metrics_names_labels_and_no_ids(service: Service) -> None:
     await h.send(output_event(tid))
     await wait_for_status(service, tid, "validating")
     await h.published("task.ready.tiny", tid)
+    assert service.container.gauges is not None
+    await service.container.gauges.refresh()  # the background refresher's round, now
     r = await service.client.get("/metrics")
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("text/plain")

@@ -11,6 +11,7 @@ import typer
 from orchestration_service.cli import commands, provenance_files  # noqa: F401  (registers import/export)
 from orchestration_service.cli.keys import keys_app
 from orchestration_service.config import Settings, SettingsError, load_settings
+from orchestration_service.redaction import redact
 
 app = typer.Typer(
     name="orchestration-service",
@@ -32,7 +33,7 @@ def _settings(**overrides: object) -> Settings:
     try:
         return load_settings(**overrides)
     except SettingsError as exc:
-        typer.echo(f"orchestration-service: {exc}", err=True)
+        typer.echo(f"orchestration-service: {redact(str(exc))}", err=True)
         raise typer.Exit(2) from None
 
 
@@ -75,7 +76,7 @@ def serve(
         try:
             upgrade(settings.storage)
         except Exception as exc:
-            typer.echo(f"orchestration-service: cannot migrate the database: {exc}", err=True)
+            typer.echo(f"orchestration-service: cannot migrate the database: {redact(str(exc))}", err=True)
             raise typer.Exit(1) from None
     # Workers re-read settings from the environment; pass the CLI's choices along.
     import os
@@ -85,6 +86,9 @@ def serve(
     # uvicorn shuts down gracefully on SIGTERM and then re-raises the signal to the handler
     # that was installed before it; a no-op one lets a clean shutdown exit with status 0.
     signal.signal(signal.SIGTERM, lambda *_: None)
+    from orchestration_service.metrics import prepare_multiprocess
+
+    prepare_multiprocess(server.workers)  # one /metrics answer for all the workers
     uvicorn.run(
         "orchestration_service.main:app_factory",
         factory=True,
@@ -110,7 +114,7 @@ def db_upgrade(revision: Annotated[str, typer.Argument(help="Target revision")] 
     try:
         upgrade(settings.storage, revision)
     except Exception as exc:
-        typer.echo(f"orchestration-service: migration failed: {exc}", err=True)
+        typer.echo(f"orchestration-service: migration failed: {redact(str(exc))}", err=True)
         raise typer.Exit(1) from None
     typer.echo(f"database at {revision}")
 

@@ -1,7 +1,8 @@
 """Who may do what: API key scopes and the requests each scope allows.
 
 `read` may GET; `write` may also submit and cancel tasks; `admin` may also taint, clear,
-roll back, create checkpoints and post events. Health routes and /metrics need no key.
+roll back, create checkpoints and post events. The health probes (/health, /health/live,
+/health/ready) and /metrics need no key; /health/detailed needs one of any scope.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ class Scope(StrEnum):
         return {"read": 0, "write": 1, "admin": 2}[self.value]
 
 
-_PUBLIC = re.compile(r"^/api/v1/(health(/.*)?|openapi\.json|docs.*)$")
+# The probes only: /health/detailed names dependencies and their errors, so it needs a key.
+_PUBLIC = re.compile(r"^/api/v1/(health(/live|/ready)?/?|openapi\.json|docs.*)$")
 _WRITE = (
     ("POST", re.compile(r"^/api/v1/tasks/?$")),
     ("POST", re.compile(r"^/api/v1/tasks/[^/]+/cancel/?$")),

@@ -34,6 +34,7 @@ from orchestration_service.background import cancel_and_wait
 from orchestration_service.config import Settings
 from orchestration_service.db.engine import LOG_CHANNEL, OUTBOX_CHANNEL, Database
 from orchestration_service.events.bus import EventBus, OutboundMessage
+from orchestration_service.redaction import error_text, reason
 from orchestration_service.repositories.outbox import (
     ASSIGN_SEQUENCE_PG,
     MARK_PUBLISHED_PG,
@@ -201,8 +202,8 @@ class OutboxRelay:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # database down: keep the rows, retry
-                self._sequence_error = f"{type(exc).__name__}: {exc}"
-                log.warning("outbox relay: %s; retrying in %.1fs", self._sequence_error, backoff)
+                self._sequence_error = reason(exc)  # classified: /health/detailed shows it
+                log.warning("outbox relay: %s; retrying in %.1fs", error_text(exc), backoff)
                 await self._sleep(backoff)
                 backoff = min(backoff * 2, 10.0)
 
@@ -218,8 +219,8 @@ class OutboxRelay:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # broker or database down: the rows stay, retried
-                self._publish_error = f"{type(exc).__name__}: {exc}"
-                log.warning("outbox relay: %s; retrying in %.1fs", self._publish_error, backoff)
+                self._publish_error = reason(exc)
+                log.warning("outbox relay: %s; retrying in %.1fs", error_text(exc), backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 10.0)
 

@@ -49,6 +49,7 @@ from orchestration_service.events.bus import (
     InboundMessage,
     OutboundMessage,
 )
+from orchestration_service.redaction import error_text, reason
 
 log = logging.getLogger(__name__)
 
@@ -122,17 +123,18 @@ class RabbitMQBus:
                 await connection.close()
             if not isinstance(exc, Exception):
                 raise
-            self.last_error = f"{type(exc).__name__}: {exc}"
-            raise BusUnavailable(f"cannot connect to the broker: {self.last_error}") from exc
+            # Classified (it shows in /health/detailed); the log gets the redacted text.
+            self.last_error = reason(exc)
+            raise BusUnavailable(f"cannot connect to the broker: {error_text(exc)}") from exc
         self._connection = connection
         connection.close_callbacks.add(self._on_connection_closed)
         connection.reconnect_callbacks.add(self._on_reconnected)
         try:
             await self._declare_topology(connection)
         except Exception as exc:
-            self.last_error = f"{type(exc).__name__}: {exc}"
+            self.last_error = reason(exc)
             await self.close()
-            raise BusUnavailable(f"cannot declare the topology: {self.last_error}") from exc
+            raise BusUnavailable(f"cannot declare the topology: {error_text(exc)}") from exc
         self.last_error = None
         log.info(
             "event bus connected to RabbitMQ (queue %s, %s)",
@@ -217,8 +219,8 @@ class RabbitMQBus:
     def _on_connection_closed(self, _sender: Any, exc: BaseException | None = None) -> None:
         if exc is None or isinstance(exc, asyncio.CancelledError):
             return
-        self.last_error = f"connection lost: {type(exc).__name__}: {exc}"
-        log.warning("event bus: %s; reconnecting", self.last_error)
+        self.last_error = f"connection lost: {reason(exc)}"
+        log.warning("event bus: connection lost: %s; reconnecting", error_text(exc))
 
     def _on_reconnected(self, _sender: Any) -> None:
         self.last_error = None

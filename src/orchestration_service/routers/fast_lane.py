@@ -29,6 +29,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from orchestration_service.domain.errors import OrchestrationError
 from orchestration_service.http import json_default
+from orchestration_service.logs import annotate_access
 from orchestration_service.schemas.tasks import SubmitTask
 from orchestration_service.schemas.views import task_document
 
@@ -84,6 +85,7 @@ class FastLane:
         except OrchestrationError:
             return False  # not found (or not visible): the reference answers
         scope["route"] = self.status_route
+        annotate_access(scope, task_id=str(task_id), project_id=view.task["project_id"])
         await _respond(send, 200, task_document(view.task, view.subtasks, view.dependencies))
         return True
 
@@ -124,6 +126,7 @@ class FastLane:
         if result.replayed:
             headers.append((b"idempotency-replayed", b"true"))
         scope["route"] = self.submit_route
+        annotate_access(scope, task_id=str(t["id"]), project_id=t["project_id"])
         await _respond(
             send,
             201,

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Request
 
 from orchestration_service import __version__
 from orchestration_service.http import JSON
+from orchestration_service.redaction import reason
 from orchestration_service.routers.deps import container
 from orchestration_service.schemas.common import DetailedHealth, Health
 
@@ -60,7 +61,7 @@ async def detailed(request: Request) -> JSON:
         deps["database"] = "connected"
     except Exception as exc:
         deps["database"] = "disconnected"
-        details["database"] = f"{type(exc).__name__}: {exc}"
+        details["database"] = reason(exc)  # classified: never the driver's text
     deps["broker"] = c.bus.health()
     if deps["broker"] != "connected":
         details["broker"] = getattr(c.bus, "last_error", None) or "not connected"

@@ -12,6 +12,7 @@ from orchestration_service.domain.errors import Forbidden, NotFound, ValidationF
 from orchestration_service.domain.lifecycle import Priority, TaskStatus
 from orchestration_service.domain.provenance import BadCursor, decode_cursor, encode_cursor
 from orchestration_service.http import JSON
+from orchestration_service.logs import annotate_access
 from orchestration_service.repositories.tasks import TaskFilter
 from orchestration_service.routers.deps import container, narrowed_projects, visible_projects
 from orchestration_service.schemas.common import NO_NUL, UTCDateTime, problem_responses
@@ -64,6 +65,7 @@ async def submit_task(
         raise Forbidden(f"this API key may not submit to project {body.project_id}")
     result = await container(request).tasks.submit(body, idempotency_key=idempotency_key)
     t = result.task
+    annotate_access(request.scope, task_id=str(t["id"]), project_id=t["project_id"])
     headers = {"Location": f"/api/v1/tasks/{t['id']}"}
     if result.replayed:
         headers["Idempotency-Replayed"] = "true"

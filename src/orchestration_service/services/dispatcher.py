@@ -20,6 +20,7 @@ from orchestration_service.background import cancel_and_wait
 from orchestration_service.config import Settings
 from orchestration_service.db.engine import Database, Transaction
 from orchestration_service.domain.lifecycle import TaskStatus
+from orchestration_service.redaction import error_text
 from orchestration_service.repositories.tasks import TaskRepository
 from orchestration_service.services.lifecycle import Lifecycle, utcnow
 from orchestration_service.services.routing_engine import Outcome, RoutingEngine
@@ -66,7 +67,7 @@ class _Loop:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                self.last_error = f"{type(exc).__name__}: {exc}"
+                self.last_error = error_text(exc)
                 log.warning("%s: %s; retrying in %.1fs", self.name, self.last_error, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 10.0)
@@ -252,7 +253,7 @@ class Router(_Loop):
                     await self._apply_all([one])
                 return
             # Nothing was written; the claim stays until its lease expires, then it is retried.
-            self.last_error = f"{type(exc).__name__}: {exc}"
+            self.last_error = error_text(exc)
             log.warning(
                 "router: applying the route of task %s failed: %s", batch[0].task["id"], self.last_error
             )

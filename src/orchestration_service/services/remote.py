@@ -16,9 +16,12 @@ from collections.abc import Callable
 from typing import Any, Literal, TypeVar
 
 import httpx
+from opentelemetry.trace import Span, SpanKind
 from pydantic import BaseModel, ValidationError
 
+from orchestration_service import tracing
 from orchestration_service.config import RoutingSettings
+from orchestration_service.redaction import error_text, reason, redact_url
 
 log = logging.getLogger(__name__)
 
@@ -46,15 +49,17 @@ def make_http_client(routing: RoutingSettings) -> httpx.AsyncClient | None:
 
 
 class CallFailed(Exception):
-    def __init__(self, reason: str) -> None:
+    """``reason`` goes to the task's history; ``kind`` is its short classified form
+    ("timeout", "connection refused", "http 503" …), the only one health answers show."""
+
+    def __init__(self, reason: str, kind: str | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.kind = kind or reason
 
 
-class _Retryable(Exception):
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
+class _Retryable(CallFailed):
+    pass
 
 
 class CircuitBreaker:
@@ -155,16 +160,16 @@ class ServiceClient:
                 f"circuit open after {self.breaker.failures} consecutive failures "
                 f"(next trial in {self.breaker.retry_in():.0f}s; last: {self.last_error})"
             )
-            raise CallFailed(reason)
+            raise CallFailed(reason, "circuit open")
         self.calls += 1
         try:
             async with asyncio.timeout(self.timeout):
                 result = await self._post_with_retries(path, body, answer)
         except TimeoutError:
-            self._failed(f"timeout after {self.timeout:g}s")
-            raise CallFailed(f"timeout after {self.timeout:g}s") from None
+            self._failed("timeout")
+            raise CallFailed(f"timeout after {self.timeout:g}s", "timeout") from None
         except CallFailed as exc:
-            self._failed(exc.reason)
+            self._failed(exc.kind)
             raise
         except BaseException:
             self.breaker.release()
@@ -173,43 +178,54 @@ class ServiceClient:
         self.last_ok_at = time.monotonic()
         return result
 
-    def _failed(self, reason: str) -> None:
+    def _failed(self, kind: str) -> None:
         self.failures += 1
         self.last_failure_at = time.monotonic()
-        self.last_error = reason
+        self.last_error = kind
         self.breaker.failure()
         if self.breaker.state == "open":
-            log.warning("%s: %s; circuit open for %.0fs", self.name, reason, self.breaker.retry_in())
+            log.warning("%s: %s; circuit open for %.0fs", self.name, kind, self.breaker.retry_in())
 
     async def _post_with_retries(self, path: str, body: dict[str, Any], answer: type[M]) -> M:
         url = self.base_url + path
-        last = ""
+        last = _Retryable("")
         for attempt in range(self.retries + 1):
             try:
                 return await self._post_once(url, body, answer)
             except _Retryable as exc:
-                last = exc.reason
+                last = exc
             if attempt < self.retries:
                 # Full jitter: replicas that failed together do not retry together.
                 await asyncio.sleep(random.uniform(0, min(self.backoff_max, self.backoff_base * 2**attempt)))
         attempts = self.retries + 1
-        raise CallFailed(f"{last} (after {attempts} attempt{'s' if attempts > 1 else ''})")
+        raise CallFailed(f"{last.reason} (after {attempts} attempt{'s' if attempts > 1 else ''})", last.kind)
 
     async def _post_once(self, url: str, body: dict[str, Any], answer: type[M]) -> M:
+        # One CLIENT span per attempt; its traceparent header lets the sibling service
+        # continue the task's trace.
+        path = url[len(self.base_url) :] or "/"
+        attributes = {"peer.service": self.name, "http.request.method": "POST", "url.full": redact_url(url)}
+        with tracing.span(f"POST {path}", kind=SpanKind.CLIENT, attributes=attributes) as span:
+            result = await self._send(span, url, body, answer)
+        return result
+
+    async def _send(self, span: Span, url: str, body: dict[str, Any], answer: type[M]) -> M:
         try:
-            r = await self.http.post(url, json=body, timeout=self.timeout)
+            r = await self.http.post(url, json=body, timeout=self.timeout, headers=tracing.outgoing_headers())
         except httpx.TimeoutException:
-            raise CallFailed(f"timeout after {self.timeout:g}s") from None
+            raise CallFailed(f"timeout after {self.timeout:g}s", "timeout") from None
         except httpx.TransportError as exc:
-            raise _Retryable(f"connection failed: {type(exc).__name__}: {exc}".rstrip(": ")) from None
+            raise _Retryable(f"connection failed: {error_text(exc)}", reason(exc)) from None
+        if span.is_recording():
+            span.set_attribute("http.response.status_code", r.status_code)
         if r.status_code >= 500:
-            raise _Retryable(f"HTTP {r.status_code}")
+            raise _Retryable(f"HTTP {r.status_code}", f"http {r.status_code}")
         if not r.is_success:
-            raise CallFailed(f"HTTP {r.status_code}: {r.text[:200]}")
+            raise CallFailed(f"HTTP {r.status_code}: {r.text[:200]}", f"http {r.status_code}")
         try:
             return answer.model_validate_json(r.content)
         except ValidationError as exc:
-            raise CallFailed(f"malformed answer: {describe(exc)}") from None
+            raise CallFailed(f"malformed answer: {describe(exc)}", "malformed answer") from None
 
     # -- health ------------------------------------------------------------------------
     def state(self) -> str:
@@ -226,7 +242,7 @@ class ServiceClient:
         ``GET {base}/health`` probe answers 2xx; ``degraded`` when the breaker is not closed,
         the last call failed, or the probe fails."""
         info: dict[str, Any] = {
-            "url": self.base_url,
+            "url": redact_url(self.base_url),
             "breaker": self.breaker.state,
             "calls": self.calls,
             "failures": self.failures,
@@ -249,9 +265,9 @@ class ServiceClient:
             return self._probe[1], self._probe[2]
         try:
             r = await self.http.get(self.base_url + "/health", timeout=min(2.0, self.timeout))
-            ok, error = 200 <= r.status_code < 300, (None if r.is_success else f"HTTP {r.status_code}")
+            ok, error = 200 <= r.status_code < 300, (None if r.is_success else f"http {r.status_code}")
         except httpx.HTTPError as exc:
-            ok, error = False, f"{type(exc).__name__}: {exc}".rstrip(": ")
+            ok, error = False, reason(exc)
         self._probe = (time.monotonic(), ok, error)
         return ok, error
 

@@ -32,6 +32,7 @@ from typing import Any
 import httpx
 import yaml
 
+from orchestration_service import tracing
 from orchestration_service.config import Settings
 from orchestration_service.domain.decomposition import CheckedPlan, PlanError, check_plan
 from orchestration_service.domain.routing import BuiltinAnalyzer, RoutingDecision, RulesError
@@ -134,7 +135,16 @@ class RoutingEngine:
 
     async def analyze(self, task: dict[str, Any]) -> Outcome:
         """Decide the route of ``task`` (and its plan, and its context). Never raises for a
-        failing remote service: every failure becomes a fallback with its reason."""
+        failing remote service: every failure becomes a fallback with its reason.
+
+        Runs in the task's trace (its submission's traceparent): the Agent and RAG calls
+        are its children, and their traceparent headers carry it on."""
+        with tracing.span(
+            "route task", parent_traceparent=task.get("traceparent"), attributes={"task.id": str(task["id"])}
+        ):
+            return await self._analyze(task)
+
+    async def _analyze(self, task: dict[str, Any]) -> Outcome:
         start = time.monotonic()
         async with self._slots:
             rag_job = asyncio.create_task(self._rag(task)) if self.rag else None
