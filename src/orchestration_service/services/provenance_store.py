@@ -20,6 +20,7 @@ from orchestration_service.repositories.provenance import ProvenanceFilter, Prov
 from orchestration_service.services.lifecycle import Lifecycle, utcnow
 from orchestration_service.services.provenance_graph import ProvenanceQueries
 from orchestration_service.services.taint import TaintCascade
+from orchestration_service.services.taint import _rejected as rejected
 
 if TYPE_CHECKING:
     from orchestration_service.schemas.events import CloudEvent, RollbackRequested
@@ -59,6 +60,29 @@ class ProvenanceStore:
     ) -> None:
         """The ``EventProcessor.rollback_scope`` hook."""
         await self.cascade.check_rollback_scope(tx, payload, projects)
+
+    async def rollback_project(self, tx: Transaction, p: RollbackRequested) -> str:
+        """The ``EventProcessor.rollback_project`` hook: the project a rollback.requested is
+        de-duplicated in. The named record's, else the producer's of the named artifact, else
+        its ``project_id``; a named record or artifact that does not exist is refused as the
+        rollback itself would refuse it (before the event is claimed)."""
+        repo = ProvenanceRepository(tx.conn)
+        if p.provenance_id:
+            try:
+                row = await repo.get(uuid.UUID(p.provenance_id))
+            except ValueError:
+                row = None
+            if row is None:
+                raise rejected(f"provenance record {p.provenance_id} does not exist", "data.provenance_id")
+            return str(row["project_id"])
+        if p.artifact_id:
+            producer = (await repo.producers_of([p.artifact_id])).get(p.artifact_id)
+            row = await repo.get(producer) if producer else None
+            if row is None:
+                raise rejected(f"no provenance record produced artifact {p.artifact_id}", "data.artifact_id")
+            return str(row["project_id"])
+        assert p.project_id  # the schema: targeted, or project_id with checkpoint_id
+        return p.project_id
 
     async def record_completion(
         self, tx: Transaction, task: dict[str, Any], validation: dict[str, Any]
