@@ -37,7 +37,9 @@ class Tenant:
         return await self.client.post("/api/v1/events", content=orjson.dumps(envelope), headers=CE)
 
     async def running_task(self) -> str:
-        r = await self.client.post("/api/v1/tasks", json={"description": "write it", "project_id": self.project})
+        r = await self.client.post(
+            "/api/v1/tasks", json={"description": "write it", "project_id": self.project}
+        )
         assert r.status_code == 201, r.text
         task_id = str(r.json()["task_id"])
         await self.wait_for(task_id, "running")
@@ -135,7 +137,7 @@ async def test_a_duplicate_of_another_projects_event_tells_nothing(
 async def test_rollbacks_of_another_projects_provenance_answer_as_unknown(
     tenants: tuple[Service, Tenant, Tenant],
 ) -> None:
-    svc, a, b = tenants
+    _, a, b = tenants
     done = await b.completed_task("art-beta")
     record = done["provenance_id"]
     r = await b.client.post("/api/v1/projects/beta/checkpoints", json={"description": "before"})
