@@ -108,6 +108,7 @@ class Container:
         )
         events.rollback = provenance.rollback_handler(lifecycle)
         events.rollback_scope = provenance.check_rollback_scope
+        events.rollback_project = provenance.rollback_project
         lifecycle.on_transition.append(metrics.transition)
         routing.on_routed.append(metrics.routed)
         relay = OutboxRelay(db, bus, settings)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -165,3 +166,121 @@ async def test_provenance_ids_become_the_projects_and_the_data_survives(fresh_ur
     kept = await execute(fresh_url, "SELECT artifact_id, provenance_id FROM provenance_artifacts ORDER BY 1")
     assert [(a, str(r)) for a, r in kept] == [("art-q", q_use), ("art-x", p_rec)]
     assert len(await execute(fresh_url, "SELECT id FROM taint_cascades")) == 2
+
+
+# -- 0009: processed_events keyed by (project_id, event_id) ------------------------------------
+
+
+def _before_0009() -> str:
+    """The revision 0009 follows (read from the script, so a re-chained 0009 still works)."""
+    from alembic.script import ScriptDirectory
+
+    revision = ScriptDirectory.from_config(alembic_config("sqlite://")).get_revision("0009")
+    assert revision is not None and isinstance(revision.down_revision, str)
+    return revision.down_revision
+
+
+TASK_ROW = (
+    "INSERT INTO tasks (id, project_id, description, priority, priority_rank, status, options,"
+    " max_attempts, timeout_seconds, created_at, updated_at)"
+    " VALUES (:id, :p, 'd', 'normal', 1, 'completed', '{}', 3, 60, :t, :t)"
+)
+HISTORY_ROW = (
+    "INSERT INTO task_history (task_id, to_status, cause, created_at) VALUES (:task, 'completed', :cause, :t)"
+)
+CASCADE_ROW = (
+    "INSERT INTO taint_cascades (id, kind, project_id, event_id, created_at) VALUES (:id, :kind, :p, :e, :t)"
+)
+PROCESSED_ROW = (
+    "INSERT INTO processed_events (event_id, event_type, source, outcome, processed_at)"
+    " VALUES (:e, :type, 'w', 'processed', :t)"
+)
+
+
+async def test_processed_events_are_attributed_to_their_projects(fresh_url: str) -> None:
+    await migrate(fresh_url, _before_0009())
+    t = datetime(2026, 12, 6, 10, tzinfo=UTC)
+    a, b = uuid.uuid4(), uuid.uuid4()
+    long_id = "x" * 240  # "event:task.failed:" + this is longer than a cause holds
+    await execute(fresh_url, TASK_ROW, [{"id": a.hex, "p": "pa", "t": t}, {"id": b.hex, "p": "pb", "t": t}])
+    history = [
+        (a, "event:task.output.created:e1"),
+        (a, "event:task.validated:e2"),
+        (b, "event:task.validated:e2"),  # a later row with the same cause (a dependent): not the event's task
+        (b, "event:task.rejected:e3"),
+        (b, f"event:task.failed:{long_id}"[:255]),
+        (b, "api"),
+    ]
+    await execute(
+        fresh_url, HISTORY_ROW, [{"task": task.hex, "cause": cause, "t": t} for task, cause in history]
+    )
+    cascades = [("c1", "rollback", "pr", "r1"), ("c2", "rollback", "px", "r2"), ("c3", "taint", "py", "r2")]
+    await execute(
+        fresh_url, CASCADE_ROW, [{"id": i, "kind": k, "p": p, "e": e, "t": t} for i, k, p, e in cascades]
+    )
+    events = {
+        "e1": "task.output.created",
+        "e2": "task.validated",
+        "e3": "task.rejected",
+        "e4": "task.failed",  # its task is gone: no history
+        long_id: "task.failed",
+        "r1": "rollback.requested",
+        "r2": "rollback.requested",
+        "r3": "rollback.requested",  # changed nothing: no cascade of its own
+    }
+    await execute(fresh_url, PROCESSED_ROW, [{"e": e, "type": kind, "t": t} for e, kind in events.items()])
+
+    await migrate(fresh_url, "0009")
+    rows = await execute(fresh_url, "SELECT event_id, project_id FROM processed_events")
+    assert dict(rows) == {
+        "e1": "pa",
+        "e2": "pa",
+        "e3": "pb",
+        "e4": "",
+        long_id: "",
+        "r1": "pr",
+        "r2": "py",  # the targeted part's project wins
+        "r3": "",
+    }
+    # The key is (project_id, event_id): the same id in another project is another row.
+    later = datetime(2026, 12, 6, 11, tzinfo=UTC)
+    await execute(
+        fresh_url,
+        "INSERT INTO processed_events (project_id, event_id, event_type, outcome, processed_at)"
+        " VALUES ('pb', 'e1', 'task.output.created', 'processed', :t)",
+        [{"t": later}],
+    )
+    with pytest.raises(sa.exc.IntegrityError):
+        await execute(
+            fresh_url,
+            "INSERT INTO processed_events (project_id, event_id, event_type, outcome, processed_at)"
+            " VALUES ('pb', 'e1', 'task.output.created', 'processed', :t)",
+            [{"t": later}],
+        )
+
+    # Down again: one row per id, the oldest claim kept; and up again, attributed again.
+    await downgrade(fresh_url, _before_0009())
+    rows = await execute(
+        fresh_url, "SELECT event_id, processed_at FROM processed_events WHERE event_id = 'e1'"
+    )
+    assert len(rows) == 1
+    assert len(await execute(fresh_url, "SELECT event_id FROM processed_events")) == len(events)
+    await migrate(fresh_url, "0009")
+    rows = await execute(fresh_url, "SELECT project_id FROM processed_events WHERE event_id = 'e1'")
+    assert rows == [("pa",)]
+
+
+async def test_processed_events_key_matches_the_table_definition(fresh_url: str) -> None:
+    from orchestration_service.db.tables import processed_events
+
+    await migrate(fresh_url, "head")
+    engine = create_async_engine(fresh_url)
+    try:
+        async with engine.connect() as conn:
+            pk = await conn.run_sync(lambda c: sa.inspect(c).get_pk_constraint("processed_events"))
+            columns = await conn.run_sync(lambda c: sa.inspect(c).get_columns("processed_events"))
+    finally:
+        await engine.dispose()
+    assert pk["constrained_columns"] == [c.name for c in processed_events.primary_key.columns]
+    assert {c["name"] for c in columns} == set(processed_events.c.keys())
+    assert next(c for c in columns if c["name"] == "project_id")["nullable"] is False

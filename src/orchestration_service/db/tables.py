@@ -182,10 +182,15 @@ relay_progress = sa.Table(
     sa.Column("published_seq", sa.BigInteger(), nullable=False),
 )
 
-# Idempotency for consumed events (broker and HTTP ingress share it).
+# Idempotency for consumed events (broker and HTTP ingress share it), per project: the same
+# CloudEvent id in two projects is two events, so one project's sender cannot use up an id
+# that another project's worker will send. ``project_id``: the task's project for a task
+# event, the named record's (or else the event's) for a rollback; '' for rows older than
+# the column that could not be attributed (migration 0009; no project is named '').
 processed_events = sa.Table(
     "processed_events",
     metadata,
+    sa.Column("project_id", sa.String(255), primary_key=True),
     sa.Column("event_id", sa.String(255), primary_key=True),
     sa.Column("event_type", sa.String(128), nullable=False),
     sa.Column("source", sa.String(255)),

@@ -1,7 +1,8 @@
 """Handlers of consumed events: one code path for the broker consumer and the HTTP ingress.
 
-Each event is applied in one transaction that also claims its CloudEvent id in
-``processed_events``; a duplicate changes nothing, a rejected event stores nothing.
+Each event is applied in one transaction that also claims its CloudEvent id, within its
+project (its task's, or its rollback's), in ``processed_events``; a duplicate changes
+nothing, a rejected event stores nothing.
 """
 
 from __future__ import annotations
@@ -112,6 +113,8 @@ RollbackApplier = Callable[[Transaction, RollbackRequested, CloudEvent], Awaitab
 # Raises EventRejected (as for an unknown record) when the rollback reaches outside ``projects``;
 # returns the rollback as resolved within them (an artifact id names its record there).
 RollbackScopeCheck = Callable[[Transaction, RollbackRequested, Collection[str]], Awaitable[RollbackRequested]]
+# The project a rollback is de-duplicated in; raises EventRejected for an unknown record.
+RollbackProject = Callable[[Transaction, RollbackRequested], Awaitable[str]]
 
 
 class EventProcessor:
@@ -131,6 +134,7 @@ class EventProcessor:
         self.on_outcome = on_outcome  # metrics hook: (event name, outcome)
         self.rollback: RollbackApplier | None = None  # set by the provenance service
         self.rollback_scope: RollbackScopeCheck | None = None  # likewise
+        self.rollback_project: RollbackProject | None = None  # likewise
 
     # -- the shared path ---------------------------------------------------------------
     async def process(self, ce: CloudEvent, *, projects: Collection[str] | None = None) -> Processed:
@@ -166,51 +170,47 @@ class EventProcessor:
             None if isinstance(payload, RollbackRequested) else _uuid(str(getattr(payload, "task_id", "")))
         )
         async with self.db.transaction() as tx:
-            task: dict[str, Any] | _Unread | None = _UNREAD
-            if tx.is_postgres and task_id is not None:
-                claimed, task = await tasks_pg.claim_event_and_lock_task(
-                    await tx.driver(),
-                    event_id=ce.id,
-                    event_type=name,
-                    source=ce.source,
-                    outcome="processed",
-                    task_id=task_id,
-                    now=datetime.now(UTC),
+            # The idempotency key is (project, id): the project is resolved, and the sender's
+            # scope checked, before the claim, so nothing of another project decides the answer.
+            task: dict[str, Any] | None = None
+            if isinstance(payload, RollbackRequested):
+                if self.rollback is None or self.rollback_scope is None or self.rollback_project is None:
+                    raise EventRejected("unknown-type", "rollback handling is not available")
+                if projects is not None:
+                    payload = await self.rollback_scope(tx, payload, projects)
+                project = await self.rollback_project(tx, payload)
+                claimed = await ProcessedEventRepository(tx.conn).claim(
+                    project, ce.id, name, ce.source, "processed"
                 )
             else:
-                claimed = await ProcessedEventRepository(tx.conn).claim(ce.id, name, ce.source, "processed")
-            if projects is not None and isinstance(payload, RollbackRequested):
-                if self.rollback_scope is None:
-                    raise EventRejected("unknown-type", "rollback handling is not available")
-                payload = await self.rollback_scope(tx, payload, projects)
-            elif projects is not None:
-                task = await self._in_scope(tx, payload, task_id, task, projects)
+                if tx.is_postgres and task_id is not None:
+                    claimed, task = await tasks_pg.claim_event_and_lock_task(
+                        await tx.driver(),
+                        event_id=ce.id,
+                        event_type=name,
+                        source=ce.source,
+                        outcome="processed",
+                        task_id=task_id,
+                        now=datetime.now(UTC),
+                    )
+                else:
+                    found = await TaskRepository(tx.conn).get(task_id, for_update=True) if task_id else None
+                    task = dict(found) if found is not None else None
+                    claimed = task is not None and await ProcessedEventRepository(tx.conn).claim(
+                        task["project_id"], ce.id, name, ce.source, "processed"
+                    )
+                if task is None or (projects is not None and task["project_id"] not in projects):
+                    text = str(getattr(payload, "task_id", ""))
+                    raise EventRejected("unknown-task", f"task {text} does not exist", field="data.task_id")
+                project = task["project_id"]
             if not claimed:
                 result = Processed("duplicate", f"event {ce.id} was already processed")
             else:
                 result = await self._apply(tx, name, payload, ce, task)
                 if result.outcome != "processed":
-                    await ProcessedEventRepository(tx.conn).set_outcome(ce.id, result.outcome)
+                    await ProcessedEventRepository(tx.conn).set_outcome(project, ce.id, result.outcome)
         self.on_outcome(name, result.outcome)
         return result
-
-    async def _in_scope(
-        self,
-        tx: Transaction,
-        payload: BaseModel,
-        task_id: uuid.UUID | None,
-        task: dict[str, Any] | _Unread | None,
-        projects: Collection[str],
-    ) -> dict[str, Any] | _Unread | None:
-        """Refuse (as unknown) an event whose task lies outside ``projects``; returns the
-        task, read and locked here if it was not yet."""
-        if isinstance(task, _Unread):
-            found = await TaskRepository(tx.conn).get(task_id, for_update=True) if task_id else None
-            task = dict(found) if found is not None else None
-        if task is None or task["project_id"] not in projects:
-            text = str(getattr(payload, "task_id", ""))
-            raise EventRejected("unknown-task", f"task {text} does not exist", field="data.task_id")
-        return task
 
     async def _apply(
         self,
@@ -218,22 +218,15 @@ class EventProcessor:
         name: str,
         payload: BaseModel,
         ce: CloudEvent,
-        locked: dict[str, Any] | _Unread | None,
+        locked: dict[str, Any] | None,
     ) -> Processed:
-        """Apply a claimed event; ``locked``: its task, already read and locked (None: it
-        does not exist), or _UNREAD."""
+        """Apply a claimed event; ``locked``: its task, already read and locked (None for a
+        rollback)."""
         if isinstance(payload, RollbackRequested):
-            if self.rollback is None:
-                raise EventRejected("unknown-type", "rollback handling is not available")
+            assert self.rollback is not None
             detail = await self.rollback(tx, payload, ce)
             return Processed("processed", detail)
-        task_id_text = str(getattr(payload, "task_id", ""))
-        task_id = _uuid(task_id_text)
-        if isinstance(locked, _Unread):
-            found = await TaskRepository(tx.conn).get(task_id, for_update=True) if task_id else None
-            locked = dict(found) if found is not None else None
-        if locked is None:
-            raise EventRejected("unknown-task", f"task {task_id_text} does not exist", field="data.task_id")
+        assert locked is not None
         task = dict(locked)
         cause = f"event:{name}:{ce.id}"[:255]
         status = TaskStatus(task["status"])
@@ -383,13 +376,6 @@ class EventProcessor:
             log.warning("event handling failed transiently; will retry: %s: %s", type(exc).__name__, exc)
             return HandlerResult(Disposition.RETRY, "retry", str(exc))
         return HandlerResult(Disposition.ACK, result.outcome, result.detail)
-
-
-class _Unread:
-    """The task was not read with the claim (SQLite, or no task id)."""
-
-
-_UNREAD = _Unread()
 
 
 def _uuid(text: str) -> uuid.UUID | None:

@@ -99,17 +99,21 @@ FROM unnest($9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14:
 ORDER BY e.n
 """
 
-# A consumed event: claimed for idempotency (nothing if its id was seen) and its task read
-# and locked, in one round trip. The task's columns are all NULL when it does not exist.
+# A consumed event: its task read and locked, and the event claimed for idempotency under
+# the task's project (nothing if that project has seen its id), in one round trip. The task
+# is read first (a CTE referenced twice runs once), so the claim knows the project; no task,
+# no claim. The task's columns are all NULL when it does not exist.
 CLAIM_EVENT_AND_LOCK_TASK = """
-WITH c AS (
-    INSERT INTO processed_events (event_id, event_type, source, outcome, processed_at)
-    VALUES ($1, $2, $3, $4, $5)
-    ON CONFLICT (event_id) DO NOTHING
+WITH t AS MATERIALIZED (
+    SELECT * FROM tasks WHERE id = $6 FOR UPDATE
+), c AS (
+    INSERT INTO processed_events (project_id, event_id, event_type, source, outcome, processed_at)
+    SELECT t.project_id, $1, $2, $3, $4, $5 FROM t
+    ON CONFLICT (project_id, event_id) DO NOTHING
     RETURNING 1
 )
 SELECT (SELECT count(*) FROM c) AS _claimed, t.*
-FROM (SELECT 1) AS one LEFT JOIN LATERAL (SELECT * FROM tasks WHERE id = $6 FOR UPDATE) AS t ON true
+FROM (SELECT 1) AS one LEFT JOIN t ON true
 """
 
 _TASK_COLUMNS = (
@@ -274,8 +278,8 @@ async def claim_event_and_lock_task(
     task_id: uuid.UUID,
     now: datetime,
 ) -> tuple[bool, dict[str, Any] | None]:
-    """``ProcessedEventRepository.claim`` and ``TaskRepository.get(for_update=True)`` at once:
-    (claimed, the task or None)."""
+    """``TaskRepository.get(for_update=True)`` and ``ProcessedEventRepository.claim`` under
+    the task's project, at once: (claimed, the task or None; never claimed without a task)."""
     row = await conn.fetchrow(CLAIM_EVENT_AND_LOCK_TASK, event_id, event_type, source, outcome, now, task_id)
     assert row is not None
     task = dict(row)

@@ -60,6 +60,17 @@ class ProvenanceStore:
         """The ``EventProcessor.rollback_scope`` hook."""
         return await self.cascade.check_rollback_scope(tx, payload, projects)
 
+    async def rollback_project(self, tx: Transaction, p: RollbackRequested) -> str:
+        """The ``EventProcessor.rollback_project`` hook: the project a rollback.requested is
+        de-duplicated in. The named record's, else the producer's of the named artifact, else
+        its ``project_id``; a named record or artifact that does not exist is refused as the
+        rollback itself would refuse it (before the event is claimed)."""
+        if p.artifact_id or p.provenance_id:
+            row = await self.cascade.rollback_target(ProvenanceRepository(tx.conn), p, None, lock=False)
+            return str(row["project_id"])
+        assert p.project_id  # the schema: targeted, or project_id with checkpoint_id
+        return p.project_id
+
     async def record_completion(
         self, tx: Transaction, task: dict[str, Any], validation: dict[str, Any]
     ) -> uuid.UUID:

@@ -417,7 +417,7 @@ class TaintCascade:
         Returns it with the record it targets named (resolved within ``projects``), so that
         applying it does not look beyond them."""
         if p.artifact_id or p.provenance_id:
-            row = await self._rollback_target(ProvenanceRepository(tx.conn), p, projects, lock=False)
+            row = await self.rollback_target(ProvenanceRepository(tx.conn), p, projects, lock=False)
             p = p.model_copy(update={"provenance_id": str(row["id"])})
         if p.project_id and p.checkpoint_id and p.project_id not in projects:
             raise _rejected(
@@ -425,7 +425,7 @@ class TaintCascade:
             )
         return p
 
-    async def _rollback_target(
+    async def rollback_target(
         self,
         repo: ProvenanceRepository,
         p: RollbackRequested,
@@ -488,7 +488,7 @@ class TaintCascade:
         return "; ".join(details)
 
     async def _rollback_targeted(self, tx: Transaction, p: RollbackRequested, ce: CloudEvent) -> str:
-        row = await self._rollback_target(ProvenanceRepository(tx.conn), p, None, lock=True)
+        row = await self.rollback_target(ProvenanceRepository(tx.conn), p, None, lock=True)
         result = await self.taint_record(
             tx,
             row,
