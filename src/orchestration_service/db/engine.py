@@ -61,7 +61,15 @@ class Transaction:
         # hand-written one comes first, begin here, through the adapter, so that SQLAlchemy's
         # COMMIT or ROLLBACK covers it (else it would run, and stay, in autocommit).
         if adapted._transaction is None and adapted.isolation_level != "autocommit":
-            await adapted._start_transaction()
+            try:
+                await adapted._start_transaction()
+            except Exception:
+                if raw.driver_connection is None or raw.driver_connection.is_closed():
+                    # Dropped (the database restarted): called directly, the adapter's error
+                    # does not reach SQLAlchemy, which would hand the dead connection out
+                    # again and again. Invalidated, the pool opens a new one next time.
+                    await self.conn.invalidate()
+                raise
         driver: asyncpg.Connection = raw.driver_connection
         return driver
 
