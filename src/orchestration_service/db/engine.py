@@ -64,11 +64,10 @@ class Transaction:
             try:
                 await adapted._start_transaction()
             except Exception:
-                if raw.driver_connection is None or raw.driver_connection.is_closed():
-                    # Dropped (the database restarted): called directly, the adapter's error
-                    # does not reach SQLAlchemy, which would hand the dead connection out
-                    # again and again. Invalidated, the pool opens a new one next time.
-                    await self.conn.invalidate()
+                # BEGIN fails on a dropped connection (the database restarted). Called
+                # directly, the adapter's error does not reach SQLAlchemy, which would hand
+                # the dead connection out again and again: invalidated, it is replaced.
+                await self.conn.invalidate()
                 raise
         driver: asyncpg.Connection = raw.driver_connection
         return driver

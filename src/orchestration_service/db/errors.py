@@ -67,6 +67,9 @@ _CONNECTION_LOST = (
     AsyncAdapt_asyncpg_dbapi.OperationalError,
     asyncpg.exceptions.InterfaceError,
     asyncpg.exceptions.PostgresConnectionError,
+    # "cannot switch to state …": the server's goodbye (FATAL 57P01) reached an idle
+    # connection just before the next statement.
+    asyncpg.exceptions.InternalClientError,
     OSError,  # ConnectionResetError, ConnectionRefusedError …
     EOFError,  # asyncio.IncompleteReadError
     TimeoutError,
