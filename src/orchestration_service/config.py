@@ -217,6 +217,11 @@ class ServerSettings(_Section):
         description="How long an idle client connection stays open. Longer than clients' own "
         "idle limits (httpx: 5 s), so a client never reuses a connection the server is closing.",
     )
+    allowed_origins: list[str] = Field(
+        default_factory=list,
+        description="Browser origins (scheme://host[:port]) besides the service's own that may "
+        "send POST/PUT/PATCH/DELETE requests; any other Origin is refused (403 cross-site-request).",
+    )
     fast_lane: bool = Field(
         True,
         description="Answer task status reads and submissions without FastAPI's per-request layers "

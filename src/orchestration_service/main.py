@@ -20,6 +20,7 @@ from orchestration_service import __version__, tracing
 from orchestration_service.auth import ApiKeyMiddleware
 from orchestration_service.background import cancel_and_wait
 from orchestration_service.config import Settings, load_settings
+from orchestration_service.cross_site import CrossSiteGuard
 from orchestration_service.db.engine import Database, create_engine
 from orchestration_service.db.migrate import is_up_to_date
 from orchestration_service.events.bus import EventBus
@@ -217,7 +218,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from orchestration_service import openapi
     from orchestration_service.routers import events, health, projects, provenance, streams, tasks
 
-    # Starlette runs the last-added middleware first: request context, metrics, auth, body
+    # Starlette runs the last-added middleware first: request context, metrics, cross-site guard,
+    # auth, body
     # limit, then the fast lane for the two hottest routes.
     if settings.server.fast_lane:
         app.state.fast_lane = LaneCounts()
@@ -230,6 +232,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.server.max_body_bytes)
     if settings.auth.enabled:
         app.add_middleware(ApiKeyMiddleware)
+    # Before the key check and the fast lane: a cross-site POST is refused whatever its key.
+    app.add_middleware(CrossSiteGuard, allowed_origins=settings.server.allowed_origins)
     if settings.observability.metrics_enabled:
         app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_middleware(GZipWhenAccepted)  # skips text/event-stream
