@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -39,6 +39,7 @@ FLAT_ENV: dict[str, tuple[str, str]] = {
     "ORCH_EVENT_RETENTION_DAYS": ("events", "retention_days"),
     "ORCH_LOG_LEVEL": ("logging", "level"),
     "ORCH_AUTH_ENABLED": ("auth", "enabled"),
+    "ORCH_AUTH_ALLOW_INSECURE": ("auth", "allow_insecure"),
     "ORCH_METRICS_ENABLED": ("observability", "metrics_enabled"),
     "ORCH_OTEL_EXPORTER": ("observability", "otel_exporter"),
     "ORCH_LOG_FORMAT": ("logging", "format"),
@@ -242,6 +243,17 @@ class LoggingSettings(_Section):
 class AuthSettings(_Section):
     enabled: bool = Field(False, description="Require API keys on /api/v1 (health and /metrics stay open).")
     cache_ttl_seconds: float = Field(5.0, ge=0, le=3600, description="How long a key lookup is cached.")
+    allow_insecure: bool = Field(
+        False,
+        description="Let `serve` listen on a non-loopback address with auth off (a warning at "
+        "every start); without it, that refuses to start.",
+    )
+    bootstrap_admin_key: SecretStr | None = Field(
+        None,
+        description="An admin key for every project, stored (hashed) at start if absent, so a "
+        "deployment has its first key without the CLI (at least 32 characters, e.g. "
+        "`openssl rand -hex 32`). Revoking it sticks: a revoked key is not stored again.",
+    )
 
 
 class ObservabilitySettings(_Section):

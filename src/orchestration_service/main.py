@@ -137,6 +137,13 @@ class Container:
             log.warning(
                 "database schema is not at the latest migration; run `orchestration-service db upgrade`"
             )
+        bootstrap = self.settings.auth.bootstrap_admin_key
+        if (
+            bootstrap is not None
+            and self.migrated
+            and await self.keys.ensure_bootstrap(bootstrap.get_secret_value())
+        ):
+            log.info("auth: stored the bootstrap admin key (auth.bootstrap_admin_key)")
         await self.notifier.start()
         self._bus_task = asyncio.create_task(self._connect_bus(), name="bus-connect")
         self.relay.start()
