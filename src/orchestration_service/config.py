@@ -139,6 +139,42 @@ class StorageSettings(_Section):
         "the database; 24 cut submit and status p95 by about a third against 10 in the benchmark.",
     )
 
+    # The service's own long-lived PostgreSQL connections (relay leader, its publisher, the
+    # feed's listener, wake-ups): a half-open one must fail in seconds, not in the kernel's
+    # minutes, so that the relay leadership moves on (issue 16).
+    connect_timeout_seconds: float = Field(
+        10.0, gt=0, le=600, description="Opening one of the service's own connections gives up after this."
+    )
+    keepalive_idle_seconds: int = Field(
+        10,
+        ge=1,
+        le=7200,
+        description="TCP keepalives on the service's own connections, both ends: first probe "
+        "after this much silence …",
+    )
+    keepalive_interval_seconds: int = Field(
+        5, ge=1, le=600, description="… then one every this many seconds …"
+    )
+    keepalive_count: int = Field(
+        3, ge=1, le=100, description="… and the peer is dead after this many unanswered."
+    )
+    tcp_user_timeout_seconds: float = Field(
+        20.0,
+        ge=0,
+        le=3600,
+        description="Sent data unacknowledged this long closes the connection (both ends; 0 = the kernel's).",
+    )
+    statement_timeout_seconds: float = Field(
+        30.0, ge=0, le=86_400, description="Longest statement on the service's own connections (0 = none)."
+    )
+    idle_in_transaction_timeout_seconds: float = Field(
+        60.0,
+        ge=0,
+        le=86_400,
+        description="PostgreSQL ends a session of the service's own connections that stays idle "
+        "this long inside a transaction (0 = never).",
+    )
+
     @field_validator("database_url")
     @classmethod
     def _driver(cls, value: str) -> str:
@@ -181,6 +217,19 @@ class EventsSettings(_Section):
     sse_heartbeat_seconds: float = Field(15.0, gt=0, description="Comment heartbeat on idle SSE streams.")
     relay_poll_seconds: float = Field(
         1.0, gt=0, description="Safety poll of the outbox; commits wake the relay at once."
+    )
+    relay_leader_check_seconds: float = Field(
+        5.0,
+        gt=0,
+        le=600,
+        description="The relay leader checks its lock connection (SELECT 1) this often.",
+    )
+    relay_leader_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        le=600,
+        description="A leader whose check gets no answer within this steps down; a follower ends a "
+        "leader session silent for check + timeout seconds and takes over.",
     )
 
     @field_validator("broker_url")

@@ -81,7 +81,11 @@ class Container:
     @classmethod
     def build(cls, settings: Settings, metrics: Metrics | None = None) -> Container:
         metrics = metrics or Metrics()
-        db = Database(create_engine(settings.storage), fast_pool_size=settings.storage.fast_pool_size)
+        db = Database(
+            create_engine(settings.storage),
+            fast_pool_size=settings.storage.fast_pool_size,
+            storage=settings.storage,
+        )
         bus = create_bus(settings)
         lifecycle = Lifecycle(settings)
         provenance = ProvenanceStore(db)
