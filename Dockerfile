@@ -70,9 +70,11 @@ USER 10001:10001
 
 # Inside a container the service must listen on every interface, or nothing outside the
 # container (published ports, other compose services) can reach it. The service's own default
-# is 127.0.0.1, which is right everywhere else.
+# is 127.0.0.1, which is right everywhere else. Beyond loopback, API keys are on (serve refuses
+# to listen there with auth off): give the first key with ORCH_AUTH__BOOTSTRAP_ADMIN_KEY.
 ENV ORCH_HOST=0.0.0.0 \
     ORCH_PORT=8000 \
+    ORCH_AUTH_ENABLED=true \
     ORCH_LOG_FORMAT=json
 
 EXPOSE 8000

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -40,6 +40,7 @@ FLAT_ENV: dict[str, tuple[str, str]] = {
     "ORCH_EVENT_RETENTION_DAYS": ("events", "retention_days"),
     "ORCH_LOG_LEVEL": ("logging", "level"),
     "ORCH_AUTH_ENABLED": ("auth", "enabled"),
+    "ORCH_AUTH_ALLOW_INSECURE": ("auth", "allow_insecure"),
     "ORCH_METRICS_ENABLED": ("observability", "metrics_enabled"),
     "ORCH_OTEL_EXPORTER": ("observability", "otel_exporter"),
     "ORCH_LOG_FORMAT": ("logging", "format"),
@@ -139,6 +140,42 @@ class StorageSettings(_Section):
         "the database; 24 cut submit and status p95 by about a third against 10 in the benchmark.",
     )
 
+    # The service's own long-lived PostgreSQL connections (relay leader, its publisher, the
+    # feed's listener, wake-ups): a half-open one must fail in seconds, not in the kernel's
+    # minutes, so that the relay leadership moves on (issue 16).
+    connect_timeout_seconds: float = Field(
+        10.0, gt=0, le=600, description="Opening one of the service's own connections gives up after this."
+    )
+    keepalive_idle_seconds: int = Field(
+        10,
+        ge=1,
+        le=7200,
+        description="TCP keepalives on the service's own connections, both ends: first probe "
+        "after this much silence …",
+    )
+    keepalive_interval_seconds: int = Field(
+        5, ge=1, le=600, description="… then one every this many seconds …"
+    )
+    keepalive_count: int = Field(
+        3, ge=1, le=100, description="… and the peer is dead after this many unanswered."
+    )
+    tcp_user_timeout_seconds: float = Field(
+        20.0,
+        ge=0,
+        le=3600,
+        description="Sent data unacknowledged this long closes the connection (both ends; 0 = the kernel's).",
+    )
+    statement_timeout_seconds: float = Field(
+        30.0, ge=0, le=86_400, description="Longest statement on the service's own connections (0 = none)."
+    )
+    idle_in_transaction_timeout_seconds: float = Field(
+        60.0,
+        ge=0,
+        le=86_400,
+        description="PostgreSQL ends a session of the service's own connections that stays idle "
+        "this long inside a transaction (0 = never).",
+    )
+
     @field_validator("database_url")
     @classmethod
     def _driver(cls, value: str) -> str:
@@ -196,6 +233,19 @@ class EventsSettings(_Section):
     relay_poll_seconds: float = Field(
         1.0, gt=0, description="Safety poll of the outbox; commits wake the relay at once."
     )
+    relay_leader_check_seconds: float = Field(
+        5.0,
+        gt=0,
+        le=600,
+        description="The relay leader checks its lock connection (SELECT 1) this often.",
+    )
+    relay_leader_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        le=600,
+        description="A leader whose check gets no answer within this steps down; a follower ends a "
+        "leader session silent for check + timeout seconds and takes over.",
+    )
 
     @field_validator("broker_url")
     @classmethod
@@ -232,6 +282,11 @@ class ServerSettings(_Section):
         description="How long an idle client connection stays open. Longer than clients' own "
         "idle limits (httpx: 5 s), so a client never reuses a connection the server is closing.",
     )
+    allowed_origins: list[str] = Field(
+        default_factory=list,
+        description="Browser origins (scheme://host[:port]) besides the service's own that may "
+        "send POST/PUT/PATCH/DELETE requests; any other Origin is refused (403 cross-site-request).",
+    )
     fast_lane: bool = Field(
         True,
         description="Answer task status reads and submissions without FastAPI's per-request layers "
@@ -252,6 +307,17 @@ class LoggingSettings(_Section):
 class AuthSettings(_Section):
     enabled: bool = Field(False, description="Require API keys on /api/v1 (health and /metrics stay open).")
     cache_ttl_seconds: float = Field(5.0, ge=0, le=3600, description="How long a key lookup is cached.")
+    allow_insecure: bool = Field(
+        False,
+        description="Let `serve` listen on a non-loopback address with auth off (a warning at "
+        "every start); without it, that refuses to start.",
+    )
+    bootstrap_admin_key: SecretStr | None = Field(
+        None,
+        description="An admin key for every project, stored (hashed) at start if absent, so a "
+        "deployment has its first key without the CLI (at least 32 characters, e.g. "
+        "`openssl rand -hex 32`). Revoking it sticks: a revoked key is not stored again.",
+    )
 
 
 class ObservabilitySettings(_Section):

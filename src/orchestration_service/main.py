@@ -20,6 +20,7 @@ from orchestration_service import __version__, tracing
 from orchestration_service.auth import ApiKeyMiddleware
 from orchestration_service.background import cancel_and_wait
 from orchestration_service.config import Settings, load_settings
+from orchestration_service.cross_site import CrossSiteGuard
 from orchestration_service.db.engine import Database, create_engine
 from orchestration_service.db.migrate import is_up_to_date
 from orchestration_service.events.bus import EventBus
@@ -83,7 +84,11 @@ class Container:
     @classmethod
     def build(cls, settings: Settings, metrics: Metrics | None = None) -> Container:
         metrics = metrics or Metrics()
-        db = Database(create_engine(settings.storage), fast_pool_size=settings.storage.fast_pool_size)
+        db = Database(
+            create_engine(settings.storage),
+            fast_pool_size=settings.storage.fast_pool_size,
+            storage=settings.storage,
+        )
         bus = create_bus(settings)
         lifecycle = Lifecycle(settings)
         provenance = ProvenanceStore(db)
@@ -149,6 +154,13 @@ class Container:
             log.warning(
                 "database schema is not at the latest migration; run `orchestration-service db upgrade`"
             )
+        bootstrap = self.settings.auth.bootstrap_admin_key
+        if (
+            bootstrap is not None
+            and self.migrated
+            and await self.keys.ensure_bootstrap(bootstrap.get_secret_value())
+        ):
+            log.info("auth: stored the bootstrap admin key (auth.bootstrap_admin_key)")
         await self.notifier.start()
         self._bus_task = asyncio.create_task(self._connect_bus(), name="bus-connect")
         self.relay.start()
@@ -235,7 +247,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from orchestration_service import openapi
     from orchestration_service.routers import events, health, projects, provenance, streams, tasks
 
-    # Starlette runs the last-added middleware first: request context, metrics, auth, body
+    # Starlette runs the last-added middleware first: request context, metrics, cross-site guard,
+    # auth, body
     # limit, then the fast lane for the two hottest routes.
     if settings.server.fast_lane:
         app.state.fast_lane = LaneCounts()
@@ -248,6 +261,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.server.max_body_bytes)
     if settings.auth.enabled:
         app.add_middleware(ApiKeyMiddleware)
+    # Before the key check and the fast lane: a cross-site POST is refused whatever its key.
+    app.add_middleware(CrossSiteGuard, allowed_origins=settings.server.allowed_origins)
     if settings.observability.metrics_enabled:
         app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_middleware(GZipWhenAccepted)  # skips text/event-stream

@@ -261,6 +261,15 @@ def test_listens_on_every_interface_on_the_exposed_port(final_stage: list[Instru
     assert only(final_stage, "EXPOSE").args.split("/")[0] == env.get("ORCH_PORT") == "8000"
 
 
+def test_the_image_turns_auth_on_as_it_listens_beyond_loopback(final_stage: list[Instruction]) -> None:
+    # serve refuses a non-loopback address with auth off (issue 16): the image's default
+    # command must start, and start safe.
+    env = env_of(final_stage)
+    assert env.get("ORCH_HOST") == "0.0.0.0"
+    assert env.get("ORCH_AUTH_ENABLED") == "true"
+    assert "ORCH_AUTH_ALLOW_INSECURE" not in env
+
+
 def test_workdir_holds_config_and_a_writable_var(final_stage: list[Instruction]) -> None:
     workdir = only(final_stage, "WORKDIR").args
     copies = [i.args.split() for i in final_stage if i.keyword == "COPY"]
@@ -538,6 +547,32 @@ def test_replica_settings_are_accepted_by_the_service(
         grace = settings.server.shutdown_grace_seconds
         stop = duration_seconds(svc["stop_grace_period"])
         assert grace < stop <= grace + 30, f"{name}: stop_grace_period {stop}s vs shutdown grace {grace}s"
+
+
+def test_replicas_run_with_auth_on_and_a_bootstrap_key_from_env(
+    replicas: dict[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    example = env_example()
+    for name, svc in replicas.items():
+        raw = environment(svc)
+        assert raw.get("ORCH_AUTH_ENABLED") == "true", f"{name}: listens beyond loopback, needs auth"
+        assert "ORCH_AUTH_ALLOW_INSECURE" not in raw and "ORCH_AUTH__ALLOW_INSECURE" not in raw, name
+        key = raw.get("ORCH_AUTH__BOOTSTRAP_ADMIN_KEY", "")
+        assert REQUIRED_VAR.fullmatch(key), f"{name}: the bootstrap key must be a required ${{VAR:?…}}"
+        for var in list(os.environ):
+            if var.startswith("ORCH_"):
+                monkeypatch.delenv(var)
+        monkeypatch.setenv("ORCH_CONFIG", str(ROOT / "tests" / "empty-config.yaml"))
+        for var, value in raw.items():
+            monkeypatch.setenv(var, interpolate(value, example))
+        settings = load_settings()
+        assert settings.auth.enabled and not settings.auth.allow_insecure, name
+        assert settings.auth.bootstrap_admin_key is not None
+        assert len(settings.auth.bootstrap_admin_key.get_secret_value()) >= 32, ".env.example's placeholder"
+    # The compose docs give turning auth on as the first step.
+    deployment = (ROOT / "docs" / "deployment.md").read_text()
+    running = deployment.split("## Running the stack", 1)[1].split("\n## ", 1)[0]
+    assert "ORCH_BOOTSTRAP_ADMIN_KEY" in running
 
 
 def test_no_literal_secrets(compose: dict[str, Any]) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+import logging
 import signal
 import sys
 from typing import Annotated
@@ -29,6 +31,17 @@ app.add_typer(commands.events_app, name="events")
 app.add_typer(keys_app, name="keys")
 
 
+def is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 or localhost: only this machine can connect."""
+    host = host.strip().strip("[]").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything
+
+
 def _settings(**overrides: object) -> Settings:
     try:
         return load_settings(**overrides)
@@ -49,6 +62,13 @@ def serve(
     migrate: Annotated[
         bool, typer.Option("--migrate/--no-migrate", help="Apply pending migrations first")
     ] = True,
+    insecure: Annotated[
+        bool,
+        typer.Option(
+            "--insecure",
+            help="Allow a non-loopback address with auth off (as ORCH_AUTH_ALLOW_INSECURE=true)",
+        ),
+    ] = False,
 ) -> None:
     """Serve the API with whatever the configuration says."""
     import uvicorn
@@ -71,7 +91,23 @@ def serve(
             err=True,
         )
         raise typer.Exit(2)
+    exposed = not settings.auth.enabled and not is_loopback(server.host)
+    if exposed and not (insecure or settings.auth.allow_insecure):
+        typer.echo(
+            f"orchestration-service: refusing to listen on {server.host} with auth off: anyone who "
+            "can reach it could submit, cancel and roll back. Turn auth on (ORCH_AUTH_ENABLED=true "
+            "and a key: ORCH_AUTH__BOOTSTRAP_ADMIN_KEY or `orchestration-service keys create`), "
+            "listen on 127.0.0.1, or accept the risk with ORCH_AUTH_ALLOW_INSECURE=true or --insecure",
+            err=True,
+        )
+        raise typer.Exit(2)
     configure_logging(settings.logging)
+    if exposed:
+        logging.getLogger("orchestration_service.cli").warning(
+            "INSECURE: listening on %s with auth off (auth.allow_insecure): anyone who can reach "
+            "this address can change any project's tasks",
+            server.host,
+        )
     if migrate:
         try:
             upgrade(settings.storage)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -61,7 +62,14 @@ class Transaction:
         # hand-written one comes first, begin here, through the adapter, so that SQLAlchemy's
         # COMMIT or ROLLBACK covers it (else it would run, and stay, in autocommit).
         if adapted._transaction is None and adapted.isolation_level != "autocommit":
-            await adapted._start_transaction()
+            try:
+                await adapted._start_transaction()
+            except Exception:
+                # BEGIN fails on a dropped connection (the database restarted). Called
+                # directly, the adapter's error does not reach SQLAlchemy, which would hand
+                # the dead connection out again and again: invalidated, it is replaced.
+                await self.conn.invalidate()
+                raise
         driver: asyncpg.Connection = raw.driver_connection
         return driver
 
@@ -70,8 +78,12 @@ class Transaction:
 
 
 class Database:
-    def __init__(self, engine: AsyncEngine, *, fast_pool_size: int = 0) -> None:
+    def __init__(
+        self, engine: AsyncEngine, *, fast_pool_size: int = 0, storage: StorageSettings | None = None
+    ) -> None:
         self.engine = engine
+        # Keepalives and timeouts of the service's own connections (``connect_own``).
+        self.own_settings = storage or StorageSettings()
         # PostgreSQL: a plain asyncpg pool for the hottest statements (repositories.tasks_pg),
         # opened by ``open``; None on SQLite or when not asked for.
         self.pg: asyncpg.Pool | None = None
@@ -140,14 +152,28 @@ class Database:
         its commits do not wait for the WAL flush, so the notify lock is held briefly."""
         from orchestration_service.repositories.tasks_pg import init_connection
 
-        settings = {"application_name": application_name}
+        own = self.own_settings
+        settings = {
+            "application_name": application_name,
+            # Half-open connections: the server drops the session (and the relay leader's
+            # advisory lock with it) once its keepalives or unacknowledged data time out.
+            "tcp_keepalives_idle": str(own.keepalive_idle_seconds),
+            "tcp_keepalives_interval": str(own.keepalive_interval_seconds),
+            "tcp_keepalives_count": str(own.keepalive_count),
+            "tcp_user_timeout": f"{int(own.tcp_user_timeout_seconds * 1000)}ms",
+            "statement_timeout": f"{int(own.statement_timeout_seconds * 1000)}ms",
+            "idle_in_transaction_session_timeout": f"{int(own.idle_in_transaction_timeout_seconds * 1000)}ms",
+        }
         if not durable_commits:
             settings["synchronous_commit"] = "off"
-        conn: asyncpg.Connection = await asyncpg.connect(self._driver_dsn(), server_settings=settings)
+        conn: asyncpg.Connection = await asyncpg.connect(
+            self._driver_dsn(), server_settings=settings, timeout=own.connect_timeout_seconds
+        )
         try:
+            _client_keepalives(conn, own)
             await init_connection(conn)
         except BaseException:
-            await conn.close()
+            conn.terminate()
             raise
         return conn
 
@@ -165,6 +191,44 @@ class Database:
                 log.warning("connections still in use %.0fs into shutdown; closed them", POOL_CLOSE_SECONDS)
             self.pg = None
         await self.engine.dispose()
+
+
+def _client_keepalives(conn: asyncpg.Connection, own: StorageSettings) -> None:
+    """The same keepalives on this end of the socket, so that the service, too, notices a
+    peer that went away without a word (the server's settings cover the other end)."""
+    transport: Any = getattr(conn, "_transport", None)
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return  # a Unix socket: nothing half-opens
+    options = [
+        (socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1),
+        (socket.IPPROTO_TCP, getattr(socket, "TCP_KEEPIDLE", None), own.keepalive_idle_seconds),
+        (socket.IPPROTO_TCP, getattr(socket, "TCP_KEEPINTVL", None), own.keepalive_interval_seconds),
+        (socket.IPPROTO_TCP, getattr(socket, "TCP_KEEPCNT", None), own.keepalive_count),
+        (
+            socket.IPPROTO_TCP,
+            getattr(socket, "TCP_USER_TIMEOUT", None),
+            int(own.tcp_user_timeout_seconds * 1000),
+        ),
+    ]
+    for level, option, value in options:
+        if option is None:  # not on this platform
+            continue
+        try:
+            sock.setsockopt(level, option, value)
+        except OSError as exc:
+            log.debug("socket option %s not set: %s", option, exc)
+
+
+async def close_own(conn: asyncpg.Connection | None, timeout: float = 2.0) -> None:
+    """Close one of the service's own connections, but never wait on a dead network: a
+    graceful close that gets no answer within ``timeout`` aborts it instead."""
+    if conn is None or conn.is_closed():
+        return
+    try:
+        await asyncio.wait_for(conn.close(), timeout)
+    except Exception:
+        conn.terminate()
 
 
 def create_engine(

@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import asyncpg
+from sqlalchemy.dialects.postgresql.asyncpg import AsyncAdapt_asyncpg_dbapi
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 log = logging.getLogger(__name__)
@@ -56,19 +57,44 @@ def is_conflict(exc: BaseException) -> bool:
     return sqlstate_of(exc) in CONFLICT_SQLSTATES
 
 
+# The connection is gone or unusable, whichever layer says so. SQLAlchemy's asyncpg adapter
+# raises its own InterfaceError unwrapped where the service calls it directly
+# (``Transaction.driver``), with asyncpg's "connection is closed" as its cause.
+_CONNECTION_LOST = (
+    OperationalError,
+    InterfaceError,
+    AsyncAdapt_asyncpg_dbapi.InterfaceError,
+    AsyncAdapt_asyncpg_dbapi.OperationalError,
+    asyncpg.exceptions.InterfaceError,
+    asyncpg.exceptions.PostgresConnectionError,
+    # "cannot switch to state …": the server's goodbye (FATAL 57P01) reached an idle
+    # connection just before the next statement.
+    asyncpg.exceptions.InternalClientError,
+    OSError,  # ConnectionResetError, ConnectionRefusedError …
+    EOFError,  # asyncio.IncompleteReadError
+    TimeoutError,
+)
+
+
+def is_connection_lost(exc: BaseException) -> bool:
+    """``exc`` or an error it was raised from says the connection is gone (the database
+    restarted, a network failure, a timeout)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, DBAPIError) and current.connection_invalidated:
+            return True
+        if isinstance(current, _CONNECTION_LOST):
+            return True
+        orig = getattr(current, "orig", None)
+        current = orig if isinstance(orig, BaseException) else current.__cause__
+    return False
+
+
 def is_transient(exc: BaseException) -> bool:
     """A failure that says nothing about the work itself: try the same work again later."""
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-        return True
-    if isinstance(
-        exc,
-        OperationalError
-        | InterfaceError
-        | asyncpg.exceptions.InterfaceError
-        | asyncpg.exceptions.PostgresConnectionError
-        | OSError
-        | TimeoutError,
-    ):
+    if is_connection_lost(exc):
         return True
     state = sqlstate_of(exc)
     if state is None:

@@ -37,6 +37,10 @@ class Forbidden(OrchestrationError):
     status, kind, title = 403, "forbidden", "Not allowed"
 
 
+class CrossSiteRequest(Forbidden):
+    kind, title = "cross-site-request", "Cross-site request refused"
+
+
 class NotFound(OrchestrationError):
     status, kind, title = 404, "not-found", "Resource not found"
 

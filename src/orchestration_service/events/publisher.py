@@ -32,7 +32,8 @@ from opentelemetry.trace import SpanKind
 from orchestration_service import tracing
 from orchestration_service.background import cancel_and_wait
 from orchestration_service.config import Settings
-from orchestration_service.db.engine import LOG_CHANNEL, OUTBOX_CHANNEL, Database
+from orchestration_service.db import leader as leader_sql
+from orchestration_service.db.engine import LOG_CHANNEL, OUTBOX_CHANNEL, Database, close_own
 from orchestration_service.events.bus import EventBus, OutboundMessage
 from orchestration_service.redaction import error_text, reason
 from orchestration_service.repositories.outbox import (
@@ -45,6 +46,7 @@ from orchestration_service.repositories.outbox import (
 log = logging.getLogger(__name__)
 
 RELAY_LOCK_KEY = 0x0DA75_0002
+CLOSE_SECONDS = 1.0  # a graceful close of an own connection, before aborting it
 WAKE_LOG_READERS = f"BEGIN; SET LOCAL synchronous_commit = off; NOTIFY {LOG_CHANNEL}; COMMIT"
 
 
@@ -65,6 +67,9 @@ class OutboxRelay:
         self._publisher: asyncio.Task[None] | None = None
         self._publish_conn: Any = None
         self._sequence_lock = asyncio.Lock()
+        # One statement at a time on the leader's connection (sequencing, the check).
+        self._leader_io = asyncio.Lock()
+        self._watchdog: asyncio.Task[None] | None = None
         self._publish_lock = asyncio.Lock()
         # Called with each published batch's event names (metrics) and sequences (feed).
         self.on_published: list[Callable[[list[str]], None]] = []
@@ -113,10 +118,8 @@ class OutboxRelay:
             if task is not None:
                 await cancel_and_wait(task, "outbox relay")
         await self._release_leadership()
-        if self._wake_conn is not None:
-            with contextlib.suppress(Exception):
-                await self._wake_conn.close()
-            self._wake_conn = None
+        wake_conn, self._wake_conn = self._wake_conn, None
+        await close_own(wake_conn, CLOSE_SECONDS)
 
     # -- leadership --------------------------------------------------------------------
     async def _acquire_leadership(self) -> bool:
@@ -132,18 +135,50 @@ class OutboxRelay:
         if conn is None or conn.is_closed():
             conn = await self.db.connect_own("orchestration-relay")
             self._leader_conn = conn
+        ev = self.settings.events
         try:
-            if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", RELAY_LOCK_KEY):
-                return False
-            await conn.add_listener(OUTBOX_CHANNEL, lambda *_: self.wake())
+            async with asyncio.timeout(ev.relay_leader_timeout_seconds):
+                if not await conn.fetchval(leader_sql.TRY_LOCK, RELAY_LOCK_KEY):
+                    # The holder may sit behind a half-open connection, its lock kept alive
+                    # on the server: end its session once it has been silent for longer
+                    # than a live leader's check allows. The next attempt takes the lock.
+                    silent = ev.relay_leader_check_seconds + ev.relay_leader_timeout_seconds
+                    if await conn.fetch(leader_sql.END_SILENT_HOLDER, RELAY_LOCK_KEY, silent):
+                        log.warning("outbox relay: ended the leader's session, silent for over %.0fs", silent)
+                    return False
+                await conn.add_listener(OUTBOX_CHANNEL, lambda *_: self.wake())
         except BaseException:
             self._leader_conn = None
-            await conn.close()
+            conn.terminate()  # no graceful close: the network may be what failed
             raise
         self.is_leader = True
         self.db.is_relay_leader = True
+        self._watchdog = asyncio.create_task(self._watch_leadership(conn), name="outbox-relay-watchdog")
         log.info("outbox relay: this process is the leader")
         return True
+
+    async def _watch_leadership(self, conn: Any) -> None:
+        """Step down when the lock connection stops answering: a leader that cannot reach
+        the database must not hold up sequencing and publishing for every replica."""
+        ev = self.settings.events
+        while True:
+            await asyncio.sleep(ev.relay_leader_check_seconds)
+            try:
+                async with asyncio.timeout(ev.relay_leader_timeout_seconds), self._leader_io:
+                    await conn.fetchval(leader_sql.PING)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning(
+                    "outbox relay: the leader connection failed its check (%s); stepping down",
+                    type(exc).__name__,
+                )
+                # Aborted, the connection fails whatever waits on it; the server ends the
+                # session (and frees the lock) when it sees the close, its keepalives give up,
+                # or a follower ends it as silent.
+                conn.terminate()
+                await self._release_leadership()
+                return
 
     async def _publish_connection(self) -> Any:
         """The publisher's own connection on PostgreSQL (None on SQLite), opened on demand."""
@@ -154,19 +189,17 @@ class OutboxRelay:
         return self._publish_conn
 
     async def _release_leadership(self) -> None:
-        publisher, self._publisher = self._publisher, None
-        if publisher is not None and publisher is not asyncio.current_task():
-            await cancel_and_wait(publisher, "outbox relay publisher")
         self.is_leader = False
         self.db.is_relay_leader = False
-        if self._publish_conn is not None:
-            with contextlib.suppress(Exception):
-                await self._publish_conn.close()
-            self._publish_conn = None
-        if self._leader_conn is not None:
-            with contextlib.suppress(Exception):
-                await self._leader_conn.close()
-            self._leader_conn = None
+        for name in ("_publisher", "_watchdog"):
+            task = getattr(self, name)
+            setattr(self, name, None)
+            if task is not None and task is not asyncio.current_task():
+                await cancel_and_wait(task, "outbox relay " + name.strip("_"))
+        publish_conn, self._publish_conn = self._publish_conn, None
+        leader_conn, self._leader_conn = self._leader_conn, None
+        await close_own(publish_conn, CLOSE_SECONDS)
+        await close_own(leader_conn, CLOSE_SECONDS)
 
     def _lost_leadership(self) -> bool:
         return self.is_leader and self._leader_conn is not None and self._leader_conn.is_closed()
@@ -256,13 +289,14 @@ class OutboxRelay:
                 if leader is not None:
                     # PostgreSQL: on the leader's own connection, so that numbering never
                     # queues for the pool behind busy request and event handlers.
-                    status = await leader.execute(ASSIGN_SEQUENCE_PG, batch)
-                    sequenced = int(status.rsplit(" ", 1)[-1])
-                    if sequenced:
-                        # Wakes the event-log readers of every replica: the block is committed.
-                        # A wake-up need not be durable, and not waiting for the WAL flush
-                        # keeps PostgreSQL's notify lock short.
-                        await leader.execute(WAKE_LOG_READERS)
+                    async with self._leader_io:
+                        status = await leader.execute(ASSIGN_SEQUENCE_PG, batch)
+                        sequenced = int(status.rsplit(" ", 1)[-1])
+                        if sequenced:
+                            # Wakes the event-log readers of every replica: the block is
+                            # committed. A wake-up need not be durable, and not waiting for the
+                            # WAL flush keeps PostgreSQL's notify lock short.
+                            await leader.execute(WAKE_LOG_READERS)
                 else:
                     async with self.db.read() as conn:
                         sequenced = await OutboxRepository(conn).assign_sequence(batch)

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -20,6 +21,13 @@ class ApiKeyRepository:
 
     async def insert(self, values: dict[str, Any]) -> None:
         await self.conn.execute(api_keys.insert(), values)
+
+    async def insert_if_absent(self, values: dict[str, Any]) -> bool:
+        """Insert unless a key with the same hash exists (revoked or not); True if inserted.
+        Replicas starting together may all try: one row results."""
+        insert = postgresql.insert if self.conn.dialect.name == "postgresql" else sqlite.insert
+        stmt = insert(api_keys).values(values).on_conflict_do_nothing(index_elements=["key_hash"])
+        return bool((await self.conn.execute(stmt)).rowcount)
 
     async def by_hash(self, key_hash: str) -> RowMapping | None:
         stmt = sa.select(api_keys).where(api_keys.c.key_hash == key_hash)

@@ -25,6 +25,8 @@ from orchestration_service.domain.ids import uuid7
 from orchestration_service.repositories.api_keys import ApiKeyRepository
 
 KEY_PREFIX = "orch_"
+BOOTSTRAP_KEY_NAME = "bootstrap-admin"
+BOOTSTRAP_MIN_LENGTH = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +72,29 @@ class ApiKeyService:
         async with self.db.transaction() as tx:
             await ApiKeyRepository(tx.conn).insert(row)
         return key, row
+
+    async def ensure_bootstrap(self, key: str) -> bool:
+        """Store the configured bootstrap admin key (all projects) unless its hash is there
+        already, revoked or not; True when stored now. Idempotent across replicas."""
+        if len(key) < BOOTSTRAP_MIN_LENGTH:
+            # Never echo the value: it is a credential.
+            raise ValueError(
+                f"auth.bootstrap_admin_key (ORCH_AUTH__BOOTSTRAP_ADMIN_KEY) must be at least "
+                f"{BOOTSTRAP_MIN_LENGTH} characters, e.g. the output of `openssl rand -hex 32`"
+            )
+        row = {
+            "id": uuid7(),
+            "name": BOOTSTRAP_KEY_NAME,
+            "key_hash": hash_key(key),
+            "key_hint": key[:4],
+            "scope": Scope.ADMIN.value,
+            "all_projects": True,
+            "projects": [],
+            "created_at": datetime.now(UTC),
+            "revoked_at": None,
+        }
+        async with self.db.transaction() as tx:
+            return await ApiKeyRepository(tx.conn).insert_if_absent(row)
 
     async def list(self) -> Sequence[Any]:
         async with self.db.read() as conn:

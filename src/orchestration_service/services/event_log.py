@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from orchestration_service.background import cancel_and_wait
-from orchestration_service.db.engine import LOG_CHANNEL, Database
+from orchestration_service.db.engine import LOG_CHANNEL, Database, close_own
 from orchestration_service.domain.errors import StreamsBusy
 from orchestration_service.events.topics import topic_matches
 from orchestration_service.repositories.outbox import READ_LOG_PG, OutboxRepository
@@ -165,10 +165,8 @@ class LogNotifier:
         self._pg_conn = conn
 
     async def _close_pg(self) -> None:
-        if self._pg_conn is not None:
-            with contextlib.suppress(Exception):
-                await self._pg_conn.close()
-            self._pg_conn = None
+        conn, self._pg_conn = self._pg_conn, None
+        await close_own(conn)  # aborted when the network does not answer
 
     async def _run(self) -> None:
         backoff = 0.2

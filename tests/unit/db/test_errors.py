@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import asyncpg
 import httpx
 import pytest
 from fastapi import FastAPI
+from sqlalchemy.dialects.postgresql.asyncpg import AsyncAdapt_asyncpg_dbapi
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from orchestration_service.db import errors
-from orchestration_service.db.errors import CONFLICT_ATTEMPTS, is_conflict, is_transient, retry_conflicts
+from orchestration_service.db.errors import (
+    CONFLICT_ATTEMPTS,
+    is_conflict,
+    is_connection_lost,
+    is_transient,
+    retry_conflicts,
+)
 from orchestration_service.http import install_error_handlers
 
 
@@ -60,6 +69,45 @@ def test_transient_failures(exc: BaseException) -> None:
 )
 def test_failures_of_the_work_itself_are_not_transient(exc: BaseException) -> None:
     assert not is_transient(exc)
+
+
+def _adapter_error(message: str) -> BaseException:
+    """What SQLAlchemy's asyncpg adapter raises, unwrapped, when the service calls it
+    directly (``Transaction.driver`` starting the transaction) on a dropped connection."""
+    try:
+        try:
+            raise asyncpg.exceptions.InterfaceError(message)
+        except asyncpg.exceptions.InterfaceError as cause:
+            raise AsyncAdapt_asyncpg_dbapi.InterfaceError(message, cause) from cause
+    except AsyncAdapt_asyncpg_dbapi.InterfaceError as exc:
+        return exc
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        _adapter_error("connection is closed"),
+        _adapter_error("cannot call Transaction.rollback(): the underlying connection is closed"),
+        asyncpg.exceptions.ConnectionDoesNotExistError("connection was closed in the middle of operation"),
+        ConnectionResetError(104, "Connection reset by peer"),
+        OSError(113, "No route to host"),
+        asyncio.IncompleteReadError(b"", 5),
+        asyncpg.exceptions.InternalClientError(
+            "cannot switch to state 15; another operation (2) is in progress"
+        ),
+    ],
+    ids=lambda e: type(e).__name__ + ":" + str(e)[:30],
+)
+def test_a_lost_connection_is_transient(exc: BaseException) -> None:
+    # A PostgreSQL restart during event handling: the event is retried, never dead-lettered.
+    assert is_connection_lost(exc)
+    assert is_transient(exc)
+
+
+def test_an_error_merely_raised_while_a_connection_was_lost_is_not_transient() -> None:
+    bug = ValueError("a bug in the error path")
+    bug.__context__ = ConnectionResetError(104, "reset")  # raised while handling, not from it
+    assert not is_transient(bug)
 
 
 def test_conflicts_are_deadlocks_and_serialization_failures_only() -> None:
