@@ -1,0 +1,51 @@
+"""Waiting for a condition itself, with a deadline, instead of sleeping and hoping it
+happened meanwhile (a fixed sleep is too short on a busy shared machine, and too long
+everywhere else)."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+async def eventually(
+    check: Callable[[], T | Awaitable[T]],
+    *,
+    timeout: float = 10.0,
+    interval: float = 0.02,
+    what: str = "the condition",
+) -> T:
+    """The first truthy result of ``check`` (sync or async), polled every ``interval``
+    seconds; AssertionError naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        value: T = await result if inspect.isawaitable(result) else result
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"waited {timeout:g}s for {what} (last: {value!r})")
+        await asyncio.sleep(interval)
+
+
+def eventually_sync(
+    check: Callable[[], T],
+    *,
+    timeout: float = 10.0,
+    interval: float = 0.05,
+    what: str = "the condition",
+) -> T:
+    """:func:`eventually` for synchronous tests (a server process, threads)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"waited {timeout:g}s for {what} (last: {value!r})")
+        time.sleep(interval)
