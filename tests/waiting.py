@@ -8,7 +8,12 @@ import asyncio
 import inspect
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
+
+from orchestration_service.repositories.outbox import OutboxRepository
+
+if TYPE_CHECKING:
+    from tests.conftest import Service
 
 T = TypeVar("T")
 
@@ -49,3 +54,11 @@ def eventually_sync(
         if time.monotonic() > deadline:
             raise AssertionError(f"waited {timeout:g}s for {what} (last: {value!r})")
         time.sleep(interval)
+
+
+async def all_published(svc: Service) -> bool:
+    """Whether the outbox relay has published every event committed so far (a predicate
+    for :func:`eventually`: after it, ``bus.published`` holds all the service emitted)."""
+    async with svc.container.db.read() as conn:
+        pending, _oldest = await OutboxRepository(conn).pending_stats()
+    return pending == 0
