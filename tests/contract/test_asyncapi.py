@@ -39,6 +39,7 @@ from tests.conftest import make_settings, start_service, truncate_all
 from tests.contract.event_fixtures import INVALID, VALID, Case
 from tests.integration.test_event_lifecycle import Harness, cloud_event, output_event
 from tests.integration.test_tasks_api import submit, wait_for_status
+from tests.waiting import all_published, eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCUMENT = ROOT / "contracts" / "asyncapi.yaml"
@@ -400,7 +401,7 @@ async def run(sqlite_url: str) -> Run:
     try:
         await asyncio.gather(*(flow() for flow in flows))
         await h.published(ev.TASK_FAILED, where=lambda e: e["data"]["reason"] == "timeout")
-        await asyncio.sleep(0.3)  # the relay's last batch
+        await eventually(lambda: all_published(svc), what="the relay's last batch")
         await h.bus.drain()
         result.published = list(h.bus.published)
         result.dead_letters = [reason for _, reason in h.bus.dead_letters]

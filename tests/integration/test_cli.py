@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from tests.process import BIN, ServerProcess, free_port
+from tests.waiting import eventually_sync
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -30,6 +31,15 @@ def cli(server: ServerProcess | None, *args: str, timeout: float = 60) -> subpro
     if server is not None:
         env["ORCH_URL"] = server.url
     return subprocess.run([str(BIN), *args], env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def sse_listeners(server: ServerProcess) -> int:
+    """The streams the server is following (its /metrics gauge): a CLI waiting on a task
+    stream shows here once it is open."""
+    for line in httpx.get(f"{server.url}/metrics", timeout=5).text.splitlines():
+        if line.startswith("orch_sse_listeners "):
+            return int(float(line.split()[1]))
+    raise AssertionError("/metrics has no orch_sse_listeners")
 
 
 def assert_no_traceback(r: subprocess.CompletedProcess[str]) -> None:
@@ -100,6 +110,7 @@ def test_wait_exit_codes_for_cancelled_and_timeout(server: ServerProcess) -> Non
     assert timed_out.returncode == 4, timed_out.stderr
     assert "after 1s" in timed_out.stderr
     assert_no_traceback(timed_out)
+    eventually_sync(lambda: sse_listeners(server) == 0, what="the timed-out CLI's stream to close")
     proc = subprocess.Popen(
         [
             str(BIN),
@@ -125,7 +136,7 @@ def test_wait_exit_codes_for_cancelled_and_timeout(server: ServerProcess) -> Non
             break
         time.sleep(0.1)
     assert task_id
-    time.sleep(0.5)
+    eventually_sync(lambda: sse_listeners(server) == 1, what="the waiting CLI's stream")
     assert cli(server, "task", "cancel", task_id).returncode == 0
     stdout, stderr = proc.communicate(timeout=30)
     assert proc.returncode == 3, stderr
@@ -157,13 +168,14 @@ def test_events_tail_and_watch(server: ServerProcess) -> None:
     assert lines[0]["event"] == "task.created" and lines[0]["cloudevent"]["subject"] == task_id
     people = cli(server, "events", "tail", "--after", "0", "--limit", "3")
     assert people.returncode == 0 and people.stdout.count("\n") == 3 and "task.created" in people.stdout
+    eventually_sync(lambda: sse_listeners(server) == 0, what="the tails' streams to close")
     watcher = subprocess.Popen(
         [str(BIN), "task", "watch", task_id, "--json", "--url", server.url],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
-    time.sleep(1.0)
+    eventually_sync(lambda: sse_listeners(server) == 1, what="the watcher's stream")
     cli(server, "task", "cancel", task_id)
     stdout, _ = watcher.communicate(timeout=30)
     events = [json.loads(x) for x in stdout.splitlines()]
@@ -245,7 +257,9 @@ def test_two_workers_on_postgresql_share_one_relay(pg_url: str, tmp_path: Path) 
                     break
                 time.sleep(0.1)
             assert page["total"] == 10, page["total"]
-            time.sleep(0.5)  # any second dispatch would show by now
+            # A check that something does NOT happen: the pause gives a wrong second dispatch
+            # time to show (too short a pause could only miss it, never fail falsely).
+            time.sleep(0.5)
             for tid in ids:
                 history = client.get(f"/api/v1/tasks/{tid}/history").json()["items"]
                 assert sum(1 for h in history if h["to"] == "running") <= 1, history

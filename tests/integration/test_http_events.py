@@ -16,6 +16,7 @@ from orchestration_service.db.tables import outbox, processed_events
 from orchestration_service.domain.events import OutgoingEvent
 from orchestration_service.repositories.outbox import OutboxRepository
 from orchestration_service.services.lifecycle import emit
+from tests.asgi_stream import AsgiStream
 from tests.conftest import Service
 from tests.integration.test_event_lifecycle import cloud_event, output_event
 from tests.integration.test_tasks_api import submit, wait_for_status
@@ -110,7 +111,7 @@ async def test_batch_answers_per_event(service: Service) -> None:
 
 async def test_rejected_events_store_nothing(service: Service) -> None:
     tid = await running(service)
-    await asyncio.sleep(0.2)
+    await wait_for_log(service, 4)  # all the submission wrote: created, pending, ready, running
     before = await stored_counts(service)
     history = (await service.client.get(f"/api/v1/tasks/{tid}/history")).json()
     cases = [
@@ -218,13 +219,12 @@ async def test_live_tail_starts_at_the_newest_event(service: Service) -> None:
     await running(service, project_id="tail")
     await wait_for_log(service, 4)
 
-    async def tail() -> list[dict[str, Any]]:
-        return await read_feed(service, limit=1, project_id="tail-later")
-
-    reader = asyncio.create_task(tail())
-    await asyncio.sleep(0.3)
-    await submit(service, project_id="tail-later")
-    events = await asyncio.wait_for(reader, 5)
+    params = {"limit": 1, "project_id": "tail-later"}
+    async with AsgiStream(service.app, "/api/v1/events", params=params) as feed:
+        assert feed.status == 200
+        await feed.wait_for(b": event feed\n")  # the tail is open: submit now
+        await submit(service, project_id="tail-later")
+        events = parse_sse(await feed.read_to_end(5))
     assert events[0]["event"] == "task.created"
 
 
@@ -251,16 +251,12 @@ async def test_retention_removes_old_published_events(service: Service) -> None:
 async def test_task_stream_follows_to_the_final_state(service: Service) -> None:
     tid = await running(service)
 
-    async def stream() -> str:
-        r = await service.client.get(f"/api/v1/tasks/{tid}/stream")
-        assert r.status_code == 200
-        return r.text
-
-    reader = asyncio.create_task(stream())
-    await asyncio.sleep(0.2)
-    await post_event(service, output_event(tid))
-    await post_event(service, cloud_event("task.validated", {"task_id": tid}, source="/qa-service"))
-    events = parse_sse(await asyncio.wait_for(reader, 10))
+    async with AsgiStream(service.app, f"/api/v1/tasks/{tid}/stream") as stream:
+        assert stream.status == 200
+        await stream.wait_for(b"event: snapshot\n")  # the stream is open: act now
+        await post_event(service, output_event(tid))
+        await post_event(service, cloud_event("task.validated", {"task_id": tid}, source="/qa-service"))
+        events = parse_sse(await stream.read_to_end())
     assert events[0]["event"] == "snapshot" and events[0]["data"]["status"] == "running"
     statuses = [(e["data"]["from"], e["data"]["to"]) for e in events[1:]]
     assert statuses == [("running", "validating"), ("validating", "completed")]

@@ -394,7 +394,8 @@ async def test_stop_consuming_waits_for_in_flight_handlers(bus: RabbitMQBus) -> 
     await bus.publish([OutboundMessage("task.events", "task.validated", env)])
     await wait_until(lambda: len(rec.seen) == 1, what="delivery")
     stopping = asyncio.create_task(bus.stop_consuming())
-    await asyncio.sleep(0.2)
+    await wait_until(lambda: not bus.consuming, what="the stop to begin")
+    await asyncio.sleep(0.2)  # a stop that did not wait would finish in this window
     assert not stopping.done()
     release.set()
     await asyncio.wait_for(stopping, 5)
@@ -510,7 +511,7 @@ async def test_a_delivery_retried_when_its_channel_closes_is_handled_once_by_the
     assert acked.redelivered and ce_id(acked) == env["id"]
     # The first delivery's retries ended with its channel (its handling is cancelled): the
     # event is handled to the end once, by the redelivery, not also by a stale retry loop.
-    await asyncio.sleep(3)
+    await asyncio.sleep(3)  # a window for a second ack (a check that one does NOT come)
     assert rec.acked.empty()
 
 

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from tests.conftest import AMQP_URL, missing_service, truncate_all
 from tests.integration.test_rabbitmq_bus import delete_topology, tap
 from tests.process import ServerProcess, free_port
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.slow
 
@@ -96,7 +97,11 @@ async def test_a_crash_between_commit_and_publish_loses_nothing(
             c.post("/api/v1/tasks", json={"description": f"t{i}", "project_id": "crash"}).json()["task_id"]
             for i in range(5)
         ]
-    await asyncio.sleep(0.5)
+        # Its relay has tried to publish them and failed: the kill lands while it retries.
+        await eventually(
+            lambda: "outbox_relay" in c.get("/api/v1/health/detailed").json()["details"],
+            what="the relay's failed publish",
+        )
     assert first.proc is not None
     first.proc.send_signal(signal.SIGKILL)
     first.proc.wait(10)
@@ -295,12 +300,12 @@ async def test_replicas_survive_random_sigkills(
 
     async def killer() -> None:
         for k in range(kills):
-            await asyncio.sleep(2.0)
+            await asyncio.sleep(2.0)  # the load runs between kills
             victim = replicas[secrets.randbelow(2)]
             assert victim.proc is not None
             victim.proc.send_signal(signal.SIGKILL)
             victim.proc.wait(10)
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(0.5)  # down a while: submissions meet a dead replica
             replicas[replicas.index(victim)] = ServerProcess(
                 env, port=victim.port, log_path=tmp_path / f"restart{k}.log"
             ).start("--no-migrate")

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import signal
 import threading
-import time
 from pathlib import Path
 
 import httpx
 
 from tests.process import ServerProcess
+from tests.waiting import eventually_sync
 
 
 def test_tasks_survive_sigterm_and_sigkill(clean_db: str, tmp_path: Path) -> None:
@@ -61,7 +61,8 @@ def test_sigterm_lets_in_flight_requests_finish(clean_db: str, tmp_path: Path) -
     threads = [threading.Thread(target=load) for _ in range(4)]
     for t in threads:
         t.start()
-    time.sleep(1.0)
+    # The load is under way (SIGTERM lands among requests in flight), however slow the machine.
+    eventually_sync(lambda: len(results) >= 20, timeout=30, what="submissions acknowledged")
     assert server.terminate() == 0
     stop.set()
     for t in threads:

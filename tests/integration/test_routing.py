@@ -24,6 +24,7 @@ from tests.conftest import Service, make_settings, start_service
 from tests.integration.fake_services import Agent, FakeService, Reply, dead_url
 from tests.integration.test_event_lifecycle import Harness, cloud_event, output_event
 from tests.integration.test_tasks_api import submit, wait_for_status
+from tests.waiting import eventually
 
 FAST = {"agent_timeout_seconds": 2.0, "rag_timeout_seconds": 2.0}
 
@@ -314,7 +315,7 @@ async def test_breaker_opens_after_repeated_failures_then_recovers(clean_db: str
         assert health["details"]["agent_service"]["breaker"] == "open"
 
         Agent().install(agent)  # the agent recovers; after the cool-down one trial passes
-        await asyncio.sleep(4.1)
+        await asyncio.sleep(4.1)  # real time past the breaker's 4 s cool-down (cannot be short)
         doc = await wait_routed(h.svc, (await submit(h.svc))["task_id"])
         assert doc["routing"]["analyzer"] == "agent-service"
         health = (await h.svc.client.get("/api/v1/health/detailed")).json()
@@ -341,7 +342,8 @@ async def test_cancelled_during_analysis_is_never_dispatched(clean_db: str, agen
             await asyncio.sleep(0.02)
         r = await h.svc.client.post(f"/api/v1/tasks/{tid}/cancel", json={"reason": "not needed"})
         assert r.status_code == 200
-        await asyncio.sleep(2.0)  # the analysis ends and its result is dropped
+        router = h.svc.container.router  # the analysis ends, and its result is dealt with
+        await eventually(lambda: router.routed + router.discarded == 1, what="the analysis to end")
         doc = (await h.svc.client.get(f"/api/v1/tasks/{tid}")).json()
         assert doc["status"] == "cancelled" and doc["routing"] is None
         assert ready_of(h, tid) == []
@@ -359,7 +361,14 @@ async def test_two_routers_route_each_task_once(clean_db: str, agent: FakeServic
         ]
         for tid in ids:
             await wait_routed(two.svc, tid)
-        await asyncio.sleep(0.3)
+        routers = (one.svc.container.router, two.svc.container.router)
+        await eventually(  # no analysis left anywhere that could route a task a second time
+            lambda: (
+                all(r.analyses_in_flight == 0 for r in routers)
+                and sum(r.routed + r.discarded for r in routers) >= 30
+            ),
+            what="both routers idle",
+        )
         for tid in ids:
             routed = [r for r in await reasons(one, tid) if r.startswith("routed by")]
             assert len(routed) == 1, (tid, routed)
@@ -506,7 +515,7 @@ async def test_diamond_runs_in_dependency_order_and_completes_the_parent(
 
         # Only A may run: B and C wait for A, D for both.
         await wait_for_status(h.svc, ids["A"], "running")
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(0.3)  # gives a wrong early dispatch time to show (a check that it does NOT)
         for k in "BCD":
             assert (await h.svc.client.get(f"/api/v1/tasks/{ids[k]}")).json()["status"] == "pending"
         a = await complete(h, ids["A"], "art-A")
@@ -518,7 +527,7 @@ async def test_diamond_runs_in_dependency_order_and_completes_the_parent(
             ]
         assert (await h.svc.client.get(f"/api/v1/tasks/{ids['D']}")).json()["status"] == "pending"
         b = await complete(h, ids["B"], "art-B")
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(0.2)  # as above: D must not start while C is unfinished
         assert (await h.svc.client.get(f"/api/v1/tasks/{ids['D']}")).json()["status"] == "pending"
         c = await complete(h, ids["C"], "art-C")
         await wait_for_status(h.svc, ids["D"], "running")

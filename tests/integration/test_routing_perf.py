@@ -15,6 +15,7 @@ import pytest
 from orchestration_service.events.memory import MemoryBus
 from tests.conftest import make_settings, start_service
 from tests.integration.fake_services import Agent, FakeService
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.slow
 
@@ -44,7 +45,7 @@ async def _submit_all(
 
     async def one(i: int) -> None:
         if rate:
-            await asyncio.sleep(i / rate)
+            await asyncio.sleep(i / rate)  # paced: submission i starts at i / rate seconds
         async with gate:
             start = time.monotonic()
             body = {"description": f"Write function number {i}", "project_id": f"p{i % 10}"}
@@ -70,7 +71,9 @@ async def test_submission_stays_fast_while_the_agent_takes_5s(clean_db: str, slo
     svc, lifespan = await start_service(make_settings(clean_db, routing=routing))
     try:
         took = [s for _, _, s in await _submit_all(svc.client)]
-        await asyncio.sleep(6)  # analyses under way for a while
+        await eventually(  # analyses under way for a while: a first one ended, the next began
+            lambda: len(slow_agent.calls_to("/analyze")) > 8, timeout=30, what="a second round of analyses"
+        )
         backend = clean_db.split(":")[0]
         print(
             f"\n[{backend}] submission with a 5 s agent, n={N} concurrency={CONCURRENCY}: {ms(took)}; "

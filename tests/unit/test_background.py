@@ -15,15 +15,17 @@ from orchestration_service.background import cancel_and_wait
 
 async def test_a_cancelled_task_is_waited_for() -> None:
     finished = []
+    started = asyncio.Event()
 
     async def loop() -> None:
         try:
-            await asyncio.sleep(60)
+            started.set()
+            await asyncio.sleep(60)  # a loop's long wait, which the cancellation interrupts
         finally:
             finished.append("cleaned up")
 
     task = asyncio.create_task(loop())
-    await asyncio.sleep(0)
+    await started.wait()
     await cancel_and_wait(task, "loop")
     assert task.cancelled() and finished == ["cleaned up"]
 
@@ -33,8 +35,10 @@ async def test_a_task_that_ignores_cancellation_is_left_behind_with_its_stack(
 ) -> None:
     monkeypatch.setattr(background, "STOP_WAIT_SECONDS", 0.2)
     release = asyncio.Event()
+    running = asyncio.Event()
 
     async def stubborn_driver_call() -> None:
+        running.set()
         while not release.is_set():
             try:
                 await asyncio.sleep(0.05)
@@ -42,7 +46,7 @@ async def test_a_task_that_ignores_cancellation_is_left_behind_with_its_stack(
                 continue  # as a driver call that runs out its own timeout
 
     task = asyncio.create_task(stubborn_driver_call())
-    await asyncio.sleep(0)
+    await running.wait()
     started = time.monotonic()
     with caplog.at_level(logging.WARNING, logger="orchestration_service.background"):
         await cancel_and_wait(task, "stubborn loop")

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import pytest
 
 from orchestration_service.db.batching import Batcher
+from tests.waiting import eventually
 
 
 class Recorder:
@@ -61,7 +62,8 @@ async def test_a_caller_that_goes_away_does_not_stop_the_others() -> None:
     run.release.clear()
     first = asyncio.ensure_future(batcher(1))
     waiting = [asyncio.ensure_future(batcher(i)) for i in (2, 3)]
-    await asyncio.sleep(0)
+    # The first batch runs (held); the calls made before it started wait in the queue.
+    await eventually(lambda: run.batches == [[1]], what="the first batch")
     waiting[0].cancel()
     run.release.set()
     assert await first == 10

@@ -11,6 +11,7 @@ import pytest
 
 from orchestration_service.repositories.tasks import TaskRepository
 from orchestration_service.services.task_manager import CompletionEstimator
+from tests.waiting import eventually
 
 
 class FakeDb:
@@ -55,7 +56,8 @@ async def test_concurrent_first_callers_share_one_query(durations: Durations) ->
     est = estimator()
     durations.gate.clear()
     callers = [asyncio.create_task(est.seconds(tier="small")) for _ in range(20)]
-    await asyncio.sleep(0.01)
+    # The query is parked at the gate; the callers, started before it, have all joined it.
+    await eventually(lambda: durations.calls == 1, what="the query to start")
     durations.gate.set()
     assert await asyncio.gather(*callers) == [20.0] * 20
     assert durations.calls == 1
@@ -70,8 +72,11 @@ async def test_a_stale_figure_is_answered_while_one_refresh_runs(durations: Dura
     assert answers == [20.0] * 10  # nobody waited for the refresh
     assert durations.calls == 2  # one refresh for all of them
     durations.gate.set()
-    await asyncio.sleep(0.01)
-    assert await est.seconds() == 100.0
+
+    async def refreshed() -> bool:
+        return await est.seconds() == 100.0
+
+    await eventually(refreshed, what="the refreshed figure")
     await est.close()
 
 
@@ -85,7 +90,7 @@ async def test_close_stops_a_refresh_in_flight(durations: Durations) -> None:
     est = estimator()
     durations.gate.clear()
     waiting = asyncio.create_task(est.seconds())
-    await asyncio.sleep(0.01)
+    await eventually(lambda: durations.calls == 1, what="the refresh to start")
     await est.close()
     with pytest.raises(asyncio.CancelledError):
         await waiting
