@@ -479,7 +479,8 @@ def test_key_prompt_when_auth_is_on(tmp_path: Path, open_page: Any) -> None:
 
 @pytest.mark.slow
 def test_tasks_page_with_100000_tasks(tmp_path: Path, open_page: Any) -> None:
-    """The first page of 100,000 and the total; the render time is ``python -m bench.dashboard``."""
+    """The first page of 100,000 and the total, counted up to the list's cap (10,000, shown as
+    "10,000+"; issue 16 bounds the count); the render time is ``python -m bench.dashboard``."""
     url = new_database(tmp_path)
     seed_tasks(Path(url.split("///", 1)[1]), 100_000)
     srv = start_server(tmp_path, ORCH_DATABASE_URL=url)
@@ -489,8 +490,8 @@ def test_tasks_page_with_100000_tasks(tmp_path: Path, open_page: Any) -> None:
         page.wait_for_selector("#tasks-table tbody tr")
         assert page.evaluate("window.dashboard.tasksRenderedAt") > 0
         assert page.locator("#tasks-table tbody tr").count() == 50
-        assert "of 100,000" in page.inner_text("#tasks-summary")
-        assert "Page 1 of 2,000" in page.inner_text(".page")
+        assert "Showing 1–50 of 10,000+ tasks" in page.inner_text("#tasks-summary")
+        assert "Page 1 of 200+" in page.inner_text(".page")
         rec.assert_clean()
     finally:
         srv.kill()
