@@ -262,7 +262,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if settings.auth.enabled:
         app.add_middleware(ApiKeyMiddleware)
     # Before the key check and the fast lane: a cross-site POST is refused whatever its key.
-    app.add_middleware(CrossSiteGuard, allowed_origins=settings.server.allowed_origins)
+    app.add_middleware(
+        CrossSiteGuard, allowed_origins=settings.server.allowed_origins, auth_enabled=settings.auth.enabled
+    )
     if settings.observability.metrics_enabled:
         app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_middleware(GZipWhenAccepted)  # skips text/event-stream

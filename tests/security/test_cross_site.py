@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx
 import pytest
 
 from orchestration_service.cross_site import same_origin
@@ -16,7 +17,7 @@ from tests.conftest import Service, make_settings, start_service
 PROBLEM = "application/problem+json"
 CROSS_SITE = "urn:dats:orchestration:problem:cross-site-request"
 EVIL = {"Origin": "http://evil.example"}
-OWN = "http://testserver"  # the in-process client's Host
+OWN = "http://localhost"  # the in-process client's Host (auth off: a loopback name, as with `make run`)
 
 
 @pytest.fixture(params=[True, False], ids=["fast-lane", "no-fast-lane"])
@@ -25,6 +26,8 @@ async def svc(clean_db: str, request: pytest.FixtureRequest) -> AsyncIterator[Se
         clean_db, server={"fast_lane": request.param, "allowed_origins": ["https://console.example:8443"]}
     )
     service, lifespan = await start_service(settings)
+    await service.client.aclose()
+    service.client = httpx.AsyncClient(transport=httpx.ASGITransport(app=service.app), base_url=OWN)
     try:
         yield service
     finally:
@@ -63,7 +66,7 @@ async def test_sec_fetch_site_cross_site_is_refused(svc: Service) -> None:
 
 @pytest.mark.parametrize(
     "headers",
-    [EVIL, {"Sec-Fetch-Site": "cross-site"}, {"Origin": "null"}, {"Origin": "http://testserver:8000"}],
+    [EVIL, {"Sec-Fetch-Site": "cross-site"}, {"Origin": "null"}, {"Origin": "http://localhost:8000"}],
     ids=["foreign-origin", "fetch-site", "null-origin", "other-port"],
 )
 async def test_a_cross_site_submission_is_refused_on_the_fast_lane_too(
@@ -78,7 +81,7 @@ async def test_a_cross_site_submission_is_refused_on_the_fast_lane_too(
     [
         {},  # curl, the CLI, services
         {"Origin": OWN, "Sec-Fetch-Site": "same-origin"},  # the dashboard
-        {"Origin": "http://TESTSERVER:80"},
+        {"Origin": "http://LOCALHOST:80"},
         {"Origin": "https://console.example:8443", "Sec-Fetch-Site": "same-site"},  # allowed_origins
     ],
     ids=["no-headers", "same-origin", "same-origin-spelled-out", "configured-origin"],
@@ -128,3 +131,53 @@ async def test_refused_with_auth_on_before_the_key_is_looked_at(clean_db: str) -
 )
 def test_same_origin(origin: str, host: str | None, same: bool) -> None:
     assert same_origin(origin, host) is same
+
+
+# -- DNS rebinding (auth off): a browser's request must be addressed to a loopback host ---------
+REBOUND = "http://evil.example:8000"  # a name the attacker pointed at 127.0.0.1
+
+
+def _client(svc: Service, base_url: str) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=svc.app), base_url=base_url)
+
+
+@pytest.mark.parametrize(
+    ("method", "headers"),
+    [
+        ("GET", {"Sec-Fetch-Site": "same-origin"}),  # a same-origin read of the rebound page
+        ("POST", {"Origin": REBOUND, "Sec-Fetch-Site": "same-origin"}),
+        ("POST", {"Origin": REBOUND}),
+    ],
+    ids=["read", "write", "write-origin-only"],
+)
+async def test_a_rebound_name_is_refused_to_browsers_with_auth_off(
+    svc: Service, method: str, headers: dict[str, str]
+) -> None:
+    task = (await submit(svc)).json()
+    async with _client(svc, REBOUND) as browser:
+        path = f"/api/v1/tasks/{task['task_id']}" + ("/cancel" if method == "POST" else "")
+        assert_refused(await browser.request(method, path, headers=headers))
+    assert (await svc.client.get(f"/api/v1/tasks/{task['task_id']}")).json()["status"] != "cancelled"
+
+
+async def test_other_hosts_serve_clients_that_are_not_browsers_and_allowed_origins(svc: Service) -> None:
+    async with _client(svc, REBOUND) as curl:
+        assert (await curl.get("/api/v1/tasks")).status_code == 200  # no browser headers
+    async with _client(svc, "https://console.example:8443") as console:
+        r = await console.get("/api/v1/tasks", headers={"Sec-Fetch-Site": "same-origin"})
+        assert r.status_code == 200  # the host of server.allowed_origins
+    for loopback in ("http://127.0.0.1:8000", "http://[::1]:8000", "http://app.localhost"):
+        async with _client(svc, loopback) as browser:
+            r = await browser.get("/api/v1/tasks", headers={"Sec-Fetch-Site": "same-origin"})
+            assert r.status_code == 200, loopback
+
+
+async def test_with_auth_on_the_key_decides_not_the_host(clean_db: str) -> None:
+    service, lifespan = await start_service(make_settings(clean_db, auth={"enabled": True}))
+    try:
+        async with _client(service, REBOUND) as browser:
+            r = await browser.get("/api/v1/tasks", headers={"Sec-Fetch-Site": "same-origin"})
+            assert r.status_code == 401  # no key: the API-key check answers, not the host rule
+    finally:
+        await service.client.aclose()
+        await lifespan.__aexit__(None, None, None)
