@@ -490,7 +490,7 @@ def test_tasks_page_with_100000_tasks(tmp_path: Path, open_page: Any) -> None:
         page.wait_for_selector("#tasks-table tbody tr")
         assert page.evaluate("window.dashboard.tasksRenderedAt") > 0
         assert page.locator("#tasks-table tbody tr").count() == 50
-        assert "Showing 1–50 of 10,000+ tasks" in page.inner_text("#tasks-summary")
+        assert "of 10,000+ tasks" in page.inner_text("#tasks-summary")
         assert "Page 1 of 200+" in page.inner_text(".page")
         rec.assert_clean()
     finally:
