@@ -1,6 +1,7 @@
-"""Issue 16, defect 12: ``GET /api/v1/tasks`` stays cheap at a million tasks. The total is
-counted no further than a cap (``total_capped`` says when it stopped), offsets are bounded
-(422 beyond), and the keyset ``cursor`` pages to any depth. On both databases."""
+"""Issue 16, defect 12: ``GET /api/v1/tasks`` (and the provenance lists) stay cheap at a
+million rows. The total is counted no further than a cap (``total_capped`` says when it
+stopped), offsets are bounded (422 beyond), and the keyset ``cursor`` pages to any depth.
+On both databases."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ from typing import Any
 
 import pytest
 
-from orchestration_service.services import task_manager
+from orchestration_service.services import provenance_graph, task_manager
 from tests.conftest import Service
+from tests.integration.test_provenance import Graph, Rec
 from tests.integration.test_tasks_api import submit
 
 
@@ -69,3 +71,26 @@ async def test_bad_cursors_are_refused(service: Service) -> None:
         r = await service.client.get("/api/v1/tasks", params=params)
         assert r.status_code == 422, r.text
         assert r.headers["content-type"].startswith("application/problem+json")
+
+
+async def test_provenance_and_taint_trail_totals_stop_at_the_cap(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same bound on the provenance list and the taint trail, which counted every
+    matching row on every page."""
+    g = Graph()
+    await g.add(service.container.db, [Rec(f"r{i}") for i in range(4)])
+    for i in range(3):
+        r = await service.client.post(f"/api/v1/provenance/{g.id(f'r{i}')}/taint", json={"reason": "bad"})
+        assert r.status_code == 200, r.text
+    exact = (await service.client.get("/api/v1/provenance", params={"limit": 1})).json()
+    assert (exact["total"], exact["total_capped"]) == (4, False)
+    trail = (await service.client.get("/api/v1/provenance/taint-events", params={"limit": 1})).json()
+    assert (trail["total"], trail["total_capped"]) == (3, False)
+
+    monkeypatch.setattr(provenance_graph, "LIST_TOTAL_CAP", 2)
+    capped = (await service.client.get("/api/v1/provenance", params={"limit": 1})).json()
+    assert (capped["total"], capped["total_capped"]) == (2, True)
+    assert capped["next_cursor"]
+    trail = (await service.client.get("/api/v1/provenance/taint-events", params={"limit": 1})).json()
+    assert (trail["total"], trail["total_capped"]) == (2, True)

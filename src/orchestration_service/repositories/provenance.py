@@ -513,8 +513,14 @@ class ProvenanceRepository:
         stmt = stmt.order_by(pr.c.created_at.desc(), pr.c.id.desc()).limit(limit).offset(offset)
         return (await self.conn.execute(stmt)).mappings().all()
 
-    async def count(self, f: ProvenanceFilter) -> int:
-        stmt = sa.select(sa.func.count()).select_from(pr).where(*self._where(f))
+    async def count(self, f: ProvenanceFilter, *, cap: int | None = None) -> int:
+        """How many records match, counting no further than ``cap`` + 1."""
+        return await self._count(sa.select(sa.literal(1)).select_from(pr).where(*self._where(f)), cap)
+
+    async def _count(self, matching: sa.Select[Any], cap: int | None) -> int:
+        if cap is not None:
+            matching = matching.limit(cap + 1)
+        stmt = sa.select(sa.func.count()).select_from(matching.subquery())
         return int((await self.conn.execute(stmt)).scalar_one())
 
     async def insert(self, record: dict[str, Any]) -> None:
@@ -825,9 +831,9 @@ class ProvenanceRepository:
         stmt = stmt.order_by(te.c.timestamp.desc(), te.c.id.desc()).limit(limit).offset(offset)
         return (await self.conn.execute(stmt)).mappings().all()
 
-    async def count_taint_events(self, f: TaintEventFilter) -> int:
-        stmt = sa.select(sa.func.count()).select_from(taint_events).where(*self._taint_where(f))
-        return int((await self.conn.execute(stmt)).scalar_one())
+    async def count_taint_events(self, f: TaintEventFilter, *, cap: int | None = None) -> int:
+        matching = sa.select(sa.literal(1)).select_from(taint_events).where(*self._taint_where(f))
+        return await self._count(matching, cap)
 
     async def taint_flags(self, record_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, RowMapping]:
         """Taint state of these records (id → is_tainted, is_suspect, suspect_source).

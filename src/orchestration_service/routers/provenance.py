@@ -16,6 +16,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, Body, Path, Query, Request
 
 from orchestration_service.domain.errors import ValidationFailed
+from orchestration_service.domain.paging import MAX_OFFSET
 from orchestration_service.domain.provenance import BadCursor, decode_cursor, encode_cursor
 from orchestration_service.http import JSON
 from orchestration_service.repositories.provenance import ProvenanceFilter, TaintEventFilter
@@ -55,7 +56,6 @@ from orchestration_service.services.provenance_graph import (
 
 router = APIRouter(tags=["provenance"])
 
-MAX_OFFSET = 10_000
 Id = Annotated[str | None, Query(max_length=255, pattern=NO_NUL)]
 Cursor = Annotated[
     str | None,
@@ -155,6 +155,7 @@ async def list_provenance(
         {
             "items": [provenance_document(r) for r in page.rows],
             "total": page.total,
+            "total_capped": page.total_capped,
             "limit": limit,
             "offset": offset,
             "next_cursor": encode_cursor(last["created_at"], last["id"]) if page.has_more and last else None,
@@ -205,6 +206,7 @@ async def list_taint_events(
         {
             "items": [taint_event_document(r) for r in page.rows],
             "total": page.total,
+            "total_capped": page.total_capped,
             "limit": limit,
             "offset": offset,
             "next_cursor": encode_cursor(last["timestamp"], last["id"]) if page.has_more and last else None,

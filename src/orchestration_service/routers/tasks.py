@@ -10,6 +10,7 @@ from fastapi import APIRouter, Body, Header, Query, Request
 
 from orchestration_service.domain.errors import Forbidden, NotFound, ValidationFailed
 from orchestration_service.domain.lifecycle import Priority, TaskStatus
+from orchestration_service.domain.paging import MAX_OFFSET
 from orchestration_service.domain.provenance import BadCursor, decode_cursor, encode_cursor
 from orchestration_service.http import JSON
 from orchestration_service.logs import annotate_access
@@ -27,7 +28,6 @@ from orchestration_service.schemas.tasks import (
 from orchestration_service.schemas.views import history_entry, task_document
 
 router = APIRouter(tags=["tasks"])
-MAX_OFFSET = 10_000  # deeper pages: the keyset `cursor`, which costs the same at any depth
 
 IdempotencyKey = Annotated[
     str | None,

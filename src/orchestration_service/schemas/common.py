@@ -131,7 +131,11 @@ class ProvenanceRecord(BaseModel):
 
 class ProvenancePage(BaseModel):
     items: list[ProvenanceRecord]
-    total: int
+    total: int = Field(description="Records matching the filters, counted up to 10,000 (see `total_capped`).")
+    total_capped: bool = Field(
+        False,
+        description="More match than `total` says: the count stopped at 10,000 (page on with `cursor`).",
+    )
     limit: int
     offset: int
     next_cursor: str | None = Field(

@@ -193,7 +193,11 @@ class TaintEvent(BaseModel):
 
 class TaintEventPage(BaseModel):
     items: list[TaintEvent]
-    total: int
+    total: int = Field(description="Entries matching the filters, counted up to 10,000 (see `total_capped`).")
+    total_capped: bool = Field(
+        False,
+        description="More match than `total` says: the count stopped at 10,000 (page on with `cursor`).",
+    )
     limit: int
     offset: int
     next_cursor: str | None = Field(..., description="Pass as `cursor` for the next page; null at the end.")

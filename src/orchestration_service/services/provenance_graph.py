@@ -17,6 +17,7 @@ from sqlalchemy.engine import RowMapping
 from orchestration_service.db.engine import Database
 from orchestration_service.domain.errors import NotFound, ValidationFailed
 from orchestration_service.domain.lifecycle import ACTIVE_STATES
+from orchestration_service.domain.paging import LIST_TOTAL_CAP
 from orchestration_service.domain.provenance import (
     output_artifact_ids,
     primary_artifact,
@@ -82,8 +83,9 @@ def node(row: Sequence[Any], ids: list[str] | None = None) -> dict[str, Any]:
 @dataclass(frozen=True, slots=True)
 class Page:
     rows: Sequence[RowMapping]
-    total: int
+    total: int  # at most LIST_TOTAL_CAP
     has_more: bool
+    total_capped: bool = False  # more match than ``total``
 
 
 class ProvenanceQueries:
@@ -129,8 +131,8 @@ class ProvenanceQueries:
         async with self.db.read() as conn:
             repo = ProvenanceRepository(conn)
             rows = await repo.find(f, limit=limit + 1, offset=offset, after=after)
-            total = await repo.count(f)
-        return Page(rows[:limit], total, len(rows) > limit)
+            total = await repo.count(f, cap=LIST_TOTAL_CAP)
+        return Page(rows[:limit], min(total, LIST_TOTAL_CAP), len(rows) > limit, total > LIST_TOTAL_CAP)
 
     async def taint_events(
         self,
@@ -143,8 +145,8 @@ class ProvenanceQueries:
         async with self.db.read() as conn:
             repo = ProvenanceRepository(conn)
             rows = await repo.find_taint_events(f, limit=limit + 1, offset=offset, after=after)
-            total = await repo.count_taint_events(f)
-        return Page(rows[:limit], total, len(rows) > limit)
+            total = await repo.count_taint_events(f, cap=LIST_TOTAL_CAP)
+        return Page(rows[:limit], min(total, LIST_TOTAL_CAP), len(rows) > limit, total > LIST_TOTAL_CAP)
 
     # -- the graph -------------------------------------------------------------------------
     async def lineage(

@@ -28,6 +28,7 @@ from orchestration_service.db.errors import retry_conflicts
 from orchestration_service.domain.errors import IdempotencyConflict, InvalidTransition, NotFound
 from orchestration_service.domain.ids import uuid7
 from orchestration_service.domain.lifecycle import IllegalTransition, Priority, TaskStatus
+from orchestration_service.domain.paging import LIST_TOTAL_CAP
 from orchestration_service.repositories.tasks import TaskFilter, TaskRepository
 from orchestration_service.repositories.tasks_pg import PgTaskStatements, Submission
 from orchestration_service.schemas.tasks import SubmitTask
@@ -40,7 +41,6 @@ log = logging.getLogger(__name__)
 
 # A list's ``total`` is exact up to here; beyond, the count stops (``total_capped``): counting
 # every matching row of a million-task table on each page cost more than the page itself.
-LIST_TOTAL_CAP = 10_000
 
 
 @dataclass(slots=True)

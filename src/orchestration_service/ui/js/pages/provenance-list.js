@@ -39,7 +39,7 @@ export default async function provenanceListPage(ctx) {
       const page = await api("/provenance", { query: { project_id: project, limit: LIMIT, offset } });
       if (!ctx.isCurrent()) return;
       clear(box);
-      summary.textContent = page.total ? `Showing ${num(offset + 1)}–${num(offset + page.items.length)} of ${num(page.total)} records` : "";
+      summary.textContent = page.total ? `Showing ${num(offset + 1)}–${num(offset + page.items.length)} of ${num(page.total)}${page.total_capped ? "+" : ""} records` : "";
       prev.disabled = offset === 0;
       next.disabled = offset + LIMIT >= page.total;
       if (!page.items.length) {
