@@ -213,6 +213,12 @@ class EventsSettings(_Section):
     retention_days: float = Field(
         7.0, gt=0, description="How long published events stay in the event log (the SSE feed)."
     )
+    processed_retention_days: float = Field(
+        14.0,
+        gt=0,
+        description="How long a consumed event's id is remembered for de-duplication; keep it longer "
+        "than any redelivery or client retry (RabbitMQ redelivers within hours).",
+    )
     name_prefix: str = Field("", description="Prefix for exchange and queue names (test isolation).")
     relay_batch_size: int = Field(500, ge=1, le=10_000)
     sse_heartbeat_seconds: float = Field(15.0, gt=0, description="Comment heartbeat on idle SSE streams.")

@@ -248,6 +248,24 @@ async def test_retention_removes_old_published_events(service: Service) -> None:
     assert events[1]["data"]["data"]["project_id"] == "new"
 
 
+async def test_retention_forgets_old_consumed_event_ids(service: Service) -> None:
+    """The de-duplication table is bounded too: ids older than
+    ``events.processed_retention_days`` (14) are forgotten, newer ones kept."""
+    events = [output_event(await running(service)) for _ in range(2)]
+    for event in events:
+        assert (await post_event(service, event)).status_code == 202
+    async with service.container.db.transaction() as tx:
+        await tx.conn.execute(
+            processed_events.update()
+            .where(processed_events.c.event_id == events[0]["id"])
+            .values(processed_at=datetime.now(UTC) - timedelta(days=15))
+        )
+    before, _ = await stored_counts(service)
+    await service.container.relay._purge()
+    after, _ = await stored_counts(service)
+    assert (before, after) == (2, 1)
+
+
 async def test_task_stream_follows_to_the_final_state(service: Service) -> None:
     tid = await running(service)
 

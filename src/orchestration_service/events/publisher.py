@@ -42,6 +42,7 @@ from orchestration_service.repositories.outbox import (
     UNPUBLISHED_PG,
     OutboxRepository,
 )
+from orchestration_service.repositories.processed_events import ProcessedEventRepository
 
 log = logging.getLogger(__name__)
 
@@ -357,3 +358,9 @@ class OutboxRelay:
             removed = await OutboxRepository(tx.conn).purge_published_before(timedelta(days=days))
         if removed:
             log.info("event log: removed %d events older than %s days", removed, days)
+        # Consumed events' ids: without this the de-duplication table grows for ever.
+        days = self.settings.events.processed_retention_days
+        async with self.db.transaction() as tx:
+            forgotten = await ProcessedEventRepository(tx.conn).purge_before(timedelta(days=days))
+        if forgotten:
+            log.info("consumed events: forgot %d ids older than %s days", forgotten, days)

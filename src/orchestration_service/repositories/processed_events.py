@@ -8,7 +8,7 @@ a "duplicate" answer that another project used an id.
 from __future__ import annotations
 
 import functools
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -58,3 +58,21 @@ class ProcessedEventRepository:
     async def get_outcome(self, project_id: str, event_id: str) -> str | None:
         stmt = sa.select(processed_events.c.outcome).where(_key(project_id, event_id))
         return (await self.conn.execute(stmt)).scalar_one_or_none()
+
+    async def purge_before(self, retention: timedelta, limit: int = 10_000) -> int:
+        """Forget ids claimed longer than ``retention`` ago, at most ``limit`` per call (the
+        index on ``processed_at`` finds them)."""
+        cutoff = datetime.now(UTC) - retention
+        pe = processed_events
+        old = (
+            sa.select(pe.c.project_id, pe.c.event_id)
+            .where(pe.c.processed_at < cutoff)
+            .order_by(pe.c.processed_at)
+            .limit(limit)
+        )
+        keys = (await self.conn.execute(old)).all()
+        if keys:
+            await self.conn.execute(
+                pe.delete().where(sa.tuple_(pe.c.project_id, pe.c.event_id).in_([tuple(k) for k in keys]))
+            )
+        return len(keys)
