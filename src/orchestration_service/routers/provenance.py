@@ -9,18 +9,15 @@ come before ``/provenance/{record_id}``.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 from urllib.parse import quote
 
 from fastapi import APIRouter, Body, Path, Query, Request
 
-from orchestration_service.domain.errors import ValidationFailed
-from orchestration_service.domain.paging import MAX_OFFSET
-from orchestration_service.domain.provenance import BadCursor, decode_cursor, encode_cursor
 from orchestration_service.http import JSON
 from orchestration_service.repositories.provenance import ProvenanceFilter, TaintEventFilter
 from orchestration_service.routers.deps import container, narrowed_projects, visible_projects
+from orchestration_service.routers.paging import Cursor, Offset, PageLimit, keyset_after, page_answer
 from orchestration_service.schemas.common import (
     NO_NUL,
     ProvenancePage,
@@ -57,23 +54,6 @@ from orchestration_service.services.provenance_graph import (
 router = APIRouter(tags=["provenance"])
 
 Id = Annotated[str | None, Query(max_length=255, pattern=NO_NUL)]
-Cursor = Annotated[
-    str | None,
-    Query(
-        max_length=1024,
-        pattern=r"^[A-Za-z0-9_-]+$",
-        description="`next_cursor` of the previous page (keyset: as fast on page 1,000 as on page 1).",
-    ),
-]
-Limit = Annotated[int, Query(ge=1, le=500)]
-Offset = Annotated[
-    int,
-    Query(
-        ge=0,
-        le=MAX_OFFSET,
-        description=f"Kept for compatibility, at most {MAX_OFFSET:,}; use `cursor` to page further.",
-    ),
-]
 MaxDepth = Annotated[int, Query(ge=1, le=MAX_DEPTH_LIMIT, description="How many edges to follow.")]
 GraphLimit = Annotated[
     int,
@@ -87,22 +67,6 @@ GraphLimit = Annotated[
     ),
 ]
 ProjectPath = Annotated[str, Path(max_length=255, pattern=NO_NUL)]
-
-
-def _after(cursor: str | None, offset: int, *, uuid_ids: bool = True) -> tuple[datetime, Any] | None:
-    if cursor is None:
-        return None
-    if offset:
-        raise ValidationFailed(
-            "use either cursor or offset",
-            extra={"errors": [{"field": "offset", "message": "not with cursor"}]},
-        )
-    try:
-        return decode_cursor(cursor, uuid_ids=uuid_ids)
-    except BadCursor as exc:
-        raise ValidationFailed(
-            f"cursor: {exc}", extra={"errors": [{"field": "cursor", "message": str(exc)}]}
-        ) from None
 
 
 @router.get(
@@ -128,13 +92,13 @@ async def list_provenance(
     created_after: UTCDateTime | None = None,
     created_before: UTCDateTime | None = None,
     cursor: Cursor = None,
-    limit: Limit = 50,
+    limit: PageLimit = 50,
     offset: Offset = 0,
 ) -> JSON:
-    after = _after(cursor, offset)
+    after = keyset_after(cursor, offset)
     projects = narrowed_projects(request, project_id)
     if projects == []:
-        return JSON({"items": [], "total": 0, "limit": limit, "offset": offset, "next_cursor": None})
+        return JSON(page_answer([], None, limit=limit, offset=offset))
     f = ProvenanceFilter(
         project_ids=projects,
         task_id=task_id,
@@ -150,17 +114,8 @@ async def list_provenance(
         created_before=created_before,
     )
     page = await container(request).provenance.queries.find(f, limit=limit, offset=offset, after=after)
-    last = page.rows[-1] if page.rows else None
-    return JSON(
-        {
-            "items": [provenance_document(r) for r in page.rows],
-            "total": page.total,
-            "total_capped": page.total_capped,
-            "limit": limit,
-            "offset": offset,
-            "next_cursor": encode_cursor(last["created_at"], last["id"]) if page.has_more and last else None,
-        }
-    )
+    items = [provenance_document(r) for r in page.rows]
+    return JSON(page_answer(items, page, limit=limit, offset=offset))
 
 
 @router.get(
@@ -177,12 +132,12 @@ async def list_taint_events(
     artifact_id: Id = None,
     action: TaintAction | None = None,
     cursor: Cursor = None,
-    limit: Limit = 100,
+    limit: PageLimit = 100,
     offset: Offset = 0,
 ) -> JSON:
-    after = _after(cursor, offset, uuid_ids=False)
+    after = keyset_after(cursor, offset, uuid_ids=False)
     projects = narrowed_projects(request, project_id)
-    empty = {"items": [], "total": 0, "limit": limit, "offset": offset, "next_cursor": None}
+    empty = page_answer([], None, limit=limit, offset=offset)
     if projects == []:
         return JSON(empty)
     record = None
@@ -201,17 +156,8 @@ async def list_taint_events(
     page = await container(request).provenance.queries.taint_events(
         f, limit=limit, offset=offset, after=after
     )
-    last = page.rows[-1] if page.rows else None
-    return JSON(
-        {
-            "items": [taint_event_document(r) for r in page.rows],
-            "total": page.total,
-            "total_capped": page.total_capped,
-            "limit": limit,
-            "offset": offset,
-            "next_cursor": encode_cursor(last["timestamp"], last["id"]) if page.has_more and last else None,
-        }
-    )
+    items = [taint_event_document(r) for r in page.rows]
+    return JSON(page_answer(items, page, limit=limit, offset=offset, time_key="timestamp"))
 
 
 @router.get(
@@ -351,7 +297,7 @@ async def list_checkpoints(
     request: Request,
     project_id: ProjectPath,
     include_invalid: Annotated[bool, Query(description="Also those a rollback invalidated")] = True,
-    limit: Limit = 50,
+    limit: PageLimit = 50,
     offset: Offset = 0,
 ) -> JSON:
     rows, total = await container(request).provenance.queries.checkpoints(

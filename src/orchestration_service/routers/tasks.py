@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Header, Query, Request
 
-from orchestration_service.domain.errors import Forbidden, NotFound, ValidationFailed
+from orchestration_service.domain.errors import Forbidden, NotFound
 from orchestration_service.domain.lifecycle import Priority, TaskStatus
-from orchestration_service.domain.paging import MAX_OFFSET
-from orchestration_service.domain.provenance import BadCursor, decode_cursor, encode_cursor
 from orchestration_service.http import JSON
 from orchestration_service.logs import annotate_access
 from orchestration_service.repositories.tasks import TaskFilter
 from orchestration_service.routers.deps import container, narrowed_projects, visible_projects
+from orchestration_service.routers.paging import Cursor, Offset, PageLimit, keyset_after, page_answer
 from orchestration_service.schemas.common import NO_NUL, UTCDateTime, problem_responses
 from orchestration_service.schemas.tasks import (
     CancelTask,
@@ -82,23 +80,6 @@ async def submit_task(
     )
 
 
-def _after(cursor: str | None, offset: int) -> tuple[datetime, uuid.UUID] | None:
-    if cursor is None:
-        return None
-    if offset:
-        raise ValidationFailed(
-            "use either cursor or offset",
-            extra={"errors": [{"field": "offset", "message": "not with cursor"}]},
-        )
-    try:
-        after: tuple[datetime, uuid.UUID] = decode_cursor(cursor)
-    except BadCursor as exc:
-        raise ValidationFailed(
-            f"cursor: {exc}", extra={"errors": [{"field": "cursor", "message": str(exc)}]}
-        ) from None
-    return after
-
-
 @router.get(
     "/tasks", response_model=TaskPage, responses=problem_responses(422), summary="List tasks, newest first"
 )
@@ -109,33 +90,14 @@ async def list_tasks(
     priority: Priority | None = None,
     created_after: UTCDateTime | None = None,
     created_before: UTCDateTime | None = None,
-    cursor: Annotated[
-        str | None,
-        Query(
-            max_length=1024,
-            pattern=r"^[A-Za-z0-9_-]+$",
-            description="`next_cursor` of the previous page (keyset: as fast on page 1,000 as on page 1).",
-        ),
-    ] = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[
-        int,
-        Query(ge=0, le=MAX_OFFSET, description=f"At most {MAX_OFFSET:,}; use `cursor` to page further."),
-    ] = 0,
+    cursor: Cursor = None,
+    limit: PageLimit = 50,
+    offset: Offset = 0,
 ) -> JSON:
-    after = _after(cursor, offset)
+    after = keyset_after(cursor, offset)
     projects = narrowed_projects(request, project_id)
     if projects == []:
-        return JSON(
-            {
-                "items": [],
-                "total": 0,
-                "total_capped": False,
-                "limit": limit,
-                "offset": offset,
-                "next_cursor": None,
-            }
-        )
+        return JSON(page_answer([], None, limit=limit, offset=offset))
     f = TaskFilter(
         project_ids=projects,
         statuses=[s.value for s in status or []],
@@ -144,17 +106,8 @@ async def list_tasks(
         created_before=created_before,
     )
     page = await container(request).tasks.list(f, limit=limit, offset=offset, after=after)
-    last = page.rows[-1] if page.rows else None
-    return JSON(
-        {
-            "items": [task_document(r) for r in page.rows],
-            "total": page.total,
-            "total_capped": page.total_capped,
-            "limit": limit,
-            "offset": offset,
-            "next_cursor": encode_cursor(last["created_at"], last["id"]) if page.has_more and last else None,
-        }
-    )
+    items = [task_document(r) for r in page.rows]
+    return JSON(page_answer(items, page, limit=limit, offset=offset))
 
 
 @router.get(
