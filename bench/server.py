@@ -117,35 +117,29 @@ def server_env(database_url: str, config: ServerConfig) -> dict[str, str]:
     return env
 
 
-async def create_admin_key(env: dict[str, str]) -> str:
-    """``orchestration-service keys create`` on the scratch database: a key for every project."""
+async def _cli(env: dict[str, str], *args: str) -> str:
+    """Run ``orchestration-service ARGS`` against the scratch database; its output."""
     proc = await asyncio.create_subprocess_exec(
-        str(CLI),
-        *("keys", "create", "--name", "bench", "--scope", "admin", "--all-projects"),
-        env=env,
-        cwd=ROOT,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
+        str(CLI), *args, env=env, cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
     )
     out, err = await proc.communicate()
     if proc.returncode != 0:
-        raise BenchError(f"`orchestration-service keys create` failed ({proc.returncode}):\n{err.decode()}")
-    return out.decode().strip()
+        what = " ".join(args[:2])
+        raise BenchError(
+            f"`orchestration-service {what}` failed ({proc.returncode}):\n{err.decode()}{out.decode()}"
+        )
+    return out.decode()
+
+
+async def create_admin_key(env: dict[str, str]) -> str:
+    """``orchestration-service keys create``: a key for every project."""
+    return (
+        await _cli(env, "keys", "create", "--name", "bench", "--scope", "admin", "--all-projects")
+    ).strip()
 
 
 async def migrate(env: dict[str, str]) -> None:
-    proc = await asyncio.create_subprocess_exec(
-        str(CLI),
-        "db",
-        "upgrade",
-        env=env,
-        cwd=ROOT,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    out, _ = await proc.communicate()
-    if proc.returncode != 0:
-        raise BenchError(f"`orchestration-service db upgrade` failed ({proc.returncode}):\n{out.decode()}")
+    await _cli(env, "db", "upgrade")
 
 
 def free_port() -> int:
