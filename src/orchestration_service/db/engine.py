@@ -95,6 +95,8 @@ class Database:
         # Set by the outbox relay: called after any commit that wrote outbox rows.
         self.on_outbox_commit: Callable[[], None] = lambda: None
         self.is_relay_leader = False
+        self._ping_conn: asyncpg.Connection | None = None  # PostgreSQL: see ``ping``
+        self._ping_lock = asyncio.Lock()
 
     @contextlib.asynccontextmanager
     async def transaction(self, *, write: bool = True) -> AsyncIterator[Transaction]:
@@ -138,6 +140,11 @@ class Database:
             yield
         except BaseException as exc:
             if self.is_postgres and not conn.invalidated and is_connection_lost(exc):
+                with contextlib.suppress(Exception):
+                    raw = await conn.get_raw_connection()
+                    # Aborted first: SQLAlchemy's invalidation tries a graceful close, which
+                    # on a silent connection waits (2 s) for an answer that never comes.
+                    raw.driver_connection.terminate()  # type: ignore[union-attr]
                 with contextlib.suppress(Exception):
                     await conn.invalidate()
             raise
@@ -195,12 +202,31 @@ class Database:
 
     async def ping(self) -> None:
         """SELECT 1, given up after ``ping_timeout_seconds`` (TimeoutError): readiness must
-        answer promptly whatever the database does."""
+        answer promptly whatever the database does.
+
+        PostgreSQL: on a connection of its own, kept between pings, so that the answer says
+        whether the database answers, neither waiting behind requests for a pooled connection
+        nor cancelling a pooled one mid-statement (which SQLAlchemy closes gracefully, i.e.
+        slowly, on a silent network)."""
         async with asyncio.timeout(self.own_settings.ping_timeout_seconds):
-            async with self.engine.connect() as conn:
-                await conn.exec_driver_sql("SELECT 1")
+            if not self.is_postgres:
+                async with self.engine.connect() as conn:
+                    await conn.exec_driver_sql("SELECT 1")
+                return
+            async with self._ping_lock:
+                try:
+                    if self._ping_conn is None or self._ping_conn.is_closed():
+                        self._ping_conn = await self.connect_own("orchestration-service-ping")
+                    await self._ping_conn.fetchval("SELECT 1")
+                except BaseException:
+                    if self._ping_conn is not None:
+                        self._ping_conn.terminate()  # a new one next time
+                        self._ping_conn = None
+                    raise
 
     async def close(self) -> None:
+        await close_own(self._ping_conn)
+        self._ping_conn = None
         if self.pg is not None:
             try:
                 # Waits for connections in use to come back, but not forever; a cancelled
