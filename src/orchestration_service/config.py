@@ -140,17 +140,40 @@ class StorageSettings(_Section):
         "the database; 24 cut submit and status p95 by about a third against 10 in the benchmark.",
     )
 
-    # The service's own long-lived PostgreSQL connections (relay leader, its publisher, the
-    # feed's listener, wake-ups): a half-open one must fail in seconds, not in the kernel's
-    # minutes, so that the relay leadership moves on (issue 16).
+    # Every PostgreSQL connection, the pools' and the service's own long-lived ones (relay
+    # leader, its publisher, the feed's listener, wake-ups): a half-open one must fail in
+    # seconds, not in the kernel's minutes, so that requests answer 503 instead of hanging,
+    # the pools replace it, and the relay leadership moves on (issues 16 and 21).
     connect_timeout_seconds: float = Field(
-        10.0, gt=0, le=600, description="Opening one of the service's own connections gives up after this."
+        10.0, gt=0, le=600, description="Opening a PostgreSQL connection gives up after this."
+    )
+    pool_timeout_seconds: float = Field(
+        5.0,
+        gt=0,
+        le=600,
+        description="Waiting for a free pooled connection gives up after this (a request answers "
+        "503 with Retry-After).",
+    )
+    pool_statement_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        le=86_400,
+        description="Longest statement on a pooled connection (requests and background loops): "
+        "PostgreSQL cancels it after this, and the service gives up on a connection that has not "
+        "answered a second later (a half-open connection) and replaces it.",
+    )
+    ping_timeout_seconds: float = Field(
+        2.0,
+        gt=0,
+        le=60,
+        description="/health/ready and /health/detailed report the database down when SELECT 1 "
+        "gets no answer within this.",
     )
     keepalive_idle_seconds: int = Field(
         10,
         ge=1,
         le=7200,
-        description="TCP keepalives on the service's own connections, both ends: first probe "
+        description="TCP keepalives on every PostgreSQL connection, both ends: first probe "
         "after this much silence …",
     )
     keepalive_interval_seconds: int = Field(
@@ -166,14 +189,17 @@ class StorageSettings(_Section):
         description="Sent data unacknowledged this long closes the connection (both ends; 0 = the kernel's).",
     )
     statement_timeout_seconds: float = Field(
-        30.0, ge=0, le=86_400, description="Longest statement on the service's own connections (0 = none)."
+        30.0,
+        ge=0,
+        le=86_400,
+        description="Longest statement on the service's own long-lived connections (0 = none).",
     )
     idle_in_transaction_timeout_seconds: float = Field(
         60.0,
         ge=0,
         le=86_400,
-        description="PostgreSQL ends a session of the service's own connections that stays idle "
-        "this long inside a transaction (0 = never).",
+        description="PostgreSQL ends a session (pooled or own) that stays idle this long inside a "
+        "transaction (0 = never).",
     )
 
     @field_validator("database_url")

@@ -7,9 +7,12 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
+import asyncpg
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy.dialects.postgresql.asyncpg import AsyncAdapt_asyncpg_dbapi
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.responses import JSONResponse, Response
@@ -33,6 +36,7 @@ __all__ = [
     "install_error_handlers",
     "json_default",
     "problem",
+    "transient_problem",
 ]
 
 
@@ -149,29 +153,50 @@ def install_error_handlers(app: FastAPI) -> None:
             headers=getattr(exc, "headers", None),
         )
 
-    @app.exception_handler(Exception)
     async def _unhandled(request: Request, exc: Exception) -> Response:
-        if is_transient(exc):
-            # The database is away or overloaded, or aborted this request's transaction for
-            # a deadlock: the request may be sent again (task submission with its
-            # Idempotency-Key, if the connection dropped during the commit).
-            log.warning(
-                "%s %s: transient database failure: %s: %s",
-                request.method,
-                request.url.path,
-                type(exc).__name__,
-                exc,
-            )
-            return problem(
-                503,
-                detail="the database is unavailable or busy; retry shortly",
-                instance=request.url.path,
-                headers={"Retry-After": "1"},
-            )
+        transient = transient_problem(request.method, request.url.path, exc)
+        if transient is not None:
+            return transient
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return problem(
             500, detail="an internal error occurred; it has been logged", instance=request.url.path
         )
+
+    # The database's errors are answered where routes raise them, so that a 503 is a handled
+    # answer: the catch-all below (Starlette's outermost layer) re-raises after answering,
+    # and the server would log a traceback per request all through an outage.
+    for kind in DATABASE_ERRORS:
+        app.add_exception_handler(kind, _unhandled)
+    app.add_exception_handler(Exception, _unhandled)
+
+
+# Every class ``db.errors.is_transient`` may judge (the drivers', SQLAlchemy's, the network's).
+DATABASE_ERRORS: tuple[type[Exception], ...] = (
+    SQLAlchemyError,
+    AsyncAdapt_asyncpg_dbapi.Error,
+    asyncpg.exceptions.PostgresError,
+    asyncpg.exceptions.InterfaceError,
+    asyncpg.exceptions.InternalClientError,
+    OSError,
+    EOFError,
+    TimeoutError,
+)
+
+
+def transient_problem(method: str, path: str, exc: BaseException) -> Response | None:
+    """The 503 answer (Retry-After) to a transient database failure, else None."""
+    if not is_transient(exc):
+        return None
+    # The database is away or overloaded, or aborted this request's transaction for a
+    # deadlock: the request may be sent again (task submission with its Idempotency-Key, if
+    # the connection dropped during the commit).
+    log.warning("%s %s: transient database failure: %s: %s", method, path, type(exc).__name__, exc)
+    return problem(
+        503,
+        detail="the database is unavailable or busy; retry shortly",
+        instance=path,
+        headers={"Retry-After": "1"},
+    )
 
 
 class GZipWhenAccepted:

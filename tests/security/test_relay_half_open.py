@@ -1,10 +1,10 @@
 """Issue 16, defect 11: a relay leader behind a half-open connection (open, but passing no
 bytes) steps down within seconds, and another replica takes the leadership over and publishes.
 
-A small TCP proxy between one relay and PostgreSQL "blackholes": it keeps every connection
-open and stops passing bytes, as a network that drops packets without a reset does. The
-server's side of the connection (to the proxy) stays healthy, so only the service's own
-checks can notice: the leader's periodic check on its lock connection, and a follower ending
+A small TCP proxy (tests/faultproxy.py) between one relay and PostgreSQL "blackholes": it
+keeps every connection open and stops passing bytes, as a network that drops packets without
+a reset does. The server's side of the connection (to the proxy) stays healthy, so only the
+service's own checks can notice: the leader's periodic check on its lock connection, and a follower ending
 a leader session that has gone silent."""
 
 from __future__ import annotations
@@ -19,63 +19,10 @@ from orchestration_service.db.engine import Database, create_engine
 from orchestration_service.events.memory import MemoryBus
 from orchestration_service.events.publisher import OutboxRelay
 from tests.conftest import make_settings, start_service, truncate_all
+from tests.faultproxy import FaultProxy
 
 FAST = {"relay_leader_check_seconds": 0.5, "relay_leader_timeout_seconds": 2.0}
 STEP_DOWN_BOUND = 30.0  # the issue's bound; with the settings above it takes a few seconds
-
-
-class BlackholeProxy:
-    """127.0.0.1:<port> → the target; ``blackhole()`` holds every byte from then on (in both
-    directions, connections kept open) until ``heal()``."""
-
-    def __init__(self, target_host: str, target_port: int) -> None:
-        self.target = (target_host, target_port)
-        self.port = 0
-        self._open = asyncio.Event()
-        self._open.set()
-        self._server: asyncio.Server | None = None
-        self._writers: list[asyncio.StreamWriter] = []
-
-    async def start(self) -> BlackholeProxy:
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-        return self
-
-    def blackhole(self) -> None:
-        self._open.clear()
-
-    def heal(self) -> None:
-        self._open.set()
-
-    async def close(self) -> None:
-        self.heal()
-        if self._server is not None:
-            self._server.close()
-        for w in self._writers:
-            w.close()
-
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._writers.append(writer)
-        await self._open.wait()
-        try:
-            up_reader, up_writer = await asyncio.open_connection(*self.target)
-        except OSError:
-            writer.close()
-            return
-        self._writers.append(up_writer)
-        await asyncio.gather(
-            self._pipe(reader, up_writer), self._pipe(up_reader, writer), return_exceptions=True
-        )
-
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while data := await reader.read(65536):
-                await self._open.wait()  # blackholed: hold the bytes, keep the connection
-                writer.write(data)
-                await writer.drain()
-            await self._open.wait()  # nor does a close get through
-        finally:
-            writer.close()
 
 
 async def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> float:
@@ -91,7 +38,7 @@ async def wait_until(condition: Callable[[], bool], timeout: float, what: str) -
 async def test_a_leader_behind_a_half_open_connection_steps_down_and_another_takes_over(pg_url: str) -> None:
     await truncate_all(pg_url)
     url = make_url(pg_url)
-    proxy = await BlackholeProxy(url.host or "127.0.0.1", url.port or 5432).start()
+    proxy = await FaultProxy(url.host or "127.0.0.1", url.port or 5432).start()
     proxied = url.set(port=proxy.port).render_as_string(hide_password=False)
     # Replica A: only its relay, every connection through the proxy.
     settings_a = make_settings(proxied, events=FAST, storage={"connect_timeout_seconds": 2.0})

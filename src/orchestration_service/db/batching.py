@@ -22,6 +22,8 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Hashable, Sequence
 from typing import Generic, TypeVar
 
+from orchestration_service.db.errors import is_connection_lost
+
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -81,8 +83,11 @@ class Batcher(Generic[T, R]):
             try:
                 results = await self.run([item for item, _ in batch])
             except Exception as exc:
-                if len(batch) == 1:
-                    _settle(batch[0][1], exc)
+                if len(batch) == 1 or is_connection_lost(exc):
+                    # The database is away (or the connection broke): one call at a time
+                    # would only fail the same way, each after its own timeout.
+                    for _, future in batch:
+                        _settle(future, exc)
                 else:
                     await asyncio.gather(*(self._alone(entry) for entry in batch))
                 return

@@ -24,10 +24,12 @@ from sqlalchemy.pool import NullPool
 
 from orchestration_service import tracing
 from orchestration_service.config import StorageSettings
+from orchestration_service.db.errors import is_connection_lost
 
 log = logging.getLogger(__name__)
 
 POOL_CLOSE_SECONDS = 5.0
+COMMAND_TIMEOUT_MARGIN = 1.0  # seconds past the server's statement timeout (``command_timeout``)
 OUTBOX_CHANNEL = "orch_outbox"  # a commit wrote outbox rows: wake the relay leader
 LOG_CHANNEL = "orch_event_log"  # the leader sequenced rows: wake the event-log readers
 
@@ -93,6 +95,8 @@ class Database:
         # Set by the outbox relay: called after any commit that wrote outbox rows.
         self.on_outbox_commit: Callable[[], None] = lambda: None
         self.is_relay_leader = False
+        self._ping_conn: asyncpg.Connection | None = None  # PostgreSQL: see ``ping``
+        self._ping_lock = asyncio.Lock()
 
     @contextlib.asynccontextmanager
     async def transaction(self, *, write: bool = True) -> AsyncIterator[Transaction]:
@@ -114,7 +118,8 @@ class Database:
                 conn = await conn.execution_options(sqlite_begin="IMMEDIATE" if write else "DEFERRED")
             async with conn.begin():
                 tx = Transaction(conn)
-                yield tx
+                async with self._drop_if_lost(conn):
+                    yield tx
             if tx.wrote_outbox:
                 self.on_outbox_commit()
             for hook in tx._after_commit:
@@ -124,8 +129,25 @@ class Database:
     async def read(self) -> AsyncIterator[AsyncConnection]:
         """A connection for reads, in autocommit: each statement is one round trip, with
         no BEGIN/ROLLBACK around it. (Several statements do not share one snapshot.)"""
-        async with self._read_engine.connect() as conn:
+        async with self._read_engine.connect() as conn, self._drop_if_lost(conn):
             yield conn
+
+    @contextlib.asynccontextmanager
+    async def _drop_if_lost(self, conn: AsyncConnection) -> AsyncIterator[None]:
+        """A connection that stopped answering (a statement's client-side timeout, a reset)
+        is discarded at once: rolling it back first would wait for it once more."""
+        try:
+            yield
+        except BaseException as exc:
+            if self.is_postgres and not conn.invalidated and is_connection_lost(exc):
+                with contextlib.suppress(Exception):
+                    raw = await conn.get_raw_connection()
+                    # Aborted first: SQLAlchemy's invalidation tries a graceful close, which
+                    # on a silent connection waits (2 s) for an answer that never comes.
+                    raw.driver_connection.terminate()  # type: ignore[union-attr]
+                with contextlib.suppress(Exception):
+                    await conn.invalidate()
+            raise
 
     def _driver_dsn(self) -> str:
         return self.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
@@ -134,13 +156,24 @@ class Database:
         if self.is_postgres and self._fast_pool_size and self.pg is None:
             from orchestration_service.repositories.tasks_pg import init_connection, keep_session
 
+            own = self.own_settings
+
+            async def init(conn: asyncpg.Connection) -> None:
+                _client_keepalives(conn, own)
+                await init_connection(conn)
+
+            # The same protections as every connection (half-open ones fail within the
+            # statement timeout and are replaced); the acquire timeout is the callers'
+            # (``PgTaskStatements``), as asyncpg's pool has no default one.
             self.pg = await asyncpg.create_pool(
                 self._driver_dsn(),
                 min_size=1,
                 max_size=self._fast_pool_size,
-                init=init_connection,
+                init=init,
                 reset=keep_session,
-                server_settings={"application_name": "orchestration-service", "jit": "off"},
+                server_settings=pool_server_settings(own),
+                command_timeout=command_timeout(own),
+                timeout=own.connect_timeout_seconds,
             )
 
     async def connect_own(self, application_name: str, *, durable_commits: bool = True) -> asyncpg.Connection:
@@ -153,17 +186,7 @@ class Database:
         from orchestration_service.repositories.tasks_pg import init_connection
 
         own = self.own_settings
-        settings = {
-            "application_name": application_name,
-            # Half-open connections: the server drops the session (and the relay leader's
-            # advisory lock with it) once its keepalives or unacknowledged data time out.
-            "tcp_keepalives_idle": str(own.keepalive_idle_seconds),
-            "tcp_keepalives_interval": str(own.keepalive_interval_seconds),
-            "tcp_keepalives_count": str(own.keepalive_count),
-            "tcp_user_timeout": f"{int(own.tcp_user_timeout_seconds * 1000)}ms",
-            "statement_timeout": f"{int(own.statement_timeout_seconds * 1000)}ms",
-            "idle_in_transaction_session_timeout": f"{int(own.idle_in_transaction_timeout_seconds * 1000)}ms",
-        }
+        settings = server_settings(own, application_name, statement_timeout=own.statement_timeout_seconds)
         if not durable_commits:
             settings["synchronous_commit"] = "off"
         conn: asyncpg.Connection = await asyncpg.connect(
@@ -178,10 +201,32 @@ class Database:
         return conn
 
     async def ping(self) -> None:
-        async with self.engine.connect() as conn:
-            await conn.exec_driver_sql("SELECT 1")
+        """SELECT 1, given up after ``ping_timeout_seconds`` (TimeoutError): readiness must
+        answer promptly whatever the database does.
+
+        PostgreSQL: on a connection of its own, kept between pings, so that the answer says
+        whether the database answers, neither waiting behind requests for a pooled connection
+        nor cancelling a pooled one mid-statement (which SQLAlchemy closes gracefully, i.e.
+        slowly, on a silent network)."""
+        async with asyncio.timeout(self.own_settings.ping_timeout_seconds):
+            if not self.is_postgres:
+                async with self.engine.connect() as conn:
+                    await conn.exec_driver_sql("SELECT 1")
+                return
+            async with self._ping_lock:
+                try:
+                    if self._ping_conn is None or self._ping_conn.is_closed():
+                        self._ping_conn = await self.connect_own("orchestration-service-ping")
+                    await self._ping_conn.fetchval("SELECT 1")
+                except BaseException:
+                    if self._ping_conn is not None:
+                        self._ping_conn.terminate()  # a new one next time
+                        self._ping_conn = None
+                    raise
 
     async def close(self) -> None:
+        await close_own(self._ping_conn)
+        self._ping_conn = None
         if self.pg is not None:
             try:
                 # Waits for connections in use to come back, but not forever; a cancelled
@@ -191,6 +236,37 @@ class Database:
                 log.warning("connections still in use %.0fs into shutdown; closed them", POOL_CLOSE_SECONDS)
             self.pg = None
         await self.engine.dispose()
+
+
+def server_settings(
+    own: StorageSettings, application_name: str, *, statement_timeout: float
+) -> dict[str, str]:
+    """PostgreSQL session settings of every connection the service opens."""
+    return {
+        "application_name": application_name,
+        "jit": "off",
+        # Half-open connections: the server drops the session (and its locks, the relay
+        # leader's advisory lock among them) once its keepalives or unacknowledged data time out.
+        "tcp_keepalives_idle": str(own.keepalive_idle_seconds),
+        "tcp_keepalives_interval": str(own.keepalive_interval_seconds),
+        "tcp_keepalives_count": str(own.keepalive_count),
+        "tcp_user_timeout": f"{int(own.tcp_user_timeout_seconds * 1000)}ms",
+        "statement_timeout": f"{int(statement_timeout * 1000)}ms",
+        "idle_in_transaction_session_timeout": f"{int(own.idle_in_transaction_timeout_seconds * 1000)}ms",
+    }
+
+
+def pool_server_settings(
+    own: StorageSettings, application_name: str = "orchestration-service"
+) -> dict[str, str]:
+    return server_settings(own, application_name, statement_timeout=own.pool_statement_timeout_seconds)
+
+
+def command_timeout(own: StorageSettings) -> float:
+    """The client's bound on one statement of a pooled connection: the server's statement
+    timeout normally fires first (a clean error, the connection stays usable); past this
+    margin the connection itself is not answering (half-open) and is abandoned."""
+    return own.pool_statement_timeout_seconds + COMMAND_TIMEOUT_MARGIN
 
 
 def _client_keepalives(conn: asyncpg.Connection, own: StorageSettings) -> None:
@@ -251,17 +327,26 @@ def create_engine(
         _configure_sqlite(engine)
         return engine
     connect_args: dict[str, Any] = {
-        "server_settings": {"application_name": application_name, "jit": "off"},
+        "server_settings": pool_server_settings(settings, application_name),
+        "command_timeout": command_timeout(settings),
+        "timeout": settings.connect_timeout_seconds,
     }
-    return create_async_engine(
+    engine = create_async_engine(
         url,
         json_serializer=_json_dumps,
         json_deserializer=orjson.loads,
         pool_size=settings.pool_size,
         max_overflow=settings.max_overflow,
+        pool_timeout=settings.pool_timeout_seconds,
         pool_pre_ping=False,
         connect_args=connect_args,
     )
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        _client_keepalives(dbapi_connection.driver_connection, settings)
+
+    return engine
 
 
 def _json_dumps(value: Any) -> str:

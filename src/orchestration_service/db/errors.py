@@ -21,6 +21,7 @@ from typing import TypeVar
 import asyncpg
 from sqlalchemy.dialects.postgresql.asyncpg import AsyncAdapt_asyncpg_dbapi
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as SATimeoutError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -33,9 +34,10 @@ CONFLICT_SQLSTATES = frozenset({"40001", "40P01"})
 # Whole classes: 08 connection exception, 40 transaction rollback, 53 insufficient
 # resources (too many connections, out of memory or disk).
 _TRANSIENT_CLASSES = ("08", "40", "53")
-# 55P03 lock_not_available (lock_timeout), 57P01 admin_shutdown, 57P02 crash_shutdown,
-# 57P03 cannot_connect_now (starting up or in recovery).
-_TRANSIENT_SQLSTATES = frozenset({"55P03", "57P01", "57P02", "57P03"})
+# 55P03 lock_not_available (lock_timeout), 57014 query_canceled (statement_timeout: the
+# database is slow or unreachable, not the work wrong), 57P01 admin_shutdown, 57P02
+# crash_shutdown, 57P03 cannot_connect_now (starting up or in recovery).
+_TRANSIENT_SQLSTATES = frozenset({"55P03", "57014", "57P01", "57P02", "57P03"})
 
 
 def sqlstate_of(exc: BaseException) -> str | None:
@@ -72,7 +74,8 @@ _CONNECTION_LOST = (
     asyncpg.exceptions.InternalClientError,
     OSError,  # ConnectionResetError, ConnectionRefusedError …
     EOFError,  # asyncio.IncompleteReadError
-    TimeoutError,
+    TimeoutError,  # a connect, statement (command_timeout) or asyncpg pool acquire timeout
+    SATimeoutError,  # no free connection in SQLAlchemy's pool within pool_timeout
 )
 
 

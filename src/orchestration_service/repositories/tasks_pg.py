@@ -318,8 +318,9 @@ class PgTaskStatements:
     """The statements, each behind a ``Batcher``: concurrent calls share statements. One
     instance per pool (``TaskManager`` keeps it)."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, *, acquire_timeout: float | None = None) -> None:
         self.pool = pool
+        self.acquire_timeout = acquire_timeout  # asyncpg's pool waits for ever by default
         # True once the submission is committed; False if its idempotency key was taken
         # (nothing of it written). Two submissions with one key never share a statement.
         self.submit: Batcher[Submission, bool] = Batcher(self._submit, exclusive=_idempotency_slot)
@@ -327,7 +328,7 @@ class PgTaskStatements:
         self.status: Batcher[uuid.UUID, dict[str, Any] | None] = Batcher(self._status, max_batch=128)
 
     async def _status(self, task_ids: Sequence[uuid.UUID]) -> list[dict[str, Any] | None]:
-        rows = await self.pool.fetch(STATUS, list(task_ids))
+        rows = await self._fetch(STATUS, list(task_ids))
         found = {row["id"]: dict(row) for row in rows}
         return [found.get(task_id) for task_id in task_ids]
 
@@ -340,5 +341,16 @@ class PgTaskStatements:
         args.append([h["created_at"] for h in history])
         args += [[s.task["id"] for s in submissions for _ in s.events], *_event_arrays(events)]
         statement = _submit_statement(any(t.get("idempotency_key") for t in tasks_))
-        inserted = {row["id"] for row in await self.pool.fetch(statement, *args)}
+        inserted = {row["id"] for row in await self._fetch(statement, *args)}
         return [t["id"] in inserted for t in tasks_]
+
+    async def _fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
+        async with self.pool.acquire(timeout=self.acquire_timeout) as conn:
+            try:
+                rows: list[asyncpg.Record] = await conn.fetch(query, *args)
+            except (TimeoutError, OSError, asyncpg.exceptions.InterfaceError):
+                # No answer within the command timeout (a half-open connection) or a broken
+                # one: closed now, so that the pool opens a new one instead of waiting on it.
+                conn.terminate()
+                raise
+            return rows

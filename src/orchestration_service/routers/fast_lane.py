@@ -28,7 +28,7 @@ from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from orchestration_service.domain.errors import OrchestrationError
-from orchestration_service.http import json_default
+from orchestration_service.http import json_default, transient_problem
 from orchestration_service.logs import annotate_access
 from orchestration_service.schemas.tasks import SubmitTask
 from orchestration_service.schemas.views import task_document
@@ -84,6 +84,8 @@ class FastLane:
             view = await c.tasks.get(task_id, project_ids=_project_scope(scope))
         except OrchestrationError:
             return False  # not found (or not visible): the reference answers
+        except Exception as exc:
+            return await _unavailable(scope, send, exc)
         scope["route"] = self.status_route
         annotate_access(scope, task_id=str(task_id), project_id=view.task["project_id"])
         await _respond(send, 200, task_document(view.task, view.subtasks, view.dependencies))
@@ -121,6 +123,8 @@ class FastLane:
             result = await c.tasks.submit(cmd, idempotency_key=key)
         except OrchestrationError:
             return False  # raised before anything is written (an idempotency conflict)
+        except Exception as exc:
+            return await _unavailable(scope, send, exc)
         t = result.task
         headers = [(b"location", f"{TASKS}/{t['id']}".encode())]
         if result.replayed:
@@ -171,6 +175,20 @@ def _replay(body: bytes, receive: Receive) -> Receive:
         return await receive()
 
     return replayed
+
+
+async def _unavailable(scope: Scope, send: Send, exc: Exception) -> bool:
+    """A transient database failure: answered 503 here, as the reference would (handing the
+    request on would run it, and wait on the database, a second time). Anything else is raised."""
+    response = transient_problem(scope["method"], scope["path"], exc)
+    if response is None:
+        raise exc
+    await response(scope, _no_body, send)
+    return True
+
+
+async def _no_body() -> Message:
+    return {"type": "http.request", "body": b"", "more_body": False}
 
 
 async def _respond(

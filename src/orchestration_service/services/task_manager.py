@@ -146,7 +146,7 @@ class TaskManager:
     def _fast(self) -> PgTaskStatements:
         if self._pg is None:
             assert self.db.pg is not None
-            self._pg = PgTaskStatements(self.db.pg)
+            self._pg = PgTaskStatements(self.db.pg, acquire_timeout=self.db.own_settings.pool_timeout_seconds)
         return self._pg
 
     async def submit(self, cmd: SubmitTask, *, idempotency_key: str | None = None) -> Submitted:

@@ -10,6 +10,7 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy.dialects.postgresql.asyncpg import AsyncAdapt_asyncpg_dbapi
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import TimeoutError as SATimeoutError
 
 from orchestration_service.db import errors
 from orchestration_service.db.errors import (
@@ -48,7 +49,12 @@ def wrapped(sqlstate: str) -> DBAPIError:
         wrapped("08006"),
         OperationalError("SELECT 1", None, Exception("unable to open database file")),
         ConnectionRefusedError(111, "refused"),
-        TimeoutError(),
+        TimeoutError(),  # a statement's command_timeout, a connect or asyncpg pool acquire timeout
+        # Issue 21: no free connection in SQLAlchemy's pool within pool_timeout, and a
+        # statement PostgreSQL cancelled at statement_timeout (the database slow or away).
+        SATimeoutError("QueuePool limit of size 10 overflow 5 reached, connection timed out"),
+        asyncpg.exceptions.QueryCanceledError("canceling statement due to statement timeout"),
+        wrapped("57014"),
     ],
     ids=lambda e: type(e).__name__ + ":" + (errors.sqlstate_of(e) or "-"),
 )
