@@ -24,6 +24,12 @@ from orchestration_service.domain.errors import (
     ValidationFailed,
 )
 from orchestration_service.events.handlers import EventRejected, parse_envelope
+from orchestration_service.events.topics import (
+    MAX_PATTERN_LENGTH,
+    MAX_PATTERN_WORDS,
+    MAX_PATTERNS,
+    pattern_problem,
+)
 from orchestration_service.http import JSON
 from orchestration_service.routers.deps import container, narrowed_projects, visible_projects
 from orchestration_service.schemas.common import problem_responses, sse_response
@@ -223,7 +229,15 @@ def _start_after(last_event_id: str | None, after: int | None) -> int | None:
 )
 async def feed(
     request: Request,
-    type: Annotated[list[str] | None, Query(description="Topic pattern (`*` one word, `#` any)")] = None,
+    type: Annotated[
+        list[str] | None,
+        Query(
+            description=(
+                f"Topic pattern (`*` one word, `#` any); at most {MAX_PATTERNS} patterns of "
+                f"{MAX_PATTERN_LENGTH} characters and {MAX_PATTERN_WORDS} words each"
+            )
+        ),
+    ] = None,
     project_id: Annotated[str | None, Query(max_length=255)] = None,
     subject: Annotated[str | None, Query(max_length=255)] = None,
     after: Annotated[int | None, Query(ge=0, description="Replay every event after this sequence")] = None,
@@ -231,6 +245,9 @@ async def feed(
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> StreamingResponse:
     c = container(request)
+    problem = pattern_problem(type or [])
+    if problem is not None:
+        raise ValidationFailed(f"type: {problem}", extra={"errors": [{"field": "type", "message": problem}]})
     projects = narrowed_projects(request, project_id)
     flt = LogFilter(types=[t for t in type or [] if t], project_ids=projects, subject=subject)
     start = _start_after(last_event_id, after)

@@ -6,10 +6,10 @@ required fields fail validation (dead letter on the bus, 422 over HTTP).
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 
 class _Tolerant(BaseModel):
@@ -17,6 +17,28 @@ class _Tolerant(BaseModel):
 
 
 NonEmpty = Annotated[str, StringConstraints(min_length=1, max_length=255)]
+
+# Bounds of what the database stores (db/tables.py), so an event the store would refuse is
+# refused at the door (422 / dead letter) instead of failing a later event's transaction.
+INT32 = 2**31 - 1  # Integer columns (tokens)
+INT64 = 2**63 - 1  # BigInteger columns; also orjson's bound for JSON integers
+Id = Annotated[str, StringConstraints(max_length=255)]  # String(255) ids
+Name100 = Annotated[str, StringConstraints(max_length=100)]  # provenance worker_id, model_used
+Relationship = Annotated[str, StringConstraints(min_length=1, max_length=16)]
+Text4K = Annotated[str, StringConstraints(max_length=4096)]  # paths, locations (JSON, not columns)
+
+
+def _utc(value: datetime) -> datetime:
+    """Naive is UTC; the instant must be representable in UTC (a Python datetime)."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("the time is out of range in UTC") from None
+
+
+Timestamp = Annotated[datetime, AfterValidator(_utc)]
 
 
 class CloudEvent(BaseModel):
@@ -38,10 +60,10 @@ class CloudEvent(BaseModel):
 class ArtifactIn(_Tolerant):
     id: NonEmpty
     type: NonEmpty
-    path: str | None = None
-    location: str | None = None
-    checksum: str | None = None
-    size_bytes: int | None = Field(None, ge=0)
+    path: Text4K | None = None
+    location: Text4K | None = None
+    checksum: Id | None = None
+    size_bytes: int | None = Field(None, ge=0, le=INT64)
 
     @model_validator(mode="after")
     def _path_or_location(self) -> ArtifactIn:
@@ -52,20 +74,20 @@ class ArtifactIn(_Tolerant):
 
 class InputIn(_Tolerant):
     artifact_id: NonEmpty
-    relationship: str = "consumed"
-    version_at_consumption: str | None = None
+    relationship: Relationship = "consumed"
+    version_at_consumption: Id | None = None
 
 
 class TaskOutputCreated(_Tolerant):
     task_id: NonEmpty
     artifacts: list[ArtifactIn]
-    worker_id: str | None = None
-    model_used: str | None = None
-    tokens_input: int | None = Field(None, ge=0)
-    tokens_output: int | None = Field(None, ge=0)
-    execution_time_ms: int | None = Field(None, ge=0)
-    started_at: datetime | None = None
-    completed_at: datetime | None = None
+    worker_id: Name100 | None = None
+    model_used: Name100 | None = None
+    tokens_input: int | None = Field(None, ge=0, le=INT32)
+    tokens_output: int | None = Field(None, ge=0, le=INT32)
+    execution_time_ms: int | None = Field(None, ge=0, le=INT64)
+    started_at: Timestamp | None = None
+    completed_at: Timestamp | None = None
     output: dict[str, Any] | str | None = None
     inputs: list[InputIn] | None = None
     prompt_template: dict[str, Any] | None = None
@@ -75,10 +97,11 @@ class TaskOutputCreated(_Tolerant):
 class TaskValidated(_Tolerant):
     task_id: NonEmpty
     confidence: float | None = Field(None, ge=0, le=1)
-    artifact_id: str | None = None
+    artifact_id: Id | None = None
     artifacts: list[ArtifactIn] | None = None
-    qa_profile: str | None = None
-    qa_result_id: str | None = None
+    qa_profile: Id | None = None
+    qa_result_id: Id | None = None
+    verified_by: Id | None = None
     validators: Any = None
     details: dict[str, Any] | None = None
 
@@ -87,7 +110,7 @@ class TaskRejected(_Tolerant):
     task_id: NonEmpty
     reason: str | None = None
     feedback: str | dict[str, Any] | None = None
-    qa_result_id: str | None = None
+    qa_result_id: Id | None = None
 
 
 class TaskFailed(_Tolerant):
@@ -99,13 +122,13 @@ class TaskFailed(_Tolerant):
 class RollbackRequested(_Tolerant):
     """Targeted: artifact_id and/or provenance_id. Project: project_id + checkpoint_id."""
 
-    artifact_id: str | None = None
-    provenance_id: str | None = None
-    project_id: str | None = None
-    checkpoint_id: str | None = None
+    artifact_id: Id | None = None
+    provenance_id: Id | None = None
+    project_id: Id | None = None
+    checkpoint_id: Id | None = None
     reason: str | None = None
-    cascade_id: str | None = None
-    rollback_id: str | None = None
+    cascade_id: Id | None = None
+    rollback_id: Id | None = None
 
     @model_validator(mode="after")
     def _one_form(self) -> RollbackRequested:

@@ -15,6 +15,7 @@ from sqlalchemy.engine import RowMapping
 
 from orchestration_service.db.engine import Database, Transaction
 from orchestration_service.domain.ids import uuid7
+from orchestration_service.domain.provenance import parse_timestamp
 from orchestration_service.repositories import provenance_pg
 from orchestration_service.repositories.provenance import ProvenanceFilter, ProvenanceRepository
 from orchestration_service.services.lifecycle import Lifecycle, utcnow
@@ -119,7 +120,8 @@ class ProvenanceStore:
                 "tier": task.get("tier"),
                 "domain": task.get("domain"),
                 "created_at": now,
-                "started_at": metrics.get("started_at") or task.get("started_at"),
+                # The event's time is kept in `metrics` as ISO text; the column wants a datetime.
+                "started_at": parse_timestamp(metrics.get("started_at")) or task.get("started_at"),
                 "completed_at": now,
                 "tokens_input": metrics.get("tokens_input"),
                 "tokens_output": metrics.get("tokens_output"),
