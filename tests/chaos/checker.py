@@ -3,6 +3,7 @@ reached the broker. Each check adds a count and, when it breaks, a few examples 
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from orchestration_service.domain.lifecycle import (
     TaskStatus,
     check_transition,
 )
-from tests.chaos.load import History, expected_final
+from tests.chaos.load import PROBE_TIMEOUT, History, expected_final
 
 RECOVERY_P95 = 10.0
 RECOVERY_MAX = 30.0
@@ -53,7 +54,9 @@ class Snapshot:
             ]
             outbox = [
                 dict(r)
-                for r in await conn.fetch("SELECT id, event_id, event_type, subject, seq FROM outbox ORDER BY id")
+                for r in await conn.fetch(
+                    "SELECT id, event_id, event_type, subject, seq FROM outbox ORDER BY id"
+                )
             ]
             published = await conn.fetchval("SELECT coalesce(max(published_seq), 0) FROM relay_progress")
             processed = {r[0] for r in await conn.fetch("SELECT event_id FROM processed_events")}
@@ -119,7 +122,9 @@ def _transitions(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     attempt: int | None = None
     for r in rows:
-        moved = r["from_status"] != r["to_status"] or (r["to_status"] == "running" and r["attempt"] != attempt)
+        moved = r["from_status"] != r["to_status"] or (
+            r["to_status"] == "running" and r["attempt"] != attempt
+        )
         if moved:
             out.append(r)
         attempt = r["attempt"]
@@ -177,7 +182,11 @@ def check(
         else:
             allowed = {decided}  # no cancel, or 409: it was already final
         if status not in allowed:
-            v.add("wrong final state", 1, f"task {tid} is {status}, expected {sorted(allowed)}; {_last(by_task[tid])}")
+            v.add(
+                "wrong final state",
+                1,
+                f"task {tid} is {status}, expected {sorted(allowed)}; {_last(by_task[tid])}",
+            )
 
     # Every task's transitions form a legal path; no event caused two of them; limits held.
     per_cause: dict[str, int] = defaultdict(int)
@@ -214,7 +223,11 @@ def check(
         in_flight[project] += delta
         peak = max(peak, in_flight[project])
         if in_flight[project] > limit:
-            v.add("limit breaches", 1, f"project {project}: {in_flight[project]} in flight at {at} (history {hid})")
+            v.add(
+                "limit breaches",
+                1,
+                f"project {project}: {in_flight[project]} in flight at {at} (history {hid})",
+            )
     v.add("peak in flight per project", peak)
 
     # Every outbox event numbered, published and seen by the catch-all queue.
@@ -233,7 +246,7 @@ def check(
 
     # The follower: every id once, in order, up to the last.
     seen = [r["seq"] for r in h.of("feed")]
-    for a, b in zip(seen, seen[1:], strict=False):
+    for a, b in itertools.pairwise(seen):
         if b <= a:
             v.add("feed out of order", 1, f"{b} after {a}")
     missing = set(seqs) - set(seen)
@@ -278,9 +291,13 @@ def _probes(h: History, v: Verdict, faults: list[FaultWindow]) -> None:
         if not f.outage:
             continue
         for r in h.of("probe-ready"):
-            if f.start + READY_GRACE <= r["t0"] and r["t"] <= f.end and r["status"] != 503:
-                v.add("ready not 503 in outage", 1, f"{f.name}: replica{r['replica']} answered {r['status']} "
-                      f"{r['t0'] - f.start:.1f}s into it")
+            if f.start + READY_GRACE <= r["t0"] <= f.end - PROBE_TIMEOUT and r["status"] != 503:
+                v.add(
+                    "ready not 503 in outage",
+                    1,
+                    f"{f.name}: replica{r['replica']} answered {r['status']} "
+                    f"{r['t0'] - f.start:.1f}s into it",
+                )
 
 
 def _last(rows: list[dict[str, Any]]) -> str:
@@ -290,19 +307,29 @@ def _last(rows: list[dict[str, Any]]) -> str:
     return f"{r['from_status']}->{r['to_status']} {r['reason']!r} by {r['cause']} at {r['created_at']}"
 
 
-def recovery(h: History, db: Snapshot, faults: list[FaultWindow]) -> list[tuple[str, float | None, float | None, float | None]]:
+def recovery(
+    h: History, db: Snapshot, faults: list[FaultWindow]
+) -> list[tuple[str, float | None, float | None, float | None]]:
     """Per fault, seconds from its end to: every replica ready, a submission accepted, a task completed."""
-    completions = sorted(r["created_at"].timestamp() for r in db.history if r["to_status"] == "completed" and r["from_status"] != "completed")
+    completions = sorted(
+        r["created_at"].timestamp()
+        for r in db.history
+        if r["to_status"] == "completed" and r["from_status"] != "completed"
+    )
     ready = h.of("probe-ready")
     replicas = {r["replica"] for r in ready}
     out = []
     for f in faults:
         per = []
         for i in replicas:
-            first = next((r["t"] for r in ready if r["replica"] == i and r["t0"] >= f.end and r["status"] == 200), None)
+            first = next(
+                (r["t"] for r in ready if r["replica"] == i and r["t0"] >= f.end and r["status"] == 200), None
+            )
             per.append(None if first is None else first - f.end)
         t_ready = None if None in per or not per else max(p for p in per if p is not None)
-        acc = next((r["t"] - f.end for r in h.of("submit") if r["t0"] >= f.end and r.get("status") == 201), None)
+        acc = next(
+            (r["t"] - f.end for r in h.of("submit") if r["t0"] >= f.end and r.get("status") == 201), None
+        )
         done = next((t - f.end for t in completions if t >= f.end), None)
         out.append((f.name, t_ready, acc, done))
     return out
@@ -332,9 +359,18 @@ def table(v: Verdict) -> str:
     for name, a, b, c in v.recovery:
         lines.append(f"{name:32} {fmt(a):>8} {fmt(b):>9} {fmt(c):>10}")
     lines.append("")
-    for k in ("acknowledged", "unacknowledged submissions", "outbox events", "worker events", "feed reconnects",
-              "broker redeliveries of outbox events", "peak in flight per project",
-              "transitions caused by events", "feed stalls", *VIOLATIONS):
+    for k in (
+        "acknowledged",
+        "unacknowledged submissions",
+        "outbox events",
+        "worker events",
+        "feed reconnects",
+        "broker redeliveries of outbox events",
+        "peak in flight per project",
+        "transitions caused by events",
+        "feed stalls",
+        *VIOLATIONS,
+    ):
         mark = " <-- broken" if k in VIOLATIONS and v.counts.get(k, 0) else ""
         lines.append(f"{k:40} {v.counts.get(k, 0):>8}{mark}")
     for k, ex in v.evidence.items():

@@ -58,15 +58,18 @@ class Replica:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    async def start(self, *, migrate: bool = False, timeout: float = 60) -> None:
+    def _spawn(self, migrate: bool) -> subprocess.Popen[bytes]:
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
+            return subprocess.Popen(
                 [str(BIN), "serve", "--workers", "1", *([] if migrate else ["--no-migrate"])],
                 env=self.env,
                 stdout=log,
                 stderr=log,
                 start_new_session=True,
             )
+
+    async def start(self, *, migrate: bool = False, timeout: float = 60) -> None:
+        self.proc = self._spawn(migrate)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         async with httpx.AsyncClient(timeout=1) as c:

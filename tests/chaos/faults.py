@@ -137,5 +137,5 @@ SHORT: list[Fault] = [
     pg_reset(),
     pg_restart("fast"),
     rabbit_reset(),
-    pg_blackhole(8),
+    pg_blackhole(10),
 ]

@@ -31,6 +31,7 @@ import orjson
 TAP_QUEUE = "chaos-tap"  # every message on the three exchanges, drained at the end
 READY_QUEUE = "chaos-workers"
 EXCHANGES = ("task.events", "qa.events", "cascade.events")
+PROBE_TIMEOUT = 2.0
 RETRYABLE = (httpx.TransportError, httpx.TimeoutException)
 
 
@@ -92,7 +93,9 @@ async def declare_topology(amqp_url: str) -> None:
 
 
 class Load:
-    def __init__(self, urls: Callable[[], list[str]], amqp_url: str, history: History, *, rate: float) -> None:
+    def __init__(
+        self, urls: Callable[[], list[str]], amqp_url: str, history: History, *, rate: float
+    ) -> None:
         self.urls = urls
         self.amqp_url = amqp_url
         self.h = history
@@ -205,7 +208,9 @@ class Load:
                     self._inflight_handlers.add(t)
                     t.add_done_callback(self._inflight_handlers.discard)
 
-    async def _handle(self, ch: aio_pika.abc.AbstractChannel, msg: aio_pika.abc.AbstractIncomingMessage, n: int) -> None:
+    async def _handle(
+        self, ch: aio_pika.abc.AbstractChannel, msg: aio_pika.abc.AbstractIncomingMessage, n: int
+    ) -> None:
         data = orjson.loads(msg.body)["data"]
         tid, attempt = str(data["task_id"]), int(data["attempt"])
         plan = plan_for(tid)
@@ -213,29 +218,68 @@ class Load:
         await asyncio.sleep(random.uniform(0.02, 0.3))
         out: list[tuple[str, str, dict[str, Any]]] = []
         if plan == "fail":
-            out.append(("task.events", "task.failed", envelope(
-                "task.failed", f"fail-{tid}-{attempt}", {"task_id": tid, "error": "chaos", "retryable": False}, "/worker"
-            )))
+            out.append(
+                (
+                    "task.events",
+                    "task.failed",
+                    envelope(
+                        "task.failed",
+                        f"fail-{tid}-{attempt}",
+                        {"task_id": tid, "error": "chaos", "retryable": False},
+                        "/worker",
+                    ),
+                )
+            )
         else:
             art = {"id": f"art-{tid}-{attempt}", "type": "code", "path": "x.py"}
-            out.append(("task.events", "task.output.created", envelope(
-                "task.output.created", f"out-{tid}-{attempt}", {"task_id": tid, "artifacts": [art]}, "/worker"
-            )))
+            out.append(
+                (
+                    "task.events",
+                    "task.output.created",
+                    envelope(
+                        "task.output.created",
+                        f"out-{tid}-{attempt}",
+                        {"task_id": tid, "artifacts": [art]},
+                        "/worker",
+                    ),
+                )
+            )
             if plan == "reject-once" and attempt <= 1:
-                out.append(("qa.events", "task.rejected", envelope(
-                    "task.rejected", f"rej-{tid}-{attempt}", {"task_id": tid, "reason": "chaos"}, "/qa"
-                )))
+                out.append(
+                    (
+                        "qa.events",
+                        "task.rejected",
+                        envelope(
+                            "task.rejected",
+                            f"rej-{tid}-{attempt}",
+                            {"task_id": tid, "reason": "chaos"},
+                            "/qa",
+                        ),
+                    )
+                )
             else:
-                out.append(("qa.events", "task.validated", envelope(
-                    "task.validated", f"ok-{tid}-{attempt}", {"task_id": tid, "confidence": 0.9}, "/qa"
-                )))
+                out.append(
+                    (
+                        "qa.events",
+                        "task.validated",
+                        envelope(
+                            "task.validated",
+                            f"ok-{tid}-{attempt}",
+                            {"task_id": tid, "confidence": 0.9},
+                            "/qa",
+                        ),
+                    )
+                )
         for exchange, key, env in out:
             while True:
                 try:
                     ex = await ch.get_exchange(exchange, ensure=False)
                     await ex.publish(
-                        aio_pika.Message(orjson.dumps(env), delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                                         message_id=env["id"]),
+                        aio_pika.Message(
+                            orjson.dumps(env),
+                            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                            message_id=env["id"],
+                        ),
                         routing_key=key,
                         mandatory=False,
                         timeout=10,
@@ -276,9 +320,10 @@ class Load:
             headers = {"Last-Event-ID": str(last)} if last is not None else {}
             params = {} if last is not None else {"after": "0"}
             try:
-                async with httpx.AsyncClient(timeout=httpx.Timeout(5, read=8)) as c, c.stream(
-                    "GET", f"{url}/api/v1/events", params=params, headers=headers
-                ) as r:
+                async with (
+                    httpx.AsyncClient(timeout=httpx.Timeout(5, read=8)) as c,
+                    c.stream("GET", f"{url}/api/v1/events", params=params, headers=headers) as r,
+                ):
                     if r.status_code != 200:
                         raise httpx.HTTPStatusError("feed", request=r.request, response=r)
                     self.h.log("feed-connect", url=url, last=last)
@@ -312,7 +357,7 @@ class Load:
                         self.h.log("status", task=tid, status=r.json()["status"])
 
     async def _prober(self) -> None:
-        async with httpx.AsyncClient(timeout=2) as c:
+        async with httpx.AsyncClient(timeout=PROBE_TIMEOUT) as c:
             while True:
                 for i, url in enumerate(self.urls()):
                     t0 = time.time()

@@ -50,7 +50,9 @@ async def _wait_recovered(h: History, dsn: str, end: float, n_replicas: int) -> 
         ready = {r["replica"] for r in h.of("probe-ready") if r["t0"] >= end and r["status"] == 200}
         accepted = any(r["t0"] >= end and r.get("status") == 201 for r in h.of("submit"))
         done = await _db_value(
-            dsn, "SELECT max(created_at) FROM task_history WHERE to_status = 'completed' AND from_status <> 'completed'"
+            dsn,
+            "SELECT max(created_at) FROM task_history"
+            " WHERE to_status = 'completed' AND from_status <> 'completed'",
         )
         completed = done is not None and done.timestamp() >= end  # type: ignore[attr-defined]
         if len(ready) == n_replicas and accepted and completed:
@@ -78,26 +80,27 @@ async def _drain(dsn: str, h: History, load: Load, deadline: float) -> None:
     """Until every task is final, every outbox row published and the follower has the last.
     A follower silent (heartbeats only) for 5 s while that is all that is missing reconnects
     once: recorded as a feed stall."""
-    behind_since: float | None = None
     while time.time() < deadline:
-        open_tasks = await _db_value(dsn, "SELECT count(*) FROM tasks WHERE status NOT IN ('completed','failed','cancelled')")
+        open_tasks = await _db_value(
+            dsn, "SELECT count(*) FROM tasks WHERE status NOT IN ('completed','failed','cancelled')"
+        )
         unpublished = await _db_value(
             dsn,
-            "SELECT count(*) FROM outbox WHERE seq IS NULL OR seq > (SELECT coalesce(max(published_seq),0) FROM relay_progress)",
+            "SELECT count(*) FROM outbox WHERE seq IS NULL"
+            " OR seq > (SELECT coalesce(max(published_seq), 0) FROM relay_progress)",
         )
         last = await _db_value(dsn, "SELECT coalesce(max(seq), 0) FROM outbox")
         followed = max((r["seq"] for r in h.of("feed")), default=0)
-        if open_tasks == 0 and unpublished == 0 and last is not None:
-            if followed >= last:  # type: ignore[operator]
-                return
-            behind_since = behind_since or time.time()
-            if time.time() - behind_since > 5 and not h.of("feed-stall"):
-                load.restart_follower()
+        behind = last is not None and followed < last  # type: ignore[operator]
+        if open_tasks == 0 and unpublished == 0 and not behind:
+            return
+        quiet = time.time() - max((r["t"] for r in h.of("feed")), default=0)
+        if behind and quiet > 5 and not h.of("feed-stall"):
+            load.restart_follower()
         await asyncio.sleep(1)
 
 
 async def run(short: bool, log_dir: Path) -> int:
-    log_dir.mkdir(parents=True, exist_ok=True)
     schedule = faults.SHORT if short else faults.FULL
     started = time.monotonic()
     servers = Servers()
@@ -107,7 +110,11 @@ async def run(short: bool, log_dir: Path) -> int:
     h = History()
     try:
         await asyncio.get_running_loop().run_in_executor(None, servers.start)
-        print(f"servers up in {time.monotonic() - started:.1f}s (PostgreSQL :{servers.pg.port}, RabbitMQ {servers.rabbit.node})", flush=True)
+        print(
+            f"servers up in {time.monotonic() - started:.1f}s "
+            f"(PostgreSQL :{servers.pg.port}, RabbitMQ {servers.rabbit.node})",
+            flush=True,
+        )
         await declare_topology(servers.rabbit.url)
         proxies = ProxyThread({"pg": servers.pg.port, "amqp": servers.rabbit.port})
         proxies.start()
@@ -146,7 +153,9 @@ async def run(short: bool, log_dir: Path) -> int:
         snap = await checker.Snapshot.read(dsn)
         verdict = checker.check(h, snap, limit=LIMIT, tap_ids=tap, dlq_ids=dlq, poison=poison, faults=windows)
         print(checker.table(verdict))
-        failures = [k for k in checker.VIOLATIONS if verdict.counts.get(k)] + checker.recovery_failures(verdict)
+        failures = [k for k in checker.VIOLATIONS if verdict.counts.get(k)] + checker.recovery_failures(
+            verdict
+        )
         print(f"\nwall time {time.monotonic() - started:.0f}s; history and replica logs in {log_dir}")
         if failures:
             print("FAILED: " + "; ".join(failures))
@@ -169,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--short", action="store_true", help="a handful of faults (about 2 minutes)")
     parser.add_argument("--logs", type=Path, default=Path("var/chaos"), help="where the history and logs go")
     args = parser.parse_args(argv)
+    args.logs.mkdir(parents=True, exist_ok=True)
 
     def interrupted(signum: int, _frame: object) -> None:
         raise KeyboardInterrupt(f"signal {signum}")

@@ -58,7 +58,9 @@ class PrivatePostgres:
 
     def _ctl(self, *args: str, timeout: float = 60) -> None:
         subprocess.run(
-            _as("postgres", str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-l", str(self.root / "log"), *args),
+            _as(
+                "postgres", str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-l", str(self.root / "log"), *args
+            ),
             check=True,
             timeout=timeout,
             stdout=subprocess.DEVNULL,
