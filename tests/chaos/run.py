@@ -100,8 +100,10 @@ async def _drain(dsn: str, h: History, load: Load, deadline: float) -> None:
         await asyncio.sleep(1)
 
 
-async def run(short: bool, log_dir: Path) -> int:
+async def run(short: bool, log_dir: Path, only: list[str] | None = None) -> int:
     schedule = faults.SHORT if short else faults.FULL
+    if only:
+        schedule = [f for f in schedule if any(o.lower() in f.name.lower() for o in only)]
     started = time.monotonic()
     servers = Servers()
     proxies: ProxyThread | None = None
@@ -177,6 +179,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.chaos", description=__doc__)
     parser.add_argument("--short", action="store_true", help="a handful of faults (about 2 minutes)")
     parser.add_argument("--logs", type=Path, default=Path("var/chaos"), help="where the history and logs go")
+    parser.add_argument(
+        "--only",
+        action="append",
+        metavar="TEXT",
+        help="run only the faults whose name contains TEXT (repeatable), e.g. --only blackhole",
+    )
     args = parser.parse_args(argv)
     args.logs.mkdir(parents=True, exist_ok=True)
 
@@ -186,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     # SIGTERM like Ctrl-C: the finally blocks remove the servers and replicas.
     signal.signal(signal.SIGTERM, interrupted)
     try:
-        return asyncio.run(run(args.short, args.logs))
+        return asyncio.run(run(args.short, args.logs, args.only))
     except KeyboardInterrupt:
         print("interrupted; servers and replicas removed", file=sys.stderr)
         return 130
