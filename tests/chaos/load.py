@@ -197,16 +197,28 @@ class Load:
 
     # -- workers and QA ----------------------------------------------------------------------
     async def _worker(self, n: int) -> None:
-        conn = await aio_pika.connect_robust(self.amqp_url, reconnect_interval=1)
-        async with conn:
-            ch = await conn.channel(publisher_confirms=True)
-            await ch.set_qos(prefetch_count=8)
-            queue = await ch.get_queue(READY_QUEUE, ensure=False)
-            async with queue.iterator() as it:
-                async for msg in it:
-                    t = asyncio.create_task(self._handle(ch, msg, n))
-                    self._inflight_handlers.add(t)
-                    t.add_done_callback(self._inflight_handlers.discard)
+        """A robust connection whose consumer is re-registered after every reconnect (an
+        ``async for`` over a queue iterator ends for good when its channel closes)."""
+        while True:
+            try:
+                conn = await aio_pika.connect_robust(self.amqp_url, reconnect_interval=1)
+                async with conn:
+                    ch = await conn.channel(publisher_confirms=True)
+                    await ch.set_qos(prefetch_count=8)
+                    queue = await ch.declare_queue(READY_QUEUE, durable=True)
+
+                    async def on_message(
+                        msg: aio_pika.abc.AbstractIncomingMessage, ch: aio_pika.abc.AbstractChannel = ch
+                    ) -> None:
+                        t = asyncio.create_task(self._handle(ch, msg, n))
+                        self._inflight_handlers.add(t)
+                        t.add_done_callback(self._inflight_handlers.discard)
+
+                    await queue.consume(on_message)
+                    await asyncio.Future()  # until cancelled; reconnects happen underneath
+            except Exception as exc:
+                self.h.log("worker-restart", worker=n, error=type(exc).__name__)
+                await asyncio.sleep(1)
 
     async def _handle(
         self, ch: aio_pika.abc.AbstractChannel, msg: aio_pika.abc.AbstractIncomingMessage, n: int
