@@ -21,6 +21,7 @@ from typing import TypeVar
 import asyncpg
 from sqlalchemy.dialects.postgresql.asyncpg import AsyncAdapt_asyncpg_dbapi
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -95,6 +96,8 @@ def is_connection_lost(exc: BaseException) -> bool:
 def is_transient(exc: BaseException) -> bool:
     """A failure that says nothing about the work itself: try the same work again later."""
     if is_connection_lost(exc):
+        return True
+    if isinstance(exc, PoolTimeout):  # every pooled connection is busy waiting on the database
         return True
     state = sqlstate_of(exc)
     if state is None:
