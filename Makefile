@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-fast test-browser lint format typecheck contract-test contract bench clean
+.PHONY: help install run test test-fast test-browser lint format typecheck contract-test contract bench chaos clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
@@ -55,6 +55,9 @@ bench: install  ## Benchmarks: HTTP, events (in-process and RabbitMQ), provenanc
 	$(BIN)/python -m bench.events lifecycle --broker amqp
 	$(BIN)/python -m bench.provenance
 	$(BIN)/python -m bench.dashboard
+
+chaos: install  ## Fault injection: faults under load on private servers, then the history checker (≤ 10 min)
+	$(BIN)/python -m tests.chaos
 
 clean:  ## Remove the virtual environment, caches and the local database
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

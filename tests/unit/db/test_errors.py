@@ -176,3 +176,11 @@ async def test_http_answers_a_transient_failure_with_503_and_a_bug_with_500() ->
     assert busy_r.json()["type"].endswith(":service-unavailable")
     assert bug_r.status_code == 500
     assert bug_r.json()["type"].endswith(":internal-error")
+
+
+def test_a_pool_checkout_timeout_is_transient() -> None:
+    """Found by the fault-injection suite (PostgreSQL blackholed): every pooled connection
+    waited on a database that did not answer, the next handler's checkout timed out, and a
+    valid ``task.output.created`` / ``task.rejected`` was dead-lettered as a crash."""
+    exc = SATimeoutError("QueuePool limit of size 10 overflow 5 reached, connection timed out, timeout 30.00")
+    assert is_transient(exc)
