@@ -163,7 +163,7 @@ class StorageSettings(_Section):
         "answered a second later (a half-open connection) and replaces it.",
     )
     ping_timeout_seconds: float = Field(
-        2.0,
+        1.0,
         gt=0,
         le=60,
         description="/health/ready and /health/detailed report the database down when SELECT 1 "

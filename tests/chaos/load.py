@@ -31,7 +31,7 @@ import orjson
 TAP_QUEUE = "chaos-tap"  # every message on the three exchanges, drained at the end
 READY_QUEUE = "chaos-workers"
 EXCHANGES = ("task.events", "qa.events", "cascade.events")
-PROBE_TIMEOUT = 2.0
+PROBE_TIMEOUT = 3.0  # above the service's own bound on readiness (storage.ping_timeout_seconds)
 RETRYABLE = (httpx.TransportError, httpx.TimeoutException)
 
 

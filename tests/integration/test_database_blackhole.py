@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 from sqlalchemy.engine import make_url
 
+from orchestration_service.services.event_log import LogEntry, LogFilter
 from tests.conftest import Service, make_settings, start_service, truncate_all
 from tests.faultproxy import FaultProxy
 from tests.integration.test_event_lifecycle import Harness, cloud_event, output_event
@@ -166,6 +167,54 @@ async def test_a_blackholed_database_answers_503_quickly_and_the_service_recover
         for task in loaders:
             task.cancel()
         await asyncio.gather(*loaders, return_exceptions=True)
+        await svc.client.aclose()
+        await lifespan.__aexit__(None, None, None)
+        await proxy.close()
+
+
+async def test_the_event_feed_resumes_after_a_blackhole(pg_url: str) -> None:
+    """Found by the fault-injection suite: the feed's fan-out read on its listening connection
+    without a client-side bound, so a blackhole left it waiting for good: every stream of the
+    replica stalled (no gap in what it sent, but nothing more) until a restart."""
+    await truncate_all(pg_url)
+    url = make_url(pg_url)
+    proxy = await FaultProxy(url.host or "127.0.0.1", url.port or 5432).start()
+    proxied = url.set(port=proxy.port).render_as_string(hide_password=False)
+    svc, lifespan = await start_service(make_settings(proxied, storage=FAST_STORAGE, events=FAST_EVENTS))
+    seen: list[LogEntry] = []
+
+    async def follow() -> None:
+        async for batch in svc.container.event_log.follow(None, LogFilter(), heartbeat=0.5):
+            seen.extend(batch or [])
+
+    follower = asyncio.create_task(follow())
+    try:
+        first = await _submit(svc, 5, description="before the fault")
+        assert first.status_code == 201, first.text
+        await eventually(lambda: any(e.subject == first.json()["task_id"] for e in seen), what="fed")
+
+        proxy.blackhole(drop=True)
+        await asyncio.sleep(3.0)  # the fault itself: longer than the feed's read bound (2 s)
+        proxy.heal()
+
+        async def accepted() -> str | None:
+            with contextlib.suppress(TimeoutError):
+                r = await _submit(svc, 2, description="after the fault")
+                if r.status_code == 201:
+                    return str(r.json()["task_id"])
+            return None
+
+        after = await eventually(accepted, timeout=RECOVERY_BOUND, interval=0.1, what="a submission")
+        await eventually(
+            lambda: any(e.subject == after for e in seen), timeout=RECOVERY_BOUND, what="the feed resumed"
+        )
+        seqs = [e.seq for e in seen]
+        assert seqs == sorted(set(seqs)), "in order, each once"
+    finally:
+        follower.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await follower
+        proxy.heal()
         await svc.client.aclose()
         await lifespan.__aexit__(None, None, None)
         await proxy.close()

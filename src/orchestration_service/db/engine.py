@@ -189,8 +189,15 @@ class Database:
         settings = server_settings(own, application_name, statement_timeout=own.statement_timeout_seconds)
         if not durable_commits:
             settings["synchronous_commit"] = "off"
+        # A client-side bound on every statement too: keepalives and TCP_USER_TIMEOUT cannot
+        # see a peer that acknowledges bytes and never answers (a blackholing middlebox), and a
+        # loop stuck on such a connection stalls its feed or relay for good.
+        command_timeout = own.statement_timeout_seconds + 1 if own.statement_timeout_seconds else None
         conn: asyncpg.Connection = await asyncpg.connect(
-            self._driver_dsn(), server_settings=settings, timeout=own.connect_timeout_seconds
+            self._driver_dsn(),
+            server_settings=settings,
+            timeout=own.connect_timeout_seconds,
+            command_timeout=command_timeout,
         )
         try:
             _client_keepalives(conn, own)

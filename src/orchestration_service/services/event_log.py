@@ -214,7 +214,11 @@ class LogNotifier:
         if self._pg_conn is not None and not self._pg_conn.is_closed():
             # The listening connection reads too: under load the fan-out does not queue for
             # the pool behind request handlers (it did, and the feed fell seconds behind).
-            return await self._pg_conn.fetch(READ_LOG_PG, after, limit)  # type: ignore[no-any-return]
+            # Bounded like a pooled statement: a silent connection is given up (and a new one
+            # opened) in seconds, not after the own connections' longer statement timeout.
+            bound = self.db.own_settings.pool_statement_timeout_seconds
+            timeout = bound + 1 if bound else None
+            return await self._pg_conn.fetch(READ_LOG_PG, after, limit, timeout=timeout)  # type: ignore[no-any-return]
         async with self.db.read() as conn:
             return await OutboxRepository(conn).read_log(after, limit)
 
