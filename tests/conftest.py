@@ -8,6 +8,7 @@ instead of a skip.
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import secrets
 from collections.abc import AsyncIterator, Iterator
@@ -92,7 +93,13 @@ def pg_url() -> Iterator[str]:
 
 
 async def truncate_all(url: str) -> None:
-    engine = create_async_engine(url)
+    if url.startswith("sqlite"):
+        # A connection an earlier test's app leaked (an aiosqlite connection cancelled at
+        # shutdown: SQLAlchemy's "non-checked-in connection" warning) can still hold the file's
+        # write lock until the garbage collector ends it: end it now, and wait for a lock
+        # rather than failing at once ("database is locked" in one CI run).
+        gc.collect()
+    engine = create_async_engine(url, connect_args={"timeout": 30} if url.startswith("sqlite") else {})
     try:
         async with engine.begin() as conn:
             existing = set(await conn.run_sync(lambda c: sa.inspect(c).get_table_names()))
