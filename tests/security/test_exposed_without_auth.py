@@ -169,3 +169,21 @@ async def test_a_short_bootstrap_key_is_refused_without_echoing_it(sqlite_url: s
         assert "short-secret" not in str(refused.value)
     finally:
         await db.close()
+
+
+async def test_the_placeholder_of_env_example_is_refused_as_a_bootstrap_key(sqlite_url: str) -> None:
+    """.env.example is public: a compose deployment that kept its placeholder would start
+    with an admin key everybody knows."""
+    placeholder = next(
+        line.split("=", 1)[1].strip()
+        for line in (Path(__file__).parents[2] / ".env.example").read_text().splitlines()
+        if line.startswith("ORCH_BOOTSTRAP_ADMIN_KEY=")
+    )
+    db = Database(create_engine(make_settings(sqlite_url).storage))
+    try:
+        with pytest.raises(ValueError, match="placeholder") as refused:
+            await ApiKeyService(db).ensure_bootstrap(placeholder)
+        assert placeholder not in str(refused.value)
+        assert hash_key(placeholder) not in [r.key_hash for r in await _rows(sqlite_url)]
+    finally:
+        await db.close()

@@ -82,6 +82,12 @@ class ApiKeyService:
                 f"auth.bootstrap_admin_key (ORCH_AUTH__BOOTSTRAP_ADMIN_KEY) must be at least "
                 f"{BOOTSTRAP_MIN_LENGTH} characters, e.g. the output of `openssl rand -hex 32`"
             )
+        if key.lower().startswith("change-me"):
+            # .env.example's placeholder is public: a deployment that kept it has a known key.
+            raise ValueError(
+                "auth.bootstrap_admin_key (ORCH_AUTH__BOOTSTRAP_ADMIN_KEY) is still the placeholder "
+                "of .env.example; set your own, e.g. the output of `openssl rand -hex 32`"
+            )
         row = {
             "id": uuid7(),
             "name": BOOTSTRAP_KEY_NAME,
