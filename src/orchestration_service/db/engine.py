@@ -19,6 +19,7 @@ import asyncpg
 import orjson
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
@@ -29,6 +30,8 @@ from orchestration_service.db.errors import is_connection_lost
 log = logging.getLogger(__name__)
 
 POOL_CLOSE_SECONDS = 5.0
+# Pool record flag: its connection was ended mid-BEGIN (``Transaction.driver``); replace it.
+STALE = "orchestration_stale"
 COMMAND_TIMEOUT_MARGIN = 1.0  # seconds past the server's statement timeout (``command_timeout``)
 OUTBOX_CHANNEL = "orch_outbox"  # a commit wrote outbox rows: wake the relay leader
 LOG_CHANNEL = "orch_event_log"  # the leader sequenced rows: wake the event-log readers
@@ -71,6 +74,16 @@ class Transaction:
                 # directly, the adapter's error does not reach SQLAlchemy, which would hand
                 # the dead connection out again and again: invalidated, it is replaced.
                 await self.conn.invalidate()
+                raise
+            except BaseException:
+                # Cancelled around BEGIN: the server may be in the transaction while neither
+                # SQLAlchemy nor the adapter will ever end it, and asyncpg would nest every
+                # later unit of work on this connection in it as a SAVEPOINT (nothing ever
+                # committed, every lock kept). Nothing can be awaited here: end the session
+                # now (the server rolls back); the pool replaces it at its next checkout.
+                raw.info[STALE] = True
+                if raw.driver_connection is not None:
+                    raw.driver_connection.terminate()
                 raise
         driver: asyncpg.Connection = raw.driver_connection
         return driver
@@ -353,7 +366,21 @@ def create_engine(
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         _client_keepalives(dbapi_connection.driver_connection, settings)
 
+    @event.listens_for(engine.sync_engine, "checkout")
+    def _on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        if record.info.pop(STALE, False) or stale_transaction(dbapi_connection.driver_connection):
+            # The pool discards it and hands out a fresh connection instead.
+            raise DisconnectionError("pooled connection left inside a transaction")
+
     return engine
+
+
+def stale_transaction(conn: asyncpg.Connection) -> bool:
+    """A pooled connection still inside a transaction (asyncpg's or the server's) although
+    its last user has returned it: a unit of work interrupted at its BEGIN. Reused, every
+    later unit of work would run as a SAVEPOINT of that transaction (never committed, its
+    locks kept for good), so it must not be handed out again."""
+    return bool(conn.is_in_transaction() or getattr(conn, "_top_xact", None) is not None)
 
 
 def _json_dumps(value: Any) -> str:
