@@ -51,6 +51,15 @@ async def _submit(svc: Service, bound: float, **body: Any) -> httpx.Response:
         return await svc.client.post("/api/v1/tasks", json=payload)
 
 
+async def _accepted(svc: Service, description: str) -> str | None:
+    """The new task's id when a submission is accepted within 2 s, else None."""
+    with contextlib.suppress(TimeoutError):
+        r = await _submit(svc, 2, description=description)
+        if r.status_code == 201:
+            return str(r.json()["task_id"])
+    return None
+
+
 async def _load(svc: Service, stop: asyncio.Event) -> None:
     """Submissions and status reads all along, so that connections are mid-statement when
     the fault begins (as under real traffic) and die with it."""
@@ -117,14 +126,12 @@ async def test_a_blackholed_database_answers_503_quickly_and_the_service_recover
         await eventually(ready, timeout=RECOVERY_BOUND, interval=0.1, what="ready again")
         to_ready = time.monotonic() - healed
 
-        async def accepted() -> str | None:
-            with contextlib.suppress(TimeoutError):
-                r = await _submit(svc, 2, description="Write a fibonacci function after the fault")
-                if r.status_code == 201:
-                    return str(r.json()["task_id"])
-            return None
-
-        task_id = await eventually(accepted, timeout=RECOVERY_BOUND, interval=0.1, what="a submission")
+        task_id = await eventually(
+            lambda: _accepted(svc, "Write a fibonacci function after the fault"),
+            timeout=RECOVERY_BOUND,
+            interval=0.1,
+            what="a submission",
+        )
         to_submit = time.monotonic() - healed
         stop.set()
 
@@ -197,14 +204,12 @@ async def test_the_event_feed_resumes_after_a_blackhole(pg_url: str) -> None:
         await asyncio.sleep(3.0)  # the fault itself: longer than the feed's read bound (2 s)
         proxy.heal()
 
-        async def accepted() -> str | None:
-            with contextlib.suppress(TimeoutError):
-                r = await _submit(svc, 2, description="after the fault")
-                if r.status_code == 201:
-                    return str(r.json()["task_id"])
-            return None
-
-        after = await eventually(accepted, timeout=RECOVERY_BOUND, interval=0.1, what="a submission")
+        after = await eventually(
+            lambda: _accepted(svc, "after the fault"),
+            timeout=RECOVERY_BOUND,
+            interval=0.1,
+            what="a submission",
+        )
         await eventually(
             lambda: any(e.subject == after for e in seen), timeout=RECOVERY_BOUND, what="the feed resumed"
         )
