@@ -42,22 +42,29 @@ class _Loop:
         self.interval = interval
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         self.last_error: str | None = None
 
     def wake(self) -> None:
         self._wake.set()
 
     def start(self) -> None:
+        self._stopping = False
         self._task = asyncio.create_task(self._run(), name=self.name)
 
     async def stop(self) -> None:
+        # The flag as well as the cancellation: on Python 3.11 a cancellation that meets a
+        # timeout inside asyncio.wait_for (ours, or asyncpg's command timeout) can come out as
+        # TimeoutError, which the loop retries; without the flag the loop outlived its app
+        # (a stopped app's router went on routing another app's tasks in one test run).
+        self._stopping = True
         if self._task is not None:
             await cancel_and_wait(self._task, self.name)
             self._task = None
 
     async def _run(self) -> None:
         backoff = 0.1
-        while True:
+        while not self._stopping:
             try:
                 busy = await self.tick()
                 self.last_error = None

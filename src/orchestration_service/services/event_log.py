@@ -125,6 +125,7 @@ class LogNotifier:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._pg_conn: Any = None
+        self._stopping = False
 
     def wake(self) -> None:
         self._wake.set()
@@ -149,6 +150,7 @@ class LogNotifier:
         self._task = asyncio.create_task(self._run(), name="event-log-notifier")
 
     async def stop(self) -> None:
+        self._stopping = True  # see dispatcher._Loop.stop: a cancellation can be lost on 3.11
         if self._task is not None:
             await cancel_and_wait(self._task, "event-log notifier")
         await self._close_pg()
@@ -170,7 +172,7 @@ class LogNotifier:
 
     async def _run(self) -> None:
         backoff = 0.2
-        while True:
+        while not self._stopping:
             try:
                 await self._listen_pg()
                 await self._fan_out()
