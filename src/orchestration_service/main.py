@@ -31,6 +31,7 @@ from orchestration_service.http import JSON, BodyLimitMiddleware, GZipWhenAccept
 from orchestration_service.logs import RequestContextMiddleware
 from orchestration_service.metrics import GaugeRefresher, Metrics, MetricsMiddleware
 from orchestration_service.redaction import redact
+from orchestration_service.repositories.storage import SqlStorage
 from orchestration_service.routers.fast_lane import FastLane, LaneCounts
 from orchestration_service.routers.ui import mount_ui
 from orchestration_service.services.auth import ApiKeyService
@@ -60,6 +61,7 @@ class Container:
 
     settings: Settings
     db: Database
+    storage: SqlStorage
     bus: EventBus
     lifecycle: Lifecycle
     tasks: TaskManager
@@ -89,6 +91,8 @@ class Container:
             fast_pool_size=settings.storage.fast_pool_size,
             storage=settings.storage,
         )
+        # The repositories of this database's backend, chosen here once (by its URL).
+        storage = SqlStorage(db)
         bus = create_bus(settings)
         lifecycle = Lifecycle(settings)
         provenance = ProvenanceStore(db)
@@ -128,6 +132,7 @@ class Container:
         return cls(
             settings=settings,
             db=db,
+            storage=storage,
             bus=bus,
             lifecycle=lifecycle,
             tasks=tasks,
@@ -141,7 +146,7 @@ class Container:
             notifier=notifier,
             event_log=EventLog(db, notifier),
             metrics=metrics,
-            keys=ApiKeyService(db, cache_ttl=settings.auth.cache_ttl_seconds),
+            keys=ApiKeyService(storage, cache_ttl=settings.auth.cache_ttl_seconds),
             gauges=GaugeRefresher(metrics, db, settings.observability.metrics_refresh_seconds)
             if settings.observability.metrics_enabled
             else None,

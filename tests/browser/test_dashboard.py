@@ -419,6 +419,7 @@ def test_key_prompt_when_auth_is_on(tmp_path: Path, open_page: Any) -> None:
     from orchestration_service.config import load_settings
     from orchestration_service.db.engine import Database, create_engine
     from orchestration_service.domain.access import Scope
+    from orchestration_service.repositories.storage import SqlStorage
     from orchestration_service.services.auth import ApiKeyService
 
     url = new_database(tmp_path)
@@ -426,7 +427,7 @@ def test_key_prompt_when_auth_is_on(tmp_path: Path, open_page: Any) -> None:
     async def make_keys() -> tuple[str, str]:
         db = Database(create_engine(load_settings(storage={"database_url": url}).storage))
         try:
-            keys = ApiKeyService(db)
+            keys = ApiKeyService(SqlStorage(db))
             admin, _ = await keys.create(name="ui-admin", scope=Scope.ADMIN, projects=None)
             reader, _ = await keys.create(name="ui-reader", scope=Scope.READ, projects=None)
             return admin, reader

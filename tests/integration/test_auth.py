@@ -45,7 +45,7 @@ async def test_no_unknown_or_revoked_key_is_401(secured: Service) -> None:
     assert (await c.get("/metrics")).status_code == 200
     raw, row = await secured.container.keys.create(name="gone", scope=Scope.ADMIN, projects=None)
     assert (await c.get("/api/v1/tasks", headers={"X-API-Key": raw})).status_code == 200
-    await secured.container.keys.revoke(row["id"])
+    await secured.container.keys.revoke(row.id)
     assert (await c.get("/api/v1/tasks", headers={"X-API-Key": raw})).status_code == 401
 
 

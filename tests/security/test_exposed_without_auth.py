@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from orchestration_service.cli import is_loopback
 from orchestration_service.db.engine import Database, create_engine
 from orchestration_service.db.tables import api_keys
+from orchestration_service.repositories.storage import SqlStorage
 from orchestration_service.services.auth import BOOTSTRAP_KEY_NAME, ApiKeyService, hash_key
 from tests.conftest import make_settings, start_service, truncate_all
 from tests.process import BIN, ServerProcess, free_port
@@ -129,10 +130,12 @@ async def test_bootstrap_key_is_stored_hashed_once_even_by_replicas_starting_tog
     await truncate_all(database_url)
     dbs = [Database(create_engine(make_settings(database_url).storage)) for _ in range(3)]
     try:
-        stored = await asyncio.gather(*(ApiKeyService(db).ensure_bootstrap(BOOTSTRAP) for db in dbs))
+        stored = await asyncio.gather(
+            *(ApiKeyService(SqlStorage(db)).ensure_bootstrap(BOOTSTRAP) for db in dbs)
+        )
         assert sorted(stored) == [False, False, True]
-        assert not await ApiKeyService(dbs[0]).ensure_bootstrap(BOOTSTRAP)
-        principal = await ApiKeyService(dbs[1]).authenticate(BOOTSTRAP)
+        assert not await ApiKeyService(SqlStorage(dbs[0])).ensure_bootstrap(BOOTSTRAP)
+        principal = await ApiKeyService(SqlStorage(dbs[1])).authenticate(BOOTSTRAP)
         assert principal is not None and principal.scope.value == "admin" and principal.projects is None
     finally:
         for db in dbs:
@@ -149,7 +152,7 @@ async def test_a_revoked_bootstrap_key_stays_revoked_across_restarts(database_ur
         auth = {"Authorization": f"Bearer {BOOTSTRAP}"}
         assert (await svc.client.get("/api/v1/tasks", headers=auth)).status_code == 200
         (row,) = await svc.container.keys.list()
-        await svc.container.keys.revoke(row["id"])
+        await svc.container.keys.revoke(row.id)
     finally:
         await svc.client.aclose()
         await lifespan.__aexit__(None, None, None)
@@ -165,7 +168,7 @@ async def test_a_short_bootstrap_key_is_refused_without_echoing_it(sqlite_url: s
     db = Database(create_engine(make_settings(sqlite_url).storage))
     try:
         with pytest.raises(ValueError, match="at least 32 characters") as refused:
-            await ApiKeyService(db).ensure_bootstrap("short-secret")
+            await ApiKeyService(SqlStorage(db)).ensure_bootstrap("short-secret")
         assert "short-secret" not in str(refused.value)
     finally:
         await db.close()
@@ -182,7 +185,7 @@ async def test_the_placeholder_of_env_example_is_refused_as_a_bootstrap_key(sqli
     db = Database(create_engine(make_settings(sqlite_url).storage))
     try:
         with pytest.raises(ValueError, match="placeholder") as refused:
-            await ApiKeyService(db).ensure_bootstrap(placeholder)
+            await ApiKeyService(SqlStorage(db)).ensure_bootstrap(placeholder)
         assert placeholder not in str(refused.value)
         assert hash_key(placeholder) not in [r.key_hash for r in await _rows(sqlite_url)]
     finally:

@@ -38,6 +38,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from orchestration_service.db.engine import Database, create_admin_engine
 from orchestration_service.domain.access import Scope
 from orchestration_service.main import create_app
+from orchestration_service.repositories.storage import SqlStorage
 from orchestration_service.services.auth import ApiKeyService
 from tests.conftest import make_settings, truncate_all
 from tests.contract.test_schemathesis import served_document
@@ -187,7 +188,7 @@ def _keys(url: str) -> tuple[str, str]:
     async def make() -> tuple[str, str]:
         db = Database(create_admin_engine(make_settings(url).storage))
         try:
-            keys = ApiKeyService(db)
+            keys = ApiKeyService(SqlStorage(db))
             a, _ = await keys.create(name="alpha-admin", scope=Scope.ADMIN, projects=["alpha"])
             b, _ = await keys.create(name="beta-admin", scope=Scope.ADMIN, projects=["beta"])
             return a, b

@@ -16,6 +16,7 @@ from orchestration_service.config import Settings
 from orchestration_service.db.engine import Database, create_admin_engine
 from orchestration_service.domain.access import Scope
 from orchestration_service.domain.errors import OrchestrationError
+from orchestration_service.repositories.storage import SqlStorage
 from orchestration_service.services.auth import ApiKeyService
 
 keys_app = typer.Typer(help="API keys (stored hashed; a new key is shown once).", no_args_is_help=True)
@@ -33,7 +34,7 @@ def _run(settings: Settings, work: Any) -> Any:
     async def main() -> Any:
         db = Database(create_admin_engine(settings.storage))
         try:
-            return await work(ApiKeyService(db))
+            return await work(ApiKeyService(SqlStorage(db)))
         finally:
             await db.close()
 
@@ -63,14 +64,14 @@ def create(
     if bool(project) == all_projects:
         typer.echo("orchestration-service: give --project P (repeatable) or --all-projects", err=True)
         raise typer.Exit(2)
-    key, row = _run(
+    key, record = _run(
         _settings(),
         lambda svc: svc.create(
             name=name, scope=Scope(scope.value), projects=None if all_projects else project
         ),
     )
     typer.echo(key)
-    typer.echo(f"key {row['id']} ({row['scope']}) created; it is not shown again", err=True)
+    typer.echo(f"key {record.id} ({record.scope}) created; it is not shown again", err=True)
 
 
 @keys_app.command("ls")
@@ -83,13 +84,13 @@ def ls() -> None:
         table.add_column(col, overflow="fold")
     for r in rows:
         table.add_row(
-            str(r["id"]),
-            r["name"],
-            r["key_hint"] + "…",
-            r["scope"],
-            "all" if r["all_projects"] else ",".join(r["projects"] or []),
-            r["created_at"].isoformat(timespec="seconds"),
-            r["revoked_at"].isoformat(timespec="seconds") if r["revoked_at"] else "-",
+            str(r.id),
+            r.name,
+            r.key_hint + "…",
+            r.scope,
+            "all" if r.all_projects else ",".join(r.projects),
+            r.created_at.isoformat(timespec="seconds"),
+            r.revoked_at.isoformat(timespec="seconds") if r.revoked_at else "-",
         )
     out.print(table)
 

@@ -16,13 +16,12 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
-from orchestration_service.db.engine import Database
 from orchestration_service.domain.access import Scope
 from orchestration_service.domain.errors import NotFound, ValidationFailed
 from orchestration_service.domain.ids import uuid7
-from orchestration_service.repositories.api_keys import ApiKeyRepository
+from orchestration_service.repositories.api_keys import ApiKeyRecord
+from orchestration_service.repositories.ports import Storage
 
 KEY_PREFIX = "orch_"
 BOOTSTRAP_KEY_NAME = "bootstrap-admin"
@@ -45,33 +44,33 @@ def hash_key(key: str) -> str:
 
 
 class ApiKeyService:
-    def __init__(self, db: Database, *, cache_ttl: float = 5.0) -> None:
-        self.db = db
+    def __init__(self, storage: Storage, *, cache_ttl: float = 5.0) -> None:
+        self.storage = storage
         self.cache_ttl = cache_ttl
         self._cache: dict[str, tuple[Principal | None, float]] = {}
 
     async def create(
         self, *, name: str, scope: Scope, projects: Sequence[str] | None
-    ) -> tuple[str, dict[str, Any]]:
+    ) -> tuple[str, ApiKeyRecord]:
         if not name.strip():
             raise ValidationFailed("a key needs a name")
         if projects is not None and not projects:
             raise ValidationFailed("give at least one project, or all projects")
         key = KEY_PREFIX + secrets.token_urlsafe(24)
-        row = {
-            "id": uuid7(),
-            "name": name.strip(),
-            "key_hash": hash_key(key),
-            "key_hint": key[: len(KEY_PREFIX) + 4],
-            "scope": scope.value,
-            "all_projects": projects is None,
-            "projects": sorted(set(projects)) if projects is not None else [],
-            "created_at": datetime.now(UTC),
-            "revoked_at": None,
-        }
-        async with self.db.transaction() as tx:
-            await ApiKeyRepository(tx.conn).insert(row)
-        return key, row
+        record = ApiKeyRecord(
+            id=uuid7(),
+            name=name.strip(),
+            key_hash=hash_key(key),
+            key_hint=key[: len(KEY_PREFIX) + 4],
+            scope=scope.value,
+            all_projects=projects is None,
+            projects=tuple(sorted(set(projects))) if projects is not None else (),
+            created_at=datetime.now(UTC),
+            revoked_at=None,
+        )
+        async with self.storage.transaction() as uow:
+            await uow.api_keys.insert(record)
+        return key, record
 
     async def ensure_bootstrap(self, key: str) -> bool:
         """Store the configured bootstrap admin key (all projects) unless its hash is there
@@ -88,27 +87,27 @@ class ApiKeyService:
                 "auth.bootstrap_admin_key (ORCH_AUTH__BOOTSTRAP_ADMIN_KEY) is still the placeholder "
                 "of .env.example; set your own, e.g. the output of `openssl rand -hex 32`"
             )
-        row = {
-            "id": uuid7(),
-            "name": BOOTSTRAP_KEY_NAME,
-            "key_hash": hash_key(key),
-            "key_hint": key[:4],
-            "scope": Scope.ADMIN.value,
-            "all_projects": True,
-            "projects": [],
-            "created_at": datetime.now(UTC),
-            "revoked_at": None,
-        }
-        async with self.db.transaction() as tx:
-            return await ApiKeyRepository(tx.conn).insert_if_absent(row)
+        record = ApiKeyRecord(
+            id=uuid7(),
+            name=BOOTSTRAP_KEY_NAME,
+            key_hash=hash_key(key),
+            key_hint=key[:4],
+            scope=Scope.ADMIN.value,
+            all_projects=True,
+            projects=(),
+            created_at=datetime.now(UTC),
+            revoked_at=None,
+        )
+        async with self.storage.transaction() as uow:
+            return await uow.api_keys.insert_if_absent(record)
 
-    async def list(self) -> Sequence[Any]:
-        async with self.db.read() as conn:
-            return await ApiKeyRepository(conn).all()
+    async def list(self) -> Sequence[ApiKeyRecord]:
+        async with self.storage.read() as uow:
+            return await uow.api_keys.all()
 
     async def revoke(self, key_id: uuid.UUID) -> None:
-        async with self.db.transaction() as tx:
-            if not await ApiKeyRepository(tx.conn).revoke(key_id):
+        async with self.storage.transaction() as uow:
+            if not await uow.api_keys.revoke(key_id):
                 raise NotFound(f"no active key {key_id}")
         self._cache.clear()
 
@@ -118,15 +117,15 @@ class ApiKeyService:
         hit = self._cache.get(digest)
         if hit is not None and now - hit[1] < self.cache_ttl:
             return hit[0]
-        async with self.db.read() as conn:
-            row = await ApiKeyRepository(conn).by_hash(digest)
+        async with self.storage.read() as uow:
+            record = await uow.api_keys.by_hash(digest)
         principal = None
-        if row is not None and row["revoked_at"] is None:
+        if record is not None and record.revoked_at is None:
             principal = Principal(
-                key_id=row["id"],
-                name=row["name"],
-                scope=Scope(row["scope"]),
-                projects=None if row["all_projects"] else tuple(row["projects"] or ()),
+                key_id=record.id,
+                name=record.name,
+                scope=Scope(record.scope),
+                projects=None if record.all_projects else record.projects,
             )
         if len(self._cache) > 10_000:
             self._cache.clear()

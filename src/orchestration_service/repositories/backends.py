@@ -1,0 +1,45 @@
+"""The one place that knows which implementations serve which database.
+
+The composition root asks ``backend_for`` once, by the database URL; everything else
+receives the chosen repositories through a unit of work (``repositories.storage``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from orchestration_service.db.engine import Transaction
+from orchestration_service.repositories.api_keys.port import ApiKeyRepository
+from orchestration_service.repositories.api_keys.sql import PostgresApiKeys, SqliteApiKeys
+
+Factory = Callable[[Transaction], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Backend:
+    """One implementation of every repository, each built from a transaction."""
+
+    name: str
+    api_keys: Callable[[Transaction], ApiKeyRepository]
+
+
+POSTGRES = Backend(
+    name="postgresql",
+    api_keys=PostgresApiKeys,
+)
+
+SQLITE = Backend(
+    name="sqlite",
+    api_keys=SqliteApiKeys,
+)
+
+
+def backend_for(database_url: str) -> Backend:
+    scheme = database_url.split(":", 1)[0]
+    if scheme.startswith("postgresql"):
+        return POSTGRES
+    if scheme.startswith("sqlite"):
+        return SQLITE
+    raise ValueError(f"no repositories for database URL scheme {scheme!r}")

@@ -1,0 +1,42 @@
+"""What the use cases may ask of storage.
+
+One Protocol per aggregate lives with its implementations (``repositories/<aggregate>/port.py``);
+this module gathers them into the unit of work a use case runs in, and the storage that opens
+units of work. Services import from here (and from the aggregates' ports), never from an
+implementation: which backend runs is decided once, by ``repositories.backends``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Protocol
+
+from orchestration_service.repositories.api_keys.port import ApiKeyRepository
+
+
+class UnitOfWork(Protocol):
+    """One transaction and the repositories that work inside it.
+
+    Everything written through one unit of work commits together or not at all; hooks
+    registered with ``after_commit`` run only once it has committed."""
+
+    @property
+    def api_keys(self) -> ApiKeyRepository: ...
+
+    def after_commit(self, hook: Callable[[], None]) -> None: ...
+
+
+class Storage(Protocol):
+    """Opens units of work. ``transaction`` for use cases that write (or need one snapshot);
+    ``read`` for reads in autocommit, each statement on its own (no BEGIN/COMMIT round trips)."""
+
+    @property
+    def name(self) -> str:
+        """The backend's name ("postgresql" or "sqlite"), for logs and health answers only:
+        never branch on it outside ``db/`` and ``repositories/``."""
+        ...
+
+    def transaction(self, *, write: bool = True) -> AbstractAsyncContextManager[UnitOfWork]: ...
+
+    def read(self) -> AbstractAsyncContextManager[UnitOfWork]: ...

@@ -1,0 +1,61 @@
+"""Units of work over the SQL database, with the backend's repositories."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from orchestration_service.db.engine import Database, Transaction
+from orchestration_service.repositories.api_keys.port import ApiKeyRepository
+from orchestration_service.repositories.backends import Backend, backend_for
+
+
+class SqlUnitOfWork:
+    """A transaction (or an autocommit read connection) and the backend's repositories,
+    each built on first use."""
+
+    __slots__ = ("_made", "backend", "tx")
+
+    def __init__(self, tx: Transaction, backend: Backend) -> None:
+        self.tx = tx
+        self.backend = backend
+        self._made: dict[str, Any] = {}
+
+    def _repo(self, name: str) -> Any:
+        repo = self._made.get(name)
+        if repo is None:
+            factory: Callable[[Transaction], Any] = getattr(self.backend, name)
+            repo = self._made[name] = factory(self.tx)
+        return repo
+
+    @property
+    def api_keys(self) -> ApiKeyRepository:
+        repo: ApiKeyRepository = self._repo("api_keys")
+        return repo
+
+    def after_commit(self, hook: Callable[[], None]) -> None:
+        self.tx.after_commit(hook)
+
+
+class SqlStorage:
+    """``Storage`` on a :class:`Database` (PostgreSQL or SQLite, chosen by its URL)."""
+
+    def __init__(self, db: Database, backend: Backend | None = None) -> None:
+        self.db = db
+        self.backend = backend or backend_for(db.engine.url.render_as_string())
+
+    @property
+    def name(self) -> str:
+        return self.backend.name
+
+    @contextlib.asynccontextmanager
+    async def transaction(self, *, write: bool = True) -> AsyncIterator[SqlUnitOfWork]:
+        async with self.db.transaction(write=write) as tx:
+            yield SqlUnitOfWork(tx, self.backend)
+
+    @contextlib.asynccontextmanager
+    async def read(self) -> AsyncIterator[SqlUnitOfWork]:
+        async with self.db.read() as conn:
+            # Autocommit, so there is no commit: reads register no after-commit hooks.
+            yield SqlUnitOfWork(Transaction(conn), self.backend)
