@@ -10,7 +10,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
-from orchestration_service.repositories.outbox import OutboxRepository
+from orchestration_service.db.engine import Transaction
+from orchestration_service.repositories.storage import unit_of_work
 
 if TYPE_CHECKING:
     from tests.conftest import Service
@@ -68,5 +69,5 @@ async def all_published(svc: Service) -> bool:
     """Whether the outbox relay has published every event committed so far (a predicate
     for :func:`eventually`: after it, ``bus.published`` holds all the service emitted)."""
     async with svc.container.db.read() as conn:
-        pending, _oldest = await OutboxRepository(conn).pending_stats()
+        pending, _oldest = await unit_of_work(Transaction(conn)).outbox.pending_stats()
     return pending == 0

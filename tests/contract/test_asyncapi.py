@@ -30,10 +30,11 @@ from referencing.jsonschema import DRAFT7
 
 import orchestration_service
 from orchestration_service.domain import events as ev
+from orchestration_service.domain.errors import EventRejected
 from orchestration_service.domain.lifecycle import Priority, TaskStatus
 from orchestration_service.domain.routing import DOMAINS, MODES, QA_PROFILES, TIERS
 from orchestration_service.events.bus import OutboundMessage
-from orchestration_service.events.handlers import SCHEMAS, EventRejected, parse_envelope, validate_payload
+from orchestration_service.events.handlers import SCHEMAS, parse_envelope, validate_payload
 from orchestration_service.schemas.events import ArtifactIn, CloudEvent, InputIn
 from tests.conftest import make_settings, start_service, truncate_all
 from tests.contract.event_fixtures import INVALID, VALID, Case

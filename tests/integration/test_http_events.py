@@ -12,9 +12,10 @@ from typing import Any
 import orjson
 import sqlalchemy as sa
 
+from orchestration_service.db.engine import Transaction
 from orchestration_service.db.tables import outbox, processed_events
 from orchestration_service.domain.events import OutgoingEvent
-from orchestration_service.repositories.outbox import OutboxRepository
+from orchestration_service.repositories.storage import unit_of_work
 from orchestration_service.services.lifecycle import emit
 from tests.asgi_stream import AsgiStream
 from tests.conftest import Service
@@ -233,7 +234,7 @@ async def test_retention_removes_old_published_events(service: Service) -> None:
     await wait_for_log(service, 4)
     for _ in range(200):  # only published events are purged: wait for the relay
         async with service.container.db.read() as conn:
-            if (await OutboxRepository(conn).pending_stats())[0] == 0:
+            if (await unit_of_work(Transaction(conn)).outbox.pending_stats())[0] == 0:
                 break
         await asyncio.sleep(0.02)
     async with service.container.db.transaction() as tx:

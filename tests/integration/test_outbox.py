@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from orchestration_service.repositories.outbox import OutboxRepository
+from orchestration_service.db.engine import Transaction
+from orchestration_service.repositories.storage import unit_of_work
 
 
 async def test_the_published_watermark_never_moves_back(clean_db: str) -> None:
     engine = create_async_engine(clean_db)
     try:
         async with engine.begin() as conn:
-            repo = OutboxRepository(conn)
+            repo = unit_of_work(Transaction(conn)).outbox
             assert await repo.pending_stats() == (0, 0.0)
             await repo.mark_published(5)  # no row yet: inserted
             await repo.mark_published(3)  # a leader that lost its lock late

@@ -16,7 +16,8 @@ from typing import Any
 import orjson
 import pytest
 
-from orchestration_service.events.handlers import EventRejected, parse_envelope
+from orchestration_service.domain.errors import EventRejected
+from orchestration_service.events.handlers import parse_envelope
 from orchestration_service.repositories.provenance import ProvenanceRepository
 from orchestration_service.services.lifecycle import utcnow
 from tests.conftest import Service

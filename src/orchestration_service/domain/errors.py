@@ -81,3 +81,14 @@ class StreamsBusy(ServiceUnavailable):
     def __init__(self, detail: str, *, retry_after: int) -> None:
         super().__init__(detail, extra={"retry_after": retry_after})
         self.headers = {"Retry-After": str(retry_after)}
+
+
+class EventRejected(Exception):
+    """An event that can never be applied. ``kind``: malformed | schema | unknown-type |
+    unknown-task | unknown-record. Over HTTP: 400 for malformed, 422 otherwise."""
+
+    def __init__(self, kind: str, reason: str, *, field: str | None = None) -> None:
+        super().__init__(reason)
+        self.kind = kind
+        self.reason = reason
+        self.field = field

@@ -22,12 +22,13 @@ from orchestration_service import tracing
 from orchestration_service.db.engine import Database, Transaction
 from orchestration_service.db.errors import is_transient, retry_conflicts
 from orchestration_service.domain import events as ev
+from orchestration_service.domain.errors import EventRejected
 from orchestration_service.domain.json_text import nul_path
 from orchestration_service.domain.lifecycle import FINAL_STATES, TaskStatus
 from orchestration_service.events.bus import Disposition, HandlerResult, InboundMessage
 from orchestration_service.logs import event_id_var
 from orchestration_service.repositories import tasks_pg
-from orchestration_service.repositories.processed_events import ProcessedEventRepository
+from orchestration_service.repositories.storage import unit_of_work
 from orchestration_service.repositories.tasks import TaskRepository
 from orchestration_service.schemas.events import (
     CloudEvent,
@@ -41,17 +42,6 @@ from orchestration_service.services.lifecycle import Lifecycle, utcnow
 from orchestration_service.services.provenance_store import ProvenanceStore
 
 log = logging.getLogger(__name__)
-
-
-class EventRejected(Exception):
-    """An event that can never be applied. ``kind``: malformed | schema | unknown-type |
-    unknown-task | unknown-record. Over HTTP: 400 for malformed, 422 otherwise."""
-
-    def __init__(self, kind: str, reason: str, *, field: str | None = None) -> None:
-        super().__init__(reason)
-        self.kind = kind
-        self.reason = reason
-        self.field = field
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,7 +169,7 @@ class EventProcessor:
                 if projects is not None:
                     payload = await self.rollback_scope(tx, payload, projects)
                 project = await self.rollback_project(tx, payload)
-                claimed = await ProcessedEventRepository(tx.conn).claim(
+                claimed = await unit_of_work(tx).processed_events.claim(
                     project, ce.id, name, ce.source, "processed"
                 )
             else:
@@ -196,7 +186,7 @@ class EventProcessor:
                 else:
                     found = await TaskRepository(tx.conn).get(task_id, for_update=True) if task_id else None
                     task = dict(found) if found is not None else None
-                    claimed = task is not None and await ProcessedEventRepository(tx.conn).claim(
+                    claimed = task is not None and await unit_of_work(tx).processed_events.claim(
                         task["project_id"], ce.id, name, ce.source, "processed"
                     )
                 if task is None or (projects is not None and task["project_id"] not in projects):
@@ -208,7 +198,7 @@ class EventProcessor:
             else:
                 result = await self._apply(tx, name, payload, ce, task)
                 if result.outcome != "processed":
-                    await ProcessedEventRepository(tx.conn).set_outcome(project, ce.id, result.outcome)
+                    await unit_of_work(tx).processed_events.set_outcome(project, ce.id, result.outcome)
         self.on_outcome(name, result.outcome)
         return result
 

@@ -33,16 +33,15 @@ from orchestration_service import tracing
 from orchestration_service.background import cancel_and_wait
 from orchestration_service.config import Settings
 from orchestration_service.db import leader as leader_sql
-from orchestration_service.db.engine import LOG_CHANNEL, OUTBOX_CHANNEL, Database, close_own
+from orchestration_service.db.engine import LOG_CHANNEL, OUTBOX_CHANNEL, Database, Transaction, close_own
 from orchestration_service.events.bus import EventBus, OutboundMessage
 from orchestration_service.redaction import error_text, reason
-from orchestration_service.repositories.outbox import (
+from orchestration_service.repositories.outbox.sql import (
     ASSIGN_SEQUENCE_PG,
     MARK_PUBLISHED_PG,
     UNPUBLISHED_PG,
-    OutboxRepository,
 )
-from orchestration_service.repositories.processed_events import ProcessedEventRepository
+from orchestration_service.repositories.storage import unit_of_work
 
 log = logging.getLogger(__name__)
 
@@ -300,7 +299,7 @@ class OutboxRelay:
                             await leader.execute(WAKE_LOG_READERS)
                 else:
                     async with self.db.read() as conn:
-                        sequenced = await OutboxRepository(conn).assign_sequence(batch)
+                        sequenced = await unit_of_work(Transaction(conn)).outbox.assign_sequence(batch)
                 if not sequenced:
                     return total
                 total += sequenced
@@ -322,7 +321,7 @@ class OutboxRelay:
                     rows = await own.fetch(UNPUBLISHED_PG, batch)
                 else:
                     async with self.db.read() as conn:
-                        rows = await OutboxRepository(conn).unpublished(batch)
+                        rows = await unit_of_work(Transaction(conn)).outbox.unpublished(batch)
                 if not rows:
                     return sent
                 messages = [OutboundMessage(r["exchange"], r["event_type"], r["envelope"]) for r in rows]
@@ -343,7 +342,7 @@ class OutboxRelay:
                     await own.execute(MARK_PUBLISHED_PG, through)
                 else:
                     async with self.db.read() as conn:
-                        await OutboxRepository(conn).mark_published(through)
+                        await unit_of_work(Transaction(conn)).outbox.mark_published(through)
                 sent += len(rows)
                 self.published_count += len(rows)
                 names = [r["event_type"] for r in rows]
@@ -355,12 +354,12 @@ class OutboxRelay:
     async def _purge(self) -> None:
         days = self.settings.events.retention_days
         async with self.db.transaction() as tx:
-            removed = await OutboxRepository(tx.conn).purge_published_before(timedelta(days=days))
+            removed = await unit_of_work(tx).outbox.purge_published_before(timedelta(days=days))
         if removed:
             log.info("event log: removed %d events older than %s days", removed, days)
         # Consumed events' ids: without this the de-duplication table grows for ever.
         days = self.settings.events.processed_retention_days
         async with self.db.transaction() as tx:
-            forgotten = await ProcessedEventRepository(tx.conn).purge_before(timedelta(days=days))
+            forgotten = await unit_of_work(tx).processed_events.purge_before(timedelta(days=days))
         if forgotten:
             log.info("consumed events: forgot %d ids older than %s days", forgotten, days)

@@ -8,13 +8,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from orchestration_service.db.engine import Transaction
 from orchestration_service.repositories.api_keys.port import ApiKeyRepository
 from orchestration_service.repositories.api_keys.sql import PostgresApiKeys, SqliteApiKeys
-
-Factory = Callable[[Transaction], Any]
+from orchestration_service.repositories.outbox.port import OutboxRepository
+from orchestration_service.repositories.outbox.sql import SqlOutbox
+from orchestration_service.repositories.processed_events.port import ProcessedEventRepository
+from orchestration_service.repositories.processed_events.sql import (
+    PostgresProcessedEvents,
+    SqliteProcessedEvents,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,16 +27,22 @@ class Backend:
 
     name: str
     api_keys: Callable[[Transaction], ApiKeyRepository]
+    outbox: Callable[[Transaction], OutboxRepository]
+    processed_events: Callable[[Transaction], ProcessedEventRepository]
 
 
 POSTGRES = Backend(
     name="postgresql",
     api_keys=PostgresApiKeys,
+    outbox=SqlOutbox,
+    processed_events=PostgresProcessedEvents,
 )
 
 SQLITE = Backend(
     name="sqlite",
     api_keys=SqliteApiKeys,
+    outbox=SqlOutbox,
+    processed_events=SqliteProcessedEvents,
 )
 
 

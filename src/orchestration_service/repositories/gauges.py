@@ -8,7 +8,8 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from orchestration_service.repositories.outbox import OutboxRepository
+from orchestration_service.db.engine import Transaction
+from orchestration_service.repositories.outbox.sql import SqlOutbox
 from orchestration_service.repositories.tasks import TaskRepository
 
 # One replica (or worker) reads at a time: the others skip that round and serve what they
@@ -36,5 +37,5 @@ class GaugeRepository:
 
     async def read(self) -> GaugeReading:
         counts = await TaskRepository(self.conn).counts_by_state()
-        pending, oldest = await OutboxRepository(self.conn).pending_stats()
+        pending, oldest = await SqlOutbox(Transaction(self.conn)).pending_stats()
         return GaugeReading(counts, pending, oldest)

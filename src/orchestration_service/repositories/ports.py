@@ -13,6 +13,8 @@ from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
 from orchestration_service.repositories.api_keys.port import ApiKeyRepository
+from orchestration_service.repositories.outbox.port import OutboxRepository
+from orchestration_service.repositories.processed_events.port import ProcessedEventRepository
 
 
 class UnitOfWork(Protocol):
@@ -23,6 +25,12 @@ class UnitOfWork(Protocol):
 
     @property
     def api_keys(self) -> ApiKeyRepository: ...
+
+    @property
+    def outbox(self) -> OutboxRepository: ...
+
+    @property
+    def processed_events(self) -> ProcessedEventRepository: ...
 
     def after_commit(self, hook: Callable[[], None]) -> None: ...
 

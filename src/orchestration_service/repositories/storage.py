@@ -9,6 +9,8 @@ from typing import Any
 from orchestration_service.db.engine import Database, Transaction
 from orchestration_service.repositories.api_keys.port import ApiKeyRepository
 from orchestration_service.repositories.backends import Backend, backend_for
+from orchestration_service.repositories.outbox.port import OutboxRepository
+from orchestration_service.repositories.processed_events.port import ProcessedEventRepository
 
 
 class SqlUnitOfWork:
@@ -32,6 +34,16 @@ class SqlUnitOfWork:
     @property
     def api_keys(self) -> ApiKeyRepository:
         repo: ApiKeyRepository = self._repo("api_keys")
+        return repo
+
+    @property
+    def outbox(self) -> OutboxRepository:
+        repo: OutboxRepository = self._repo("outbox")
+        return repo
+
+    @property
+    def processed_events(self) -> ProcessedEventRepository:
+        repo: ProcessedEventRepository = self._repo("processed_events")
         return repo
 
     def after_commit(self, hook: Callable[[], None]) -> None:
@@ -59,3 +71,9 @@ class SqlStorage:
         async with self.db.read() as conn:
             # Autocommit, so there is no commit: reads register no after-commit hooks.
             yield SqlUnitOfWork(Transaction(conn), self.backend)
+
+
+def unit_of_work(tx: Transaction) -> SqlUnitOfWork:
+    """Transitional, while use cases move from ``Database`` to ``Storage``: the repositories
+    of a transaction the caller opened itself."""
+    return SqlUnitOfWork(tx, backend_for(tx.dialect))

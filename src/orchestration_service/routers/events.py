@@ -19,11 +19,12 @@ from starlette.responses import Response
 from orchestration_service.db.errors import is_transient
 from orchestration_service.domain.errors import (
     BadRequest,
+    EventRejected,
     ServiceUnavailable,
     UnsupportedMediaType,
     ValidationFailed,
 )
-from orchestration_service.events.handlers import EventRejected, parse_envelope
+from orchestration_service.events.handlers import parse_envelope
 from orchestration_service.events.topics import (
     MAX_PATTERN_LENGTH,
     MAX_PATTERN_WORDS,

@@ -24,10 +24,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from orchestration_service.background import cancel_and_wait
-from orchestration_service.db.engine import LOG_CHANNEL, Database, close_own
+from orchestration_service.db.engine import LOG_CHANNEL, Database, Transaction, close_own
 from orchestration_service.domain.errors import StreamsBusy
 from orchestration_service.events.topics import topic_matches
-from orchestration_service.repositories.outbox import READ_LOG_PG, OutboxRepository
+from orchestration_service.repositories.outbox.sql import READ_LOG_PG
+from orchestration_service.repositories.storage import unit_of_work
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +147,7 @@ class LogNotifier:
 
     async def start(self) -> None:
         async with self.db.read() as conn:
-            self.last_seq = await OutboxRepository(conn).last_seq()
+            self.last_seq = await unit_of_work(Transaction(conn)).outbox.last_seq()
         self._task = asyncio.create_task(self._run(), name="event-log-notifier")
 
     async def stop(self) -> None:
@@ -222,7 +223,7 @@ class LogNotifier:
             timeout = bound + 1 if bound else None
             return await self._pg_conn.fetch(READ_LOG_PG, after, limit, timeout=timeout)  # type: ignore[no-any-return]
         async with self.db.read() as conn:
-            return await OutboxRepository(conn).read_log(after, limit)
+            return await unit_of_work(Transaction(conn)).outbox.read_log(after, limit)
 
     @contextlib.asynccontextmanager
     async def subscribe(self, cut: asyncio.Event | None = None) -> AsyncIterator[tuple[_Listener, int]]:
@@ -232,7 +233,7 @@ class LogNotifier:
         if not self._listeners:
             # The fan-out idles without listeners: move to the head before the first joins.
             async with self.db.read() as conn:
-                self.last_seq = max(self.last_seq, await OutboxRepository(conn).last_seq())
+                self.last_seq = max(self.last_seq, await unit_of_work(Transaction(conn)).outbox.last_seq())
         self._listeners.add(listener)
         try:
             yield listener, self.last_seq
@@ -247,11 +248,11 @@ class EventLog:
 
     async def head(self) -> int:
         async with self.db.read() as conn:
-            return await OutboxRepository(conn).last_seq()
+            return await unit_of_work(Transaction(conn)).outbox.last_seq()
 
     async def read(self, after: int, limit: int) -> list[LogEntry]:
         async with self.db.read() as conn:
-            return [_entry(r) for r in await OutboxRepository(conn).read_log(after, limit)]
+            return [_entry(r) for r in await unit_of_work(Transaction(conn)).outbox.read_log(after, limit)]
 
     async def follow(
         self,

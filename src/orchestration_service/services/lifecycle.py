@@ -29,7 +29,7 @@ from orchestration_service.domain.lifecycle import (
     check_transition,
 )
 from orchestration_service.repositories import tasks_pg
-from orchestration_service.repositories.outbox import OutboxRepository
+from orchestration_service.repositories.storage import unit_of_work
 from orchestration_service.repositories.tasks import TaskRepository
 
 
@@ -638,8 +638,7 @@ async def emit(tx: Transaction, events: Sequence[ev.OutgoingEvent]) -> None:
     """Write events to the outbox in this transaction; the relay sends them after commit."""
     if events:
         stamp_trace(events)
-        await OutboxRepository(tx.conn).add(events)
-        tx.mark_outbox_written()
+        await unit_of_work(tx).outbox.add(events)
 
 
 def stamp_trace(events: Sequence[ev.OutgoingEvent]) -> None:

@@ -24,7 +24,7 @@ from orchestration_service.db.engine import Database, Transaction
 from orchestration_service.db.errors import retry_conflicts
 from orchestration_service.db.tables import provenance_records, tasks
 from orchestration_service.domain import events as ev
-from orchestration_service.domain.errors import Forbidden, NotFound
+from orchestration_service.domain.errors import EventRejected, Forbidden, NotFound
 from orchestration_service.domain.ids import uuid7
 from orchestration_service.domain.lifecycle import FINAL_STATES, TaskStatus
 from orchestration_service.domain.provenance import artifacts_or_record, output_artifact_ids, primary_artifact
@@ -76,9 +76,6 @@ class CascadeResult:
 
 
 def _rejected(reason: str, field_name: str, kind: str = "unknown-record") -> Exception:
-    # Imported here: events.handlers imports the provenance store.
-    from orchestration_service.events.handlers import EventRejected
-
     return EventRejected(kind, reason, field=field_name)
 
 

@@ -1,15 +1,15 @@
-"""The outbox: events written with the state change, published after commit, kept as the
-ordered event log (``seq``) that the SSE feed reads."""
+"""The outbox and event log in SQL (SQLAlchemy Core, which both backends run), plus the
+same statements as text for PostgreSQL's own asyncpg connections."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any, cast
 
 import sqlalchemy as sa
-from sqlalchemy.engine import RowMapping
-from sqlalchemy.ext.asyncio import AsyncConnection
 
+from orchestration_service.db.engine import Transaction
 from orchestration_service.db.tables import outbox, relay_progress
 from orchestration_service.domain.events import OutgoingEvent
 
@@ -50,9 +50,10 @@ def _unpublished() -> sa.ColumnElement[bool]:
     return sa.or_(outbox.c.seq.is_(None), outbox.c.seq > _published_seq())
 
 
-class OutboxRepository:
-    def __init__(self, conn: AsyncConnection) -> None:
-        self.conn = conn
+class SqlOutbox:
+    def __init__(self, tx: Transaction) -> None:
+        self.tx = tx
+        self.conn = tx.conn
 
     async def add(self, events: Sequence[OutgoingEvent]) -> None:
         if not events:
@@ -73,12 +74,11 @@ class OutboxRepository:
                 for ev in events
             ],
         )
+        # The relay is woken once the unit of work commits.
+        self.tx.mark_outbox_written()
 
     async def assign_sequence(self, limit: int) -> int:
-        """Give committed, unsequenced rows the next contiguous ``seq`` numbers, in ``id``
-        order, in one statement. Only the relay leader calls this (one at a time), so the
-        numbers never skip and a reader that has seen ``seq = n`` has seen every row up to
-        ``n``."""
+        # One statement.
         pending = (
             sa.select(outbox.c.id, sa.func.row_number().over(order_by=outbox.c.id).label("n"))
             .where(outbox.c.seq.is_(None))
@@ -95,21 +95,19 @@ class OutboxRepository:
         )
         return int((await self.conn.execute(stmt)).rowcount or 0)
 
-    async def unpublished(self, limit: int) -> Sequence[RowMapping]:
-        """Numbered rows not yet published, in ``seq`` order."""
+    async def unpublished(self, limit: int) -> Sequence[Mapping[str, Any]]:
         stmt = (
             sa.select(outbox.c.id, outbox.c.seq, outbox.c.event_type, outbox.c.exchange, outbox.c.envelope)
             .where(outbox.c.seq > _published_seq())
             .order_by(outbox.c.seq)
             .limit(limit)
         )
-        return (await self.conn.execute(stmt)).mappings().all()
+        return _rows(await self.conn.execute(stmt))
 
     async def mark_published(self, through_seq: int) -> None:
-        """Every row up to ``through_seq`` was published."""
         await self.conn.execute(sa.text(_MARK_PUBLISHED.format(seq=":seq")), {"seq": through_seq})
 
-    async def read_log(self, after: int, limit: int) -> Sequence[RowMapping]:
+    async def read_log(self, after: int, limit: int) -> Sequence[Mapping[str, Any]]:
         stmt = (
             sa.select(
                 outbox.c.seq, outbox.c.event_type, outbox.c.subject, outbox.c.project_id, outbox.c.envelope
@@ -118,7 +116,7 @@ class OutboxRepository:
             .order_by(outbox.c.seq)
             .limit(limit)
         )
-        return (await self.conn.execute(stmt)).mappings().all()
+        return _rows(await self.conn.execute(stmt))
 
     async def last_seq(self) -> int:
         return int(
@@ -126,7 +124,6 @@ class OutboxRepository:
         )
 
     async def pending_stats(self) -> tuple[int, float]:
-        """(events not yet published, age in seconds of the oldest of them)."""
         row = (
             await self.conn.execute(
                 sa.select(sa.func.count(), sa.func.min(outbox.c.created_at)).where(_unpublished())
@@ -165,3 +162,8 @@ class OutboxRepository:
         if ids:
             await self.conn.execute(outbox.delete().where(outbox.c.id.in_(list(ids))))
         return len(ids)
+
+
+def _rows(result: sa.CursorResult[Any]) -> Sequence[Mapping[str, Any]]:
+    # Rows keyed by column name (SQLAlchemy types their keys more widely than it fills them).
+    return cast("Sequence[Mapping[str, Any]]", result.mappings().all())
