@@ -7,18 +7,15 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
-import asyncpg
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from sqlalchemy.dialects.postgresql.asyncpg import AsyncAdapt_asyncpg_dbapi
-from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from orchestration_service.db.errors import is_transient
+from orchestration_service.db.errors import DATABASE_ERRORS, is_transient
 from orchestration_service.domain.errors import (
     PROBLEM_BASE,
     OrchestrationError,
@@ -168,19 +165,6 @@ def install_error_handlers(app: FastAPI) -> None:
     for kind in DATABASE_ERRORS:
         app.add_exception_handler(kind, _unhandled)
     app.add_exception_handler(Exception, _unhandled)
-
-
-# Every class ``db.errors.is_transient`` may judge (the drivers', SQLAlchemy's, the network's).
-DATABASE_ERRORS: tuple[type[Exception], ...] = (
-    SQLAlchemyError,
-    AsyncAdapt_asyncpg_dbapi.Error,
-    asyncpg.exceptions.PostgresError,
-    asyncpg.exceptions.InterfaceError,
-    asyncpg.exceptions.InternalClientError,
-    OSError,
-    EOFError,
-    TimeoutError,
-)
 
 
 def transient_problem(method: str, path: str, exc: BaseException) -> Response | None:

@@ -20,7 +20,7 @@ from typing import TypeVar
 
 import asyncpg
 from sqlalchemy.dialects.postgresql.asyncpg import AsyncAdapt_asyncpg_dbapi
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as SATimeoutError
 
 log = logging.getLogger(__name__)
@@ -124,3 +124,16 @@ async def retry_conflicts(work: Callable[[], Awaitable[T]], *, what: str) -> T:
             # A short random pause, so that two aborted parties do not collide again.
             await asyncio.sleep(random.uniform(0, 0.01 * attempt))
     raise AssertionError("unreachable")
+
+
+# Every class ``db.errors.is_transient`` may judge (the drivers', SQLAlchemy's, the network's).
+DATABASE_ERRORS: tuple[type[Exception], ...] = (
+    SQLAlchemyError,
+    AsyncAdapt_asyncpg_dbapi.Error,
+    asyncpg.exceptions.PostgresError,
+    asyncpg.exceptions.InterfaceError,
+    asyncpg.exceptions.InternalClientError,
+    OSError,
+    EOFError,
+    TimeoutError,
+)
