@@ -1,18 +1,21 @@
-"""In-memory fakes of the event side's ports (``repositories.ports.Storage``, the outbox,
-processed events, the relay's coordination and the feed), for use-case tests where a
-database adds nothing. They keep the ports' promises the use cases rely on (numbers in
-commit order, the watermark never moves back, one leader, wake-ups) and nothing more; the
-real implementations are held to the same promises by tests/integration/repositories."""
+"""In-memory fakes of the storage ports the event side and the API keys use
+(``repositories.ports.Storage``: the outbox, processed events, API keys, the relay's
+coordination and the feed), for use-case tests where a database adds nothing. They keep
+the ports' promises the use cases rely on (numbers in commit order, the watermark never
+moves back, one leader, wake-ups) and nothing more; the real implementations are held to
+the same promises by tests/integration/repositories."""
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
-from typing import Any
+from datetime import UTC, datetime, timedelta
 
 from orchestration_service.domain.events import OutgoingEvent
+from orchestration_service.repositories.api_keys import ApiKeyRecord
 from orchestration_service.repositories.outbox import LogEntry, UnpublishedEvent
 
 
@@ -24,6 +27,7 @@ class EventStore:
     log: list[tuple[LogEntry, str]] = field(default_factory=list)  # (entry, exchange)
     published_seq: int = 0
     claimed: dict[tuple[str, str], str] = field(default_factory=dict)
+    api_keys: dict[uuid.UUID, ApiKeyRecord] = field(default_factory=dict)
     leader: FakeRelayCoordination | None = None
     wake_leader: Callable[[], None] | None = None
     feeds: dict[FakeLogFeed, Callable[[], None]] = field(default_factory=dict)
@@ -109,16 +113,42 @@ class FakeProcessedEvents:
         return 0
 
 
+class FakeApiKeys:
+    """Writes land at once (the fakes' rollback covers only the outbox)."""
+
+    def __init__(self, store: EventStore) -> None:
+        self.keys = store.api_keys
+
+    async def insert(self, key: ApiKeyRecord) -> None:
+        self.keys[key.id] = key
+
+    async def insert_if_absent(self, key: ApiKeyRecord) -> bool:
+        if any(k.key_hash == key.key_hash for k in self.keys.values()):
+            return False
+        self.keys[key.id] = key
+        return True
+
+    async def by_hash(self, key_hash: str) -> ApiKeyRecord | None:
+        return next((k for k in self.keys.values() if k.key_hash == key_hash), None)
+
+    async def all(self) -> Sequence[ApiKeyRecord]:
+        return sorted(self.keys.values(), key=lambda k: k.created_at)
+
+    async def revoke(self, key_id: uuid.UUID) -> bool:
+        key = self.keys.get(key_id)
+        if key is None or key.revoked_at is not None:
+            return False
+        self.keys[key_id] = dataclasses.replace(key, revoked_at=datetime.now(UTC))
+        return True
+
+
 class FakeUnitOfWork:
     def __init__(self, store: EventStore) -> None:
         self.written: list[OutgoingEvent] = []
         self.outbox = FakeOutbox(store, self.written)
         self.processed_events = FakeProcessedEvents(store)
+        self.api_keys = FakeApiKeys(store)
         self.hooks: list[Callable[[], None]] = []
-
-    @property
-    def api_keys(self) -> Any:
-        raise NotImplementedError("no API keys in the event fakes")
 
     def after_commit(self, hook: Callable[[], None]) -> None:
         self.hooks.append(hook)

@@ -74,7 +74,7 @@ class OutboxRelay:
 
     async def _wake_leader(self) -> None:
         """Wake the leader (perhaps another replica) until no commit is left unannounced.
-        Commits during one NOTIFY share the next. A failure is only logged: the leader's
+        Commits during one announcement share the next. A failure is only logged: the leader's
         poll finds the rows all the same."""
         while self._leader_wake_due and not self._stopping:
             self._leader_wake_due = False
