@@ -163,7 +163,9 @@ class FakeRelayCoordination:
     def on_local_commit(self, wake: Callable[[], None]) -> None:
         self.store.on_commit = wake
 
-    async def try_lead(self, on_wake: Callable[[], None], *, silent_after: float) -> bool:
+    async def try_lead(
+        self, on_wake: Callable[[], None], *, silent_after: float, timeout: float | None = None
+    ) -> bool:
         if self.store.leader not in (None, self):
             return False
         self.store.leader, self.store.wake_leader = self, on_wake

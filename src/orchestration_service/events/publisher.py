@@ -107,9 +107,9 @@ class OutboxRelay:
         # A leader silent for longer than a live leader's check allows is ended (it may sit
         # behind a half-open connection, its hold kept alive); the next attempt leads.
         silent = ev.relay_leader_check_seconds + ev.relay_leader_timeout_seconds
-        async with asyncio.timeout(ev.relay_leader_timeout_seconds):
-            if not await self.coordination.try_lead(self.wake, silent_after=silent):
-                return False
+        timeout = ev.relay_leader_timeout_seconds
+        if not await self.coordination.try_lead(self.wake, silent_after=silent, timeout=timeout):
+            return False
         self.is_leader = True
         self._watchdog = asyncio.create_task(self._watch_leadership(), name="outbox-relay-watchdog")
         log.info("outbox relay: this process is the leader")

@@ -165,7 +165,7 @@ async def test_one_relay_leads_and_another_takes_over_once_it_steps_down(storage
     first, second = storage.relay_coordination(), storage.relay_coordination()
     try:
         assert not first.leading
-        assert await first.try_lead(lambda: None, silent_after=FOREVER)
+        assert await first.try_lead(lambda: None, silent_after=FOREVER, timeout=10)
         assert first.leading
         assert await first.try_lead(lambda: None, silent_after=FOREVER), "already leading"
         await first.check()

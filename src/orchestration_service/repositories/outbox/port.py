@@ -82,13 +82,17 @@ class RelayCoordination(Protocol):
         """Call ``wake`` after every commit of this process that wrote outbox rows."""
         ...
 
-    async def try_lead(self, on_wake: Callable[[], None], *, silent_after: float) -> bool:
+    async def try_lead(
+        self, on_wake: Callable[[], None], *, silent_after: float, timeout: float | None = None
+    ) -> bool:
         """Become the leader unless another relay is. While leading, ``on_wake`` is called
         whenever a follower (perhaps in another process) announces committed rows.
 
         False while another leads; a leader that has shown no sign of life for longer than
         ``silent_after`` seconds (behind a half-open connection) is ended, so that a later
-        try succeeds. Cancelled or failed, the attempt leaves nothing held."""
+        try succeeds. ``timeout`` bounds the attempt's statements (TimeoutError), not the
+        connecting, which has its own bound. Cancelled or failed, the attempt leaves
+        nothing held."""
         ...
 
     @property

@@ -76,22 +76,25 @@ class PostgresRelayCoordination:
     def on_local_commit(self, wake: Callable[[], None]) -> None:
         self.db.on_outbox_commit = wake
 
-    async def try_lead(self, on_wake: Callable[[], None], *, silent_after: float) -> bool:
+    async def try_lead(
+        self, on_wake: Callable[[], None], *, silent_after: float, timeout: float | None = None
+    ) -> bool:
         if self.leading:
             return True
         conn = self._leader
         if conn is None or conn.is_closed():
             conn = self._leader = await self.db.connect_own("orchestration-relay")
         try:
-            if not await conn.fetchval(TRY_LOCK, RELAY_LOCK_KEY):
-                # The holder may sit behind a half-open connection, its lock kept alive on
-                # the server: end its session once it has been silent for too long.
-                if await conn.fetch(END_SILENT_HOLDER, RELAY_LOCK_KEY, silent_after):
-                    log.warning(
-                        "outbox relay: ended the leader's session, silent for over %.0fs", silent_after
-                    )
-                return False
-            await conn.add_listener(OUTBOX_CHANNEL, lambda *_: on_wake())
+            async with asyncio.timeout(timeout):
+                if not await conn.fetchval(TRY_LOCK, RELAY_LOCK_KEY):
+                    # The holder may sit behind a half-open connection, its lock kept alive
+                    # on the server: end its session once it has been silent for too long.
+                    if await conn.fetch(END_SILENT_HOLDER, RELAY_LOCK_KEY, silent_after):
+                        log.warning(
+                            "outbox relay: ended the leader's session, silent for over %.0fs", silent_after
+                        )
+                    return False
+                await conn.add_listener(OUTBOX_CHANNEL, lambda *_: on_wake())
         except BaseException:
             self._leader = None
             conn.terminate()  # no graceful close: the network may be what failed

@@ -38,7 +38,9 @@ class SqliteRelayCoordination:
     def on_local_commit(self, wake: Callable[[], None]) -> None:
         self.db.on_outbox_commit = wake
 
-    async def try_lead(self, on_wake: Callable[[], None], *, silent_after: float) -> bool:
+    async def try_lead(
+        self, on_wake: Callable[[], None], *, silent_after: float, timeout: float | None = None
+    ) -> bool:
         if self._hub.leader not in (None, self):
             return False
         self._hub.leader, self._hub.wake_leader = self, on_wake
