@@ -10,9 +10,6 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
-from orchestration_service.db.engine import Transaction
-from orchestration_service.repositories.storage import unit_of_work
-
 if TYPE_CHECKING:
     from tests.conftest import Service
 
@@ -68,6 +65,6 @@ def eventually_sync(
 async def all_published(svc: Service) -> bool:
     """Whether the outbox relay has published every event committed so far (a predicate
     for :func:`eventually`: after it, ``bus.published`` holds all the service emitted)."""
-    async with svc.container.db.read() as conn:
-        pending, _oldest = await unit_of_work(Transaction(conn)).outbox.pending_stats()
+    async with svc.container.storage.read() as uow:
+        pending, _oldest = await uow.outbox.pending_stats()
     return pending == 0

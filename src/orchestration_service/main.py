@@ -120,9 +120,9 @@ class Container:
         events.rollback_project = provenance.rollback_project
         lifecycle.on_transition.append(metrics.transition)
         routing.on_routed.append(metrics.routed)
-        relay = OutboxRelay(db, bus, settings)
+        relay = OutboxRelay(storage, bus, settings)
         notifier = LogNotifier(
-            db,
+            storage,
             poll_seconds=settings.events.relay_poll_seconds,
             max_streams=settings.events.max_open_streams,
             buffer_events=settings.events.stream_buffer_events,
@@ -144,7 +144,7 @@ class Container:
             sweeper=Sweeper(db, lifecycle, settings),
             http_client=http,
             notifier=notifier,
-            event_log=EventLog(db, notifier),
+            event_log=EventLog(storage, notifier),
             metrics=metrics,
             keys=ApiKeyService(storage, cache_ttl=settings.auth.cache_ttl_seconds),
             gauges=GaugeRefresher(metrics, db, settings.observability.metrics_refresh_seconds)

@@ -12,15 +12,14 @@ from typing import Any
 import orjson
 import sqlalchemy as sa
 
-from orchestration_service.db.engine import Transaction
 from orchestration_service.db.tables import outbox, processed_events
 from orchestration_service.domain.events import OutgoingEvent
-from orchestration_service.repositories.storage import unit_of_work
 from orchestration_service.services.lifecycle import emit
 from tests.asgi_stream import AsgiStream
 from tests.conftest import Service
 from tests.integration.test_event_lifecycle import cloud_event, output_event
 from tests.integration.test_tasks_api import submit, wait_for_status
+from tests.waiting import all_published, eventually
 
 CE = {"content-type": "application/cloudevents+json"}
 
@@ -232,11 +231,8 @@ async def test_live_tail_starts_at_the_newest_event(service: Service) -> None:
 async def test_retention_removes_old_published_events(service: Service) -> None:
     await running(service, project_id="old")
     await wait_for_log(service, 4)
-    for _ in range(200):  # only published events are purged: wait for the relay
-        async with service.container.db.read() as conn:
-            if (await unit_of_work(Transaction(conn)).outbox.pending_stats())[0] == 0:
-                break
-        await asyncio.sleep(0.02)
+    # Only published events are purged: wait for the relay.
+    await eventually(lambda: all_published(service), what="every event published")
     async with service.container.db.transaction() as tx:
         await tx.conn.execute(outbox.update().values(created_at=datetime.now(UTC) - timedelta(days=8)))
     newest = await service.container.event_log.head()

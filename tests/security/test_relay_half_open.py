@@ -18,6 +18,7 @@ from sqlalchemy.engine import make_url
 from orchestration_service.db.engine import Database, create_engine
 from orchestration_service.events.memory import MemoryBus
 from orchestration_service.events.publisher import OutboxRelay
+from orchestration_service.repositories.storage import SqlStorage
 from tests.conftest import make_settings, start_service, truncate_all
 from tests.faultproxy import FaultProxy
 
@@ -43,7 +44,7 @@ async def test_a_leader_behind_a_half_open_connection_steps_down_and_another_tak
     # Replica A: only its relay, every connection through the proxy.
     settings_a = make_settings(proxied, events=FAST, storage={"connect_timeout_seconds": 2.0})
     db_a = Database(create_engine(settings_a.storage), storage=settings_a.storage)
-    relay_a = OutboxRelay(db_a, MemoryBus(), settings_a)
+    relay_a = OutboxRelay(SqlStorage(db_a), MemoryBus(), settings_a)
     relay_a.start()
     svc_b = lifespan_b = None
     try:

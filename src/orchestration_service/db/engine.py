@@ -107,7 +107,9 @@ class Database:
         self.is_postgres = engine.dialect.name == "postgresql"
         # Set by the outbox relay: called after any commit that wrote outbox rows.
         self.on_outbox_commit: Callable[[], None] = lambda: None
-        self.is_relay_leader = False
+        # What the storage's parts share within this process, keyed by module (SQLite: the
+        # relay's leadership and wake-ups, repositories.outbox.sqlite).
+        self.in_process: dict[str, object] = {}
         self._ping_conn: asyncpg.Connection | None = None  # PostgreSQL: see ``ping``
         self._ping_lock = asyncio.Lock()
 

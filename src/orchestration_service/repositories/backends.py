@@ -9,11 +9,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from orchestration_service.db.engine import Transaction
+from orchestration_service.db.engine import Database, Transaction
 from orchestration_service.repositories.api_keys.port import ApiKeyRepository
 from orchestration_service.repositories.api_keys.sql import PostgresApiKeys, SqliteApiKeys
-from orchestration_service.repositories.outbox.port import OutboxRepository
+from orchestration_service.repositories.outbox.port import LogFeed, OutboxRepository, RelayCoordination
+from orchestration_service.repositories.outbox.postgres import PostgresLogFeed, PostgresRelayCoordination
 from orchestration_service.repositories.outbox.sql import SqlOutbox
+from orchestration_service.repositories.outbox.sqlite import SqliteLogFeed, SqliteRelayCoordination
 from orchestration_service.repositories.processed_events.port import ProcessedEventRepository
 from orchestration_service.repositories.processed_events.sql import (
     PostgresProcessedEvents,
@@ -23,12 +25,15 @@ from orchestration_service.repositories.processed_events.sql import (
 
 @dataclass(frozen=True, slots=True)
 class Backend:
-    """One implementation of every repository, each built from a transaction."""
+    """One implementation of every repository, each built from a transaction, and of every
+    storage-level port, each built from the database."""
 
     name: str
     api_keys: Callable[[Transaction], ApiKeyRepository]
     outbox: Callable[[Transaction], OutboxRepository]
     processed_events: Callable[[Transaction], ProcessedEventRepository]
+    relay_coordination: Callable[[Database], RelayCoordination]
+    log_feed: Callable[[Database], LogFeed]
 
 
 POSTGRES = Backend(
@@ -36,6 +41,8 @@ POSTGRES = Backend(
     api_keys=PostgresApiKeys,
     outbox=SqlOutbox,
     processed_events=PostgresProcessedEvents,
+    relay_coordination=PostgresRelayCoordination,
+    log_feed=PostgresLogFeed,
 )
 
 SQLITE = Backend(
@@ -43,6 +50,8 @@ SQLITE = Backend(
     api_keys=SqliteApiKeys,
     outbox=SqlOutbox,
     processed_events=SqliteProcessedEvents,
+    relay_coordination=SqliteRelayCoordination,
+    log_feed=SqliteLogFeed,
 )
 
 

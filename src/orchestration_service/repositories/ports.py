@@ -13,7 +13,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
 from orchestration_service.repositories.api_keys.port import ApiKeyRepository
-from orchestration_service.repositories.outbox.port import OutboxRepository
+from orchestration_service.repositories.outbox.port import LogFeed, OutboxRepository, RelayCoordination
 from orchestration_service.repositories.processed_events.port import ProcessedEventRepository
 
 
@@ -48,3 +48,16 @@ class Storage(Protocol):
     def transaction(self, *, write: bool = True) -> AbstractAsyncContextManager[UnitOfWork]: ...
 
     def read(self) -> AbstractAsyncContextManager[UnitOfWork]: ...
+
+    async def ping(self) -> None:
+        """Whether the database answers (raises when not), promptly: bounded in time, never
+        waiting behind requests for a pooled connection."""
+        ...
+
+    def relay_coordination(self) -> RelayCoordination:
+        """A new hold for one outbox relay (leadership, wake-ups, its own connections)."""
+        ...
+
+    def log_feed(self) -> LogFeed:
+        """A new source of event-log wake-ups and reads for one process's feed fan-out."""
+        ...

@@ -9,7 +9,7 @@ from typing import Any
 from orchestration_service.db.engine import Database, Transaction
 from orchestration_service.repositories.api_keys.port import ApiKeyRepository
 from orchestration_service.repositories.backends import Backend, backend_for
-from orchestration_service.repositories.outbox.port import OutboxRepository
+from orchestration_service.repositories.outbox.port import LogFeed, OutboxRepository, RelayCoordination
 from orchestration_service.repositories.processed_events.port import ProcessedEventRepository
 
 
@@ -71,6 +71,15 @@ class SqlStorage:
         async with self.db.read() as conn:
             # Autocommit, so there is no commit: reads register no after-commit hooks.
             yield SqlUnitOfWork(Transaction(conn), self.backend)
+
+    async def ping(self) -> None:
+        await self.db.ping()
+
+    def relay_coordination(self) -> RelayCoordination:
+        return self.backend.relay_coordination(self.db)
+
+    def log_feed(self) -> LogFeed:
+        return self.backend.log_feed(self.db)
 
 
 def unit_of_work(tx: Transaction) -> SqlUnitOfWork:

@@ -40,7 +40,7 @@ async def ready(request: Request) -> JSON:
     c = container(request)
     ok = c.migrated and c.bus.consuming
     try:
-        await c.db.ping()
+        await c.storage.ping()
     except Exception:
         ok = False
     return JSON(_base("healthy" if ok else "unhealthy"), status_code=200 if ok else 503)
@@ -57,7 +57,7 @@ async def detailed(request: Request) -> JSON:
     deps: dict[str, str] = {}
     details: dict[str, Any] = {}
     try:
-        await c.db.ping()
+        await c.storage.ping()
         deps["database"] = "connected"
     except Exception as exc:
         deps["database"] = "disconnected"

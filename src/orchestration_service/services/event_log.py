@@ -10,8 +10,8 @@ Each listener's queue is bounded (``events.stream_buffer_events``): a reader tha
 far behind is cut off (its stream closes) and resumes with ``Last-Event-ID``, so a slow
 client costs a bounded amount of memory. The number of open streams per process is capped
 too (``events.max_open_streams``); one more is refused with 503 and ``Retry-After``.
-It wakes on the local relay's signal, on PostgreSQL ``NOTIFY`` from the leader in another
-replica, and on a slow poll as a safety net.
+It wakes on the local relay's signal, on the storage's word that a leader in another
+replica numbered entries (``LogFeed``), and on a slow poll as a safety net.
 """
 
 from __future__ import annotations
@@ -21,27 +21,19 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from orchestration_service.background import cancel_and_wait
-from orchestration_service.db.engine import LOG_CHANNEL, Database, Transaction, close_own
 from orchestration_service.domain.errors import StreamsBusy
 from orchestration_service.events.topics import topic_matches
-from orchestration_service.repositories.outbox.sql import READ_LOG_PG
-from orchestration_service.repositories.storage import unit_of_work
+from orchestration_service.repositories.outbox.port import LogEntry
+from orchestration_service.repositories.ports import Storage
 
 log = logging.getLogger(__name__)
 
 _BATCH_LIMIT = 500  # entries a follower takes from its queue at once
 
 
-@dataclass(frozen=True, slots=True)
-class LogEntry:
-    seq: int
-    event_type: str
-    subject: str | None
-    project_id: str | None
-    envelope: dict[str, Any]
+__all__ = ["EventLog", "LogEntry", "LogFilter", "LogNotifier", "StreamSlot"]
 
 
 @dataclass(slots=True)
@@ -86,10 +78,6 @@ class _Listener:
     overflowed: bool = False
 
 
-def _entry(row: Any) -> LogEntry:
-    return LogEntry(row["seq"], row["event_type"], row["subject"], row["project_id"], row["envelope"])
-
-
 def _matching(
     entries: Sequence[LogEntry], flt: LogFilter, position: int, until: int | None = None
 ) -> tuple[list[LogEntry], int]:
@@ -110,13 +98,14 @@ def _matching(
 class LogNotifier:
     def __init__(
         self,
-        db: Database,
+        storage: Storage,
         *,
         poll_seconds: float = 1.0,
         max_streams: int = 256,
         buffer_events: int = 1000,
     ) -> None:
-        self.db = db
+        self.storage = storage
+        self.feed = storage.log_feed()
         self.poll_seconds = poll_seconds
         self.max_streams = max_streams
         self.buffer_events = buffer_events
@@ -125,7 +114,6 @@ class LogNotifier:
         self._listeners: set[_Listener] = set()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._pg_conn: Any = None
         self._stopping = False
 
     def wake(self) -> None:
@@ -146,43 +134,28 @@ class LogNotifier:
         return StreamSlot(self)
 
     async def start(self) -> None:
-        async with self.db.read() as conn:
-            self.last_seq = await unit_of_work(Transaction(conn)).outbox.last_seq()
+        async with self.storage.read() as uow:
+            self.last_seq = await uow.outbox.last_seq()
         self._task = asyncio.create_task(self._run(), name="event-log-notifier")
 
     async def stop(self) -> None:
         self._stopping = True  # see dispatcher._Loop.stop: a cancellation can be lost on 3.11
         if self._task is not None:
             await cancel_and_wait(self._task, "event-log notifier")
-        await self._close_pg()
-
-    async def _listen_pg(self) -> None:
-        if not self.db.is_postgres or (self._pg_conn is not None and not self._pg_conn.is_closed()):
-            return
-        conn = await self.db.connect_own("orchestration-feed")
-        try:
-            await conn.add_listener(LOG_CHANNEL, lambda *_: self.wake())
-        except BaseException:
-            await conn.close()
-            raise
-        self._pg_conn = conn
-
-    async def _close_pg(self) -> None:
-        conn, self._pg_conn = self._pg_conn, None
-        await close_own(conn)  # aborted when the network does not answer
+        await self.feed.close()
 
     async def _run(self) -> None:
         backoff = 0.2
         while not self._stopping:
             try:
-                await self._listen_pg()
+                await self.feed.listen(self.wake)
                 await self._fan_out()
                 backoff = 0.2
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 log.warning("event log notifier: %s; retrying in %.1fs", exc, backoff)
-                await self._close_pg()
+                await self.feed.close()
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
@@ -195,10 +168,9 @@ class LogNotifier:
             return  # nobody to tell; subscribe() catches up from the database
         while True:
             self._wake.clear()
-            rows = await self._read_log(self.last_seq, 1000)
-            if not rows:
+            entries = await self.feed.read(self.last_seq, 1000)
+            if not entries:
                 return
-            entries = [_entry(r) for r in rows]
             for listener in list(self._listeners):
                 if listener.overflowed:
                     continue
@@ -213,18 +185,6 @@ class LogNotifier:
                         break
             self.last_seq = entries[-1].seq
 
-    async def _read_log(self, after: int, limit: int) -> Sequence[Any]:
-        if self._pg_conn is not None and not self._pg_conn.is_closed():
-            # The listening connection reads too: under load the fan-out does not queue for
-            # the pool behind request handlers (it did, and the feed fell seconds behind).
-            # Bounded like a pooled statement: a silent connection is given up (and a new one
-            # opened) in seconds, not after the own connections' longer statement timeout.
-            bound = self.db.own_settings.pool_statement_timeout_seconds
-            timeout = bound + 1 if bound else None
-            return await self._pg_conn.fetch(READ_LOG_PG, after, limit, timeout=timeout)  # type: ignore[no-any-return]
-        async with self.db.read() as conn:
-            return await unit_of_work(Transaction(conn)).outbox.read_log(after, limit)
-
     @contextlib.asynccontextmanager
     async def subscribe(self, cut: asyncio.Event | None = None) -> AsyncIterator[tuple[_Listener, int]]:
         """A listener receiving every entry after the returned position, until its buffer
@@ -232,8 +192,8 @@ class LogNotifier:
         listener = _Listener(asyncio.Queue(self.buffer_events), cut or asyncio.Event())
         if not self._listeners:
             # The fan-out idles without listeners: move to the head before the first joins.
-            async with self.db.read() as conn:
-                self.last_seq = max(self.last_seq, await unit_of_work(Transaction(conn)).outbox.last_seq())
+            async with self.storage.read() as uow:
+                self.last_seq = max(self.last_seq, await uow.outbox.last_seq())
         self._listeners.add(listener)
         try:
             yield listener, self.last_seq
@@ -242,17 +202,17 @@ class LogNotifier:
 
 
 class EventLog:
-    def __init__(self, db: Database, notifier: LogNotifier) -> None:
-        self.db = db
+    def __init__(self, storage: Storage, notifier: LogNotifier) -> None:
+        self.storage = storage
         self.notifier = notifier
 
     async def head(self) -> int:
-        async with self.db.read() as conn:
-            return await unit_of_work(Transaction(conn)).outbox.last_seq()
+        async with self.storage.read() as uow:
+            return await uow.outbox.last_seq()
 
-    async def read(self, after: int, limit: int) -> list[LogEntry]:
-        async with self.db.read() as conn:
-            return [_entry(r) for r in await unit_of_work(Transaction(conn)).outbox.read_log(after, limit)]
+    async def read(self, after: int, limit: int) -> Sequence[LogEntry]:
+        async with self.storage.read() as uow:
+            return await uow.outbox.read_log(after, limit)
 
     async def follow(
         self,

@@ -1,42 +1,27 @@
-"""The outbox and event log in SQL (SQLAlchemy Core, which both backends run), plus the
-same statements as text for PostgreSQL's own asyncpg connections."""
+"""The outbox and event log in SQL: SQLAlchemy Core, which both backends run alike (the
+relay's and the feed's own paths differ per backend: ``postgres.py``, ``sqlite.py``)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import contextlib
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
 
 import sqlalchemy as sa
 
-from orchestration_service.db.engine import Transaction
+from orchestration_service.db.engine import Database, Transaction
 from orchestration_service.db.tables import outbox, relay_progress
 from orchestration_service.domain.events import OutgoingEvent
+from orchestration_service.repositories.outbox.port import LogEntry, UnpublishedEvent
 
-# The same statements for plain asyncpg connections: the relay leader's and the feed's own
-# (events/publisher.py, services/event_log.py), which never queue for the request pool.
-READ_LOG_PG = (
-    "SELECT seq, event_type, subject, project_id, envelope FROM outbox WHERE seq > $1 ORDER BY seq LIMIT $2"
-)
-ASSIGN_SEQUENCE_PG = """
-UPDATE outbox SET seq = (SELECT coalesce(max(seq), 0) FROM outbox) + pending.n
-FROM (SELECT id, row_number() OVER (ORDER BY id) AS n
-      FROM outbox WHERE seq IS NULL ORDER BY id LIMIT $1) AS pending
-WHERE outbox.id = pending.id
-"""
-UNPUBLISHED_PG = (
-    "SELECT id, seq, event_type, exchange, envelope FROM outbox"
-    " WHERE seq > coalesce((SELECT published_seq FROM relay_progress WHERE id = 1), 0)"
-    " ORDER BY seq LIMIT $1"
-)
 # Never moves back: a leader that lost its lock late cannot undo a newer leader's progress.
 # Plain SQL that PostgreSQL and SQLite both take; ``{seq}`` is the parameter.
-_MARK_PUBLISHED = (
+MARK_PUBLISHED = (
     "INSERT INTO relay_progress (id, published_seq) VALUES (1, {seq}) ON CONFLICT (id)"
     " DO UPDATE SET published_seq = CASE WHEN excluded.published_seq > relay_progress.published_seq"
     " THEN excluded.published_seq ELSE relay_progress.published_seq END"
 )
-MARK_PUBLISHED_PG = _MARK_PUBLISHED.format(seq="$1")
+_MARK_PUBLISHED = sa.text(MARK_PUBLISHED.format(seq=":seq"))
 
 
 def _published_seq() -> sa.ColumnElement[int]:
@@ -95,19 +80,19 @@ class SqlOutbox:
         )
         return int((await self.conn.execute(stmt)).rowcount or 0)
 
-    async def unpublished(self, limit: int) -> Sequence[Mapping[str, Any]]:
+    async def unpublished(self, limit: int) -> Sequence[UnpublishedEvent]:
         stmt = (
             sa.select(outbox.c.id, outbox.c.seq, outbox.c.event_type, outbox.c.exchange, outbox.c.envelope)
             .where(outbox.c.seq > _published_seq())
             .order_by(outbox.c.seq)
             .limit(limit)
         )
-        return _rows(await self.conn.execute(stmt))
+        return [UnpublishedEvent(*row) for row in await self.conn.execute(stmt)]
 
     async def mark_published(self, through_seq: int) -> None:
-        await self.conn.execute(sa.text(_MARK_PUBLISHED.format(seq=":seq")), {"seq": through_seq})
+        await self.conn.execute(_MARK_PUBLISHED, {"seq": through_seq})
 
-    async def read_log(self, after: int, limit: int) -> Sequence[Mapping[str, Any]]:
+    async def read_log(self, after: int, limit: int) -> Sequence[LogEntry]:
         stmt = (
             sa.select(
                 outbox.c.seq, outbox.c.event_type, outbox.c.subject, outbox.c.project_id, outbox.c.envelope
@@ -116,7 +101,7 @@ class SqlOutbox:
             .order_by(outbox.c.seq)
             .limit(limit)
         )
-        return _rows(await self.conn.execute(stmt))
+        return [LogEntry(*row) for row in await self.conn.execute(stmt)]
 
     async def last_seq(self) -> int:
         return int(
@@ -164,6 +149,8 @@ class SqlOutbox:
         return len(ids)
 
 
-def _rows(result: sa.CursorResult[Any]) -> Sequence[Mapping[str, Any]]:
-    # Rows keyed by column name (SQLAlchemy types their keys more widely than it fills them).
-    return cast("Sequence[Mapping[str, Any]]", result.mappings().all())
+@contextlib.asynccontextmanager
+async def autocommit(db: Database) -> AsyncIterator[SqlOutbox]:
+    """The outbox on a pooled connection in autocommit (each statement on its own)."""
+    async with db.read() as conn:
+        yield SqlOutbox(Transaction(conn))
