@@ -9,9 +9,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from orchestration_service.db.engine import Transaction
+from orchestration_service.db.engine import Database, Transaction
 from orchestration_service.repositories.api_keys.port import ApiKeyRepository
 from orchestration_service.repositories.api_keys.sql import PostgresApiKeys, SqliteApiKeys
+from orchestration_service.repositories.gauges.port import GaugeRepository
+from orchestration_service.repositories.gauges.sql import PostgresGauges, SqliteGauges
 from orchestration_service.repositories.outbox.port import OutboxRepository
 from orchestration_service.repositories.outbox.sql import SqlOutbox
 from orchestration_service.repositories.processed_events.port import ProcessedEventRepository
@@ -19,16 +21,23 @@ from orchestration_service.repositories.processed_events.sql import (
     PostgresProcessedEvents,
     SqliteProcessedEvents,
 )
+from orchestration_service.repositories.tasks.port import TaskHotPaths, TaskRepository
+from orchestration_service.repositories.tasks.postgres import PostgresHotPaths, PostgresTasks
+from orchestration_service.repositories.tasks.sqlite import SqliteHotPaths, SqliteTasks
 
 
 @dataclass(frozen=True, slots=True)
 class Backend:
-    """One implementation of every repository, each built from a transaction."""
+    """One implementation of every repository, each built from a transaction, and of the
+    storage-level ports, each built from the database."""
 
     name: str
     api_keys: Callable[[Transaction], ApiKeyRepository]
     outbox: Callable[[Transaction], OutboxRepository]
     processed_events: Callable[[Transaction], ProcessedEventRepository]
+    tasks: Callable[[Transaction], TaskRepository]
+    gauges: Callable[[Transaction], GaugeRepository]
+    task_hot_paths: Callable[[Database], TaskHotPaths]
 
 
 POSTGRES = Backend(
@@ -36,6 +45,9 @@ POSTGRES = Backend(
     api_keys=PostgresApiKeys,
     outbox=SqlOutbox,
     processed_events=PostgresProcessedEvents,
+    tasks=PostgresTasks,
+    gauges=PostgresGauges,
+    task_hot_paths=PostgresHotPaths,
 )
 
 SQLITE = Backend(
@@ -43,6 +55,9 @@ SQLITE = Backend(
     api_keys=SqliteApiKeys,
     outbox=SqlOutbox,
     processed_events=SqliteProcessedEvents,
+    tasks=SqliteTasks,
+    gauges=SqliteGauges,
+    task_hot_paths=SqliteHotPaths,
 )
 
 

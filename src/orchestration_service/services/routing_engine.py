@@ -1,7 +1,7 @@
 """The routing engine: decides mode, domain, tier and QA profile for each task, fetches its
 RAG context, and (when asked) plans its subtasks.
 
-It talks to the Agent and RAG services and never to the database: the Router
+It talks to the Agent and RAG services and never to the database: the Dispatcher
 (``dispatcher.py``) claims tasks, calls :meth:`RoutingEngine.analyze` outside any
 transaction, and applies the result in a short transaction of its own.
 
@@ -59,7 +59,7 @@ def load_rules(path: str | None) -> dict[str, Any]:
 
 @dataclass(slots=True)
 class Outcome:
-    """Everything the analysis of one task produced; applied by the Router."""
+    """Everything the analysis of one task produced; applied by the Dispatcher."""
 
     decision: RoutingDecision
     rag: dict[str, Any] | None = None  # {context, sources, tokens_used}
