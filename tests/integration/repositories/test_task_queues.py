@@ -8,8 +8,11 @@ import asyncio
 import uuid
 from datetime import timedelta
 
+from orchestration_service.db.engine import Database, create_engine
 from orchestration_service.repositories.ports import Storage
+from orchestration_service.repositories.storage import SqlStorage
 from orchestration_service.repositories.tasks import Submission
+from tests.conftest import make_settings
 from tests.integration.repositories.tasks_data import T0, event, history, routed, task
 
 
@@ -163,3 +166,21 @@ async def test_gauges_read_tasks_by_state_and_the_outbox_backlog(storage: Storag
         reading = await uow.gauges.read()
     assert reading.tasks_by_state == {"pending": 1, "running": 1}
     assert reading.outbox_pending == 1 and reading.outbox_oldest_seconds >= 0
+
+
+async def test_hot_paths_without_the_asyncpg_pool_use_units_of_work(clean_db: str) -> None:
+    """A service run without the hot paths' pool (or before it opened) takes the same rows
+    through ordinary transactions."""
+    settings = make_settings(clean_db)
+    db = Database(create_engine(settings.storage), storage=settings.storage)  # no fast pool
+    await db.open()
+    try:
+        hot = SqlStorage(db).task_hot_paths
+        first, again = task(1, idempotency_key="k"), task(2, idempotency_key="k")
+        assert await hot.submit(Submission(first, [history(first)], [event(first)]))
+        assert not await hot.submit(Submission(again, [history(again)], [event(again)]))
+        read = await hot.status(first["id"])
+        assert read is not None and read.task["id"] == first["id"] and not read.has_children
+        assert await hot.status(again["id"]) is None
+    finally:
+        await db.close()
