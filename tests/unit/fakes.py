@@ -12,28 +12,28 @@ from typing import Any
 
 from orchestration_service.domain.events import OutgoingEvent
 from orchestration_service.domain.lifecycle import IN_FLIGHT_STATES, TaskStatus
-from orchestration_service.repositories.tasks import HistoryRow, TaskRow
+from orchestration_service.repositories.tasks import HistoryRecord, TaskRecord
 
 _IN_FLIGHT = {s.value for s in IN_FLIGHT_STATES}
 
 
 class FakeTasks:
     def __init__(self) -> None:
-        self.rows: dict[uuid.UUID, TaskRow] = {}
-        self.history_rows: list[HistoryRow] = []
+        self.rows: dict[uuid.UUID, TaskRecord] = {}
+        self.history_rows: list[HistoryRecord] = []
         self.deps: list[tuple[uuid.UUID, uuid.UUID]] = []
         self.locked_projects: list[str] = []
         self.outbox: list[OutgoingEvent] = []
 
-    async def insert_many(self, rows: Sequence[TaskRow]) -> None:
+    async def insert_many(self, rows: Sequence[TaskRecord]) -> None:
         for row in rows:
             self.rows[row["id"]] = dict(row)
 
-    async def get(self, task_id: uuid.UUID, *, for_update: bool = False) -> TaskRow | None:
+    async def get(self, task_id: uuid.UUID, *, for_update: bool = False) -> TaskRecord | None:
         row = self.rows.get(task_id)
         return None if row is None else dict(row)
 
-    async def get_many(self, task_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, TaskRow]:
+    async def get_many(self, task_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, TaskRecord]:
         return {i: dict(self.rows[i]) for i in task_ids if i in self.rows}
 
     async def update_many(self, changes: Sequence[tuple[uuid.UUID, dict[str, Any]]]) -> None:
@@ -43,7 +43,7 @@ class FakeTasks:
     async def write_transition(
         self,
         updates: Sequence[tuple[uuid.UUID, dict[str, Any]]],
-        history: Sequence[HistoryRow],
+        history: Sequence[HistoryRecord],
         events: Sequence[OutgoingEvent],
         now: datetime,
     ) -> None:
@@ -51,10 +51,10 @@ class FakeTasks:
         await self.add_history(history)
         self.outbox.extend(events)
 
-    async def add_history(self, rows: Sequence[HistoryRow]) -> None:
+    async def add_history(self, rows: Sequence[HistoryRecord]) -> None:
         self.history_rows.extend(rows)
 
-    async def subtasks(self, parent_id: uuid.UUID) -> Sequence[TaskRow]:
+    async def subtasks(self, parent_id: uuid.UUID) -> Sequence[TaskRecord]:
         kids = [r for r in self.rows.values() if r.get("parent_id") == parent_id]
         return [dict(r) for r in sorted(kids, key=lambda r: (r["created_at"], r["id"]))]
 
@@ -74,8 +74,8 @@ class FakeTasks:
     async def lock_projects(self, project_ids: Sequence[str]) -> None:
         self.locked_projects.extend(project_ids)
 
-    async def dispatchable_within(self, project_ids: Sequence[str], limit: int) -> list[TaskRow]:
-        out: list[TaskRow] = []
+    async def dispatchable_within(self, project_ids: Sequence[str], limit: int) -> list[TaskRecord]:
+        out: list[TaskRecord] = []
         for project in sorted(set(project_ids)):
             mine = [r for r in self.rows.values() if r["project_id"] == project]
             free = limit - sum(r["status"] in _IN_FLIGHT for r in mine)

@@ -26,7 +26,7 @@ from orchestration_service.domain.lifecycle import FINAL_STATES, TaskStatus
 from orchestration_service.events.bus import Disposition, HandlerResult, InboundMessage
 from orchestration_service.logs import event_id_var
 from orchestration_service.repositories.ports import Storage, UnitOfWork
-from orchestration_service.repositories.tasks import TaskRow
+from orchestration_service.repositories.tasks import TaskRecord, with_values
 from orchestration_service.schemas.events import (
     CloudEvent,
     RollbackRequested,
@@ -159,7 +159,7 @@ class EventProcessor:
         async with self.storage.transaction() as uow:
             # The idempotency key is (project, id): the project is resolved, and the sender's
             # scope checked, before the claim, so nothing of another project decides the answer.
-            task: TaskRow | None = None
+            task: TaskRecord | None = None
             if isinstance(payload, RollbackRequested):
                 if self.rollback is None or self.rollback_scope is None or self.rollback_project is None:
                     raise EventRejected("unknown-type", "rollback handling is not available")
@@ -197,7 +197,7 @@ class EventProcessor:
         name: str,
         payload: BaseModel,
         ce: CloudEvent,
-        locked: TaskRow | None,
+        locked: TaskRecord | None,
     ) -> Processed:
         """Apply a claimed event; ``locked``: its task, already read and locked (None for a
         rollback)."""
@@ -206,7 +206,7 @@ class EventProcessor:
             detail = await self.rollback(uow, payload, ce)
             return Processed("processed", detail)
         assert locked is not None
-        task = dict(locked)
+        task = with_values(locked, {})  # a copy: the handlers fill in what the event brings
         cause = f"event:{name}:{ce.id}"[:255]
         status = TaskStatus(task["status"])
         if status in FINAL_STATES:
@@ -223,7 +223,7 @@ class EventProcessor:
         return await handler(uow, task, payload, cause)
 
     # -- one per event -----------------------------------------------------------------
-    async def _output_created(self, uow: UnitOfWork, task: TaskRow, p: Any, cause: str) -> Processed:
+    async def _output_created(self, uow: UnitOfWork, task: TaskRecord, p: Any, cause: str) -> Processed:
         assert isinstance(p, TaskOutputCreated)
         if TaskStatus(task["status"]) != TaskStatus.RUNNING:
             await self.lifecycle.note(
@@ -258,7 +258,7 @@ class EventProcessor:
         )
         return Processed("processed", "task is validating")
 
-    async def _validated(self, uow: UnitOfWork, task: TaskRow, p: Any, cause: str) -> Processed:
+    async def _validated(self, uow: UnitOfWork, task: TaskRecord, p: Any, cause: str) -> Processed:
         assert isinstance(p, TaskValidated)
         if TaskStatus(task["status"]) not in (TaskStatus.RUNNING, TaskStatus.VALIDATING):
             await self.lifecycle.note(
@@ -269,7 +269,7 @@ class EventProcessor:
             task["artifacts"] = [a.model_dump(exclude_none=True) for a in p.artifacts]
         now = utcnow()
         record_id = await self.provenance.record_completion(
-            uow, task, p.model_dump(mode="json", exclude_none=True)
+            uow, dict(task), p.model_dump(mode="json", exclude_none=True)
         )
         metrics = task.get("metrics") or {}
         started = task.get("started_at") or task["created_at"]
@@ -289,7 +289,7 @@ class EventProcessor:
         await self.lifecycle.after_final(uow, done)
         return Processed("processed", "task completed")
 
-    async def _rejected(self, uow: UnitOfWork, task: TaskRow, p: Any, cause: str) -> Processed:
+    async def _rejected(self, uow: UnitOfWork, task: TaskRecord, p: Any, cause: str) -> Processed:
         assert isinstance(p, TaskRejected)
         if TaskStatus(task["status"]) not in (TaskStatus.RUNNING, TaskStatus.VALIDATING):
             await self.lifecycle.note(
@@ -307,7 +307,7 @@ class EventProcessor:
         )
         return Processed("processed", f"task is {after['status']} (attempt {after['attempt']})")
 
-    async def _failed(self, uow: UnitOfWork, task: TaskRow, p: Any, cause: str) -> Processed:
+    async def _failed(self, uow: UnitOfWork, task: TaskRecord, p: Any, cause: str) -> Processed:
         assert isinstance(p, TaskFailed)
         retry = bool(self.retry_on_worker_failure and p.retryable)
         in_flight = TaskStatus(task["status"]) in (TaskStatus.RUNNING, TaskStatus.VALIDATING)

@@ -21,7 +21,7 @@ from orchestration_service.config import Settings
 from orchestration_service.domain.lifecycle import TaskStatus
 from orchestration_service.redaction import error_text
 from orchestration_service.repositories.ports import Storage, UnitOfWork
-from orchestration_service.repositories.tasks import TaskRow
+from orchestration_service.repositories.tasks import TaskRecord, with_values
 from orchestration_service.services.lifecycle import Lifecycle, utcnow
 from orchestration_service.services.routing_engine import Outcome, RoutingEngine
 
@@ -90,7 +90,7 @@ class _Loop:
 
 @dataclass(slots=True)
 class _Routed:
-    task: TaskRow
+    task: TaskRecord
     outcome: Outcome
     started: float  # monotonic time of the claim
 
@@ -149,7 +149,7 @@ class Dispatcher(_Loop):
     def analyses_in_flight(self) -> int:
         return len(self._jobs)
 
-    def route_at_submission(self, task: TaskRow) -> RoutedNow | None:
+    def route_at_submission(self, task: TaskRecord) -> RoutedNow | None:
         """Route a new task as it is submitted when that needs no remote call (the built-in
         analyzer only, no decomposition): its columns and its history note, written in the
         submission's own transaction. None: the task waits for this loop's routing."""
@@ -232,12 +232,12 @@ class Dispatcher(_Loop):
         self._dispatch_later(applied)
         return len(rows) == free
 
-    async def _analyse(self, task: TaskRow, started: float) -> None:
+    async def _analyse(self, task: TaskRecord, started: float) -> None:
         outcome = await self._outcome(task)
         self._finished.append(_Routed(task, outcome, started))
         self.wake()
 
-    async def _outcome(self, task: TaskRow) -> Outcome:
+    async def _outcome(self, task: TaskRecord) -> Outcome:
         try:
             return await self.engine.analyze(task)
         except asyncio.CancelledError:
@@ -334,7 +334,7 @@ class Dispatcher(_Loop):
             decision = item.outcome.decision
             notes.append(
                 (
-                    {**item.task, **values},
+                    with_values(item.task, values),
                     f"routed by {decision.analyzer}: {decision.reason}",
                     "router",
                     {**routing, "seconds": round(item.outcome.seconds, 3)},
@@ -344,7 +344,7 @@ class Dispatcher(_Loop):
         await self.lifecycle.notes(uow, notes)
 
     @staticmethod
-    def _routing_values(task: TaskRow, outcome: Outcome) -> tuple[dict[str, Any], dict[str, Any]]:
+    def _routing_values(task: TaskRecord, outcome: Outcome) -> tuple[dict[str, Any], dict[str, Any]]:
         """The task's columns a routing outcome sets, and the ``routing`` document."""
         decision = outcome.decision
         routing = decision.as_dict()
@@ -374,14 +374,14 @@ class Dispatcher(_Loop):
         }
         return values, routing
 
-    async def _apply_one(self, uow: UnitOfWork, task: TaskRow, outcome: Outcome) -> bool:
+    async def _apply_one(self, uow: UnitOfWork, task: TaskRecord, outcome: Outcome) -> bool:
         values, routing = self._routing_values(task, outcome)
         decision = outcome.decision
         if not await uow.tasks.mark_routed(task["id"], values):
             # Cancelled meanwhile (or routed by another router whose lease we outlived).
             log.debug("router: task %s is no longer pending and unrouted; result dropped", task["id"])
             return False
-        routed = {**task, **values, "routing_claimed_until": None}
+        routed = with_values(task, {**values, "routing_claimed_until": None})
         await self.lifecycle.note(
             uow,
             routed,

@@ -27,7 +27,13 @@ from orchestration_service.domain.ids import uuid7
 from orchestration_service.domain.lifecycle import IllegalTransition, Priority, TaskStatus
 from orchestration_service.domain.paging import LIST_TOTAL_CAP
 from orchestration_service.repositories.ports import Storage
-from orchestration_service.repositories.tasks import HistoryRow, Submission, TaskFilter, TaskRow
+from orchestration_service.repositories.tasks import (
+    HistoryRecord,
+    Submission,
+    TaskFilter,
+    TaskRecord,
+    with_values,
+)
 from orchestration_service.schemas.tasks import SubmitTask
 from orchestration_service.services.lifecycle import Lifecycle, utcnow
 
@@ -41,14 +47,14 @@ __all__ = ["CompletionEstimator", "Submitted", "TaskFilter", "TaskManager", "Tas
 
 @dataclass(slots=True)
 class Submitted:
-    task: TaskRow
+    task: TaskRecord
     estimated_completion: datetime
     replayed: bool
 
 
 @dataclass(slots=True)
 class TaskPage:
-    rows: Sequence[TaskRow]
+    rows: Sequence[TaskRecord]
     total: int  # at most LIST_TOTAL_CAP
     total_capped: bool  # more tasks match than ``total`` says
     has_more: bool
@@ -56,8 +62,8 @@ class TaskPage:
 
 @dataclass(slots=True)
 class TaskView:
-    task: TaskRow
-    subtasks: Sequence[TaskRow]
+    task: TaskRecord
+    subtasks: Sequence[TaskRecord]
     dependencies: dict[uuid.UUID, list[uuid.UUID]]
 
 
@@ -148,7 +154,7 @@ class TaskManager:
         now = utcnow()
         priority = cmd.priority or tm.default_priority
         opts = cmd.options
-        row: TaskRow = {
+        row: TaskRecord = {
             "id": uuid7(),
             "project_id": cmd.project_id,
             "description": cmd.description,
@@ -171,9 +177,9 @@ class TaskManager:
             "updated_at": now,
         }
         routed = self.dispatcher.route_at_submission(row) if self.dispatcher else None
-        notes: list[HistoryRow] = []
+        notes: list[HistoryRecord] = []
         if routed is not None:
-            row.update(routed.values)
+            row = with_values(row, routed.values)
             notes.append(self.lifecycle.note_row(row, routed.reason, "router", routed.details, now))
         if not await self._insert(row, notes):
             # Two requests raced with one idempotency key: the first one won.
@@ -187,7 +193,7 @@ class TaskManager:
         seconds = await self.estimator.seconds(tier=row["tier"], domain=row["domain"])
         return Submitted(row, now + timedelta(seconds=seconds), replayed=False)
 
-    async def _insert(self, row: TaskRow, notes: list[HistoryRow]) -> bool:
+    async def _insert(self, row: TaskRecord, notes: list[HistoryRecord]) -> bool:
         """The same rows as ``Lifecycle.create`` (and the routing note), through the hot
         path (on PostgreSQL with whatever other submissions are waiting: group commit)."""
         history, events = self.lifecycle.creation_records([row], cause="api")
@@ -237,7 +243,7 @@ class TaskManager:
 
     async def history(
         self, task_id: uuid.UUID, *, project_ids: Sequence[str] | None = None
-    ) -> Sequence[HistoryRow]:
+    ) -> Sequence[HistoryRecord]:
         async with self.storage.read() as uow:
             task = await uow.tasks.get(task_id)
             if task is None or (project_ids is not None and task["project_id"] not in project_ids):
@@ -251,8 +257,8 @@ class TaskManager:
         reason: str | None,
         cause: str = "api",
         project_ids: Sequence[str] | None = None,
-    ) -> TaskRow:
-        async def once() -> TaskRow:
+    ) -> TaskRecord:
+        async def once() -> TaskRecord:
             async with self.storage.transaction() as uow:
                 task = await uow.tasks.get(task_id, for_update=True)
                 if task is None or (project_ids is not None and task["project_id"] not in project_ids):

@@ -8,7 +8,7 @@ from typing import Any
 
 from orchestration_service.domain.events import OutgoingEvent
 from orchestration_service.domain.ids import uuid7
-from orchestration_service.repositories.tasks import HistoryRow, TaskRow
+from orchestration_service.repositories.tasks import HistoryRecord, TaskRecord
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 _OPTIONAL = (
@@ -31,10 +31,10 @@ _OPTIONAL = (
 )
 
 
-def task(n: int = 0, *, project_id: str = "p1", **values: Any) -> TaskRow:
+def task(n: int = 0, *, project_id: str = "p1", **values: Any) -> TaskRecord:
     """A pending, unrouted task created ``n`` seconds after ``T0``."""
     at = T0 + timedelta(seconds=n)
-    row: TaskRow = {
+    row: TaskRecord = {
         "id": uuid7(),
         "project_id": project_id,
         "description": f"task {n}",
@@ -62,14 +62,14 @@ def task(n: int = 0, *, project_id: str = "p1", **values: Any) -> TaskRow:
     return row
 
 
-def routed(n: int = 0, **values: Any) -> TaskRow:
+def routed(n: int = 0, **values: Any) -> TaskRecord:
     """A pending task routed and waiting for a slot."""
     return task(n, routed_at=T0 + timedelta(seconds=n), tier="small", mode="single", **values)
 
 
 def history(
-    t: TaskRow, reason: str = "submitted", *, to: str = "pending", at: datetime | None = None
-) -> HistoryRow:
+    t: TaskRecord, reason: str = "submitted", *, to: str = "pending", at: datetime | None = None
+) -> HistoryRecord:
     return {
         "task_id": t["id"],
         "from_status": None,
@@ -82,7 +82,7 @@ def history(
     }
 
 
-def event(t: TaskRow, name: str = "task.created") -> OutgoingEvent:
+def event(t: TaskRecord, name: str = "task.created") -> OutgoingEvent:
     return OutgoingEvent(
         name=name, data={"task_id": str(t["id"])}, subject=str(t["id"]), project_id=t["project_id"]
     )

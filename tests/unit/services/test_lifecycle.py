@@ -14,7 +14,7 @@ from orchestration_service.config import load_settings
 from orchestration_service.domain.decomposition import CheckedPlan, PlannedSubtask
 from orchestration_service.domain.ids import uuid7
 from orchestration_service.domain.lifecycle import IllegalTransition, TaskStatus
-from orchestration_service.repositories.tasks import TaskRow
+from orchestration_service.repositories.tasks import TaskRecord
 from orchestration_service.services.lifecycle import Lifecycle
 from tests.unit.fakes import FakeUnitOfWork
 
@@ -29,9 +29,9 @@ def lifecycle(limit: int = 2) -> Lifecycle:
     return Lifecycle(settings)
 
 
-def row(n: int = 0, **values: Any) -> TaskRow:
+def row(n: int = 0, **values: Any) -> TaskRecord:
     at = T0 + timedelta(seconds=n)
-    base: TaskRow = {
+    base: TaskRecord = {
         "id": uuid7(),
         "project_id": "p",
         "description": f"task {n}",
@@ -60,7 +60,7 @@ def row(n: int = 0, **values: Any) -> TaskRow:
     return base
 
 
-async def stored(uow: FakeUnitOfWork, *rows: TaskRow) -> None:
+async def stored(uow: FakeUnitOfWork, *rows: TaskRecord) -> None:
     await uow.tasks.insert_many(rows)
 
 

@@ -3,22 +3,26 @@ implementation per backend."""
 
 from orchestration_service.repositories.tasks.port import (
     EventClaim,
-    HistoryRow,
+    HistoryRecord,
     StatusRead,
     Submission,
     TaskFilter,
     TaskHotPaths,
+    TaskRecord,
     TaskRepository,
-    TaskRow,
+    as_task,
+    with_values,
 )
 
 __all__ = [
     "EventClaim",
-    "HistoryRow",
+    "HistoryRecord",
     "StatusRead",
     "Submission",
     "TaskFilter",
     "TaskHotPaths",
+    "TaskRecord",
     "TaskRepository",
-    "TaskRow",
+    "as_task",
+    "with_values",
 ]

@@ -23,6 +23,7 @@ import sqlalchemy as sa
 
 from orchestration_service.db.tables import UTCDateTime, tasks
 from orchestration_service.domain.events import OutgoingEvent
+from orchestration_service.repositories.tasks.port import HistoryRecord
 
 # Status documents: each task, plus whether it has subtasks or dependencies (rarely: then
 # the caller reads those too). Columns are named as in ``tables.tasks``. Several at once.
@@ -148,7 +149,7 @@ def _json_text(value: Any) -> str | None:
     return None if value is None else orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
-def history_arrays(history: Sequence[dict[str, Any]]) -> list[list[Any]]:
+def history_arrays(history: Sequence[HistoryRecord]) -> list[list[Any]]:
     """History rows as the column arrays the statements unnest (from_status … details)."""
     return [
         [h["from_status"] for h in history],
@@ -174,7 +175,7 @@ def event_arrays(events: Sequence[OutgoingEvent]) -> list[list[Any]]:
 
 async def add_history_and_events(
     conn: asyncpg.Connection,
-    history: Sequence[dict[str, Any]],
+    history: Sequence[HistoryRecord],
     events: Sequence[OutgoingEvent],
     now: datetime,
 ) -> None:
@@ -240,7 +241,7 @@ def column_value(key: str, value: Any) -> Any:
 async def transition(
     conn: asyncpg.Connection,
     updates: Sequence[tuple[uuid.UUID, dict[str, Any]]],
-    history: Sequence[dict[str, Any]],
+    history: Sequence[HistoryRecord],
     events: Sequence[OutgoingEvent],
     now: datetime,
 ) -> bool:

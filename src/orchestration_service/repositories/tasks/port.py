@@ -5,17 +5,80 @@ unit of work."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypedDict, cast
 
 from orchestration_service.domain.events import OutgoingEvent
 
-# A task as stored: its columns by name (``db.tables.tasks``).
-TaskRow = dict[str, Any]
-# A history entry: task_id, from_status, to_status, reason, cause, attempt, details, created_at.
-HistoryRow = dict[str, Any]
+
+class TaskRecord(TypedDict, total=False):
+    """A task as stored (``db.tables.tasks``), field by field.
+
+    A typed dict, not a dataclass: the hot paths hand rows from the driver straight on (no
+    copy into objects), the lifecycle merges changes into them, and a partial read (a
+    subtask's summary, the oldest waiting task) is the same record with fewer fields."""
+
+    id: uuid.UUID
+    project_id: str
+    description: str
+    priority: str
+    priority_rank: int
+    status: str
+    mode: str | None
+    domain: str | None
+    tier: str | None
+    qa_profile: str | None
+    options: dict[str, Any]
+    attempt: int
+    max_attempts: int
+    timeout_seconds: int
+    parent_id: uuid.UUID | None
+    depth: int
+    idempotency_key: str | None
+    request_hash: str | None
+    routed_at: datetime | None
+    routing_claimed_until: datetime | None
+    routing: dict[str, Any] | None
+    context: dict[str, Any] | None
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    dispatched_at: datetime | None
+    deadline_at: datetime | None
+    completed_at: datetime | None
+    execution_time_ms: int | None
+    artifacts: list[dict[str, Any]] | None
+    output: dict[str, Any] | None
+    metrics: dict[str, Any] | None
+    feedback: Any
+    error: Any
+    provenance_id: uuid.UUID | None
+    traceparent: str | None
+
+
+class HistoryRecord(TypedDict):
+    """One entry of a task's history (``db.tables.task_history``); ``id`` once stored."""
+
+    task_id: uuid.UUID
+    from_status: str | None
+    to_status: str
+    reason: str
+    cause: str
+    attempt: int | None
+    details: dict[str, Any] | None
+    created_at: datetime
+
+
+def with_values(task: TaskRecord, values: Mapping[str, Any]) -> TaskRecord:
+    """The task with these columns changed (a new record; ``task`` is left as it was)."""
+    return cast(TaskRecord, {**task, **values})
+
+
+def as_task(row: Mapping[Any, Any]) -> TaskRecord:
+    """A row read from storage as a task record (the columns are the record's fields)."""
+    return cast(TaskRecord, dict(row))
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,8 +95,8 @@ class TaskFilter:
 class Submission:
     """A new task's rows, as ``Lifecycle.creation_records`` makes them."""
 
-    task: TaskRow
-    history: Sequence[HistoryRow]
+    task: TaskRecord
+    history: Sequence[HistoryRecord]
     events: Sequence[OutgoingEvent]
 
 
@@ -41,7 +104,7 @@ class Submission:
 class StatusRead:
     """A task, and whether it has subtasks or dependencies (then the caller reads those)."""
 
-    task: TaskRow
+    task: TaskRecord
     has_children: bool
     has_deps: bool
 
@@ -51,14 +114,14 @@ class EventClaim:
     """A consumed event claimed under its task's project, with the task locked."""
 
     claimed: bool  # False: the project has seen this event id (a duplicate)
-    task: TaskRow | None  # None: no such task (and nothing claimed)
+    task: TaskRecord | None  # None: no such task (and nothing claimed)
 
 
 class TaskRepository(Protocol):
     # -- single rows -------------------------------------------------------------------
-    async def insert_many(self, rows: Sequence[TaskRow]) -> None: ...
+    async def insert_many(self, rows: Sequence[TaskRecord]) -> None: ...
 
-    async def get(self, task_id: uuid.UUID, *, for_update: bool = False) -> TaskRow | None:
+    async def get(self, task_id: uuid.UUID, *, for_update: bool = False) -> TaskRecord | None:
         """``for_update``: locked until the unit of work ends (where the backend locks rows)."""
         ...
 
@@ -66,9 +129,9 @@ class TaskRepository(Protocol):
         """The task and whether it has subtasks and dependencies, in one statement."""
         ...
 
-    async def get_by_idempotency_key(self, project_id: str, key: str) -> TaskRow | None: ...
+    async def get_by_idempotency_key(self, project_id: str, key: str) -> TaskRecord | None: ...
 
-    async def get_many(self, task_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, TaskRow]: ...
+    async def get_many(self, task_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, TaskRecord]: ...
 
     async def update(self, task_id: uuid.UUID, values: dict[str, Any]) -> None: ...
 
@@ -79,7 +142,7 @@ class TaskRepository(Protocol):
     async def write_transition(
         self,
         updates: Sequence[tuple[uuid.UUID, dict[str, Any]]],
-        history: Sequence[HistoryRow],
+        history: Sequence[HistoryRecord],
         events: Sequence[OutgoingEvent],
         now: datetime,
     ) -> None:
@@ -95,13 +158,13 @@ class TaskRepository(Protocol):
         ...
 
     # -- history and dependencies ------------------------------------------------------
-    async def add_history(self, rows: Sequence[HistoryRow]) -> None: ...
+    async def add_history(self, rows: Sequence[HistoryRecord]) -> None: ...
 
-    async def history(self, task_id: uuid.UUID) -> Sequence[HistoryRow]:
+    async def history(self, task_id: uuid.UUID) -> Sequence[HistoryRecord]:
         """Oldest first."""
         ...
 
-    async def subtasks(self, parent_id: uuid.UUID) -> Sequence[TaskRow]:
+    async def subtasks(self, parent_id: uuid.UUID) -> Sequence[TaskRecord]:
         """id, status, description, tier, domain, created_at, completed_at; oldest first."""
         ...
 
@@ -114,7 +177,7 @@ class TaskRepository(Protocol):
     # -- lists and counts --------------------------------------------------------------
     async def find(
         self, f: TaskFilter, *, limit: int, offset: int = 0, after: tuple[datetime, uuid.UUID] | None = None
-    ) -> Sequence[TaskRow]:
+    ) -> Sequence[TaskRecord]:
         """Newest first; ``after`` (the last row of the previous page) is the keyset cursor."""
         ...
 
@@ -126,7 +189,7 @@ class TaskRepository(Protocol):
 
     async def counts_by_state(self) -> dict[str, int]: ...
 
-    async def oldest_waiting(self, project_id: str) -> TaskRow | None:
+    async def oldest_waiting(self, project_id: str) -> TaskRecord | None:
         """id, created_at, priority of the project's oldest pending task."""
         ...
 
@@ -154,21 +217,21 @@ class TaskRepository(Protocol):
 
     async def in_flight_counts(self, project_ids: Sequence[str]) -> dict[str, int]: ...
 
-    async def dispatchable_within(self, project_ids: Sequence[str], limit: int) -> list[TaskRow]:
+    async def dispatchable_within(self, project_ids: Sequence[str], limit: int) -> list[TaskRecord]:
         """Each project's dispatchable tasks up to its free slots (``limit`` minus its tasks
         in flight). Call it after ``lock_projects``."""
         ...
 
-    async def dispatchable(self, project_id: str, limit: int) -> Sequence[TaskRow]:
+    async def dispatchable(self, project_id: str, limit: int) -> Sequence[TaskRecord]:
         """Routed pending tasks whose dependencies have all completed, in dispatch order."""
         ...
 
-    async def claim_unrouted(self, now: datetime, until: datetime, limit: int) -> list[TaskRow]:
+    async def claim_unrouted(self, now: datetime, until: datetime, limit: int) -> list[TaskRecord]:
         """Lease up to ``limit`` unrouted pending tasks until ``until``, oldest first; two
         claimers never get the same task."""
         ...
 
-    async def lock_unrouted(self, now: datetime, limit: int) -> list[TaskRow]:
+    async def lock_unrouted(self, now: datetime, limit: int) -> list[TaskRecord]:
         """Unrouted pending tasks nobody leases, oldest first, locked for this unit of work."""
         ...
 
@@ -178,7 +241,7 @@ class TaskRepository(Protocol):
 
     async def release_claims(self, task_ids: Sequence[uuid.UUID]) -> None: ...
 
-    async def overdue(self, now: datetime, limit: int) -> Sequence[TaskRow]:
+    async def overdue(self, now: datetime, limit: int) -> Sequence[TaskRecord]:
         """Tasks in flight past their deadline (others' locked rows skipped)."""
         ...
 

@@ -22,10 +22,11 @@ from orchestration_service.repositories.processed_events.sql import PostgresProc
 from orchestration_service.repositories.tasks import pg_statements as pg
 from orchestration_service.repositories.tasks.port import (
     EventClaim,
-    HistoryRow,
+    HistoryRecord,
     StatusRead,
     Submission,
-    TaskRow,
+    TaskRecord,
+    as_task,
 )
 from orchestration_service.repositories.tasks.sql import (
     IN_FLIGHT,
@@ -52,16 +53,16 @@ class PostgresTasks(SqlTasks):
     def _processed_events(self) -> ProcessedEventRepository:
         return PostgresProcessedEvents(self.tx)
 
-    async def get(self, task_id: uuid.UUID, *, for_update: bool = False) -> TaskRow | None:
+    async def get(self, task_id: uuid.UUID, *, for_update: bool = False) -> TaskRecord | None:
         if not for_update:
             return await super().get(task_id)
         row = (await self.conn.execute(get_for_update(), {"task_id": task_id})).mappings().first()
-        return None if row is None else dict(row)
+        return None if row is None else as_task(row)
 
     async def write_transition(
         self,
         updates: Sequence[tuple[uuid.UUID, dict[str, Any]]],
-        history: Sequence[HistoryRow],
+        history: Sequence[HistoryRecord],
         events: Sequence[OutgoingEvent],
         now: datetime,
     ) -> None:
@@ -85,7 +86,7 @@ class PostgresTasks(SqlTasks):
         claimed = bool(task.pop("_claimed"))
         if task["id"] is None:
             return EventClaim(False, None)
-        return EventClaim(claimed, task)
+        return EventClaim(claimed, as_task(task))
 
     async def lock_rows(self, task_ids: Sequence[uuid.UUID]) -> None:
         if task_ids:
@@ -109,7 +110,7 @@ class PostgresTasks(SqlTasks):
         rows = await self.conn.execute(_WITH_WAITING_TASKS, params)
         return sorted(str(p) for p in rows.scalars())
 
-    async def dispatchable_within(self, project_ids: Sequence[str], limit: int) -> list[TaskRow]:
+    async def dispatchable_within(self, project_ids: Sequence[str], limit: int) -> list[TaskRecord]:
         if not project_ids:
             return []
         return await self._rows(_dispatchable_within(), {"ps": sorted(set(project_ids)), "limit": limit})
@@ -164,7 +165,7 @@ class PostgresHotPaths:
     async def _status(self, task_ids: Sequence[uuid.UUID]) -> list[StatusRead | None]:
         rows = await self._fetch(pg.STATUS, list(task_ids))
         found = {row["id"]: row for row in rows}
-        return [None if (r := found.get(i)) is None else status_read(dict(r)) for i in task_ids]
+        return [None if (r := found.get(i)) is None else status_read(r) for i in task_ids]
 
     async def _submit(self, submissions: Sequence[Submission]) -> list[bool]:
         tasks_ = [s.task for s in submissions]

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import functools
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -21,11 +21,12 @@ from orchestration_service.repositories.outbox.sql import SqlOutbox
 from orchestration_service.repositories.processed_events.port import ProcessedEventRepository
 from orchestration_service.repositories.tasks.port import (
     EventClaim,
-    HistoryRow,
+    HistoryRecord,
     StatusRead,
     Submission,
     TaskFilter,
-    TaskRow,
+    TaskRecord,
+    as_task,
 )
 
 IN_FLIGHT = [s.value for s in IN_FLIGHT_STATES]
@@ -62,10 +63,12 @@ def _update(keys: tuple[str, ...]) -> sa.Update:
     )
 
 
-def status_read(row: dict[str, Any]) -> StatusRead:
+def status_read(row: Mapping[str, Any]) -> StatusRead:
     """A row with the ``_has_children`` and ``_has_deps`` flags as a ``StatusRead``."""
-    has_children = bool(row.pop("_has_children"))
-    return StatusRead(row, has_children, bool(row.pop("_has_deps")))
+    task = dict(row)
+    has_children = bool(task.pop("_has_children"))
+    has_deps = bool(task.pop("_has_deps"))
+    return StatusRead(as_task(task), has_children, has_deps)
 
 
 def unclaimed(now: datetime) -> sa.ColumnElement[bool]:
@@ -83,28 +86,28 @@ class SqlTasks:
     def _processed_events(self) -> ProcessedEventRepository:
         raise NotImplementedError
 
-    async def _rows(self, stmt: sa.Executable, params: Any = None) -> list[TaskRow]:
-        return [dict(r) for r in (await self.conn.execute(stmt, params)).mappings()]
+    async def _rows(self, stmt: sa.Executable, params: Any = None) -> list[TaskRecord]:
+        return [as_task(r) for r in (await self.conn.execute(stmt, params)).mappings()]
 
     # -- single rows -------------------------------------------------------------------
-    async def insert_many(self, rows: Sequence[TaskRow]) -> None:
+    async def insert_many(self, rows: Sequence[TaskRecord]) -> None:
         if rows:
             await self.conn.execute(tasks.insert(), list(rows))
 
-    async def get(self, task_id: uuid.UUID, *, for_update: bool = False) -> TaskRow | None:
+    async def get(self, task_id: uuid.UUID, *, for_update: bool = False) -> TaskRecord | None:
         row = (await self.conn.execute(_get(), {"task_id": task_id})).mappings().first()
-        return None if row is None else dict(row)
+        return None if row is None else as_task(row)
 
     async def get_with_flags(self, task_id: uuid.UUID) -> StatusRead | None:
         row = (await self.conn.execute(_get_with_flags(), {"task_id": task_id})).mappings().first()
-        return None if row is None else status_read(dict(row))
+        return None if row is None else status_read(row)
 
-    async def get_by_idempotency_key(self, project_id: str, key: str) -> TaskRow | None:
+    async def get_by_idempotency_key(self, project_id: str, key: str) -> TaskRecord | None:
         stmt = sa.select(tasks).where(tasks.c.project_id == project_id, tasks.c.idempotency_key == key)
         row = (await self.conn.execute(stmt)).mappings().first()
-        return None if row is None else dict(row)
+        return None if row is None else as_task(row)
 
-    async def get_many(self, task_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, TaskRow]:
+    async def get_many(self, task_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, TaskRecord]:
         if not task_ids:
             return {}
         rows = await self._rows(sa.select(tasks).where(tasks.c.id.in_(list(task_ids))))
@@ -125,7 +128,7 @@ class SqlTasks:
     async def write_transition(
         self,
         updates: Sequence[tuple[uuid.UUID, dict[str, Any]]],
-        history: Sequence[HistoryRow],
+        history: Sequence[HistoryRecord],
         events: Sequence[OutgoingEvent],
         now: datetime,
     ) -> None:
@@ -145,15 +148,16 @@ class SqlTasks:
         return EventClaim(claimed, task)
 
     # -- history and dependencies ------------------------------------------------------
-    async def add_history(self, rows: Sequence[HistoryRow]) -> None:
+    async def add_history(self, rows: Sequence[HistoryRecord]) -> None:
         if rows:
             await self.conn.execute(task_history.insert(), list(rows))
 
-    async def history(self, task_id: uuid.UUID) -> Sequence[HistoryRow]:
+    async def history(self, task_id: uuid.UUID) -> Sequence[HistoryRecord]:
         stmt = sa.select(task_history).where(task_history.c.task_id == task_id).order_by(task_history.c.id)
-        return await self._rows(stmt)
+        rows = (await self.conn.execute(stmt)).mappings()
+        return [cast(HistoryRecord, dict(r)) for r in rows]
 
-    async def subtasks(self, parent_id: uuid.UUID) -> Sequence[TaskRow]:
+    async def subtasks(self, parent_id: uuid.UUID) -> Sequence[TaskRecord]:
         c = tasks.c
         stmt = (
             sa.select(c.id, c.status, c.description, c.tier, c.domain, c.created_at, c.completed_at)
@@ -201,7 +205,7 @@ class SqlTasks:
 
     async def find(
         self, f: TaskFilter, *, limit: int, offset: int = 0, after: tuple[datetime, uuid.UUID] | None = None
-    ) -> Sequence[TaskRow]:
+    ) -> Sequence[TaskRecord]:
         stmt = sa.select(tasks).where(*self._where(f))
         if after is not None:
             # The plain bound on created_at lets either backend start the index scan there.
@@ -235,7 +239,7 @@ class SqlTasks:
         stmt = sa.select(tasks.c.status, sa.func.count()).group_by(tasks.c.status)
         return {str(status): int(n) for status, n in (await self.conn.execute(stmt)).all()}
 
-    async def oldest_waiting(self, project_id: str) -> TaskRow | None:
+    async def oldest_waiting(self, project_id: str) -> TaskRecord | None:
         stmt = (
             sa.select(tasks.c.id, tasks.c.created_at, tasks.c.priority)
             .where(tasks.c.project_id == project_id, tasks.c.status == TaskStatus.PENDING.value)
@@ -301,7 +305,7 @@ class SqlTasks:
         )
         return {str(p): int(n) for p, n in (await self.conn.execute(stmt)).all()}
 
-    async def dispatchable(self, project_id: str, limit: int) -> Sequence[TaskRow]:
+    async def dispatchable(self, project_id: str, limit: int) -> Sequence[TaskRecord]:
         dep = task_dependencies.alias("dep")
         blocker = tasks.alias("blocker")
         unfinished_dependency = (
@@ -331,7 +335,7 @@ class SqlTasks:
             .limit(limit)
         )
 
-    async def claim_unrouted(self, now: datetime, until: datetime, limit: int) -> list[TaskRow]:
+    async def claim_unrouted(self, now: datetime, until: datetime, limit: int) -> list[TaskRecord]:
         # One UPDATE: a task another router leases is not taken; a crashed claimer's lease
         # simply expires.
         if limit <= 0:
@@ -359,7 +363,7 @@ class SqlTasks:
             .limit(limit)
         )
 
-    async def lock_unrouted(self, now: datetime, limit: int) -> list[TaskRow]:
+    async def lock_unrouted(self, now: datetime, limit: int) -> list[TaskRecord]:
         if limit <= 0:
             return []
         return await self._rows(self._unrouted(now, limit))
@@ -394,7 +398,7 @@ class SqlTasks:
             .limit(limit)
         )
 
-    async def overdue(self, now: datetime, limit: int) -> Sequence[TaskRow]:
+    async def overdue(self, now: datetime, limit: int) -> Sequence[TaskRecord]:
         return await self._rows(self._overdue(now, limit))
 
 

@@ -14,7 +14,7 @@ from orchestration_service.db.tables import tasks
 from orchestration_service.domain.lifecycle import TaskStatus
 from orchestration_service.repositories.processed_events.port import ProcessedEventRepository
 from orchestration_service.repositories.processed_events.sql import SqliteProcessedEvents
-from orchestration_service.repositories.tasks.port import TaskRow
+from orchestration_service.repositories.tasks.port import TaskRecord
 from orchestration_service.repositories.tasks.sql import IN_FLIGHT, SqlTasks, TransactionalHotPaths
 
 
@@ -44,12 +44,12 @@ class SqliteTasks(SqlTasks):
         busy = await self.in_flight_counts(waiting) if waiting else {}
         return sorted(p for p in waiting if busy.get(p, 0) < per_project)
 
-    async def dispatchable_within(self, project_ids: Sequence[str], limit: int) -> list[TaskRow]:
+    async def dispatchable_within(self, project_ids: Sequence[str], limit: int) -> list[TaskRecord]:
         if not project_ids:
             return []
         projects = sorted(set(project_ids))
         counts = await self.in_flight_counts(projects)
-        out: list[TaskRow] = []
+        out: list[TaskRecord] = []
         for project_id in projects:
             free = limit - counts.get(project_id, 0)
             if free > 0:

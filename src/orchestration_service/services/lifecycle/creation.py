@@ -10,7 +10,7 @@ from orchestration_service.domain.decomposition import CheckedPlan
 from orchestration_service.domain.ids import uuid7
 from orchestration_service.domain.lifecycle import TaskStatus
 from orchestration_service.repositories.ports import UnitOfWork
-from orchestration_service.repositories.tasks.port import HistoryRow, TaskRow
+from orchestration_service.repositories.tasks.port import HistoryRecord, TaskRecord
 from orchestration_service.services.lifecycle import payloads
 from orchestration_service.services.lifecycle.transitions import (
     Transitions,
@@ -22,7 +22,7 @@ from orchestration_service.services.lifecycle.transitions import (
 
 
 class Creation(Transitions):
-    async def create(self, uow: UnitOfWork, rows: Sequence[TaskRow], *, cause: str) -> None:
+    async def create(self, uow: UnitOfWork, rows: Sequence[TaskRecord], *, cause: str) -> None:
         """Insert new pending tasks with their first history row and their events."""
         await uow.tasks.insert_many(rows)
         history, events = self.creation_records(rows, cause=cause)
@@ -32,8 +32,8 @@ class Creation(Transitions):
             self._after_commit_notify(uow, None, TaskStatus.PENDING.value)
 
     def creation_records(
-        self, rows: Sequence[TaskRow], *, cause: str
-    ) -> tuple[list[HistoryRow], list[ev.OutgoingEvent]]:
+        self, rows: Sequence[TaskRecord], *, cause: str
+    ) -> tuple[list[HistoryRecord], list[ev.OutgoingEvent]]:
         """What creating ``rows`` writes besides them: a history row each, and the events
         ``task.created`` and ``task.status.pending`` each (with the current trace)."""
         now = rows[0]["created_at"] if rows else utcnow()
@@ -49,19 +49,19 @@ class Creation(Transitions):
     async def decompose(
         self,
         uow: UnitOfWork,
-        parent: TaskRow,
+        parent: TaskRecord,
         plan: CheckedPlan,
         *,
         cause: str,
         details: dict[str, Any] | None = None,
-    ) -> list[TaskRow]:
+    ) -> list[TaskRecord]:
         """Create the plan's subtasks (pending, unrouted) with their dependencies and move
         the parent to ``decomposing``. The children are routed like any task, dispatched when
         their dependencies completed; the parent settles when they finish."""
         now = utcnow()
         options = {k: v for k, v in (parent.get("options") or {}).items() if k != "decompose"}
         ids = {s.id: uuid7() for s in plan.subtasks}
-        rows: list[TaskRow] = []
+        rows: list[TaskRecord] = []
         for s in plan.subtasks:
             rows.append(
                 {

@@ -10,7 +10,7 @@ from typing import Any
 
 from orchestration_service.domain.lifecycle import TaskStatus
 from orchestration_service.repositories.ports import UnitOfWork
-from orchestration_service.repositories.tasks.port import TaskRow
+from orchestration_service.repositories.tasks.port import TaskRecord
 from orchestration_service.services.lifecycle import payloads
 from orchestration_service.services.lifecycle.transitions import Step, Transitions, utcnow
 
@@ -29,10 +29,10 @@ class Dispatching(Transitions):
         else:
             uow.after_commit(lambda: notify(project_id))
 
-    async def dispatch_project(self, uow: UnitOfWork, project_id: str) -> list[TaskRow]:
+    async def dispatch_project(self, uow: UnitOfWork, project_id: str) -> list[TaskRecord]:
         return await self.dispatch_projects(uow, [project_id])
 
-    async def dispatch_projects(self, uow: UnitOfWork, project_ids: Sequence[str]) -> list[TaskRow]:
+    async def dispatch_projects(self, uow: UnitOfWork, project_ids: Sequence[str]) -> list[TaskRecord]:
         """Dispatch as many waiting tasks of each project as its limit allows.
 
         The project locks make the count-then-dispatch atomic across replicas, so the
@@ -49,13 +49,13 @@ class Dispatching(Transitions):
     async def _start_attempt(
         self,
         uow: UnitOfWork,
-        task: TaskRow,
+        task: TaskRecord,
         *,
         reason: str,
         cause: str,
         feedback: Any = None,
         details: dict[str, Any] | None = None,
-    ) -> TaskRow:
+    ) -> TaskRecord:
         (started,) = await self._start_attempts(
             uow, [task], reason=reason, cause=cause, feedback=feedback, details=details
         )
@@ -64,13 +64,13 @@ class Dispatching(Transitions):
     async def _start_attempts(
         self,
         uow: UnitOfWork,
-        tasks: Sequence[TaskRow],
+        tasks: Sequence[TaskRecord],
         *,
         reason: str,
         cause: str,
         feedback: Any = None,
         details: dict[str, Any] | None = None,
-    ) -> list[TaskRow]:
+    ) -> list[TaskRecord]:
         now = utcnow()
         inputs_of = await self._dependency_inputs(uow, tasks)
         steps: list[Step] = []
@@ -110,7 +110,7 @@ class Dispatching(Transitions):
         return await self.transition_many(uow, steps, now=now)
 
     async def _dependency_inputs(
-        self, uow: UnitOfWork, tasks: Sequence[TaskRow]
+        self, uow: UnitOfWork, tasks: Sequence[TaskRecord]
     ) -> dict[uuid.UUID, list[dict[str, Any]]]:
         """The artifacts of the tasks each one depends on: its consumed inputs."""
         deps = await uow.tasks.dependencies_of([t["id"] for t in tasks])

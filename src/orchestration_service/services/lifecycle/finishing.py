@@ -8,7 +8,7 @@ from typing import Any
 
 from orchestration_service.domain.lifecycle import FINAL_STATES, TaskStatus
 from orchestration_service.repositories.ports import UnitOfWork
-from orchestration_service.repositories.tasks.port import TaskRow
+from orchestration_service.repositories.tasks.port import TaskRecord
 from orchestration_service.services.lifecycle import payloads
 from orchestration_service.services.lifecycle.dispatch import Dispatching
 from orchestration_service.services.lifecycle.transitions import utcnow
@@ -18,7 +18,7 @@ class Finishing(Dispatching):
     async def retry_or_fail(
         self,
         uow: UnitOfWork,
-        task: TaskRow,
+        task: TaskRecord,
         *,
         reason: str,
         cause: str,
@@ -26,7 +26,7 @@ class Finishing(Dispatching):
         feedback: Any = None,
         retry: bool = True,
         publish_failure: bool = True,
-    ) -> TaskRow:
+    ) -> TaskRecord:
         """Start another attempt if attempts remain (and ``retry``); otherwise fail."""
         if retry and int(task["attempt"]) < int(task["max_attempts"]):
             return await self._start_attempt(
@@ -40,8 +40,8 @@ class Finishing(Dispatching):
         return await self.fail(uow, task, reason=reason, cause=cause, error=error, publish=publish_failure)
 
     async def fail(
-        self, uow: UnitOfWork, task: TaskRow, *, reason: str, cause: str, error: Any, publish: bool
-    ) -> TaskRow:
+        self, uow: UnitOfWork, task: TaskRecord, *, reason: str, cause: str, error: Any, publish: bool
+    ) -> TaskRecord:
         # Only failures this service decides are announced as task.failed; a worker's own
         # task.failed was already on the bus.
         events = [payloads.failed(task, error, reason)] if publish else []
@@ -57,7 +57,7 @@ class Finishing(Dispatching):
         await self.after_final(uow, failed)
         return failed
 
-    async def cancel(self, uow: UnitOfWork, task: TaskRow, *, reason: str, cause: str) -> TaskRow:
+    async def cancel(self, uow: UnitOfWork, task: TaskRecord, *, reason: str, cause: str) -> TaskRecord:
         children = await uow.tasks.subtasks(task["id"])
         # Every row this cancel will change is locked before any project lock is taken
         # (after_final): other flows lock a task's row, then its project.
@@ -78,14 +78,15 @@ class Finishing(Dispatching):
         await self.after_final(uow, cancelled)
         return cancelled
 
-    async def after_final(self, uow: UnitOfWork, task: TaskRow) -> None:
+    async def after_final(self, uow: UnitOfWork, task: TaskRecord) -> None:
         """A task reached a final state: free its slot and settle its parent."""
         await self.slot_freed(uow, task["project_id"])
         if task.get("parent_id"):
             await self._settle_parent(uow, task)
 
-    async def _settle_parent(self, uow: UnitOfWork, child: TaskRow) -> None:
-        parent = await uow.tasks.get(child["parent_id"], for_update=True)
+    async def _settle_parent(self, uow: UnitOfWork, child: TaskRecord) -> None:
+        parent_id = child["parent_id"]
+        parent = None if parent_id is None else await uow.tasks.get(parent_id, for_update=True)
         if parent is None or TaskStatus(parent["status"]) != TaskStatus.DECOMPOSING:
             return
         status = TaskStatus(child["status"])
@@ -120,7 +121,9 @@ class Finishing(Dispatching):
             # A finished child may unblock siblings that depended on it.
             await self.dispatch_project(uow, parent["project_id"])
 
-    async def complete_parent(self, uow: UnitOfWork, parent: TaskRow, children: Sequence[TaskRow]) -> None:
+    async def complete_parent(
+        self, uow: UnitOfWork, parent: TaskRecord, children: Sequence[TaskRecord]
+    ) -> None:
         artifacts: list[Any] = []
         for c in children:
             row = await uow.tasks.get(c["id"])

@@ -15,7 +15,7 @@ from orchestration_service.config import Settings
 from orchestration_service.domain import events as ev
 from orchestration_service.domain.lifecycle import FINAL_STATES, TaskStatus, check_transition
 from orchestration_service.repositories.ports import UnitOfWork
-from orchestration_service.repositories.tasks.port import HistoryRow, TaskRow
+from orchestration_service.repositories.tasks.port import HistoryRecord, TaskRecord, with_values
 from orchestration_service.services.lifecycle import payloads
 
 
@@ -27,7 +27,7 @@ def utcnow() -> datetime:
 class Step:
     """One transition for ``Lifecycle.transition_many``."""
 
-    task: TaskRow
+    task: TaskRecord
     to: TaskStatus
     reason: str
     cause: str
@@ -48,7 +48,7 @@ class Transitions:
     async def transition(
         self,
         uow: UnitOfWork,
-        task: TaskRow,
+        task: TaskRecord,
         to: TaskStatus,
         *,
         reason: str,
@@ -57,7 +57,7 @@ class Transitions:
         details: dict[str, Any] | None = None,
         events: Sequence[ev.OutgoingEvent] = (),
         now: datetime | None = None,
-    ) -> TaskRow:
+    ) -> TaskRecord:
         """Move ``task`` to ``to`` if a rule allows it; raise IllegalTransition otherwise."""
         step = Step(task, to, reason=reason, cause=cause, changes=changes, details=details, events=events)
         (updated,) = await self.transition_many(uow, [step], now=now)
@@ -65,7 +65,7 @@ class Transitions:
 
     async def transition_many(
         self, uow: UnitOfWork, steps: Sequence[Step], *, now: datetime | None = None
-    ) -> list[TaskRow]:
+    ) -> list[TaskRecord]:
         """Several transitions written together: the rows, their history and their events
         (one statement where the backend can). Every rule is checked before anything is
         written."""
@@ -73,9 +73,9 @@ class Transitions:
             check_transition(TaskStatus(step.task["status"]), step.to)
         now = now or utcnow()
         updates: list[tuple[uuid.UUID, dict[str, Any]]] = []
-        history: list[HistoryRow] = []
+        history: list[HistoryRecord] = []
         out: list[ev.OutgoingEvent] = []
-        results: list[TaskRow] = []
+        results: list[TaskRecord] = []
         for step in steps:
             task, to = step.task, step.to
             current = task["status"]
@@ -85,7 +85,7 @@ class Transitions:
             if to in FINAL_STATES:
                 values.setdefault("completed_at", now)
                 values["deadline_at"] = None
-            updated = {**task, **values}
+            updated = with_values(task, values)
             # Work with no request or event behind it (dispatcher, sweeper) joins the task's
             # own trace: its events carry that span's context.
             parent = None if tracing.has_active_span() else task.get("traceparent")
@@ -107,7 +107,7 @@ class Transitions:
     async def note(
         self,
         uow: UnitOfWork,
-        task: TaskRow,
+        task: TaskRecord,
         *,
         reason: str,
         cause: str,
@@ -117,7 +117,7 @@ class Transitions:
         await self.notes(uow, [(task, reason, cause, details)])
 
     async def notes(
-        self, uow: UnitOfWork, entries: Sequence[tuple[TaskRow, str, str, dict[str, Any] | None]]
+        self, uow: UnitOfWork, entries: Sequence[tuple[TaskRecord, str, str, dict[str, Any] | None]]
     ) -> None:
         """``note`` for several (task, reason, cause, details), in one insert."""
         now = utcnow()
@@ -126,8 +126,8 @@ class Transitions:
         )
 
     def note_row(
-        self, task: TaskRow, reason: str, cause: str, details: dict[str, Any] | None, now: datetime
-    ) -> HistoryRow:
+        self, task: TaskRecord, reason: str, cause: str, details: dict[str, Any] | None, now: datetime
+    ) -> HistoryRecord:
         """The history row of a note."""
         status = task["status"]
         return history_row(task, status, status, reason, cause, details, now)
@@ -143,14 +143,14 @@ class Transitions:
 
 
 def history_row(
-    task: TaskRow,
+    task: TaskRecord,
     from_status: str | None,
     to_status: str,
     reason: str,
     cause: str,
     details: dict[str, Any] | None,
     now: datetime,
-) -> HistoryRow:
+) -> HistoryRecord:
     return {
         "task_id": task["id"],
         "from_status": from_status,
