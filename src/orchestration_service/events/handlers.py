@@ -23,10 +23,11 @@ from orchestration_service.domain import events as ev
 from orchestration_service.domain.errors import EventRejected
 from orchestration_service.domain.json_text import nul_path
 from orchestration_service.domain.lifecycle import FINAL_STATES, TaskStatus
+from orchestration_service.domain.tasks import with_values
 from orchestration_service.events.bus import Disposition, HandlerResult, InboundMessage
 from orchestration_service.logs import event_id_var
 from orchestration_service.repositories.ports import Storage, UnitOfWork
-from orchestration_service.repositories.tasks import TaskRecord, with_values
+from orchestration_service.repositories.tasks import TaskRecord
 from orchestration_service.schemas.events import (
     CloudEvent,
     RollbackRequested,

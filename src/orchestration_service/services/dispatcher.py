@@ -19,9 +19,10 @@ from typing import Any
 from orchestration_service.background import cancel_and_wait
 from orchestration_service.config import Settings
 from orchestration_service.domain.lifecycle import TaskStatus
+from orchestration_service.domain.tasks import with_values
 from orchestration_service.redaction import error_text
 from orchestration_service.repositories.ports import Storage, UnitOfWork
-from orchestration_service.repositories.tasks import TaskRecord, with_values
+from orchestration_service.repositories.tasks import TaskRecord
 from orchestration_service.services.lifecycle import Lifecycle, utcnow
 from orchestration_service.services.routing_engine import Outcome, RoutingEngine
 

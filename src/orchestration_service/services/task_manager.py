@@ -26,14 +26,9 @@ from orchestration_service.domain.errors import IdempotencyConflict, InvalidTran
 from orchestration_service.domain.ids import uuid7
 from orchestration_service.domain.lifecycle import IllegalTransition, Priority, TaskStatus
 from orchestration_service.domain.paging import LIST_TOTAL_CAP
+from orchestration_service.domain.tasks import HistoryRecord, TaskRecord, with_values
 from orchestration_service.repositories.ports import Storage
-from orchestration_service.repositories.tasks import (
-    HistoryRecord,
-    Submission,
-    TaskFilter,
-    TaskRecord,
-    with_values,
-)
+from orchestration_service.repositories.tasks import Submission, TaskFilter
 from orchestration_service.schemas.tasks import SubmitTask
 from orchestration_service.services.lifecycle import Lifecycle, utcnow
 

@@ -10,8 +10,6 @@ from orchestration_service.repositories.tasks.port import (
     TaskHotPaths,
     TaskRecord,
     TaskRepository,
-    as_task,
-    with_values,
 )
 
 __all__ = [
@@ -23,6 +21,4 @@ __all__ = [
     "TaskHotPaths",
     "TaskRecord",
     "TaskRepository",
-    "as_task",
-    "with_values",
 ]

@@ -17,6 +17,7 @@ from orchestration_service.db.batching import Batcher
 from orchestration_service.db.engine import Database
 from orchestration_service.db.tables import tasks
 from orchestration_service.domain.events import OutgoingEvent
+from orchestration_service.domain.tasks import as_task
 from orchestration_service.repositories.processed_events.port import ProcessedEventRepository
 from orchestration_service.repositories.processed_events.sql import PostgresProcessedEvents
 from orchestration_service.repositories.tasks import pg_statements as pg
@@ -26,7 +27,6 @@ from orchestration_service.repositories.tasks.port import (
     StatusRead,
     Submission,
     TaskRecord,
-    as_task,
 )
 from orchestration_service.repositories.tasks.sql import (
     IN_FLIGHT,

@@ -17,6 +17,7 @@ from orchestration_service.db.engine import Database, Transaction
 from orchestration_service.db.tables import task_dependencies, task_history, tasks
 from orchestration_service.domain.events import OutgoingEvent
 from orchestration_service.domain.lifecycle import IN_FLIGHT_STATES, TaskStatus
+from orchestration_service.domain.tasks import as_task
 from orchestration_service.repositories.outbox.sql import SqlOutbox
 from orchestration_service.repositories.processed_events.port import ProcessedEventRepository
 from orchestration_service.repositories.tasks.port import (
@@ -26,7 +27,6 @@ from orchestration_service.repositories.tasks.port import (
     Submission,
     TaskFilter,
     TaskRecord,
-    as_task,
 )
 
 IN_FLIGHT = [s.value for s in IN_FLIGHT_STATES]

@@ -14,8 +14,8 @@ from orchestration_service import tracing
 from orchestration_service.config import Settings
 from orchestration_service.domain import events as ev
 from orchestration_service.domain.lifecycle import FINAL_STATES, TaskStatus, check_transition
+from orchestration_service.domain.tasks import HistoryRecord, TaskRecord, with_values
 from orchestration_service.repositories.ports import UnitOfWork
-from orchestration_service.repositories.tasks.port import HistoryRecord, TaskRecord, with_values
 from orchestration_service.services.lifecycle import payloads
 
 
