@@ -8,7 +8,7 @@ import functools
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 import sqlalchemy as sa
@@ -82,11 +82,11 @@ class PostgresTasks(SqlTasks):
             pg.CLAIM_EVENT_AND_LOCK_TASK, event_id, event_type, source, outcome, datetime.now(UTC), task_id
         )
         assert row is not None
-        task = dict(row)
-        claimed = bool(task.pop("_claimed"))
+        task = as_task(row)  # a copy, without the flag
+        claimed = bool(cast(dict[str, Any], task).pop("_claimed"))
         if task["id"] is None:
             return EventClaim(False, None)
-        return EventClaim(claimed, as_task(task))
+        return EventClaim(claimed, task)
 
     async def lock_rows(self, task_ids: Sequence[uuid.UUID]) -> None:
         if task_ids:

@@ -65,10 +65,11 @@ def _update(keys: tuple[str, ...]) -> sa.Update:
 
 def status_read(row: Mapping[str, Any]) -> StatusRead:
     """A row with the ``_has_children`` and ``_has_deps`` flags as a ``StatusRead``."""
-    task = dict(row)
-    has_children = bool(task.pop("_has_children"))
-    has_deps = bool(task.pop("_has_deps"))
-    return StatusRead(as_task(task), has_children, has_deps)
+    task = as_task(row)  # a copy, without the flags
+    flags = cast(dict[str, Any], task)
+    has_children = bool(flags.pop("_has_children"))
+    has_deps = bool(flags.pop("_has_deps"))
+    return StatusRead(task, has_children, has_deps)
 
 
 def unclaimed(now: datetime) -> sa.ColumnElement[bool]:
