@@ -2,9 +2,10 @@
 
 Each step runs inside a caller's unit of work and writes, together, the task row, its
 history row and its outgoing events (the outbox). Use cases in ``task_manager`` and the
-event handlers open the unit of work; these steps never commit. The steps live by theme
-(``transitions``, ``creation``, ``dispatch``, ``finishing``); every published task payload
-is built in ``payloads``.
+event handlers open the unit of work; these steps never commit. The steps live by theme:
+``transitions`` (the primitive), ``creation`` (and decomposition), ``attempts`` (dispatch),
+``finishing`` (retries, failures, cancel cascades, parents settling). Every published task
+payload is built in ``payloads``.
 """
 
 from __future__ import annotations

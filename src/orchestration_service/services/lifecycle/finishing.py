@@ -10,11 +10,11 @@ from orchestration_service.domain.lifecycle import FINAL_STATES, TaskStatus
 from orchestration_service.repositories.ports import UnitOfWork
 from orchestration_service.repositories.tasks.port import TaskRecord
 from orchestration_service.services.lifecycle import payloads
-from orchestration_service.services.lifecycle.dispatch import Dispatching
+from orchestration_service.services.lifecycle.attempts import Attempts
 from orchestration_service.services.lifecycle.transitions import utcnow
 
 
-class Finishing(Dispatching):
+class Finishing(Attempts):
     async def retry_or_fail(
         self,
         uow: UnitOfWork,

@@ -15,7 +15,7 @@ from orchestration_service.services.lifecycle import payloads
 from orchestration_service.services.lifecycle.transitions import Step, Transitions, utcnow
 
 
-class Dispatching(Transitions):
+class Attempts(Transitions):
     async def slot_freed(self, uow: UnitOfWork, project_id: str) -> None:
         """A task of the project left the running states: its next waiting task may start.
 
