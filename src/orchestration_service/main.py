@@ -35,7 +35,7 @@ from orchestration_service.repositories.storage import SqlStorage
 from orchestration_service.routers.fast_lane import FastLane, LaneCounts
 from orchestration_service.routers.ui import mount_ui
 from orchestration_service.services.auth import ApiKeyService
-from orchestration_service.services.dispatcher import Router, Sweeper
+from orchestration_service.services.dispatcher import Dispatcher, Sweeper
 from orchestration_service.services.event_log import EventLog, LogNotifier
 from orchestration_service.services.lifecycle import Lifecycle
 from orchestration_service.services.projects import ProjectService
@@ -69,7 +69,7 @@ class Container:
     provenance: ProvenanceStore
     events: EventProcessor
     relay: OutboxRelay
-    router: Router
+    dispatcher: Dispatcher
     sweeper: Sweeper
     notifier: LogNotifier
     event_log: EventLog
@@ -98,18 +98,18 @@ class Container:
         provenance = ProvenanceStore(db)
         http = make_http_client(settings.routing)
         routing = RoutingEngine(settings, http)
-        router = Router(db, lifecycle, routing, settings)
-        lifecycle.on_slot_freed = router.slot_freed
+        dispatcher = Dispatcher(storage, lifecycle, routing, settings)
+        lifecycle.on_slot_freed = dispatcher.slot_freed
         tasks = TaskManager(
-            db,
+            storage,
             settings,
             lifecycle,
-            CompletionEstimator(db, settings.task_management.default_estimate_seconds),
-            router=router,
+            CompletionEstimator(storage, settings.task_management.default_estimate_seconds),
+            dispatcher=dispatcher,
             on_accepted=metrics.submitted,
         )
         events = EventProcessor(
-            db,
+            storage,
             lifecycle,
             provenance,
             retry_on_worker_failure=settings.task_management.retry_on_worker_failure,
@@ -136,18 +136,18 @@ class Container:
             bus=bus,
             lifecycle=lifecycle,
             tasks=tasks,
-            projects=ProjectService(db, settings),
+            projects=ProjectService(storage, settings),
             provenance=provenance,
             events=events,
             relay=relay,
-            router=router,
-            sweeper=Sweeper(db, lifecycle, settings),
+            dispatcher=dispatcher,
+            sweeper=Sweeper(storage, lifecycle, settings),
             http_client=http,
             notifier=notifier,
             event_log=EventLog(storage, notifier),
             metrics=metrics,
             keys=ApiKeyService(storage, cache_ttl=settings.auth.cache_ttl_seconds),
-            gauges=GaugeRefresher(metrics, db, settings.observability.metrics_refresh_seconds)
+            gauges=GaugeRefresher(metrics, storage, settings.observability.metrics_refresh_seconds)
             if settings.observability.metrics_enabled
             else None,
         )
@@ -169,16 +169,16 @@ class Container:
         await self.notifier.start()
         self._bus_task = asyncio.create_task(self._connect_bus(), name="bus-connect")
         self.relay.start()
-        self.router.start()
+        self.dispatcher.start()
         self.sweeper.start()
         if self.gauges is not None:
             self.gauges.start()
-        self.router.wake()
+        self.dispatcher.wake()
         self.started = True
 
     def dependency_states(self) -> dict[str, str]:
         """Agent and RAG services: connected, degraded or unconfigured (no I/O)."""
-        states = getattr(self.router.engine, "dependency_states", None)
+        states = getattr(self.dispatcher.engine, "dependency_states", None)
         return dict(states()) if callable(states) else {}
 
     async def _connect_bus(self) -> None:
@@ -203,7 +203,7 @@ class Container:
         # Stop taking new events first, then finish the background work, then flush.
         with contextlib.suppress(Exception):
             await self.bus.stop_consuming()
-        await self.router.stop()
+        await self.dispatcher.stop()
         if self.http_client is not None:
             await self.http_client.aclose()
         await self.sweeper.stop()

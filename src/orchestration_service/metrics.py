@@ -35,10 +35,10 @@ from orchestration_service.domain.events import CONSUMED_EVENTS, TASK_READY_PREF
 from orchestration_service.domain.lifecycle import TaskStatus
 from orchestration_service.http import route_template
 from orchestration_service.redaction import error_text
-from orchestration_service.repositories.gauges import GaugeReading, GaugeRepository
+from orchestration_service.repositories.gauges import GaugeReading
+from orchestration_service.repositories.ports import Storage
 
 if TYPE_CHECKING:
-    from orchestration_service.db.engine import Database
     from orchestration_service.main import Container
 
 log = logging.getLogger(__name__)
@@ -222,9 +222,9 @@ class GaugeRefresher:
     """Reads the database gauges every ``interval`` seconds (jittered, so replicas drift
     apart), in the background. A round another replica is reading right now is skipped."""
 
-    def __init__(self, metrics: Metrics, db: Database, interval: float) -> None:
+    def __init__(self, metrics: Metrics, storage: Storage, interval: float) -> None:
         self.metrics = metrics
-        self.db = db
+        self.storage = storage
         self.interval = interval
         self.reads = 0  # rounds that read the database (tests and the curious)
         self.skipped = 0  # rounds another reader held the lock
@@ -241,8 +241,8 @@ class GaugeRefresher:
     async def refresh(self) -> bool:
         """One round; True if it read the database."""
         try:
-            async with self.db.transaction(write=False) as tx:
-                repo = GaugeRepository(tx.conn)
+            async with self.storage.transaction(write=False) as uow:
+                repo = uow.gauges
                 if not await repo.try_lock():
                     self.skipped += 1
                     self.metrics.dependency_up.labels("database").set(1)

@@ -64,7 +64,7 @@ async def services(pg_url: str) -> AsyncIterator[tuple[Service, Service]]:
     lane, lane_life = await start_service(make_settings(pg_url, server={"fast_lane": True}))
     ref, ref_life = await start_service(make_settings(pg_url, server={"fast_lane": False}))
     for svc in (lane, ref):  # no dispatching: the documents read must not depend on timing
-        await svc.container.router.stop()
+        await svc.container.dispatcher.stop()
         await svc.container.sweeper.stop()
     try:
         yield lane, ref

@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 
 from orchestration_service.events.memory import MemoryBus
-from orchestration_service.repositories.tasks import TaskRepository
 from tests.conftest import Service, make_settings, start_service
 from tests.integration.test_tasks_api import submit, wait_for_status
 from tests.waiting import all_published, eventually
@@ -284,8 +283,8 @@ async def test_a_freed_slot_is_dispatched_only_where_a_task_waits(limited: Harne
         await h.running_task(project_id="full")
     waiting = (await submit(h.svc, project_id="full"))["task_id"]
     await h.running_task(project_id="idle")
-    async with h.svc.container.db.read() as conn:
-        repo = TaskRepository(conn)
+    async with h.svc.container.storage.read() as uow:
+        repo = uow.tasks
         # "full" has a task waiting but no free slot at its limit of 2; "idle" has a slot but
         # nobody waiting: no dispatch could start anything in either.
         assert await repo.with_waiting_tasks(["idle", "full", "nobody", "full"], 2) == []
@@ -297,17 +296,17 @@ async def test_a_freed_slot_is_dispatched_only_where_a_task_waits(limited: Harne
 
 async def test_the_sweeper_dispatches_only_where_a_slot_is_free(limited: Harness) -> None:
     h = limited
-    db = h.svc.container.db
+    storage = h.svc.container.storage
     running = [await h.running_task(project_id="full") for _ in range(2)]
     waiting = (await submit(h.svc, project_id="full"))["task_id"]
     await h.running_task(project_id="roomy")
-    async with db.read() as conn:
+    async with storage.read() as uow:
         # "full" has a routed task waiting but no free slot; "roomy" has room but nothing waits.
-        assert await TaskRepository(conn).projects_with_waiting_work(2) == []
+        assert await uow.tasks.projects_with_waiting_work(2) == []
     # A slot frees behind the router's back (as when a process dies between a commit and its
     # wake-up): the sweeper finds the project now that it has room, and dispatches.
-    async with db.transaction() as tx:
-        await TaskRepository(tx.conn).update(uuid.UUID(running[0]), {"status": "completed"})
+    async with storage.transaction() as uow:
+        await uow.tasks.update(uuid.UUID(running[0]), {"status": "completed"})
     doc = await wait_for_status(h.svc, waiting, "running", timeout=10)
     assert doc["attempt"] == 1
 

@@ -186,14 +186,14 @@ async def test_resume_sees_events_of_transactions_that_commit_out_of_order(servi
     release_first = asyncio.Event()
 
     async def slow_writer() -> None:
-        async with db.transaction() as tx:
-            await emit(tx, [OutgoingEvent("test.slow", {"n": 1}, subject="slow", project_id="ooo")])
+        async with service.container.storage.transaction() as uow:
+            await emit(uow, [OutgoingEvent("test.slow", {"n": 1}, subject="slow", project_id="ooo")])
             first_inserted.set()
             await release_first.wait()
 
     async def fast_writer(n: int) -> None:
-        async with db.transaction() as tx:
-            await emit(tx, [OutgoingEvent("test.fast", {"n": n}, subject="fast", project_id="ooo")])
+        async with service.container.storage.transaction() as uow:
+            await emit(uow, [OutgoingEvent("test.fast", {"n": n}, subject="fast", project_id="ooo")])
 
     if db.is_postgres:
         slow = asyncio.create_task(slow_writer())

@@ -18,7 +18,6 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from orchestration_service.db.tables import artifact_dependencies
-from orchestration_service.repositories.tasks import TaskRepository
 from orchestration_service.services.lifecycle import utcnow
 from tests.conftest import Service, make_settings, start_service
 from tests.integration.fake_services import Agent, FakeService, Reply, dead_url
@@ -342,7 +341,7 @@ async def test_cancelled_during_analysis_is_never_dispatched(clean_db: str, agen
             await asyncio.sleep(0.02)
         r = await h.svc.client.post(f"/api/v1/tasks/{tid}/cancel", json={"reason": "not needed"})
         assert r.status_code == 200
-        router = h.svc.container.router  # the analysis ends, and its result is dealt with
+        router = h.svc.container.dispatcher  # the analysis ends, and its result is dealt with
         await eventually(lambda: router.routed + router.discarded == 1, what="the analysis to end")
         doc = (await h.svc.client.get(f"/api/v1/tasks/{tid}")).json()
         assert doc["status"] == "cancelled" and doc["routing"] is None
@@ -361,7 +360,7 @@ async def test_two_routers_route_each_task_once(clean_db: str, agent: FakeServic
         ]
         for tid in ids:
             await wait_routed(two.svc, tid)
-        routers = (one.svc.container.router, two.svc.container.router)
+        routers = (one.svc.container.dispatcher, two.svc.container.dispatcher)
         await eventually(  # no analysis left anywhere that could route a task a second time
             lambda: (
                 all(r.analyses_in_flight == 0 for r in routers)
@@ -373,23 +372,23 @@ async def test_two_routers_route_each_task_once(clean_db: str, agent: FakeServic
             routed = [r for r in await reasons(one, tid) if r.startswith("routed by")]
             assert len(routed) == 1, (tid, routed)
     assert len(agent.calls_to("/analyze")) == 30
-    assert one.svc.container.router.routed + two.svc.container.router.routed == 30
+    assert one.svc.container.dispatcher.routed + two.svc.container.dispatcher.routed == 30
 
 
 async def test_claims_exclude_each_other_until_the_lease_expires(clean_db: str) -> None:
     async with serve(clean_db) as h:
-        await h.svc.container.router.stop()  # no routing in the background: claim by hand
+        await h.svc.container.dispatcher.stop()  # no routing in the background: claim by hand
         # A task that asks for decomposition is not routed at submission: it waits for a claim.
         tid = uuid.UUID((await submit(h.svc, options={"decompose": True}))["task_id"])
-        db = h.svc.container.db
+        storage = h.svc.container.storage
         now = utcnow()
-        async with db.transaction() as tx:
-            first = await TaskRepository(tx.conn).claim_unrouted(now, now + timedelta(seconds=30), 10)
-        async with db.transaction() as tx:
-            second = await TaskRepository(tx.conn).claim_unrouted(now, now + timedelta(seconds=30), 10)
+        async with storage.transaction() as uow:
+            first = await uow.tasks.claim_unrouted(now, now + timedelta(seconds=30), 10)
+        async with storage.transaction() as uow:
+            second = await uow.tasks.claim_unrouted(now, now + timedelta(seconds=30), 10)
         later = now + timedelta(seconds=31)  # the first claimer crashed: its lease expired
-        async with db.transaction() as tx:
-            third = await TaskRepository(tx.conn).claim_unrouted(later, later + timedelta(seconds=30), 10)
+        async with storage.transaction() as uow:
+            third = await uow.tasks.claim_unrouted(later, later + timedelta(seconds=30), 10)
         assert [r["id"] for r in first] == [tid]
         assert second == []
         assert [r["id"] for r in third] == [tid]

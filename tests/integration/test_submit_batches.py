@@ -9,6 +9,7 @@ import uuid
 import pytest
 
 from orchestration_service.domain.errors import IdempotencyConflict, NotFound
+from orchestration_service.repositories.tasks.postgres import PostgresHotPaths
 from orchestration_service.schemas.tasks import SubmitTask
 from tests.conftest import Service
 
@@ -41,10 +42,10 @@ async def test_concurrent_submissions_share_statements(service: Service) -> None
     results = await asyncio.gather(*(tasks.submit(c) for c in cmds))
     assert len({r.task["id"] for r in results}) == 40
     assert await _rows_of(service, "p-batch") == (40, 40, 40)
-    fast = tasks._pg
-    assert fast is not None
+    fast = service.container.storage.task_hot_paths
+    assert isinstance(fast, PostgresHotPaths)
     # The first goes at once, alone; the other 39 wait for it and go together.
-    assert fast.submit.statements <= 3
+    assert fast.submit_batches.statements <= 3
 
 
 async def test_a_row_the_database_refuses_fails_only_its_own_submission(service: Service) -> None:
@@ -83,13 +84,13 @@ async def test_concurrent_status_reads_share_statements(service: Service) -> Non
     made = [await tasks.submit(SubmitTask(description=f"read {n}", project_id="p-read")) for n in range(20)]
     ids = [m.task["id"] for m in made]
     unknown = uuid.uuid4()
-    fast = tasks._pg
-    assert fast is not None
-    before = fast.status.statements
+    fast = service.container.storage.task_hot_paths
+    assert isinstance(fast, PostgresHotPaths)
+    before = fast.status_batches.statements
     asked = [*ids, ids[0], unknown]  # a repeated id and one that does not exist
     views = await asyncio.gather(*(tasks.get(i) for i in asked[:-1]), return_exceptions=True)
     missing = await asyncio.gather(tasks.get(unknown), return_exceptions=True)
     assert [v.task["id"] for v in views if not isinstance(v, BaseException)] == asked[:-1]
     assert all(v.task["description"] == f"read {n}" for n, v in enumerate(views[:20]))  # type: ignore[union-attr]
     assert isinstance(missing[0], NotFound)
-    assert fast.status.statements - before <= 4
+    assert fast.status_batches.statements - before <= 4

@@ -16,7 +16,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from orchestration_service.repositories.gauges import GAUGES_LOCK_KEY
+from orchestration_service.repositories.gauges.sql import GAUGES_LOCK_KEY
 from tests.conftest import Service, make_settings, start_service, truncate_all
 from tests.integration.test_tasks_api import submit, wait_for_status
 from tests.process import ServerProcess

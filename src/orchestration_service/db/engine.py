@@ -37,6 +37,20 @@ OUTBOX_CHANNEL = "orch_outbox"  # a commit wrote outbox rows: wake the relay lea
 LOG_CHANNEL = "orch_event_log"  # the leader sequenced rows: wake the event-log readers
 
 
+async def init_connection(conn: asyncpg.Connection) -> None:
+    """JSON columns in and out as Python values, as SQLAlchemy gives them (the service's own
+    asyncpg connections and the hot paths' pool)."""
+    for name in ("json", "jsonb"):
+        await conn.set_type_codec(
+            name, schema="pg_catalog", encoder=lambda v: orjson.dumps(v).decode(), decoder=orjson.loads
+        )
+
+
+async def keep_session(conn: asyncpg.Connection) -> None:
+    """Pool release without asyncpg's default reset (a round trip per use): the hot paths'
+    statements are single autocommit statements that leave no session state behind."""
+
+
 class Transaction:
     """A connection inside one transaction, plus after-commit hooks."""
 
@@ -60,7 +74,7 @@ class Transaction:
 
     async def driver(self) -> asyncpg.Connection:
         """PostgreSQL: the asyncpg connection under this transaction, for hand-written
-        statements (repositories.tasks_pg) that join it."""
+        statements (repositories.tasks.pg_statements) that join it."""
         raw = await self.conn.get_raw_connection()
         adapted: Any = raw.dbapi_connection
         # SQLAlchemy's asyncpg adapter sends BEGIN lazily, with its first statement: when a
@@ -99,7 +113,7 @@ class Database:
         self.engine = engine
         # Keepalives and timeouts of the service's own connections (``connect_own``).
         self.own_settings = storage or StorageSettings()
-        # PostgreSQL: a plain asyncpg pool for the hottest statements (repositories.tasks_pg),
+        # PostgreSQL: a plain asyncpg pool for the hottest statements (repositories.tasks.postgres),
         # opened by ``open``; None on SQLite or when not asked for.
         self.pg: asyncpg.Pool | None = None
         self._fast_pool_size = fast_pool_size
@@ -169,8 +183,6 @@ class Database:
 
     async def open(self) -> None:
         if self.is_postgres and self._fast_pool_size and self.pg is None:
-            from orchestration_service.repositories.tasks_pg import init_connection, keep_session
-
             own = self.own_settings
 
             async def init(conn: asyncpg.Connection) -> None:
@@ -179,7 +191,7 @@ class Database:
 
             # The same protections as every connection (half-open ones fail within the
             # statement timeout and are replaced); the acquire timeout is the callers'
-            # (``PgTaskStatements``), as asyncpg's pool has no default one.
+            # (``PostgresHotPaths``), as asyncpg's pool has no default one.
             self.pg = await asyncpg.create_pool(
                 self._driver_dsn(),
                 min_size=1,
@@ -198,8 +210,6 @@ class Database:
 
         ``durable_commits=False`` is for a connection that only sends wake-ups (NOTIFY):
         its commits do not wait for the WAL flush, so the notify lock is held briefly."""
-        from orchestration_service.repositories.tasks_pg import init_connection
-
         own = self.own_settings
         settings = server_settings(own, application_name, statement_timeout=own.statement_timeout_seconds)
         if not durable_commits:

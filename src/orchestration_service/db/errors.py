@@ -1,7 +1,7 @@
 """Which database failures are worth trying again.
 
 Two kinds, told apart by SQLSTATE whichever driver raised them (SQLAlchemy wraps asyncpg's
-errors; the hand-written statements in ``repositories.tasks_pg`` raise asyncpg's own):
+errors; the hand-written statements in ``repositories.tasks.pg_statements`` raise asyncpg's own):
 
 * **conflicts** — a deadlock or a serialization failure. PostgreSQL aborted this
   transaction so that another could finish; running it again at once normally succeeds.

@@ -11,7 +11,6 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -19,17 +18,16 @@ from opentelemetry.trace import SpanKind
 from pydantic import BaseModel, ValidationError
 
 from orchestration_service import tracing
-from orchestration_service.db.engine import Database, Transaction
 from orchestration_service.db.errors import is_transient, retry_conflicts
 from orchestration_service.domain import events as ev
 from orchestration_service.domain.errors import EventRejected
 from orchestration_service.domain.json_text import nul_path
 from orchestration_service.domain.lifecycle import FINAL_STATES, TaskStatus
+from orchestration_service.domain.tasks import with_values
 from orchestration_service.events.bus import Disposition, HandlerResult, InboundMessage
 from orchestration_service.logs import event_id_var
-from orchestration_service.repositories import tasks_pg
-from orchestration_service.repositories.storage import unit_of_work
-from orchestration_service.repositories.tasks import TaskRepository
+from orchestration_service.repositories.ports import Storage, UnitOfWork
+from orchestration_service.repositories.tasks import TaskRecord
 from orchestration_service.schemas.events import (
     CloudEvent,
     RollbackRequested,
@@ -38,7 +36,7 @@ from orchestration_service.schemas.events import (
     TaskRejected,
     TaskValidated,
 )
-from orchestration_service.services.lifecycle import Lifecycle, utcnow
+from orchestration_service.services.lifecycle import Lifecycle, payloads, utcnow
 from orchestration_service.services.provenance_store import ProvenanceStore
 
 log = logging.getLogger(__name__)
@@ -99,25 +97,25 @@ def validate_payload(ce: CloudEvent) -> tuple[str, BaseModel]:
         raise EventRejected("schema", f"{name}: {msg}", field=where) from None
 
 
-RollbackApplier = Callable[[Transaction, RollbackRequested, CloudEvent], Awaitable[str]]
+RollbackApplier = Callable[[UnitOfWork, RollbackRequested, CloudEvent], Awaitable[str]]
 # Raises EventRejected (as for an unknown record) when the rollback reaches outside ``projects``;
 # returns the rollback as resolved within them (an artifact id names its record there).
-RollbackScopeCheck = Callable[[Transaction, RollbackRequested, Collection[str]], Awaitable[RollbackRequested]]
+RollbackScopeCheck = Callable[[UnitOfWork, RollbackRequested, Collection[str]], Awaitable[RollbackRequested]]
 # The project a rollback is de-duplicated in; raises EventRejected for an unknown record.
-RollbackProject = Callable[[Transaction, RollbackRequested], Awaitable[str]]
+RollbackProject = Callable[[UnitOfWork, RollbackRequested], Awaitable[str]]
 
 
 class EventProcessor:
     def __init__(
         self,
-        db: Database,
+        storage: Storage,
         lifecycle: Lifecycle,
         provenance: ProvenanceStore,
         *,
         retry_on_worker_failure: bool,
         on_outcome: Callable[[str, str], None] = lambda _name, _outcome: None,
     ) -> None:
-        self.db = db
+        self.storage = storage
         self.lifecycle = lifecycle
         self.provenance = provenance
         self.retry_on_worker_failure = retry_on_worker_failure
@@ -159,36 +157,28 @@ class EventProcessor:
         task_id = (
             None if isinstance(payload, RollbackRequested) else _uuid(str(getattr(payload, "task_id", "")))
         )
-        async with self.db.transaction() as tx:
+        async with self.storage.transaction() as uow:
             # The idempotency key is (project, id): the project is resolved, and the sender's
             # scope checked, before the claim, so nothing of another project decides the answer.
-            task: dict[str, Any] | None = None
+            task: TaskRecord | None = None
             if isinstance(payload, RollbackRequested):
                 if self.rollback is None or self.rollback_scope is None or self.rollback_project is None:
                     raise EventRejected("unknown-type", "rollback handling is not available")
                 if projects is not None:
-                    payload = await self.rollback_scope(tx, payload, projects)
-                project = await self.rollback_project(tx, payload)
-                claimed = await unit_of_work(tx).processed_events.claim(
-                    project, ce.id, name, ce.source, "processed"
-                )
+                    payload = await self.rollback_scope(uow, payload, projects)
+                project = await self.rollback_project(uow, payload)
+                claimed = await uow.processed_events.claim(project, ce.id, name, ce.source, "processed")
             else:
-                if tx.is_postgres and task_id is not None:
-                    claimed, task = await tasks_pg.claim_event_and_lock_task(
-                        await tx.driver(),
+                claimed = False
+                if task_id is not None:
+                    got = await uow.tasks.claim_event_and_lock(
                         event_id=ce.id,
                         event_type=name,
                         source=ce.source,
                         outcome="processed",
                         task_id=task_id,
-                        now=datetime.now(UTC),
                     )
-                else:
-                    found = await TaskRepository(tx.conn).get(task_id, for_update=True) if task_id else None
-                    task = dict(found) if found is not None else None
-                    claimed = task is not None and await unit_of_work(tx).processed_events.claim(
-                        task["project_id"], ce.id, name, ce.source, "processed"
-                    )
+                    claimed, task = got.claimed, got.task
                 if task is None or (projects is not None and task["project_id"] not in projects):
                     text = str(getattr(payload, "task_id", ""))
                     raise EventRejected("unknown-task", f"task {text} does not exist", field="data.task_id")
@@ -196,33 +186,33 @@ class EventProcessor:
             if not claimed:
                 result = Processed("duplicate", f"event {ce.id} was already processed")
             else:
-                result = await self._apply(tx, name, payload, ce, task)
+                result = await self._apply(uow, name, payload, ce, task)
                 if result.outcome != "processed":
-                    await unit_of_work(tx).processed_events.set_outcome(project, ce.id, result.outcome)
+                    await uow.processed_events.set_outcome(project, ce.id, result.outcome)
         self.on_outcome(name, result.outcome)
         return result
 
     async def _apply(
         self,
-        tx: Transaction,
+        uow: UnitOfWork,
         name: str,
         payload: BaseModel,
         ce: CloudEvent,
-        locked: dict[str, Any] | None,
+        locked: TaskRecord | None,
     ) -> Processed:
         """Apply a claimed event; ``locked``: its task, already read and locked (None for a
         rollback)."""
         if isinstance(payload, RollbackRequested):
             assert self.rollback is not None
-            detail = await self.rollback(tx, payload, ce)
+            detail = await self.rollback(uow, payload, ce)
             return Processed("processed", detail)
         assert locked is not None
-        task = dict(locked)
+        task = with_values(locked, {})  # a copy: the handlers fill in what the event brings
         cause = f"event:{name}:{ce.id}"[:255]
         status = TaskStatus(task["status"])
         if status in FINAL_STATES:
             await self.lifecycle.note(
-                tx, task, reason=f"ignored {name}: the task is already {status.value}", cause=cause
+                uow, task, reason=f"ignored {name}: the task is already {status.value}", cause=cause
             )
             return Processed("ignored", f"task is already {status.value}")
         handler = {
@@ -231,14 +221,14 @@ class EventProcessor:
             ev.TASK_REJECTED: self._rejected,
             ev.TASK_FAILED: self._failed,
         }[name]
-        return await handler(tx, task, payload, cause)
+        return await handler(uow, task, payload, cause)
 
     # -- one per event -----------------------------------------------------------------
-    async def _output_created(self, tx: Transaction, task: dict[str, Any], p: Any, cause: str) -> Processed:
+    async def _output_created(self, uow: UnitOfWork, task: TaskRecord, p: Any, cause: str) -> Processed:
         assert isinstance(p, TaskOutputCreated)
         if TaskStatus(task["status"]) != TaskStatus.RUNNING:
             await self.lifecycle.note(
-                tx, task, reason=f"ignored task.output.created: the task is {task['status']}", cause=cause
+                uow, task, reason=f"ignored task.output.created: the task is {task['status']}", cause=cause
             )
             return Processed("ignored", f"task is {task['status']}, not running")
         artifacts = [a.model_dump(exclude_none=True) for a in p.artifacts]
@@ -259,7 +249,7 @@ class EventProcessor:
             if v is not None
         }
         await self.lifecycle.transition(
-            tx,
+            uow,
             task,
             TaskStatus.VALIDATING,
             reason="output received; awaiting QA",
@@ -269,59 +259,47 @@ class EventProcessor:
         )
         return Processed("processed", "task is validating")
 
-    async def _validated(self, tx: Transaction, task: dict[str, Any], p: Any, cause: str) -> Processed:
+    async def _validated(self, uow: UnitOfWork, task: TaskRecord, p: Any, cause: str) -> Processed:
         assert isinstance(p, TaskValidated)
         if TaskStatus(task["status"]) not in (TaskStatus.RUNNING, TaskStatus.VALIDATING):
             await self.lifecycle.note(
-                tx, task, reason=f"ignored task.validated: the task is {task['status']}", cause=cause
+                uow, task, reason=f"ignored task.validated: the task is {task['status']}", cause=cause
             )
             return Processed("ignored", f"task is {task['status']}")
         if p.artifacts:
             task["artifacts"] = [a.model_dump(exclude_none=True) for a in p.artifacts]
         now = utcnow()
         record_id = await self.provenance.record_completion(
-            tx, task, p.model_dump(mode="json", exclude_none=True)
+            uow, dict(task), p.model_dump(mode="json", exclude_none=True)
         )
         metrics = task.get("metrics") or {}
         started = task.get("started_at") or task["created_at"]
         exec_ms = metrics.get("execution_time_ms") or int((now - started).total_seconds() * 1000)
         artifacts = task.get("artifacts") or []
         done = await self.lifecycle.transition(
-            tx,
+            uow,
             task,
             TaskStatus.COMPLETED,
             reason="validated by QA",
             cause=cause,
             changes={"provenance_id": record_id, "execution_time_ms": exec_ms, "artifacts": artifacts},
             details={"confidence": p.confidence, "qa_result_id": p.qa_result_id},
-            events=[
-                ev.OutgoingEvent(
-                    name=ev.TASK_COMPLETED,
-                    subject=str(task["id"]),
-                    project_id=task["project_id"],
-                    data={
-                        "task_id": str(task["id"]),
-                        "project_id": task["project_id"],
-                        "provenance_id": str(record_id),
-                        "artifacts": artifacts,
-                    },
-                )
-            ],
+            events=[payloads.completed(task, str(record_id), artifacts)],
             now=now,
         )
-        await self.lifecycle.after_final(tx, done)
+        await self.lifecycle.after_final(uow, done)
         return Processed("processed", "task completed")
 
-    async def _rejected(self, tx: Transaction, task: dict[str, Any], p: Any, cause: str) -> Processed:
+    async def _rejected(self, uow: UnitOfWork, task: TaskRecord, p: Any, cause: str) -> Processed:
         assert isinstance(p, TaskRejected)
         if TaskStatus(task["status"]) not in (TaskStatus.RUNNING, TaskStatus.VALIDATING):
             await self.lifecycle.note(
-                tx, task, reason=f"ignored task.rejected: the task is {task['status']}", cause=cause
+                uow, task, reason=f"ignored task.rejected: the task is {task['status']}", cause=cause
             )
             return Processed("ignored", f"task is {task['status']}")
         reason = p.reason or "rejected by QA"
         after = await self.lifecycle.retry_or_fail(
-            tx,
+            uow,
             task,
             reason=f"rejected: {reason}",
             cause=cause,
@@ -330,18 +308,24 @@ class EventProcessor:
         )
         return Processed("processed", f"task is {after['status']} (attempt {after['attempt']})")
 
-    async def _failed(self, tx: Transaction, task: dict[str, Any], p: Any, cause: str) -> Processed:
+    async def _failed(self, uow: UnitOfWork, task: TaskRecord, p: Any, cause: str) -> Processed:
         assert isinstance(p, TaskFailed)
         retry = bool(self.retry_on_worker_failure and p.retryable)
         in_flight = TaskStatus(task["status"]) in (TaskStatus.RUNNING, TaskStatus.VALIDATING)
         error = p.error or "worker reported failure"
         if in_flight:
             after = await self.lifecycle.retry_or_fail(
-                tx, task, reason="worker failed", cause=cause, error=error, retry=retry, publish_failure=False
+                uow,
+                task,
+                reason="worker failed",
+                cause=cause,
+                error=error,
+                retry=retry,
+                publish_failure=False,
             )
         else:
             after = await self.lifecycle.fail(
-                tx, task, reason="failed", cause=cause, error=error, publish=False
+                uow, task, reason="failed", cause=cause, error=error, publish=False
             )
         return Processed("processed", f"task is {after['status']}")
 

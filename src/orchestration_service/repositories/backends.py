@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from orchestration_service.db.engine import Database, Transaction
 from orchestration_service.repositories.api_keys.port import ApiKeyRepository
 from orchestration_service.repositories.api_keys.sql import PostgresApiKeys, SqliteApiKeys
+from orchestration_service.repositories.gauges.port import GaugeRepository
+from orchestration_service.repositories.gauges.sql import PostgresGauges, SqliteGauges
 from orchestration_service.repositories.outbox.port import LogFeed, OutboxRepository, RelayCoordination
 from orchestration_service.repositories.outbox.postgres import PostgresLogFeed, PostgresRelayCoordination
 from orchestration_service.repositories.outbox.sql import SqlOutbox
@@ -21,6 +23,9 @@ from orchestration_service.repositories.processed_events.sql import (
     PostgresProcessedEvents,
     SqliteProcessedEvents,
 )
+from orchestration_service.repositories.tasks.port import TaskHotPaths, TaskRepository
+from orchestration_service.repositories.tasks.postgres import PostgresHotPaths, PostgresTasks
+from orchestration_service.repositories.tasks.sqlite import SqliteHotPaths, SqliteTasks
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +39,9 @@ class Backend:
     processed_events: Callable[[Transaction], ProcessedEventRepository]
     relay_coordination: Callable[[Database], RelayCoordination]
     log_feed: Callable[[Database], LogFeed]
+    tasks: Callable[[Transaction], TaskRepository]
+    gauges: Callable[[Transaction], GaugeRepository]
+    task_hot_paths: Callable[[Database], TaskHotPaths]
 
 
 POSTGRES = Backend(
@@ -43,6 +51,9 @@ POSTGRES = Backend(
     processed_events=PostgresProcessedEvents,
     relay_coordination=PostgresRelayCoordination,
     log_feed=PostgresLogFeed,
+    tasks=PostgresTasks,
+    gauges=PostgresGauges,
+    task_hot_paths=PostgresHotPaths,
 )
 
 SQLITE = Backend(
@@ -52,6 +63,9 @@ SQLITE = Backend(
     processed_events=SqliteProcessedEvents,
     relay_coordination=SqliteRelayCoordination,
     log_feed=SqliteLogFeed,
+    tasks=SqliteTasks,
+    gauges=SqliteGauges,
+    task_hot_paths=SqliteHotPaths,
 )
 
 

@@ -13,8 +13,10 @@ from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
 from orchestration_service.repositories.api_keys.port import ApiKeyRepository
+from orchestration_service.repositories.gauges.port import GaugeRepository
 from orchestration_service.repositories.outbox.port import LogFeed, OutboxRepository, RelayCoordination
 from orchestration_service.repositories.processed_events.port import ProcessedEventRepository
+from orchestration_service.repositories.tasks.port import TaskHotPaths, TaskRepository
 
 
 class UnitOfWork(Protocol):
@@ -31,6 +33,12 @@ class UnitOfWork(Protocol):
 
     @property
     def processed_events(self) -> ProcessedEventRepository: ...
+
+    @property
+    def tasks(self) -> TaskRepository: ...
+
+    @property
+    def gauges(self) -> GaugeRepository: ...
 
     def after_commit(self, hook: Callable[[], None]) -> None: ...
 
@@ -60,4 +68,9 @@ class Storage(Protocol):
 
     def log_feed(self) -> LogFeed:
         """A new source of event-log wake-ups and reads for one process's feed fan-out."""
+        ...
+
+    @property
+    def task_hot_paths(self) -> TaskHotPaths:
+        """Submission and status read, each its own transaction (no unit of work)."""
         ...

@@ -9,8 +9,10 @@ from typing import Any
 from orchestration_service.db.engine import Database, Transaction
 from orchestration_service.repositories.api_keys.port import ApiKeyRepository
 from orchestration_service.repositories.backends import Backend, backend_for
+from orchestration_service.repositories.gauges.port import GaugeRepository
 from orchestration_service.repositories.outbox.port import LogFeed, OutboxRepository, RelayCoordination
 from orchestration_service.repositories.processed_events.port import ProcessedEventRepository
+from orchestration_service.repositories.tasks.port import TaskHotPaths, TaskRepository
 
 
 class SqlUnitOfWork:
@@ -46,6 +48,16 @@ class SqlUnitOfWork:
         repo: ProcessedEventRepository = self._repo("processed_events")
         return repo
 
+    @property
+    def tasks(self) -> TaskRepository:
+        repo: TaskRepository = self._repo("tasks")
+        return repo
+
+    @property
+    def gauges(self) -> GaugeRepository:
+        repo: GaugeRepository = self._repo("gauges")
+        return repo
+
     def after_commit(self, hook: Callable[[], None]) -> None:
         self.tx.after_commit(hook)
 
@@ -56,10 +68,17 @@ class SqlStorage:
     def __init__(self, db: Database, backend: Backend | None = None) -> None:
         self.db = db
         self.backend = backend or backend_for(db.engine.url.render_as_string())
+        self._task_hot_paths: TaskHotPaths | None = None
 
     @property
     def name(self) -> str:
         return self.backend.name
+
+    @property
+    def task_hot_paths(self) -> TaskHotPaths:
+        if self._task_hot_paths is None:
+            self._task_hot_paths = self.backend.task_hot_paths(self.db)
+        return self._task_hot_paths
 
     @contextlib.asynccontextmanager
     async def transaction(self, *, write: bool = True) -> AsyncIterator[SqlUnitOfWork]:

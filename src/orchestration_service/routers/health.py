@@ -70,7 +70,7 @@ async def detailed(request: Request) -> JSON:
     # Agent and RAG: connected (the last call succeeded, or with no recent call a cached
     # GET /health probe answers), degraded (breaker open or the last call failed, or the
     # probe fails: routing falls back to the built-in analyzer / no context), unconfigured.
-    for name, (state, info) in (await c.router.engine.health()).items():
+    for name, (state, info) in (await c.dispatcher.engine.health()).items():
         deps[name] = state
         if info:
             details[name] = info

@@ -11,7 +11,6 @@ from orchestration_service.domain.errors import Forbidden, NotFound
 from orchestration_service.domain.lifecycle import Priority, TaskStatus
 from orchestration_service.http import JSON
 from orchestration_service.logs import annotate_access
-from orchestration_service.repositories.tasks import TaskFilter
 from orchestration_service.routers.deps import container, narrowed_projects, visible_projects
 from orchestration_service.routers.paging import Cursor, Offset, PageLimit, keyset_after, page_answer
 from orchestration_service.schemas.common import NO_NUL, UTCDateTime, problem_responses
@@ -24,6 +23,7 @@ from orchestration_service.schemas.tasks import (
     TaskPage,
 )
 from orchestration_service.schemas.views import history_entry, task_document
+from orchestration_service.services.task_manager import TaskFilter
 
 router = APIRouter(tags=["tasks"])
 

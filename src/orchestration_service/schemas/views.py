@@ -6,10 +6,12 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from orchestration_service.domain.tasks import HistoryRecord, TaskRecord
+
 
 def task_document(
-    t: Mapping[Any, Any],
-    subtasks: Sequence[Mapping[Any, Any]] = (),
+    t: TaskRecord,
+    subtasks: Sequence[TaskRecord] = (),
     dependencies: Mapping[uuid.UUID, list[uuid.UUID]] | None = None,
 ) -> dict[str, Any]:
     deps = dependencies or {}
@@ -51,7 +53,7 @@ def task_document(
     }
 
 
-def history_entry(h: Mapping[Any, Any]) -> dict[str, Any]:
+def history_entry(h: HistoryRecord) -> dict[str, Any]:
     return {
         "id": h["id"],
         "task_id": h["task_id"],

@@ -18,10 +18,11 @@ from typing import Any
 
 from orchestration_service.background import cancel_and_wait
 from orchestration_service.config import Settings
-from orchestration_service.db.engine import Database, Transaction
 from orchestration_service.domain.lifecycle import TaskStatus
+from orchestration_service.domain.tasks import with_values
 from orchestration_service.redaction import error_text
-from orchestration_service.repositories.tasks import TaskRepository
+from orchestration_service.repositories.ports import Storage, UnitOfWork
+from orchestration_service.repositories.tasks import TaskRecord
 from orchestration_service.services.lifecycle import Lifecycle, utcnow
 from orchestration_service.services.routing_engine import Outcome, RoutingEngine
 
@@ -90,14 +91,14 @@ class _Loop:
 
 @dataclass(slots=True)
 class _Routed:
-    task: dict[str, Any]
+    task: TaskRecord
     outcome: Outcome
     started: float  # monotonic time of the claim
 
 
 @dataclass(slots=True)
 class RoutedNow:
-    """A routing decision made at submission (see ``Router.route_at_submission``)."""
+    """A routing decision made at submission (see ``Dispatcher.route_at_submission``)."""
 
     values: dict[str, Any]  # the task's routing columns
     reason: str  # its history note
@@ -106,7 +107,7 @@ class RoutedNow:
     seconds: float
 
 
-class Router(_Loop):
+class Dispatcher(_Loop):
     """Routes newly submitted tasks and dispatches them as slots allow.
 
     Routing may call the Agent and RAG services (seconds each), so no transaction or row
@@ -128,9 +129,11 @@ class Router(_Loop):
 
     name = "router"
 
-    def __init__(self, db: Database, lifecycle: Lifecycle, engine: RoutingEngine, settings: Settings) -> None:
+    def __init__(
+        self, storage: Storage, lifecycle: Lifecycle, engine: RoutingEngine, settings: Settings
+    ) -> None:
         super().__init__(interval=1.0)
-        self.db = db
+        self.storage = storage
         self.lifecycle = lifecycle
         self.engine = engine
         self.settings = settings
@@ -147,7 +150,7 @@ class Router(_Loop):
     def analyses_in_flight(self) -> int:
         return len(self._jobs)
 
-    def route_at_submission(self, task: dict[str, Any]) -> RoutedNow | None:
+    def route_at_submission(self, task: TaskRecord) -> RoutedNow | None:
         """Route a new task as it is submitted when that needs no remote call (the built-in
         analyzer only, no decomposition): its columns and its history note, written in the
         submission's own transaction. None: the task waits for this loop's routing."""
@@ -186,8 +189,8 @@ class Router(_Loop):
                 # project that is full: one read finds the projects where a task could start,
                 # instead of a locking transaction per batch of projects that finds nothing.
                 # A task routed or a slot freed after this read queues its own dispatch.
-                async with self.db.read() as conn:
-                    due = await TaskRepository(conn).with_waiting_tasks(
+                async with self.storage.read() as uow:
+                    due = await uow.tasks.with_waiting_tasks(
                         due, self.settings.task_management.max_concurrent_per_project
                     )
             except BaseException:
@@ -195,8 +198,8 @@ class Router(_Loop):
                 raise
             for i in range(0, len(due), DISPATCH_BATCH):
                 try:
-                    async with self.db.transaction() as tx:
-                        await self.lifecycle.dispatch_projects(tx, due[i : i + DISPATCH_BATCH])
+                    async with self.storage.transaction() as uow:
+                        await self.lifecycle.dispatch_projects(uow, due[i : i + DISPATCH_BATCH])
                 except BaseException:
                     self._dispatch_due.update(due[i:])  # retried on the next tick
                     raise
@@ -210,11 +213,10 @@ class Router(_Loop):
         until = now + timedelta(seconds=self.engine.lease_seconds)
         if not self.engine.remote:
             return await self._route_locally(now, until, free)
-        async with self.db.transaction() as tx:
-            rows = await TaskRepository(tx.conn).claim_unrouted(now, until, free)
+        async with self.storage.transaction() as uow:
+            rows = await uow.tasks.claim_unrouted(now, until, free)
         self._claimed.update(row["id"] for row in rows)
-        for row in rows:
-            task = dict(row)
+        for task in rows:
             job = asyncio.create_task(self._analyse(task, time.monotonic()), name=f"route-{task['id']}")
             self._jobs.add(job)
             job.add_done_callback(self._jobs.discard)
@@ -223,20 +225,20 @@ class Router(_Loop):
     async def _route_locally(self, now: datetime, until: datetime, free: int) -> bool:
         """Built-in analyzer only: claim, decide and apply in one short transaction."""
         started = time.monotonic()
-        async with self.db.transaction() as tx:
-            rows = await TaskRepository(tx.conn).lock_unrouted(now, free)
-            batch = [_Routed(dict(r), await self._outcome(dict(r)), started) for r in rows]
-            applied = await self._apply_in(tx, batch, locked=True)
+        async with self.storage.transaction() as uow:
+            rows = await uow.tasks.lock_unrouted(now, free)
+            batch = [_Routed(r, await self._outcome(r), started) for r in rows]
+            applied = await self._apply_in(uow, batch, locked=True)
         self._count(batch, applied)
         self._dispatch_later(applied)
         return len(rows) == free
 
-    async def _analyse(self, task: dict[str, Any], started: float) -> None:
+    async def _analyse(self, task: TaskRecord, started: float) -> None:
         outcome = await self._outcome(task)
         self._finished.append(_Routed(task, outcome, started))
         self.wake()
 
-    async def _outcome(self, task: dict[str, Any]) -> Outcome:
+    async def _outcome(self, task: TaskRecord) -> Outcome:
         try:
             return await self.engine.analyze(task)
         except asyncio.CancelledError:
@@ -249,8 +251,8 @@ class Router(_Loop):
 
     async def _apply_all(self, batch: list[_Routed]) -> None:
         try:
-            async with self.db.transaction() as tx:
-                applied = await self._apply_in(tx, batch)
+            async with self.storage.transaction() as uow:
+                applied = await self._apply_in(uow, batch)
         except asyncio.CancelledError:
             self._finished[:0] = batch  # not applied: stop() gives the claims back
             raise
@@ -297,15 +299,15 @@ class Router(_Loop):
         claimed, self._claimed, self._finished = list(self._claimed), set(), []
         if claimed:
             try:
-                async with self.db.transaction() as tx:
-                    await TaskRepository(tx.conn).release_claims(claimed)
+                async with self.storage.transaction() as uow:
+                    await uow.tasks.release_claims(claimed)
             except Exception as exc:  # the leases expire anyway
                 log.warning("router: could not release %d claims: %s", len(claimed), exc)
 
     async def _apply_in(
-        self, tx: Transaction, batch: list[_Routed], *, locked: bool = False
+        self, uow: UnitOfWork, batch: list[_Routed], *, locked: bool = False
     ) -> list[_Routed]:
-        """Write the decisions of ``batch`` in ``tx`` (the caller dispatches after commit).
+        """Write the decisions of ``batch`` in ``uow`` (the caller dispatches after commit).
 
         ``locked``: this transaction holds the tasks' rows (they are still pending and
         unrouted), so the plain decisions are written in bulk."""
@@ -315,15 +317,15 @@ class Router(_Loop):
             if locked and i.outcome.plan is None and not (i.outcome.rag_error or i.outcome.not_decomposed)
         ]
         if plain:
-            await self._apply_plain(tx, plain)
+            await self._apply_plain(uow, plain)
         chosen = {id(i) for i in plain}
         return plain + [
             item
             for item in batch
-            if id(item) not in chosen and await self._apply_one(tx, item.task, item.outcome)
+            if id(item) not in chosen and await self._apply_one(uow, item.task, item.outcome)
         ]
 
-    async def _apply_plain(self, tx: Transaction, batch: list[_Routed]) -> None:
+    async def _apply_plain(self, uow: UnitOfWork, batch: list[_Routed]) -> None:
         """Decisions with no plan and nothing to add: one UPDATE batch, one history insert."""
         changes = []
         notes = []
@@ -333,17 +335,17 @@ class Router(_Loop):
             decision = item.outcome.decision
             notes.append(
                 (
-                    {**item.task, **values},
+                    with_values(item.task, values),
                     f"routed by {decision.analyzer}: {decision.reason}",
                     "router",
                     {**routing, "seconds": round(item.outcome.seconds, 3)},
                 )
             )
-        await TaskRepository(tx.conn).update_many(changes)
-        await self.lifecycle.notes(tx, notes)
+        await uow.tasks.update_many(changes)
+        await self.lifecycle.notes(uow, notes)
 
     @staticmethod
-    def _routing_values(task: dict[str, Any], outcome: Outcome) -> tuple[dict[str, Any], dict[str, Any]]:
+    def _routing_values(task: TaskRecord, outcome: Outcome) -> tuple[dict[str, Any], dict[str, Any]]:
         """The task's columns a routing outcome sets, and the ``routing`` document."""
         decision = outcome.decision
         routing = decision.as_dict()
@@ -373,17 +375,16 @@ class Router(_Loop):
         }
         return values, routing
 
-    async def _apply_one(self, tx: Transaction, task: dict[str, Any], outcome: Outcome) -> bool:
+    async def _apply_one(self, uow: UnitOfWork, task: TaskRecord, outcome: Outcome) -> bool:
         values, routing = self._routing_values(task, outcome)
         decision = outcome.decision
-        repo = TaskRepository(tx.conn)
-        if not await repo.mark_routed(task["id"], values):
+        if not await uow.tasks.mark_routed(task["id"], values):
             # Cancelled meanwhile (or routed by another router whose lease we outlived).
             log.debug("router: task %s is no longer pending and unrouted; result dropped", task["id"])
             return False
-        routed = {**task, **values, "routing_claimed_until": None}
+        routed = with_values(task, {**values, "routing_claimed_until": None})
         await self.lifecycle.note(
-            tx,
+            uow,
             routed,
             reason=f"routed by {decision.analyzer}: {decision.reason}",
             cause="router",
@@ -391,13 +392,13 @@ class Router(_Loop):
         )
         if outcome.rag_error:
             why = f"no RAG context: {outcome.rag_error}; dispatched without it"
-            await self.lifecycle.note(tx, routed, reason=why, cause="router")
+            await self.lifecycle.note(uow, routed, reason=why, cause="router")
         if outcome.not_decomposed:
             await self.lifecycle.note(
-                tx, routed, reason=f"runs whole: {outcome.not_decomposed}", cause="router"
+                uow, routed, reason=f"runs whole: {outcome.not_decomposed}", cause="router"
             )
         if outcome.plan is not None:
-            await self.lifecycle.decompose(tx, routed, outcome.plan, cause="router")
+            await self.lifecycle.decompose(uow, routed, outcome.plan, cause="router")
         return True
 
 
@@ -407,9 +408,9 @@ class Sweeper(_Loop):
     name = "sweeper"
     batch = 100
 
-    def __init__(self, db: Database, lifecycle: Lifecycle, settings: Settings) -> None:
+    def __init__(self, storage: Storage, lifecycle: Lifecycle, settings: Settings) -> None:
         super().__init__(interval=settings.task_management.sweep_interval_seconds)
-        self.db = db
+        self.storage = storage
         self.lifecycle = lifecycle
         self.timed_out = 0
 
@@ -419,14 +420,13 @@ class Sweeper(_Loop):
         return more
 
     async def _timeouts(self) -> bool:
-        async with self.db.transaction() as tx:
-            rows = await TaskRepository(tx.conn).overdue(utcnow(), self.batch)
-            for row in rows:
-                task: dict[str, Any] = dict(row)
+        async with self.storage.transaction() as uow:
+            rows = await uow.tasks.overdue(utcnow(), self.batch)
+            for task in rows:
                 if TaskStatus(task["status"]) not in (TaskStatus.RUNNING, TaskStatus.VALIDATING):
                     continue
                 await self.lifecycle.retry_or_fail(
-                    tx,
+                    uow,
                     task,
                     reason="timeout",
                     cause="sweeper",
@@ -436,10 +436,10 @@ class Sweeper(_Loop):
         return len(rows) == self.batch
 
     async def _dispatch_waiting(self) -> None:
-        async with self.db.read() as conn:
-            projects = await TaskRepository(conn).projects_with_waiting_work(
+        async with self.storage.read() as uow:
+            projects = await uow.tasks.projects_with_waiting_work(
                 self.lifecycle.settings.task_management.max_concurrent_per_project
             )
         for i in range(0, len(projects), 100):
-            async with self.db.transaction() as tx:
-                await self.lifecycle.dispatch_projects(tx, projects[i : i + 100])
+            async with self.storage.transaction() as uow:
+                await self.lifecycle.dispatch_projects(uow, projects[i : i + 100])

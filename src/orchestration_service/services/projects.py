@@ -7,15 +7,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from orchestration_service.config import Settings
-from orchestration_service.db.engine import Database
 from orchestration_service.domain.errors import NotFound
 from orchestration_service.domain.lifecycle import IN_FLIGHT_STATES, TaskStatus
-from orchestration_service.repositories.tasks import TaskRepository
+from orchestration_service.repositories.ports import Storage
 
 
 class ProjectService:
-    def __init__(self, db: Database, settings: Settings) -> None:
-        self.db = db
+    def __init__(self, storage: Storage, settings: Settings) -> None:
+        self.storage = storage
         self.settings = settings
 
     @property
@@ -33,18 +32,17 @@ class ProjectService:
         }
 
     async def list(self, *, project_ids: Sequence[str] | None = None) -> list[dict[str, Any]]:
-        async with self.db.read() as conn:
-            by_project = await TaskRepository(conn).counts_by_status(project_ids)
+        async with self.storage.read() as uow:
+            by_project = await uow.tasks.counts_by_status(project_ids)
         return [self._summary(p, c) for p, c in sorted(by_project.items())]
 
     async def status(self, project_id: str) -> dict[str, Any]:
-        async with self.db.read() as conn:
-            repo = TaskRepository(conn)
-            counts = (await repo.counts_by_status([project_id])).get(project_id)
+        async with self.storage.read() as uow:
+            counts = (await uow.tasks.counts_by_status([project_id])).get(project_id)
             if not counts:
                 raise NotFound(f"project {project_id} has no tasks")
-            oldest = await repo.oldest_waiting(project_id)
-            times = await repo.recent_execution_times(project_id)
+            oldest = await uow.tasks.oldest_waiting(project_id)
+            times = await uow.tasks.recent_execution_times(project_id)
         summary = self._summary(project_id, counts)
         summary["oldest_waiting_task"] = (
             {"task_id": oldest["id"], "created_at": oldest["created_at"], "priority": oldest["priority"]}

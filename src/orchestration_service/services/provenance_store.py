@@ -17,6 +17,7 @@ from orchestration_service.db.engine import Database, Transaction
 from orchestration_service.domain.ids import uuid7
 from orchestration_service.domain.provenance import parse_timestamp
 from orchestration_service.repositories import provenance_pg
+from orchestration_service.repositories.ports import UnitOfWork
 from orchestration_service.repositories.provenance import ProvenanceFilter, ProvenanceRepository
 from orchestration_service.services.lifecycle import Lifecycle, utcnow
 from orchestration_service.services.provenance_graph import ProvenanceQueries
@@ -51,31 +52,33 @@ class ProvenanceStore:
 
     def rollback_handler(
         self, lifecycle: Lifecycle
-    ) -> Callable[[Transaction, RollbackRequested, CloudEvent], Awaitable[str]]:
+    ) -> Callable[[UnitOfWork, RollbackRequested, CloudEvent], Awaitable[str]]:
         """The ``EventProcessor.rollback`` hook (``rollback.requested``)."""
         return self.cascade.rollback_handler(lifecycle)
 
     async def check_rollback_scope(
-        self, tx: Transaction, payload: RollbackRequested, projects: Collection[str]
+        self, uow: UnitOfWork, payload: RollbackRequested, projects: Collection[str]
     ) -> RollbackRequested:
         """The ``EventProcessor.rollback_scope`` hook."""
-        return await self.cascade.check_rollback_scope(tx, payload, projects)
+        return await self.cascade.check_rollback_scope(bridge_tx(uow), payload, projects)
 
-    async def rollback_project(self, tx: Transaction, p: RollbackRequested) -> str:
+    async def rollback_project(self, uow: UnitOfWork, p: RollbackRequested) -> str:
         """The ``EventProcessor.rollback_project`` hook: the project a rollback.requested is
         de-duplicated in. The named record's, else the producer's of the named artifact, else
         its ``project_id``; a named record or artifact that does not exist is refused as the
         rollback itself would refuse it (before the event is claimed)."""
         if p.artifact_id or p.provenance_id:
+            tx = bridge_tx(uow)
             row = await self.cascade.rollback_target(ProvenanceRepository(tx.conn), p, None, lock=False)
             return str(row["project_id"])
         assert p.project_id  # the schema: targeted, or project_id with checkpoint_id
         return p.project_id
 
     async def record_completion(
-        self, tx: Transaction, task: dict[str, Any], validation: dict[str, Any]
+        self, uow: UnitOfWork, task: dict[str, Any], validation: dict[str, Any]
     ) -> uuid.UUID:
         """Write the provenance record of a validated task and link it to its inputs."""
+        tx = bridge_tx(uow)
         repo = ProvenanceRepository(tx.conn)
         metrics = task.get("metrics") or {}
         artifacts = task.get("artifacts") or []
@@ -188,3 +191,10 @@ class ProvenanceStore:
             tx, {"id": record_id, "project_id": task["project_id"], "outputs": outputs}, upstream
         )
         return record_id
+
+
+def bridge_tx(uow: UnitOfWork) -> Transaction:
+    """Bridge (issue 17, tasks moved first): the task use cases hand over a unit of work;
+    the provenance code still works on its transaction until it has ports of its own."""
+    tx: Transaction = uow.tx  # type: ignore[attr-defined]
+    return tx

@@ -1,7 +1,7 @@
 """The routing engine: decides mode, domain, tier and QA profile for each task, fetches its
 RAG context, and (when asked) plans its subtasks.
 
-It talks to the Agent and RAG services and never to the database: the Router
+It talks to the Agent and RAG services and never to the database: the Dispatcher
 (``dispatcher.py``) claims tasks, calls :meth:`RoutingEngine.analyze` outside any
 transaction, and applies the result in a short transaction of its own.
 
@@ -36,6 +36,7 @@ from orchestration_service import tracing
 from orchestration_service.config import Settings
 from orchestration_service.domain.decomposition import CheckedPlan, PlanError, check_plan
 from orchestration_service.domain.routing import BuiltinAnalyzer, RoutingDecision, RulesError
+from orchestration_service.repositories.tasks import TaskRecord
 from orchestration_service.services.agent_client import AgentClient
 from orchestration_service.services.rag_client import RagClient
 from orchestration_service.services.remote import CallFailed, CircuitBreaker, ServiceClient
@@ -59,7 +60,7 @@ def load_rules(path: str | None) -> dict[str, Any]:
 
 @dataclass(slots=True)
 class Outcome:
-    """Everything the analysis of one task produced; applied by the Router."""
+    """Everything the analysis of one task produced; applied by the Dispatcher."""
 
     decision: RoutingDecision
     rag: dict[str, Any] | None = None  # {context, sources, tokens_used}
@@ -121,7 +122,7 @@ class RoutingEngine:
                 log.exception("on_routed hook failed")
 
     # -- analysis ----------------------------------------------------------------------
-    def decide_locally(self, task: dict[str, Any]) -> Outcome | None:
+    def decide_locally(self, task: TaskRecord) -> Outcome | None:
         """The outcome for ``task`` when it needs no remote call and makes no plan (only the
         built-in analyzer is configured, no decomposition asked): decided at once, so the
         task can be routed as it is submitted. None otherwise."""
@@ -133,7 +134,7 @@ class RoutingEngine:
         outcome.seconds = time.monotonic() - start
         return outcome
 
-    async def analyze(self, task: dict[str, Any]) -> Outcome:
+    async def analyze(self, task: TaskRecord) -> Outcome:
         """Decide the route of ``task`` (and its plan, and its context). Never raises for a
         failing remote service: every failure becomes a fallback with its reason.
 
@@ -144,7 +145,7 @@ class RoutingEngine:
         ):
             return await self._analyze(task)
 
-    async def _analyze(self, task: dict[str, Any]) -> Outcome:
+    async def _analyze(self, task: TaskRecord) -> Outcome:
         start = time.monotonic()
         async with self._slots:
             rag_job = asyncio.create_task(self._rag(task)) if self.rag else None
@@ -161,7 +162,7 @@ class RoutingEngine:
         outcome.seconds = time.monotonic() - start
         return outcome
 
-    async def _rag(self, task: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
+    async def _rag(self, task: TaskRecord) -> tuple[dict[str, Any] | None, str | None]:
         assert self.rag is not None
         try:
             answer = await self.rag.query(task["description"], task["project_id"])
@@ -169,7 +170,7 @@ class RoutingEngine:
             return None, f"{RAG} failed: {exc.reason}"
         return answer.model_dump(mode="json", exclude_none=True), None
 
-    async def _decide(self, task: dict[str, Any]) -> Outcome:
+    async def _decide(self, task: TaskRecord) -> Outcome:
         options: dict[str, Any] = task.get("options") or {}
         text: str = task["description"]
         wants_plan = bool(options.get("decompose"))
@@ -230,7 +231,7 @@ class RoutingEngine:
             await self._plan(task, analysis.needs_decomposition, outcome)
         return outcome
 
-    async def _plan(self, task: dict[str, Any], needed: bool, outcome: Outcome) -> None:
+    async def _plan(self, task: TaskRecord, needed: bool, outcome: Outcome) -> None:
         assert self.agent is not None
         r = self.settings.routing
         depth = int(task.get("depth") or 0)

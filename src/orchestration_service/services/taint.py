@@ -28,8 +28,9 @@ from orchestration_service.domain.errors import EventRejected, Forbidden, NotFou
 from orchestration_service.domain.ids import uuid7
 from orchestration_service.domain.lifecycle import FINAL_STATES, TaskStatus
 from orchestration_service.domain.provenance import artifacts_or_record, output_artifact_ids, primary_artifact
+from orchestration_service.repositories.ports import UnitOfWork
 from orchestration_service.repositories.provenance import ProvenanceRepository
-from orchestration_service.repositories.tasks import TaskRepository
+from orchestration_service.repositories.storage import unit_of_work
 from orchestration_service.services.lifecycle import Lifecycle, emit, utcnow
 from orchestration_service.services.provenance_graph import parse_record_id, visible
 
@@ -318,7 +319,7 @@ class TaintCascade:
             for art in artifacts_or_record(record["outputs"], rid)
         ]
         await repo.add_taint_events([row for row, _ in entries])
-        await emit(tx, [event for _, event in entries])
+        await emit(unit_of_work(tx), [event for _, event in entries])
         return True
 
     async def _existing(self, repo: ProvenanceRepository, project: str, cascade_id: str) -> CascadeResult:
@@ -387,7 +388,7 @@ class TaintCascade:
             )
         out = [event for _, event in entries]
         await repo.add_taint_events([row for row, _ in entries])
-        await emit(tx, out)
+        await emit(unit_of_work(tx), out)
         return CascadeResult(
             cascade_id=cascade_id,
             provenance_ids=[r["id"] for r in roots],
@@ -400,8 +401,10 @@ class TaintCascade:
     # -- rollback.requested --------------------------------------------------------------------
     def rollback_handler(
         self, lifecycle: Lifecycle
-    ) -> Callable[[Transaction, RollbackRequested, CloudEvent], Awaitable[str]]:
-        async def apply(tx: Transaction, payload: RollbackRequested, ce: CloudEvent) -> str:
+    ) -> Callable[[UnitOfWork, RollbackRequested, CloudEvent], Awaitable[str]]:
+        async def apply(uow: UnitOfWork, payload: RollbackRequested, ce: CloudEvent) -> str:
+            # Bridge (issue 17): the provenance code still works on the transaction.
+            tx: Transaction = uow.tx  # type: ignore[attr-defined]
             return await self.apply_rollback(tx, payload, ce, lifecycle)
 
         return apply
@@ -606,12 +609,12 @@ class TaintCascade:
             .order_by(tasks.c.depth, tasks.c.created_at, tasks.c.id)
         )
         ids = [r[0] for r in await tx.conn.execute(stmt)]
-        repo = TaskRepository(tx.conn)
+        repo = unit_of_work(tx).tasks
         for task_id in ids:
             row = await repo.get(task_id, for_update=True)
             if row is None or TaskStatus(row["status"]) in FINAL_STATES:
                 continue  # a parent's cancel took it along
-            await lifecycle.cancel(tx, dict(row), reason=reason, cause=cause)
+            await lifecycle.cancel(unit_of_work(tx), row, reason=reason, cause=cause)
         cancelled = 0
         for task_id in ids:
             row = await repo.get(task_id)

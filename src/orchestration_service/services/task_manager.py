@@ -14,45 +14,42 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import orjson
-from sqlalchemy.engine import RowMapping
-from sqlalchemy.exc import IntegrityError
 
 from orchestration_service import tracing
 from orchestration_service.background import cancel_and_wait
 from orchestration_service.config import Settings
-from orchestration_service.db.engine import Database
 from orchestration_service.db.errors import retry_conflicts
 from orchestration_service.domain.errors import IdempotencyConflict, InvalidTransition, NotFound
 from orchestration_service.domain.ids import uuid7
 from orchestration_service.domain.lifecycle import IllegalTransition, Priority, TaskStatus
 from orchestration_service.domain.paging import LIST_TOTAL_CAP
-from orchestration_service.repositories.tasks import TaskFilter, TaskRepository
-from orchestration_service.repositories.tasks_pg import PgTaskStatements, Submission
+from orchestration_service.domain.tasks import HistoryRecord, TaskRecord, with_values
+from orchestration_service.repositories.ports import Storage
+from orchestration_service.repositories.tasks import Submission, TaskFilter
 from orchestration_service.schemas.tasks import SubmitTask
 from orchestration_service.services.lifecycle import Lifecycle, utcnow
 
 if TYPE_CHECKING:
-    from orchestration_service.services.dispatcher import Router
+    from orchestration_service.services.dispatcher import Dispatcher
 
 log = logging.getLogger(__name__)
 
-# A list's ``total`` is exact up to here; beyond, the count stops (``total_capped``): counting
-# every matching row of a million-task table on each page cost more than the page itself.
+__all__ = ["CompletionEstimator", "Submitted", "TaskFilter", "TaskManager", "TaskPage", "TaskView"]
 
 
 @dataclass(slots=True)
 class Submitted:
-    task: dict[str, Any]
+    task: TaskRecord
     estimated_completion: datetime
     replayed: bool
 
 
 @dataclass(slots=True)
 class TaskPage:
-    rows: Sequence[RowMapping]
+    rows: Sequence[TaskRecord]
     total: int  # at most LIST_TOTAL_CAP
     total_capped: bool  # more tasks match than ``total`` says
     has_more: bool
@@ -60,8 +57,8 @@ class TaskPage:
 
 @dataclass(slots=True)
 class TaskView:
-    task: RowMapping | dict[str, Any]
-    subtasks: Sequence[RowMapping]
+    task: TaskRecord
+    subtasks: Sequence[TaskRecord]
     dependencies: dict[uuid.UUID, list[uuid.UUID]]
 
 
@@ -75,8 +72,8 @@ class CompletionEstimator:
     it is still answered. A failed query falls back to the configured default: the task is
     already stored by then, and an estimate is not worth failing its submission."""
 
-    def __init__(self, db: Database, default_seconds: int, ttl_seconds: float = 5.0) -> None:
-        self.db = db
+    def __init__(self, storage: Storage, default_seconds: int, ttl_seconds: float = 5.0) -> None:
+        self.storage = storage
         self.default = float(default_seconds)
         self.ttl = ttl_seconds
         self._cache: dict[tuple[str | None, str | None], tuple[float, float]] = {}
@@ -103,10 +100,10 @@ class CompletionEstimator:
     async def _refresh(self, key: tuple[str | None, str | None]) -> float:
         tier, domain = key
         try:
-            async with self.db.read() as conn:
-                durations = await TaskRepository(conn).recent_durations(tier=tier, domain=domain)
+            async with self.storage.read() as uow:
+                durations = await uow.tasks.recent_durations(tier=tier, domain=domain)
                 if not durations and (tier or domain):
-                    durations = await TaskRepository(conn).recent_durations()
+                    durations = await uow.tasks.recent_durations()
         except Exception as exc:
             log.warning("completion estimate for %s unavailable (%s); using the default", key, exc)
             stale = self._cache.get(key)
@@ -128,26 +125,19 @@ def request_hash(cmd: SubmitTask) -> str:
 class TaskManager:
     def __init__(
         self,
-        db: Database,
+        storage: Storage,
         settings: Settings,
         lifecycle: Lifecycle,
         estimator: CompletionEstimator,
-        router: Router | None = None,
+        dispatcher: Dispatcher | None = None,
         on_accepted: Callable[[str], None] = lambda _priority: None,
     ) -> None:
-        self.db = db
+        self.storage = storage
         self.settings = settings
         self.lifecycle = lifecycle
         self.estimator = estimator
-        self.router = router  # routes at submission when it can; told of every submission
+        self.dispatcher = dispatcher  # routes at submission when it can; told of every submission
         self.on_accepted = on_accepted  # metrics: a new task of this priority was accepted
-        self._pg: PgTaskStatements | None = None  # PostgreSQL's hot paths, made at first use
-
-    def _fast(self) -> PgTaskStatements:
-        if self._pg is None:
-            assert self.db.pg is not None
-            self._pg = PgTaskStatements(self.db.pg, acquire_timeout=self.db.own_settings.pool_timeout_seconds)
-        return self._pg
 
     async def submit(self, cmd: SubmitTask, *, idempotency_key: str | None = None) -> Submitted:
         tm = self.settings.task_management
@@ -159,7 +149,7 @@ class TaskManager:
         now = utcnow()
         priority = cmd.priority or tm.default_priority
         opts = cmd.options
-        row: dict[str, Any] = {
+        row: TaskRecord = {
             "id": uuid7(),
             "project_id": cmd.project_id,
             "description": cmd.description,
@@ -181,49 +171,35 @@ class TaskManager:
             "created_at": now,
             "updated_at": now,
         }
-        routed = self.router.route_at_submission(row) if self.router else None
-        notes = []
+        routed = self.dispatcher.route_at_submission(row) if self.dispatcher else None
+        notes: list[HistoryRecord] = []
         if routed is not None:
-            row.update(routed.values)
+            row = with_values(row, routed.values)
             notes.append(self.lifecycle.note_row(row, routed.reason, "router", routed.details, now))
-        if self.db.pg is not None:
-            if not await self._insert_pg(row, notes):
-                # Two requests raced with one idempotency key: the first one won.
-                replay = await self._replay(cmd.project_id, idempotency_key or "", digest)
-                if replay is None:  # pragma: no cover - the winner cannot vanish
-                    raise IdempotencyConflict(f"Idempotency-Key {idempotency_key!r} is being used")
-                return replay
-        else:
-            try:
-                async with self.db.transaction() as tx:
-                    await self.lifecycle.create(tx, [row], cause="api")
-                    await TaskRepository(tx.conn).add_history(notes)
-            except IntegrityError:
-                # Two requests raced with one idempotency key: the first one won.
-                if idempotency_key:
-                    replay = await self._replay(cmd.project_id, idempotency_key, digest)
-                    if replay is not None:
-                        return replay
-                raise
-        if self.router is not None:
-            self.router.submitted(row["project_id"], routed)
+        if not await self._insert(row, notes):
+            # Two requests raced with one idempotency key: the first one won.
+            replay = await self._replay(cmd.project_id, idempotency_key or "", digest)
+            if replay is None:  # pragma: no cover - the winner cannot vanish
+                raise IdempotencyConflict(f"Idempotency-Key {idempotency_key!r} is being used")
+            return replay
+        if self.dispatcher is not None:
+            self.dispatcher.submitted(row["project_id"], routed)
         self.on_accepted(row["priority"])
         seconds = await self.estimator.seconds(tier=row["tier"], domain=row["domain"])
         return Submitted(row, now + timedelta(seconds=seconds), replayed=False)
 
-    async def _insert_pg(self, row: dict[str, Any], notes: list[dict[str, Any]]) -> bool:
-        """PostgreSQL: the same rows as ``Lifecycle.create`` (and the routing note), written
-        with whatever other submissions are waiting (group commit)."""
+    async def _insert(self, row: TaskRecord, notes: list[HistoryRecord]) -> bool:
+        """The same rows as ``Lifecycle.create`` (and the routing note), through the hot
+        path (on PostgreSQL with whatever other submissions are waiting: group commit)."""
         history, events = self.lifecycle.creation_records([row], cause="api")
-        inserted = await self._fast().submit(Submission(row, [*history, *notes], events))
+        inserted = await self.storage.task_hot_paths.submit(Submission(row, [*history, *notes], events))
         if inserted:
-            self.db.on_outbox_commit()
             self.lifecycle.committed(None, TaskStatus.PENDING.value)
         return inserted
 
     async def _replay(self, project_id: str, key: str, digest: str | None) -> Submitted | None:
-        async with self.db.read() as conn:
-            existing = await TaskRepository(conn).get_by_idempotency_key(project_id, key)
+        async with self.storage.read() as uow:
+            existing = await uow.tasks.get_by_idempotency_key(project_id, key)
         if existing is None:
             return None
         if existing["request_hash"] != digest:
@@ -232,24 +208,19 @@ class TaskManager:
                 "with a different request body"
             )
         seconds = await self.estimator.seconds(tier=existing["tier"], domain=existing["domain"])
-        return Submitted(dict(existing), existing["created_at"] + timedelta(seconds=seconds), replayed=True)
+        return Submitted(existing, existing["created_at"] + timedelta(seconds=seconds), replayed=True)
 
     async def get(self, task_id: uuid.UUID, *, project_ids: Sequence[str] | None = None) -> TaskView:
-        if self.db.pg is not None:
-            row = await self._fast().status(task_id)
-            if row is None or (project_ids is not None and row["project_id"] not in project_ids):
-                raise NotFound(f"task {task_id} does not exist")
-            if not (row["_has_children"] or row["_has_deps"]):
-                return TaskView(row, (), {})
-        async with self.db.read() as conn:
-            repo = TaskRepository(conn)
-            task, has_children, has_deps = await repo.get_with_flags(task_id)
-            if task is None or (project_ids is not None and task["project_id"] not in project_ids):
-                raise NotFound(f"task {task_id} does not exist")
-            subtasks = await repo.subtasks(task_id) if has_children else ()
-            ids = [task_id, *(s["id"] for s in subtasks)] if (has_deps or subtasks) else []
-            deps = await repo.dependencies_of(ids) if ids else {}
-        return TaskView(task, subtasks, deps)
+        found = await self.storage.task_hot_paths.status(task_id)
+        if found is None or (project_ids is not None and found.task["project_id"] not in project_ids):
+            raise NotFound(f"task {task_id} does not exist")
+        if not (found.has_children or found.has_deps):
+            return TaskView(found.task, (), {})
+        async with self.storage.read() as uow:
+            subtasks = await uow.tasks.subtasks(task_id) if found.has_children else ()
+            ids = [task_id, *(s["id"] for s in subtasks)]
+            deps = await uow.tasks.dependencies_of(ids)
+        return TaskView(found.task, subtasks, deps)
 
     async def list(
         self,
@@ -260,21 +231,19 @@ class TaskManager:
         after: tuple[datetime, uuid.UUID] | None = None,
     ) -> TaskPage:
         """A page, newest first, and the total counted up to :data:`LIST_TOTAL_CAP`."""
-        async with self.db.read() as conn:
-            repo = TaskRepository(conn)
-            rows = await repo.find(f, limit=limit + 1, offset=offset, after=after)
-            total = await repo.count(f, cap=LIST_TOTAL_CAP)
+        async with self.storage.read() as uow:
+            rows = await uow.tasks.find(f, limit=limit + 1, offset=offset, after=after)
+            total = await uow.tasks.count(f, cap=LIST_TOTAL_CAP)
         return TaskPage(rows[:limit], min(total, LIST_TOTAL_CAP), total > LIST_TOTAL_CAP, len(rows) > limit)
 
     async def history(
         self, task_id: uuid.UUID, *, project_ids: Sequence[str] | None = None
-    ) -> Sequence[RowMapping]:
-        async with self.db.read() as conn:
-            repo = TaskRepository(conn)
-            task = await repo.get(task_id)
+    ) -> Sequence[HistoryRecord]:
+        async with self.storage.read() as uow:
+            task = await uow.tasks.get(task_id)
             if task is None or (project_ids is not None and task["project_id"] not in project_ids):
                 raise NotFound(f"task {task_id} does not exist")
-            return await repo.history(task_id)
+            return await uow.tasks.history(task_id)
 
     async def cancel(
         self,
@@ -283,15 +252,15 @@ class TaskManager:
         reason: str | None,
         cause: str = "api",
         project_ids: Sequence[str] | None = None,
-    ) -> dict[str, Any]:
-        async def once() -> dict[str, Any]:
-            async with self.db.transaction() as tx:
-                task = await TaskRepository(tx.conn).get(task_id, for_update=True)
+    ) -> TaskRecord:
+        async def once() -> TaskRecord:
+            async with self.storage.transaction() as uow:
+                task = await uow.tasks.get(task_id, for_update=True)
                 if task is None or (project_ids is not None and task["project_id"] not in project_ids):
                     raise NotFound(f"task {task_id} does not exist")
                 try:
                     return await self.lifecycle.cancel(
-                        tx, dict(task), reason=reason or "cancelled by request", cause=cause
+                        uow, task, reason=reason or "cancelled by request", cause=cause
                     )
                 except IllegalTransition as exc:
                     raise InvalidTransition(f"cannot cancel task {task_id}: {exc}") from None

@@ -9,21 +9,29 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from orchestration_service.repositories.tasks import TaskRepository
 from orchestration_service.services.task_manager import CompletionEstimator
 from tests.waiting import eventually
 
 
-class FakeDb:
-    """The estimator's port: ``read()`` gives a connection (unused by the fake repository)."""
+class FakeTasks:
+    """The tasks port, with only what the estimator asks (``recent_durations``, set by the
+    fixture)."""
+
+
+class FakeUnitOfWork:
+    tasks = FakeTasks
+
+
+class FakeStorage:
+    """The estimator's port: ``read()`` gives a unit of work with the fake tasks."""
 
     @contextlib.asynccontextmanager
-    async def read(self) -> AsyncIterator[None]:
-        yield None
+    async def read(self) -> AsyncIterator[FakeUnitOfWork]:
+        yield FakeUnitOfWork()
 
 
 class Durations:
-    """Stands in for ``TaskRepository.recent_durations``: counts calls, answers when let go."""
+    """Stands in for the tasks port's ``recent_durations``: counts calls, answers when let go."""
 
     def __init__(self, answers: list[list[float]]) -> None:
         self.answers = answers
@@ -44,12 +52,12 @@ class Durations:
 @pytest.fixture
 def durations(monkeypatch: pytest.MonkeyPatch) -> Durations:
     d = Durations([[10.0, 20.0, 30.0], [100.0]])
-    monkeypatch.setattr(TaskRepository, "recent_durations", d)
+    monkeypatch.setattr(FakeTasks, "recent_durations", d, raising=False)
     return d
 
 
 def estimator(ttl: float = 60.0) -> CompletionEstimator:
-    return CompletionEstimator(FakeDb(), default_seconds=300, ttl_seconds=ttl)  # type: ignore[arg-type]
+    return CompletionEstimator(FakeStorage(), default_seconds=300, ttl_seconds=ttl)  # type: ignore[arg-type]
 
 
 async def test_concurrent_first_callers_share_one_query(durations: Durations) -> None:

@@ -1,12 +1,12 @@
-"""The two hottest paths on PostgreSQL, as hand-written statements on asyncpg directly.
+"""PostgreSQL's hand-written task statements (asyncpg), and its SQL text for the dispatch
+queues.
 
 Submitting a task and reading its status are most of the API's traffic. Through the
 SQLAlchemy layer each cost about 2 ms of CPU (statement objects, greenlet hops, result
 processing); here each is one prepared statement, cached per connection, and one round
-trip — shared by every call that arrives while the previous one is at the database
-(``db.batching``). Everything else — and every path on SQLite — goes through
-``TaskRepository``; these statements write and read exactly the rows it does (the tests run
-both backends).
+trip, shared by every call that arrives while the previous one is at the database
+(``db.batching``). They write and read exactly the rows ``SqlTasks`` does: the repository
+suite runs every port method on both backends.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from __future__ import annotations
 import functools
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,9 +21,9 @@ import asyncpg
 import orjson
 import sqlalchemy as sa
 
-from orchestration_service.db.batching import Batcher
 from orchestration_service.db.tables import UTCDateTime, tasks
 from orchestration_service.domain.events import OutgoingEvent
+from orchestration_service.repositories.tasks.port import HistoryRecord
 
 # Status documents: each task, plus whether it has subtasks or dependencies (rarely: then
 # the caller reads those too). Columns are named as in ``tables.tasks``. Several at once.
@@ -39,14 +38,14 @@ FROM tasks t WHERE t.id = ANY($1::uuid[])
 # Submissions in one statement, and so one implicit transaction: the tasks, their history
 # rows and their outbox events are written together or not at all. Each row arrives as an
 # element of a column array, so one statement carries one submission or a hundred (see
-# ``PgTaskStatements.submit``). A task whose Idempotency-Key is taken is skipped, and so are its
+# ``PostgresHotPaths.submit``). A task whose Idempotency-Key is taken is skipped, and so are its
 # history and events (they join the inserted ids); the caller replays it.
 @functools.cache
-def _submit_statement(on_conflict: bool) -> str:
-    types = [_array_type(c) for c in _TASK_COLUMNS]
+def submit_statement(on_conflict: bool) -> str:
+    types = [_array_type(c) for c in TASK_COLUMNS]
     arrays = ", ".join(f"${i + 1}::{kind}[]" for i, (kind, _) in enumerate(types))
-    names = ", ".join(_TASK_COLUMNS)
-    values = ", ".join(f"v.{c}{cast}" for c, (_, cast) in zip(_TASK_COLUMNS, types, strict=True))
+    names = ", ".join(TASK_COLUMNS)
+    values = ", ".join(f"v.{c}{cast}" for c, (_, cast) in zip(TASK_COLUMNS, types, strict=True))
     history_types = ("uuid", *_HISTORY_TYPES, "timestamptz")  # task_id, …, created_at
     first = len(types) + 1
     history = ", ".join(f"${first + i}::{kind}[]" for i, kind in enumerate(history_types))
@@ -116,7 +115,7 @@ SELECT (SELECT count(*) FROM c) AS _claimed, t.*
 FROM (SELECT 1) AS one LEFT JOIN t ON true
 """
 
-_TASK_COLUMNS = (
+TASK_COLUMNS = (
     "id",
     "project_id",
     "description",
@@ -150,7 +149,7 @@ def _json_text(value: Any) -> str | None:
     return None if value is None else orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
-def _history_arrays(history: Sequence[dict[str, Any]]) -> list[list[Any]]:
+def history_arrays(history: Sequence[HistoryRecord]) -> list[list[Any]]:
     """History rows as the column arrays the statements unnest (from_status … details)."""
     return [
         [h["from_status"] for h in history],
@@ -162,7 +161,7 @@ def _history_arrays(history: Sequence[dict[str, Any]]) -> list[list[Any]]:
     ]
 
 
-def _event_arrays(events: Sequence[OutgoingEvent]) -> list[list[Any]]:
+def event_arrays(events: Sequence[OutgoingEvent]) -> list[list[Any]]:
     """Outbox events as the column arrays the statements unnest (event_id … envelope)."""
     return [
         [e.id for e in events],
@@ -176,17 +175,17 @@ def _event_arrays(events: Sequence[OutgoingEvent]) -> list[list[Any]]:
 
 async def add_history_and_events(
     conn: asyncpg.Connection,
-    history: Sequence[dict[str, Any]],
+    history: Sequence[HistoryRecord],
     events: Sequence[OutgoingEvent],
     now: datetime,
 ) -> None:
-    """``TaskRepository.add_history`` and ``OutboxRepository.add`` in one statement."""
+    """``add_history`` and the outbox's ``add`` in one statement."""
     await conn.execute(
         HISTORY_AND_EVENTS,
         [h["task_id"] for h in history],
-        *_history_arrays(history),
+        *history_arrays(history),
         [h["created_at"] for h in history],
-        *_event_arrays(events),
+        *event_arrays(events),
         now,
     )
 
@@ -230,7 +229,7 @@ WITH u AS (
 """
 
 
-def _column_value(key: str, value: Any) -> Any:
+def column_value(key: str, value: Any) -> Any:
     kind, cast = _array_type(key)
     if cast == "::jsonb":
         return _json_text(value)
@@ -242,7 +241,7 @@ def _column_value(key: str, value: Any) -> Any:
 async def transition(
     conn: asyncpg.Connection,
     updates: Sequence[tuple[uuid.UUID, dict[str, Any]]],
-    history: Sequence[dict[str, Any]],
+    history: Sequence[HistoryRecord],
     events: Sequence[OutgoingEvent],
     now: datetime,
 ) -> bool:
@@ -258,99 +257,61 @@ async def transition(
     await conn.execute(
         _transition_statement(keys),
         [h["task_id"] for h in history],
-        *_history_arrays(history),
+        *history_arrays(history),
         [h["created_at"] for h in history],
-        *_event_arrays(events),
+        *event_arrays(events),
         now,
         [task_id for task_id, _ in updates],
-        *([_column_value(k, values[k]) for _, values in updates] for k in keys),
+        *([column_value(k, values[k]) for _, values in updates] for k in keys),
     )
     return True
 
 
-async def claim_event_and_lock_task(
-    conn: asyncpg.Connection,
-    *,
-    event_id: str,
-    event_type: str,
-    source: str | None,
-    outcome: str,
-    task_id: uuid.UUID,
-    now: datetime,
-) -> tuple[bool, dict[str, Any] | None]:
-    """``TaskRepository.get(for_update=True)`` and ``ProcessedEventRepository.claim`` under
-    the task's project, at once: (claimed, the task or None; never claimed without a task)."""
-    row = await conn.fetchrow(CLAIM_EVENT_AND_LOCK_TASK, event_id, event_type, source, outcome, now, task_id)
-    assert row is not None
-    task = dict(row)
-    claimed = bool(task.pop("_claimed"))
-    return claimed, (task if task["id"] is not None else None)
+# The dispatch queues of several projects in one statement: each project's tasks in flight
+# counted, then its queue read through ix_tasks_dispatch_queue up to its free slots (LATERAL
+# joins). Rows another transaction holds (a cancel, which locks the task and then its
+# project) are skipped rather than waited for: waiting would deadlock against that lock order.
+DISPATCHABLE_WITHIN = """
+SELECT {columns} FROM unnest(CAST(:ps AS text[])) AS p(project_id)
+CROSS JOIN LATERAL (
+    SELECT :limit - count(*) AS free FROM tasks c
+    WHERE c.project_id = p.project_id AND c.status IN ({in_flight})
+) AS f
+CROSS JOIN LATERAL (
+    SELECT * FROM tasks
+    WHERE f.free > 0 AND tasks.project_id = p.project_id AND tasks.status = 'pending'
+      AND tasks.routed_at IS NOT NULL
+      AND NOT EXISTS (
+          SELECT 1 FROM task_dependencies dep JOIN tasks blocker ON blocker.id = dep.depends_on_id
+          WHERE dep.task_id = tasks.id AND blocker.status <> 'completed')
+    ORDER BY tasks.priority_rank DESC, tasks.created_at, tasks.id
+    LIMIT GREATEST(f.free, 0)
+    FOR UPDATE OF tasks SKIP LOCKED
+) AS t
+"""
 
+LOCK_PROJECTS = (
+    "SELECT pg_advisory_xact_lock(7301, hashtext(p)) "
+    "FROM (SELECT unnest(CAST(:ps AS text[])) AS p ORDER BY 1) AS s"
+)
 
-async def init_connection(conn: asyncpg.Connection) -> None:
-    """JSON columns in and out as Python values, as SQLAlchemy gives them."""
-    for name in ("json", "jsonb"):
-        await conn.set_type_codec(
-            name, schema="pg_catalog", encoder=lambda v: orjson.dumps(v).decode(), decoder=orjson.loads
-        )
-
-
-async def keep_session(conn: asyncpg.Connection) -> None:
-    """Pool release without asyncpg's default reset (a round trip per use): the statements
-    here are single autocommit statements that leave no session state behind."""
-
-
-def _idempotency_slot(submission: Submission) -> tuple[str, str] | None:
-    key = submission.task.get("idempotency_key")
-    return None if key is None else (submission.task["project_id"], key)
-
-
-@dataclass(slots=True)
-class Submission:
-    """A new task's rows, as ``Lifecycle.creation_records`` makes them."""
-
-    task: dict[str, Any]
-    history: Sequence[dict[str, Any]]
-    events: Sequence[OutgoingEvent]
-
-
-class PgTaskStatements:
-    """The statements, each behind a ``Batcher``: concurrent calls share statements. One
-    instance per pool (``TaskManager`` keeps it)."""
-
-    def __init__(self, pool: asyncpg.Pool, *, acquire_timeout: float | None = None) -> None:
-        self.pool = pool
-        self.acquire_timeout = acquire_timeout  # asyncpg's pool waits for ever by default
-        # True once the submission is committed; False if its idempotency key was taken
-        # (nothing of it written). Two submissions with one key never share a statement.
-        self.submit: Batcher[Submission, bool] = Batcher(self._submit, exclusive=_idempotency_slot)
-        # The status document's row (see STATUS), or None.
-        self.status: Batcher[uuid.UUID, dict[str, Any] | None] = Batcher(self._status, max_batch=128)
-
-    async def _status(self, task_ids: Sequence[uuid.UUID]) -> list[dict[str, Any] | None]:
-        rows = await self._fetch(STATUS, list(task_ids))
-        found = {row["id"]: dict(row) for row in rows}
-        return [found.get(task_id) for task_id in task_ids]
-
-    async def _submit(self, submissions: Sequence[Submission]) -> list[bool]:
-        tasks_ = [s.task for s in submissions]
-        history = [h for s in submissions for h in s.history]
-        events = [e for s in submissions for e in s.events]
-        args: list[Any] = [[_column_value(c, t.get(c)) for t in tasks_] for c in _TASK_COLUMNS]
-        args += [[h["task_id"] for h in history], *_history_arrays(history)]
-        args.append([h["created_at"] for h in history])
-        args += [[s.task["id"] for s in submissions for _ in s.events], *_event_arrays(events)]
-        statement = _submit_statement(any(t.get("idempotency_key") for t in tasks_))
-        inserted = {row["id"] for row in await self._fetch(statement, *args)}
-        return [t["id"] in inserted for t in tasks_]
-
-    async def _fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
-        async with self.pool.acquire(timeout=self.acquire_timeout) as conn:
-            try:
-                rows: list[asyncpg.Record] = await conn.fetch(query, *args)
-            except (TimeoutError, OSError, asyncpg.exceptions.InterfaceError):
-                # No answer within the command timeout (a half-open connection) or a broken
-                # one: closed now, so that the pool opens a new one instead of waiting on it.
-                conn.terminate()
-                raise
-            return rows
+# Project ``p`` has a routed task waiting (one probe of the partial ``ix_tasks_dispatch_queue``,
+# however long a queue is) and fewer than :lim in flight (the count stops at :lim rows): a
+# dispatch could start a task there.
+_ROOM_FOR_A_WAITING_TASK = (
+    "EXISTS (SELECT 1 FROM tasks WHERE project_id = p AND status = 'pending' AND routed_at IS NOT NULL)"
+    " AND (SELECT count(*) FROM (SELECT 1 FROM tasks WHERE project_id = p"
+    " AND status IN ('running', 'validating') LIMIT :lim) AS f) < :lim"
+)
+WITH_WAITING_TASKS = f"SELECT p FROM unnest(CAST(:ps AS text[])) AS p WHERE {_ROOM_FOR_A_WAITING_TASK}"
+# Every project with a pending task, one index probe each (a loose index scan over the
+# dispatch queue's index), instead of reading every pending task: a backlog of a million
+# tasks in a few hundred projects costs a few hundred probes.
+PROJECTS_WITH_ROOM = (
+    "WITH RECURSIVE w(p) AS ("
+    " (SELECT project_id FROM tasks WHERE status = 'pending' ORDER BY project_id LIMIT 1)"
+    " UNION ALL"
+    " SELECT (SELECT t.project_id FROM tasks t WHERE t.status = 'pending' AND t.project_id > w.p"
+    " ORDER BY t.project_id LIMIT 1) FROM w WHERE w.p IS NOT NULL)"
+    f" SELECT p FROM w WHERE p IS NOT NULL AND {_ROOM_FOR_A_WAITING_TASK} LIMIT :n"
+)

@@ -1,0 +1,121 @@
+"""Every event this service publishes about a task, built here and only here: the lifecycle
+steps and the event handlers call these (docs/events.md and the AsyncAPI file describe
+them)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from orchestration_service.domain import events as ev
+
+
+def _time(at: datetime) -> str:
+    return at.isoformat().replace("+00:00", "Z")
+
+
+def _parent(task: Mapping[str, Any]) -> str | None:
+    return str(task["parent_id"]) if task.get("parent_id") else None
+
+
+def status_changed(
+    task: Mapping[str, Any], from_status: str | None, to_status: str, reason: str, now: datetime
+) -> ev.OutgoingEvent:
+    """``task.status.<state>``: every transition, creation included."""
+    return ev.OutgoingEvent(
+        name=ev.TASK_STATUS_PREFIX + to_status,
+        subject=str(task["id"]),
+        project_id=task["project_id"],
+        data={
+            "task_id": str(task["id"]),
+            "project_id": task["project_id"],
+            "parent_id": _parent(task),
+            "from": from_status,
+            "to": to_status,
+            "reason": reason,
+            "attempt": task.get("attempt", 0),
+            "time": _time(now),
+        },
+    )
+
+
+def created(task: Mapping[str, Any]) -> ev.OutgoingEvent:
+    """``task.created``."""
+    return ev.OutgoingEvent(
+        name=ev.TASK_CREATED,
+        subject=str(task["id"]),
+        project_id=task["project_id"],
+        data={
+            "task_id": str(task["id"]),
+            "project_id": task["project_id"],
+            "description": task["description"],
+            "priority": task["priority"],
+            "parent_id": _parent(task),
+        },
+    )
+
+
+def ready(
+    task: Mapping[str, Any],
+    *,
+    tier: str,
+    attempt: int,
+    context: dict[str, Any],
+    feedback: Any,
+    deadline: datetime,
+) -> ev.OutgoingEvent:
+    """``task.ready.<tier>``: an attempt starts; the workers of that tier take it."""
+    return ev.OutgoingEvent(
+        name=ev.TASK_READY_PREFIX + tier,
+        subject=str(task["id"]),
+        project_id=task["project_id"],
+        data={
+            "task_id": str(task["id"]),
+            "project_id": task["project_id"],
+            "description": task["description"],
+            "domain": task["domain"],
+            "tier": tier,
+            "mode": task["mode"],
+            "qa_profile": task["qa_profile"],
+            "attempt": attempt,
+            "context": context,
+            "feedback": feedback,
+            "deadline": _time(deadline),
+        },
+    )
+
+
+def completed(task: Mapping[str, Any], provenance_id: str | None, artifacts: list[Any]) -> ev.OutgoingEvent:
+    """``task.completed``: validated by QA, or (a decomposed parent) all subtasks done."""
+    return ev.OutgoingEvent(
+        name=ev.TASK_COMPLETED,
+        subject=str(task["id"]),
+        project_id=task["project_id"],
+        data={
+            "task_id": str(task["id"]),
+            "project_id": task["project_id"],
+            "provenance_id": provenance_id,
+            "artifacts": artifacts,
+        },
+    )
+
+
+def failed(task: Mapping[str, Any], error: Any, reason: str) -> ev.OutgoingEvent:
+    """``task.failed``, for failures this service decides."""
+    return ev.OutgoingEvent(
+        name=ev.TASK_FAILED,
+        subject=str(task["id"]),
+        project_id=task["project_id"],
+        data={"task_id": str(task["id"]), "project_id": task["project_id"], "error": error, "reason": reason},
+    )
+
+
+def cancelled(task: Mapping[str, Any], reason: str) -> ev.OutgoingEvent:
+    """``task.cancelled``."""
+    return ev.OutgoingEvent(
+        name=ev.TASK_CANCELLED,
+        subject=str(task["id"]),
+        project_id=task["project_id"],
+        data={"task_id": str(task["id"]), "project_id": task["project_id"], "reason": reason},
+    )
