@@ -19,6 +19,9 @@ from orchestration_service.repositories.processed_events.sql import (
     PostgresProcessedEvents,
     SqliteProcessedEvents,
 )
+from orchestration_service.repositories.provenance.port import ProvenanceRepository, TaintRepository
+from orchestration_service.repositories.provenance.postgres import PostgresProvenance, PostgresTaint
+from orchestration_service.repositories.provenance.sqlite import SqliteProvenance, SqliteTaint
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +32,8 @@ class Backend:
     api_keys: Callable[[Transaction], ApiKeyRepository]
     outbox: Callable[[Transaction], OutboxRepository]
     processed_events: Callable[[Transaction], ProcessedEventRepository]
+    provenance: Callable[[Transaction], ProvenanceRepository]
+    taint: Callable[[Transaction], TaintRepository]
 
 
 POSTGRES = Backend(
@@ -36,6 +41,8 @@ POSTGRES = Backend(
     api_keys=PostgresApiKeys,
     outbox=SqlOutbox,
     processed_events=PostgresProcessedEvents,
+    provenance=PostgresProvenance,
+    taint=PostgresTaint,
 )
 
 SQLITE = Backend(
@@ -43,6 +50,8 @@ SQLITE = Backend(
     api_keys=SqliteApiKeys,
     outbox=SqlOutbox,
     processed_events=SqliteProcessedEvents,
+    provenance=SqliteProvenance,
+    taint=SqliteTaint,
 )
 
 

@@ -11,6 +11,7 @@ from orchestration_service.repositories.api_keys.port import ApiKeyRepository
 from orchestration_service.repositories.backends import Backend, backend_for
 from orchestration_service.repositories.outbox.port import OutboxRepository
 from orchestration_service.repositories.processed_events.port import ProcessedEventRepository
+from orchestration_service.repositories.provenance.port import ProvenanceRepository, TaintRepository
 
 
 class SqlUnitOfWork:
@@ -44,6 +45,16 @@ class SqlUnitOfWork:
     @property
     def processed_events(self) -> ProcessedEventRepository:
         repo: ProcessedEventRepository = self._repo("processed_events")
+        return repo
+
+    @property
+    def provenance(self) -> ProvenanceRepository:
+        repo: ProvenanceRepository = self._repo("provenance")
+        return repo
+
+    @property
+    def taint(self) -> TaintRepository:
+        repo: TaintRepository = self._repo("taint")
         return repo
 
     def after_commit(self, hook: Callable[[], None]) -> None:
