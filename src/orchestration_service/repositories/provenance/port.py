@@ -65,10 +65,36 @@ class RecordSummary:
     outputs: Any
 
 
-@dataclass(frozen=True, slots=True)
-class GraphNode:
+class GraphNode(Protocol):
     """A record reached by a walk, at its distance (``depth``; the root at 0). ``outputs`` is
-    the JSON *text* (parsed only for the records an answer lists), None when not asked for."""
+    the JSON *text* (parsed only for the records an answer lists), None when not asked for.
+
+    A Protocol, not one class: the widest walks read thousands of nodes, and PostgreSQL's
+    implementation answers with the driver's rows themselves (no copy per row)."""
+
+    @property
+    def depth(self) -> int: ...
+    @property
+    def id(self) -> uuid.UUID: ...
+    @property
+    def task_id(self) -> str: ...
+    @property
+    def project_id(self) -> str: ...
+    @property
+    def created_at(self) -> datetime: ...
+    @property
+    def verification_status(self) -> str: ...
+    @property
+    def is_tainted(self) -> bool: ...
+    @property
+    def is_suspect(self) -> bool: ...
+    @property
+    def outputs(self) -> str | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class GraphNodeRecord:
+    """A ``GraphNode`` as a plain record (SQLite's answer, and fakes')."""
 
     depth: int
     id: uuid.UUID

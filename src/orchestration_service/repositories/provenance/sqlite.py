@@ -11,7 +11,12 @@ from typing import Any
 import sqlalchemy as sa
 
 from orchestration_service.db.tables import provenance_records, task_dependencies, tasks
-from orchestration_service.repositories.provenance.port import Direction, GraphNode, GraphWalk, WaitingTask
+from orchestration_service.repositories.provenance.port import (
+    Direction,
+    GraphNodeRecord,
+    GraphWalk,
+    WaitingTask,
+)
 from orchestration_service.repositories.provenance.records import SqlProvenanceRecords, waiting_task
 from orchestration_service.repositories.provenance.trail import SqlTaintTrail
 from orchestration_service.repositories.provenance.walks import chunks, graph_select, scoped
@@ -28,7 +33,9 @@ class SqliteProvenance(SqlProvenanceRecords):
         )
         shown = len(found) if listed is None else listed + 1
         nodes = [
-            GraphNode(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6]), bool(r[7]), r[8] if i < shown else None)
+            GraphNodeRecord(
+                r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6]), bool(r[7]), r[8] if i < shown else None
+            )
             for i, r in enumerate(found)
         ]
         edge = [n.id for n in nodes if n.depth == max_depth]
