@@ -314,6 +314,13 @@ def graph_select(direction: Direction, postgres: bool) -> sa.Select[Any]:
         .subquery(f"{direction}_reached")
     )
     cut = sa.exists().where(walked.c.depth > max_depth)
+    last_seen = (
+        sa.select(walked.c.seen)
+        .where(walked.c.depth <= max_depth)
+        .order_by(walked.c.depth.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
     # The answers list the nearest ``:listed`` records only: the others' outputs are not turned
     # into JSON text (the costliest column; PostgreSQL renders jsonb as text row by row).
     ranked = (
@@ -324,6 +331,9 @@ def graph_select(direction: Direction, postgres: bool) -> sa.Select[Any]:
             sa.func.row_number().over(order_by=(level.c.depth, pr.c.created_at, pr.c.id)).label("n"),
         )
         .select_from(level.join(pr, pr.c.id == level.c.id))
+        # The same records again, as one array: PostgreSQL then reads them in one index scan
+        # (keys sorted) and hash-joins the levels, instead of one index probe per record.
+        .where(pr.c.id == sa.any_(sa.cast(last_seen, UUIDS)))
         .subquery("ranked")
     )
     listed = sa.bindparam("listed", type_=sa.BigInteger())
