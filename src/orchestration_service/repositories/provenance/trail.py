@@ -27,7 +27,6 @@ from orchestration_service.repositories.provenance.port import (
     CascadeTarget,
     Checkpoint,
     ProjectCounts,
-    ProjectSince,
     ProjectSnapshot,
     RecordSeed,
     SeedRecord,
@@ -70,11 +69,11 @@ class SqlTaintTrail:
 
     # -- taint marks -----------------------------------------------------------------------
     async def seed_records(self, seed: TaintSeed) -> list[SeedRecord]:
-        stmt = sa.select(pr.c.id, pr.c.project_id, pr.c.outputs).where(pr.c.id.in_(seed_select(seed)))
-        if isinstance(seed, ProjectSince):  # a plain range: no IN over a subquery
-            stmt = sa.select(pr.c.id, pr.c.project_id, pr.c.outputs).where(
-                pr.c.project_id == seed.project_id, pr.c.created_at > seed.after
-            )
+        stmt = sa.select(pr.c.id, pr.c.project_id, pr.c.outputs)
+        if isinstance(seed, RecordSeed):
+            stmt = stmt.where(pr.c.id.in_(seed.record_ids))
+        else:
+            stmt = stmt.where(pr.c.project_id == seed.project_id, pr.c.created_at > seed.after)
         return [SeedRecord(*r) for r in await self.conn.execute(stmt)]
 
     async def mark_tainted(
