@@ -95,7 +95,7 @@ class Container:
         storage = SqlStorage(db)
         bus = create_bus(settings)
         lifecycle = Lifecycle(settings)
-        provenance = ProvenanceStore(db)
+        provenance = ProvenanceStore(storage)
         http = make_http_client(settings.routing)
         routing = RoutingEngine(settings, http)
         dispatcher = Dispatcher(storage, lifecycle, routing, settings)

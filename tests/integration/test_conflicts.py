@@ -143,7 +143,7 @@ async def test_a_taint_aborted_by_a_deadlock_runs_again(service: Service, databa
     """Two cascades over common records: one holds a downstream record and then wants the
     upstream one another cascade holds while it reaches downstream."""
     g = Graph()
-    await g.add(service.container.db, [Rec("up"), Rec("down", inputs=["up"])])
+    await g.add(service.container.storage, [Rec("up"), Rec("down", inputs=["up"])])
     # The taint locks "up", then waits to mark "down" suspect.
     taint = service.client.post(
         f"/api/v1/provenance/{g.id('up')}/taint", json={"reason": "bad model", "tainted_by": "ops"}

@@ -12,15 +12,16 @@ from typing import Any
 
 import orjson
 import pytest
-import sqlalchemy as sa
 import yaml
 
-from orchestration_service.db.engine import Database
 from orchestration_service.db.tables import provenance_records, task_dependencies, tasks
 from orchestration_service.domain.errors import NotFound
+from orchestration_service.repositories.ports import Storage
 from orchestration_service.repositories.provenance import (
+    Edge,
     ProvenanceFilter,
-    ProvenanceRepository,
+    ProvenanceRecord,
+    RecordSeed,
     TaintEventFilter,
 )
 from orchestration_service.services.lifecycle import utcnow
@@ -56,7 +57,7 @@ class Graph:
     def art(self, label: str) -> str:
         return self.arts[label][0]
 
-    async def add(self, db: Database, records: list[Rec], *, extra_edges: list[tuple[str, str]] = ()) -> None:
+    async def add(self, db: Storage, records: list[Rec], *, extra_edges: list[tuple[str, str]] = ()) -> None:
         base = utcnow() - timedelta(days=1)
         rows = []
         for i, r in enumerate(records):
@@ -82,10 +83,10 @@ class Graph:
                     **r.columns,
                 }
             )
-        async with db.transaction() as tx:
-            repo = ProvenanceRepository(tx.conn)
+        async with db.transaction() as uow:
+            repo = uow.provenance
             for row in rows:
-                await repo.insert(row)
+                await repo.insert(ProvenanceRecord(**row))
                 await repo.add_artifacts(
                     row["project_id"], row["id"], [o["artifact_id"] for o in row["outputs"]]
                 )
@@ -109,7 +110,7 @@ class Graph:
                 }
                 for a, b in extra_edges
             ]
-            await repo.add_dependencies(edges)
+            await repo.add_dependencies([Edge(**e) for e in edges])
 
 
 @pytest.fixture
@@ -166,7 +167,7 @@ async def test_list_filters_newest_first_and_cursor_pages(service: Service) -> N
         )
         for i in range(25)
     ]
-    await g.add(service.container.db, recs)
+    await g.add(service.container.storage, recs)
     everything = await get(service, "/provenance", limit=500)
     assert everything["total"] == 25 and everything["next_cursor"] is None
     times = [i["created_at"] for i in everything["items"]]
@@ -209,7 +210,9 @@ async def test_list_filters_newest_first_and_cursor_pages(service: Service) -> N
 
 async def test_get_by_id_by_artifact_and_project_scope(service: Service) -> None:
     g = Graph()
-    await g.add(service.container.db, [Rec("x", project="proj-x", artifacts=2), Rec("y", project="proj-y")])
+    await g.add(
+        service.container.storage, [Rec("x", project="proj-x", artifacts=2), Rec("y", project="proj-y")]
+    )
     assert (await record(service, g.id("x")))["project_id"] == "proj-x"
     assert (await get(service, "/provenance/by-artifact/art-x-1"))["id"] == g.id("x")
     for path in (f"/provenance/{uuid.uuid4()}", "/provenance/not-a-uuid", "/provenance/by-artifact/nope"):
@@ -218,7 +221,7 @@ async def test_get_by_id_by_artifact_and_project_scope(service: Service) -> None
 
     # The services answer another project's record exactly as an unknown one.
     queries = service.container.provenance.queries
-    assert (await queries.get(g.ids["x"], project_ids=["proj-x"]))["id"] == g.ids["x"]
+    assert (await queries.get(g.ids["x"], project_ids=["proj-x"])).id == g.ids["x"]
     unknown = str(uuid.uuid4())
     for call in (
         lambda: queries.get(g.ids["x"], project_ids=["proj-y"]),
@@ -238,7 +241,7 @@ async def test_get_by_id_by_artifact_and_project_scope(service: Service) -> None
         await queries.get(unknown, project_ids=["proj-y"])
     assert str(missing.value) == f"provenance record {unknown} does not exist"
     page = await queries.find(ProvenanceFilter(project_ids=["proj-y"]), limit=10)
-    assert [r["id"] for r in page.rows] == [g.ids["y"]] and page.total == 1
+    assert [r.id for r in page.rows] == [g.ids["y"]] and page.total == 1
     events = await queries.taint_events(TaintEventFilter(project_ids=["proj-y"]), limit=10)
     assert events.total == 0
 
@@ -246,7 +249,7 @@ async def test_get_by_id_by_artifact_and_project_scope(service: Service) -> None
 # -- the graph ---------------------------------------------------------------------------------
 async def test_lineage_and_impact_on_a_diamond(service: Service) -> None:
     g = Graph()
-    await g.add(service.container.db, diamond())
+    await g.add(service.container.storage, diamond())
     lineage = await get(service, f"/provenance/{g.id('e')}/lineage")
     assert depths(lineage["items"], g) == {"d": 1, "b": 2, "c": 2, "a": 3}
     assert lineage["total"] == 4 and lineage["max_depth"] == 3 and lineage["truncated"] is False
@@ -267,7 +270,7 @@ async def test_lineage_and_impact_on_a_diamond(service: Service) -> None:
 async def test_long_chain_depths_and_depth_limit(service: Service) -> None:
     g = Graph()
     await g.add(
-        service.container.db, [Rec("c0"), *(Rec(f"c{i}", inputs=[f"c{i - 1}"]) for i in range(1, 80))]
+        service.container.storage, [Rec("c0"), *(Rec(f"c{i}", inputs=[f"c{i - 1}"]) for i in range(1, 80))]
     )
     full = await get(service, f"/provenance/{g.id('c79')}/lineage", max_depth=200)
     assert depths(full["items"], g) == {f"c{i}": 79 - i for i in range(79)}
@@ -289,7 +292,7 @@ async def test_truncated_only_when_a_record_at_the_limit_has_an_unreached_neighb
     already reached, so nothing was cut. d uses c, and e (another project) uses d."""
     g = Graph()
     await g.add(
-        service.container.db,
+        service.container.storage,
         [
             Rec("a"),
             Rec("b", inputs=["a"]),
@@ -322,7 +325,7 @@ async def test_cycles_in_bad_data_terminate(service: Service) -> None:
     g = Graph()
     # p -> q -> r, plus r -> p (a cycle), and s depending on r.
     await g.add(
-        service.container.db,
+        service.container.storage,
         [Rec("p"), Rec("q", inputs=["p"]), Rec("r", inputs=["q"]), Rec("s", inputs=["r"])],
         extra_edges=[("p", "r")],
     )
@@ -354,7 +357,7 @@ def ladder_and_diamonds() -> list[Rec]:
 async def test_diamonds_and_ladders_walk_each_record_once_at_its_shortest_depth(service: Service) -> None:
     g = Graph()
     # Bad data: s0 also depends on s12, closing a cycle through every diamond.
-    await g.add(service.container.db, ladder_and_diamonds(), extra_edges=[("s0", "s12")])
+    await g.add(service.container.storage, ladder_and_diamonds(), extra_edges=[("s0", "s12")])
     impact = await get(service, f"/provenance/{g.id('h')}/impact", max_depth=1000)
     assert depths(impact["items"], g) == {f"l{i}": 1 for i in range(1, 31)}
     assert impact["total_affected"] == 30 and impact["max_depth"] == 1 and impact["truncated"] is False
@@ -391,7 +394,7 @@ async def test_cascade_targets_name_the_nearest_seed(service: Service) -> None:
     """Several seeds at once (a project rollback): each record downstream once, with the seed it
     is nearest to (the smaller id of a tie), never re-entering a seed."""
     g = Graph()
-    db = service.container.db
+    db = service.container.storage
     await g.add(
         db,
         [
@@ -404,24 +407,22 @@ async def test_cascade_targets_name_the_nearest_seed(service: Service) -> None:
         ],
     )
     tie = min(g.ids["a"], g.ids["b"])
-    pr = provenance_records
-    async with db.read() as conn:
-        repo = ProvenanceRepository(conn)
-        seeds = pr.c.id.in_([g.ids["a"], g.ids["b"]])
-        found = await repo.cascade_targets(sa.select(pr.c.id).where(seeds), 1000, "proj-a")
-        single = await repo.cascade_targets(sa.select(pr.c.id).where(pr.c.id == g.ids["b"]), 1000, "proj-a")
-        only = await repo.cascade_targets(
-            sa.select(pr.c.id).where(pr.c.id == g.ids["b"]), 1000, "proj-a", only_root=g.ids["b"]
-        )
+    async with db.read() as uow:
+        repo = uow.taint
+        found = await repo.cascade_targets(RecordSeed((g.ids["a"], g.ids["b"])), 1000, "proj-a")
+        # One seed given twice: the several-seeds walk (with sources) from one record, which
+        # must answer as the plain walk from it.
+        single = await repo.cascade_targets(RecordSeed((g.ids["b"], g.ids["b"])), 1000, "proj-a")
+        only = await repo.cascade_targets(RecordSeed((g.ids["b"],)), 1000, "proj-a")
     labels = {v: k for k, v in g.ids.items()}
-    assert {labels[r["id"]]: (r["depth"], r["source"]) for r in found} == {
+    assert {labels[r.id]: (r.depth, r.source) for r in found} == {
         "both": (1, tie),
         "after": (2, tie),
         "via_b": (1, g.ids["b"]),
         "near_a": (1, g.ids["a"]),
     }
-    assert [dict(r) for r in single] == [dict(r) for r in only]
-    assert {labels[r["id"]]: r["depth"] for r in only} == {
+    assert single == only
+    assert {labels[r.id]: r.depth for r in only} == {
         "a": 1,
         "via_b": 1,
         "both": 1,
@@ -432,7 +433,7 @@ async def test_cascade_targets_name_the_nearest_seed(service: Service) -> None:
 
 async def test_root_cause_follows_the_path_to_the_earliest_tainted_ancestor(service: Service) -> None:
     g = Graph()
-    await g.add(service.container.db, [*diamond(), Rec("g", inputs=["e"])])
+    await g.add(service.container.storage, [*diamond(), Rec("g", inputs=["e"])])
     db = service.container.db
     async with db.transaction() as tx:
         for label in ("a", "d"):
@@ -458,7 +459,7 @@ async def test_root_cause_follows_the_path_to_the_earliest_tainted_ancestor(serv
 async def test_taint_cascade_marks_stores_and_publishes_in_one_go(h: Harness) -> None:
     svc = h.svc
     g = Graph()
-    await g.add(svc.container.db, [*diamond(), Rec("o", project="proj-other", inputs=["e"])])
+    await g.add(svc.container.storage, [*diamond(), Rec("o", project="proj-other", inputs=["e"])])
     r = await svc.client.post(
         f"{API}/provenance/{g.id('b')}/taint",
         json={"reason": "security vulnerability", "tainted_by": "alice"},
@@ -578,7 +579,7 @@ async def test_a_record_that_consumes_a_tainted_artifact_is_suspect_from_the_sta
 
 async def test_clear_suspect_and_the_audit_trail(service: Service) -> None:
     g = Graph()
-    await g.add(service.container.db, [Rec("a"), Rec("b", inputs=["a"]), Rec("c", inputs=["b"])])
+    await g.add(service.container.storage, [Rec("a"), Rec("b", inputs=["a"]), Rec("c", inputs=["b"])])
     cascade = (
         await service.client.post(
             f"{API}/provenance/{g.id('a')}/taint", json={"reason": "bad", "cascade_id": "casc-9"}
@@ -618,10 +619,10 @@ async def test_clear_suspect_and_the_audit_trail(service: Service) -> None:
 # -- projects ----------------------------------------------------------------------------------
 async def test_consistency_report_and_recommended_action(service: Service) -> None:
     g = Graph()
-    await g.add(service.container.db, [*(Rec(f"n{i}") for i in range(1, 10)), Rec("n0", inputs=["n1"])])
-    async with service.container.db.transaction() as tx:
+    await g.add(service.container.storage, [*(Rec(f"n{i}") for i in range(1, 10)), Rec("n0", inputs=["n1"])])
+    async with service.container.storage.transaction() as uow:
         # An input nobody produced: an orphaned artifact.
-        await ProvenanceRepository(tx.conn).add_unresolved("proj-a", g.ids["n0"], [("art-gone", "consumed")])
+        await uow.provenance.add_unresolved("proj-a", g.ids["n0"], [("art-gone", "consumed")])
     report = await get(service, "/projects/proj-a/consistency")
     assert report == {
         "project_id": "proj-a",
@@ -649,7 +650,7 @@ async def test_consistency_report_and_recommended_action(service: Service) -> No
 async def test_checkpoints_record_the_project_state(service: Service) -> None:
     g = Graph()
     await g.add(
-        service.container.db, [Rec("a", artifacts=2), Rec("b", inputs=["a"]), Rec("z", project="proj-z")]
+        service.container.storage, [Rec("a", artifacts=2), Rec("b", inputs=["a"]), Rec("z", project="proj-z")]
     )
     r = await service.client.post(
         f"{API}/projects/proj-a/checkpoints", json={"git_ref": "abc123", "description": "before refactor"}
@@ -673,7 +674,7 @@ async def test_checkpoints_record_the_project_state(service: Service) -> None:
 # -- impact: tasks in flight -------------------------------------------------------------------
 async def test_impact_lists_tasks_waiting_on_affected_records(service: Service) -> None:
     g = Graph()
-    await g.add(service.container.db, [Rec("a"), Rec("b", inputs=["a"])])
+    await g.add(service.container.storage, [Rec("a"), Rec("b", inputs=["a"])])
     now = utcnow()
     base = {
         "project_id": "proj-a",
@@ -722,7 +723,7 @@ async def send_rollback(h: Harness, envelope: dict[str, Any]) -> None:
 async def test_targeted_rollback_over_the_bus_is_idempotent(h: Harness) -> None:
     svc = h.svc
     g = Graph()
-    await g.add(svc.container.db, diamond())
+    await g.add(svc.container.storage, diamond())
     event = rollback({"artifact_id": "art-c-0", "reason": "tainted upstream", "cascade_id": "casc-77"})
     await send_rollback(h, event)
     c = await record(svc, g.id("c"))
@@ -760,13 +761,13 @@ async def test_project_rollback_over_http_taints_cancels_and_invalidates(h: Harn
     g = Graph()
     before = utcnow() - timedelta(hours=1)
     await g.add(
-        svc.container.db,
+        svc.container.storage,
         [Rec("old", project="proj-r", created_at=before), Rec("keep", project="proj-r", created_at=before)],
     )
     early = await h.running_task(project_id="proj-r")
     cp = (await svc.client.post(f"{API}/projects/proj-r/checkpoints", json={"git_ref": "v1"})).json()
     await g.add(
-        svc.container.db,
+        svc.container.storage,
         [
             Rec("new1", project="proj-r", inputs=["old"], created_at=utcnow()),
             Rec("new2", project="proj-r", inputs=["new1"], created_at=utcnow()),

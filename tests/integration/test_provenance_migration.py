@@ -29,8 +29,9 @@ from orchestration_service.db.tables import (
 )
 from orchestration_service.domain.provenance import canonical_json
 from orchestration_service.provenance_fixtures import generate
+from orchestration_service.repositories.storage import SqlStorage
+from orchestration_service.services.provenance.taint import TaintCascade
 from orchestration_service.services.provenance_migration import export_directory, import_directory
-from orchestration_service.services.taint import TaintCascade
 from tests.conftest import Service, truncate_all
 from tests.integration.test_event_lifecycle import Harness, cloud_event, output_event
 from tests.integration.test_tasks_api import wait_for_status
@@ -420,7 +421,9 @@ async def test_export_reflects_the_store_and_filters_by_project(clean_db: str, t
         async with engine.connect() as conn:
             report = await import_directory(conn, legacy, batch_size=2)
         assert report.records.inserted == 5 and len(report.failures) == 2  # the two bad entries
-        result = await TaintCascade(db).taint(uuid.UUID(BASE), reason="found bad", tainted_by="carol")
+        result = await TaintCascade(SqlStorage(db)).taint(
+            uuid.UUID(BASE), reason="found bad", tainted_by="carol"
+        )
         # oldest, structured, odd; not proj-n's child (its art-s2 is not proj-m's)
         assert result.suspect_count == 3
         async with engine.connect() as conn:

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from orchestration_service.services import provenance_graph, task_manager
+from orchestration_service.services import task_manager
+from orchestration_service.services.provenance import queries as provenance_queries
 from tests.conftest import Service
 from tests.integration.test_provenance import Graph, Rec
 from tests.integration.test_tasks_api import submit
@@ -79,7 +80,7 @@ async def test_provenance_and_taint_trail_totals_stop_at_the_cap(
     """The same bound on the provenance list and the taint trail, which counted every
     matching row on every page."""
     g = Graph()
-    await g.add(service.container.db, [Rec(f"r{i}") for i in range(4)])
+    await g.add(service.container.storage, [Rec(f"r{i}") for i in range(4)])
     for i in range(3):
         r = await service.client.post(f"/api/v1/provenance/{g.id(f'r{i}')}/taint", json={"reason": "bad"})
         assert r.status_code == 200, r.text
@@ -88,7 +89,7 @@ async def test_provenance_and_taint_trail_totals_stop_at_the_cap(
     trail = (await service.client.get("/api/v1/provenance/taint-events", params={"limit": 1})).json()
     assert (trail["total"], trail["total_capped"]) == (3, False)
 
-    monkeypatch.setattr(provenance_graph, "LIST_TOTAL_CAP", 2)
+    monkeypatch.setattr(provenance_queries, "LIST_TOTAL_CAP", 2)
     capped = (await service.client.get("/api/v1/provenance", params={"limit": 1})).json()
     assert (capped["total"], capped["total_capped"]) == (2, True)
     assert capped["next_cursor"]

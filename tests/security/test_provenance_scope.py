@@ -18,7 +18,7 @@ import pytest
 
 from orchestration_service.domain.errors import EventRejected
 from orchestration_service.events.handlers import parse_envelope
-from orchestration_service.repositories.provenance import ProvenanceRepository
+from orchestration_service.repositories.provenance import Edge, ProvenanceRecord
 from orchestration_service.services.lifecycle import utcnow
 from tests.conftest import Service
 from tests.integration.test_event_lifecycle import cloud_event, output_event
@@ -119,26 +119,28 @@ async def test_the_root_cause_path_stays_in_the_records_project(tenants: Tenants
     base = utcnow() - timedelta(hours=1)
     ids = {label: uuid.uuid4() for label in ("cause", "theirs", "mine")}
     projects = {"cause": "alpha", "theirs": "beta", "mine": "alpha"}
-    async with svc.container.db.transaction() as tx:
-        repo = ProvenanceRepository(tx.conn)
+    async with svc.container.storage.transaction() as uow:
+        repo = uow.provenance
         for i, (label, rid) in enumerate(ids.items()):
             await repo.insert(
-                {
-                    "id": rid,
-                    "task_id": f"task-{label}",
-                    "project_id": projects[label],
-                    "status": "completed",
-                    "created_at": base + timedelta(seconds=i),
-                    "verification_status": "passed",
-                    "is_tainted": label == "cause",
-                    "outputs": [{"artifact_id": f"art-{label}", "type": "code"}],
-                }
+                ProvenanceRecord(
+                    **{
+                        "id": rid,
+                        "task_id": f"task-{label}",
+                        "project_id": projects[label],
+                        "status": "completed",
+                        "created_at": base + timedelta(seconds=i),
+                        "verification_status": "passed",
+                        "is_tainted": label == "cause",
+                        "outputs": [{"artifact_id": f"art-{label}", "type": "code"}],
+                    }
+                )
             )
             await repo.add_artifacts(projects[label], rid, [f"art-{label}"])
         await repo.add_dependencies(
             [
-                {"artifact_id": ids["theirs"], "depends_on": ids["cause"], "via_artifact_id": "art-cause"},
-                {"artifact_id": ids["mine"], "depends_on": ids["theirs"], "via_artifact_id": "art-theirs"},
+                Edge(artifact_id=ids["theirs"], depends_on=ids["cause"], via_artifact_id="art-cause"),
+                Edge(artifact_id=ids["mine"], depends_on=ids["theirs"], via_artifact_id="art-theirs"),
             ]
         )
     doc = await get(a, f"/provenance/{ids['mine']}/root-cause")
@@ -152,29 +154,28 @@ async def test_lineage_and_impact_of_a_deep_chain_are_bounded(service: Service) 
     n = 40
     base = utcnow() - timedelta(hours=1)
     ids = [uuid.uuid4() for _ in range(n)]
-    async with service.container.db.transaction() as tx:
-        repo = ProvenanceRepository(tx.conn)
+    async with service.container.storage.transaction() as uow:
+        repo = uow.provenance
         for i, rid in enumerate(ids):
             await repo.insert(
-                {
-                    "id": rid,
-                    "task_id": f"t{i}",
-                    "project_id": "p",
-                    "status": "completed",
-                    "created_at": base + timedelta(seconds=i),
-                    "verification_status": "passed",
-                    "outputs": [
-                        {"artifact_id": f"a{i}", "type": "code"},
-                        {"artifact_id": f"b{i}", "type": "code"},
-                    ],
-                }
+                ProvenanceRecord(
+                    **{
+                        "id": rid,
+                        "task_id": f"t{i}",
+                        "project_id": "p",
+                        "status": "completed",
+                        "created_at": base + timedelta(seconds=i),
+                        "verification_status": "passed",
+                        "outputs": [
+                            {"artifact_id": f"a{i}", "type": "code"},
+                            {"artifact_id": f"b{i}", "type": "code"},
+                        ],
+                    }
+                )
             )
             await repo.add_artifacts("p", rid, [f"a{i}", f"b{i}"])
         await repo.add_dependencies(
-            [
-                {"artifact_id": ids[i + 1], "depends_on": ids[i], "via_artifact_id": f"a{i}"}
-                for i in range(n - 1)
-            ]
+            [Edge(artifact_id=ids[i + 1], depends_on=ids[i], via_artifact_id=f"a{i}") for i in range(n - 1)]
         )
     r = await service.client.get(f"{API}/provenance/{ids[-1]}/lineage", params={"limit": 10})
     assert r.status_code == 200, r.text

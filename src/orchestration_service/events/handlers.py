@@ -270,7 +270,7 @@ class EventProcessor:
             task["artifacts"] = [a.model_dump(exclude_none=True) for a in p.artifacts]
         now = utcnow()
         record_id = await self.provenance.record_completion(
-            uow, dict(task), p.model_dump(mode="json", exclude_none=True)
+            uow, task, p.model_dump(mode="json", exclude_none=True)
         )
         metrics = task.get("metrics") or {}
         started = task.get("started_at") or task["created_at"]

@@ -23,6 +23,9 @@ from orchestration_service.repositories.processed_events.sql import (
     PostgresProcessedEvents,
     SqliteProcessedEvents,
 )
+from orchestration_service.repositories.provenance.port import ProvenanceRepository, TaintRepository
+from orchestration_service.repositories.provenance.postgres import PostgresProvenance, PostgresTaint
+from orchestration_service.repositories.provenance.sqlite import SqliteProvenance, SqliteTaint
 from orchestration_service.repositories.tasks.port import TaskHotPaths, TaskRepository
 from orchestration_service.repositories.tasks.postgres import PostgresHotPaths, PostgresTasks
 from orchestration_service.repositories.tasks.sqlite import SqliteHotPaths, SqliteTasks
@@ -42,6 +45,8 @@ class Backend:
     tasks: Callable[[Transaction], TaskRepository]
     gauges: Callable[[Transaction], GaugeRepository]
     task_hot_paths: Callable[[Database], TaskHotPaths]
+    provenance: Callable[[Transaction], ProvenanceRepository]
+    taint: Callable[[Transaction], TaintRepository]
 
 
 POSTGRES = Backend(
@@ -54,6 +59,8 @@ POSTGRES = Backend(
     tasks=PostgresTasks,
     gauges=PostgresGauges,
     task_hot_paths=PostgresHotPaths,
+    provenance=PostgresProvenance,
+    taint=PostgresTaint,
 )
 
 SQLITE = Backend(
@@ -66,6 +73,8 @@ SQLITE = Backend(
     tasks=SqliteTasks,
     gauges=SqliteGauges,
     task_hot_paths=SqliteHotPaths,
+    provenance=SqliteProvenance,
+    taint=SqliteTaint,
 )
 
 

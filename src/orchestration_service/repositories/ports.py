@@ -16,6 +16,7 @@ from orchestration_service.repositories.api_keys.port import ApiKeyRepository
 from orchestration_service.repositories.gauges.port import GaugeRepository
 from orchestration_service.repositories.outbox.port import LogFeed, OutboxRepository, RelayCoordination
 from orchestration_service.repositories.processed_events.port import ProcessedEventRepository
+from orchestration_service.repositories.provenance.port import ProvenanceRepository, TaintRepository
 from orchestration_service.repositories.tasks.port import TaskHotPaths, TaskRepository
 
 
@@ -39,6 +40,12 @@ class UnitOfWork(Protocol):
 
     @property
     def gauges(self) -> GaugeRepository: ...
+
+    @property
+    def provenance(self) -> ProvenanceRepository: ...
+
+    @property
+    def taint(self) -> TaintRepository: ...
 
     def after_commit(self, hook: Callable[[], None]) -> None: ...
 

@@ -12,6 +12,7 @@ from orchestration_service.repositories.backends import Backend, backend_for
 from orchestration_service.repositories.gauges.port import GaugeRepository
 from orchestration_service.repositories.outbox.port import LogFeed, OutboxRepository, RelayCoordination
 from orchestration_service.repositories.processed_events.port import ProcessedEventRepository
+from orchestration_service.repositories.provenance.port import ProvenanceRepository, TaintRepository
 from orchestration_service.repositories.tasks.port import TaskHotPaths, TaskRepository
 
 
@@ -56,6 +57,16 @@ class SqlUnitOfWork:
     @property
     def gauges(self) -> GaugeRepository:
         repo: GaugeRepository = self._repo("gauges")
+        return repo
+
+    @property
+    def provenance(self) -> ProvenanceRepository:
+        repo: ProvenanceRepository = self._repo("provenance")
+        return repo
+
+    @property
+    def taint(self) -> TaintRepository:
+        repo: TaintRepository = self._repo("taint")
         return repo
 
     def after_commit(self, hook: Callable[[], None]) -> None:

@@ -15,7 +15,6 @@ from urllib.parse import quote
 from fastapi import APIRouter, Body, Path, Query, Request
 
 from orchestration_service.http import JSON
-from orchestration_service.repositories.provenance import ProvenanceFilter, TaintEventFilter
 from orchestration_service.routers.deps import container, narrowed_projects, visible_projects
 from orchestration_service.routers.paging import Cursor, Offset, PageLimit, keyset_after, page_answer
 from orchestration_service.schemas.common import (
@@ -40,16 +39,19 @@ from orchestration_service.schemas.provenance import (
     TaintRequest,
     TaintResult,
     VerificationStatus,
-    checkpoint_document,
-    taint_event_document,
 )
-from orchestration_service.schemas.views import provenance_document
-from orchestration_service.services.provenance_graph import (
+from orchestration_service.services.provenance.common import (
     DEFAULT_GRAPH_LIMIT,
     DEFAULT_MAX_DEPTH,
     MAX_DEPTH_LIMIT,
     MAX_GRAPH_LIMIT,
 )
+from orchestration_service.services.provenance.documents import (
+    checkpoint_document,
+    record_document,
+    taint_event_document,
+)
+from orchestration_service.services.provenance.queries import ProvenanceFilter, TaintEventFilter
 
 router = APIRouter(tags=["provenance"])
 
@@ -114,8 +116,8 @@ async def list_provenance(
         created_before=created_before,
     )
     page = await container(request).provenance.queries.find(f, limit=limit, offset=offset, after=after)
-    items = [provenance_document(r) for r in page.rows]
-    return JSON(page_answer(items, page, limit=limit, offset=offset))
+    items = [record_document(r) for r in page.rows]
+    return JSON(page_answer(items, page.with_rows(items), limit=limit, offset=offset))
 
 
 @router.get(
@@ -157,7 +159,7 @@ async def list_taint_events(
         f, limit=limit, offset=offset, after=after
     )
     items = [taint_event_document(r) for r in page.rows]
-    return JSON(page_answer(items, page, limit=limit, offset=offset, time_key="timestamp"))
+    return JSON(page_answer(items, page.with_rows(items), limit=limit, offset=offset, time_key="timestamp"))
 
 
 @router.get(
@@ -174,7 +176,7 @@ async def provenance_by_artifact(request: Request, artifact_id: str, project_id:
     row = await container(request).provenance.queries.by_artifact(
         artifact_id, project_ids=narrowed_projects(request, project_id)
     )
-    return JSON(provenance_document(row))
+    return JSON(record_document(row))
 
 
 @router.get(
@@ -185,7 +187,7 @@ async def provenance_by_artifact(request: Request, artifact_id: str, project_id:
 )
 async def get_provenance(request: Request, record_id: str) -> JSON:
     row = await container(request).provenance.queries.get(record_id, project_ids=visible_projects(request))
-    return JSON(provenance_document(row))
+    return JSON(record_document(row))
 
 
 @router.get(

@@ -4,10 +4,9 @@ checkpoints and the consistency report (handlers return plain dicts; these docum
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
@@ -226,42 +225,3 @@ class CheckpointPage(BaseModel):
     total: int
     limit: int
     offset: int
-
-
-def taint_event_document(r: Mapping[Any, Any]) -> dict[str, Any]:
-    return {
-        "id": r["id"],
-        "timestamp": r["timestamp"],
-        "artifact_id": r["artifact_id"],
-        "provenance_id": r["provenance_id"],
-        "reason": r["reason"],
-        "source_artifact_id": r["source_artifact_id"],
-        "source_provenance_id": r["source_provenance_id"],
-        "cascade_depth": r["cascade_depth"],
-        "cascade_id": r["cascade_id"],
-        "action": r["action"],
-        "project_id": r["project_id"],
-    }
-
-
-def checkpoint_document(r: Mapping[Any, Any]) -> dict[str, Any]:
-    return {
-        k: r[k]
-        for k in (
-            "id",
-            "project_id",
-            "created_at",
-            "git_ref",
-            "provenance_count",
-            "artifact_count",
-            "last_provenance_id",
-            "last_task_id",
-            "rag_state_ref",
-            "work_product_ref",
-            "description",
-            "trigger",
-            "is_valid",
-            "invalidated_at",
-            "invalidated_by",
-        )
-    }

@@ -1,237 +1,43 @@
-"""Provenance rules that need no database: the legacy JSON layout (read and written
-losslessly), the keyset cursor, and the project consistency rule.
-
-Lossless import/export
-----------------------
-A legacy record holds a structured form and older flat copies side by side, and real files
-are inconsistent (flat only, outputs without artifact ids, odd timestamps, unknown fields).
-Import normalises each file into the queryable columns (``parse_record``); export renders a
-row back into the legacy layout (``render_record``). Whatever the rendering would not
-reproduce exactly is kept in ``extra["$legacy"]``: for each such top-level field, the
-rendering at import time (``c``) and the file's value (``s``; an empty list when the field
-was absent). Export puts the file's value back while the field still renders as it did at
-import, i.e. unless this service has changed it since (a taint, a cleared suspect): then the
-current state wins. Unknown top-level fields are kept in ``extra`` as they are.
-"""
+"""Legacy provenance files <-> rows: records, taint events and checkpoints, parsed on import
+and rendered back on export (see ``legacy_format`` for the lossless rule)."""
 
 from __future__ import annotations
 
-import base64
-import binascii
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
-import orjson
-
 from orchestration_service.domain.json_text import nul_path
-
-LEGACY_KEY = "$legacy"
-
-ARTIFACT_TYPES = ("code", "document", "config", "analysis", "architecture")
-RELATIONSHIPS = ("consumed", "referenced")
-VERIFICATION_STATUSES = ("pending", "passed", "failed", "human_approved", "tainted", "suspect")
-TAINT_ACTIONS = ("taint", "suspect", "clear", "escalate")
-CHECKPOINT_TRIGGERS = ("auto", "manual", "milestone")
-
-RECORD_FIELDS = (
-    "id",
-    "task_id",
-    "project_id",
-    "outputs",
-    "inputs",
-    "inputs_consumed",
-    "execution",
-    "model_used",
-    "worker_id",
-    "prompt_template",
-    "verification",
-    "confidence",
-    "verification_status",
-    "verification_details",
-    "taint",
-    "created_at",
-    "started_at",
-    "completed_at",
-    "metrics",
-    "tokens_input",
-    "tokens_output",
-    "execution_time_ms",
+from orchestration_service.domain.provenance.legacy_format import (
+    _INT32,
+    _INT64,
+    _WIDTHS,
+    CHECKPOINT_FIELDS,
+    CHECKPOINT_TRIGGERS,
+    LEGACY_KEY,
+    RECORD_COLUMN_FIELDS,
+    RECORD_FIELDS,
+    RELATIONSHIPS,
+    TAINT_ACTIONS,
+    TAINT_EVENT_FIELDS,
+    VERIFICATION_STATUSES,
+    LegacyError,
+    _confidence,
+    _dict,
+    _enum,
+    _int,
+    _list,
+    _opt_str,
+    _split_extra,
+    _str,
+    _uuid,
+    _with_overrides,
+    apply_overrides,
+    format_timestamp,
+    parse_timestamp,
 )
-# Not in the legacy layout, but columns of the store's schema: kept when a file has them.
-RECORD_COLUMN_FIELDS = ("status", "tier", "domain")
-TAINT_EVENT_FIELDS = (
-    "id",
-    "timestamp",
-    "artifact_id",
-    "provenance_id",
-    "reason",
-    "source_artifact_id",
-    "source_provenance_id",
-    "cascade_depth",
-    "cascade_id",
-    "action",
-)
-CHECKPOINT_FIELDS = (
-    "id",
-    "project_id",
-    "created_at",
-    "git_ref",
-    "provenance_count",
-    "artifact_count",
-    "last_provenance_id",
-    "last_task_id",
-    "rag_state_ref",
-    "work_product_ref",
-    "description",
-    "trigger",
-    "is_valid",
-)
-
-_INT32 = 2**31 - 1
-_INT64 = 2**63 - 1
-# Column widths (PostgreSQL enforces them): longer values stay exact in the overrides.
-_WIDTHS = {"model_used": 100, "worker_id": 100, "tier": 20, "domain": 50, "status": 50}
-
-
-class LegacyError(ValueError):
-    """A legacy file or entry that cannot be imported (the reason names what is wrong)."""
-
-
-# -- small conversions ---------------------------------------------------------------------
-def parse_timestamp(value: Any) -> datetime | None:
-    """Naive ISO 8601 is UTC by convention; an aware value is converted to UTC."""
-    if not isinstance(value, str) or not value:
-        return None
-    text = value[:-1] + "+00:00" if value.endswith(("Z", "z")) else value
-    try:
-        dt = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    if dt.tzinfo is None:
-        return dt.replace(tzinfo=UTC)
-    try:
-        return dt.astimezone(UTC)
-    except OverflowError:
-        return None
-
-
-def format_timestamp(value: datetime | None) -> str | None:
-    """The legacy form: naive ISO 8601 in UTC (microseconds only when not zero)."""
-    if value is None:
-        return None
-    if value.tzinfo is not None:
-        value = value.astimezone(UTC).replace(tzinfo=None)
-    return value.isoformat()
-
-
-def _str(value: Any, default: str = "") -> str:
-    return value if isinstance(value, str) else default
-
-
-def _opt_str(value: Any, width: int | None = None) -> str | None:
-    if not isinstance(value, str):
-        return None
-    return value[:width] if width is not None else value
-
-
-def _int(value: Any, limit: int = _INT32) -> int | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    if isinstance(value, float) and (value != value or not value.is_integer()):
-        return None
-    number = int(value)
-    return number if -limit - 1 <= number <= limit else None
-
-
-def _confidence(value: Any) -> Decimal | None:
-    """NUMERIC(3, 2): two decimals, below 10 (the exact value stays in the overrides)."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    try:
-        number = Decimal(str(value)).quantize(Decimal("0.01"))
-    except InvalidOperation:
-        return None
-    return number if abs(number) < 10 else None
-
-
-def _dict(value: Any) -> dict[str, Any] | None:
-    return value if isinstance(value, dict) else None
-
-
-def _list(value: Any) -> list[Any] | None:
-    return value if isinstance(value, list) else None
-
-
-def _enum(value: Any, allowed: tuple[str, ...], default: str) -> str:
-    return value if isinstance(value, str) and value in allowed else default
-
-
-def _uuid(value: Any) -> uuid.UUID | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        return None
-
-
-def canonical_json(value: Any) -> bytes:
-    """Type-exact comparison key (1, 1.0 and true differ; key order does not)."""
-    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
-
-
-# -- the override mechanism ----------------------------------------------------------------
-def compute_overrides(canonical: Mapping[str, Any], source: Mapping[str, Any]) -> dict[str, Any]:
-    """For each field the rendering does not reproduce: {c: [rendering], s: [file value]}."""
-    out: dict[str, Any] = {}
-    for key in dict.fromkeys([*canonical, *source]):
-        c = [canonical[key]] if key in canonical else []
-        s = [source[key]] if key in source else []
-        if canonical_json(c) != canonical_json(s):
-            out[key] = {"c": c, "s": s}
-    return out
-
-
-def apply_overrides(rendered: dict[str, Any], overrides: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The file's own value for each field the store has not changed since import."""
-    if not overrides:
-        return rendered
-    out = dict(rendered)
-    for key, entry in overrides.items():
-        if not isinstance(entry, dict):
-            continue
-        now = [rendered[key]] if key in rendered else []
-        if canonical_json(now) != canonical_json(entry.get("c", [])):
-            continue  # changed by the store since import: its current state wins
-        if entry.get("s"):
-            out[key] = entry["s"][0]
-        else:
-            out.pop(key, None)
-    return out
-
-
-def _split_extra(extra: Mapping[str, Any] | None) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    if not extra:
-        return {}, None
-    unknown = {k: v for k, v in extra.items() if k != LEGACY_KEY}
-    overrides = extra.get(LEGACY_KEY)
-    return unknown, overrides if isinstance(overrides, dict) else None
-
-
-def _with_overrides(
-    row: dict[str, Any],
-    source: Mapping[str, Any],
-    unknown: dict[str, Any],
-    render: Callable[[Mapping[str, Any]], dict[str, Any]],
-) -> None:
-    row["extra"] = dict(unknown) or None
-    overrides = compute_overrides(render(row), source)
-    if overrides:
-        row["extra"] = {**unknown, LEGACY_KEY: overrides}
 
 
 # -- records ---------------------------------------------------------------------------------
@@ -564,68 +370,3 @@ def render_checkpoint(row: Mapping[Any, Any]) -> dict[str, Any]:
 def export_checkpoint(row: Mapping[Any, Any]) -> dict[str, Any]:
     _, overrides = _split_extra(row["extra"])
     return apply_overrides(render_checkpoint(row), overrides)
-
-
-# -- keyset cursor -----------------------------------------------------------------------------
-class BadCursor(ValueError):
-    pass
-
-
-def encode_cursor(created_at: datetime, row_id: Any) -> str:
-    raw = orjson.dumps([created_at.astimezone(UTC).isoformat(), str(row_id)])
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(token: str, *, uuid_ids: bool = True) -> tuple[datetime, Any]:
-    """(created_at, id) of the last row of the previous page."""
-    try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        created, row_id = orjson.loads(raw)
-        when = datetime.fromisoformat(created)
-    except (binascii.Error, ValueError, TypeError, orjson.JSONDecodeError):
-        raise BadCursor("not a cursor this service issued") from None
-    if when.tzinfo is None or not isinstance(row_id, str):
-        raise BadCursor("not a cursor this service issued")
-    if not uuid_ids:
-        return when, row_id
-    try:
-        return when, uuid.UUID(row_id)
-    except ValueError:
-        raise BadCursor("not a cursor this service issued") from None
-
-
-# -- consistency -------------------------------------------------------------------------------
-ROLLBACK_IMPACT_RATIO = 0.3
-"""The Cascade Service's project impact ratio: at or above it, a project is rolled back."""
-
-
-def recommended_action(total: int, affected: int, pending_revalidation: int) -> str:
-    """``rollback`` when tainted or suspect records are at least 30 % of the project's
-    records; ``pause`` when there is any (or any awaiting revalidation); else ``continue``."""
-    if total > 0 and affected / total >= ROLLBACK_IMPACT_RATIO:
-        return "rollback"
-    if affected > 0 or pending_revalidation > 0:
-        return "pause"
-    return "continue"
-
-
-def primary_artifact(outputs: Any, record_id: Any) -> str:
-    """The artifact that names a record in events: its first output's id, else the record id."""
-    ids = output_artifact_ids(outputs)
-    return ids[0] if ids else str(record_id)
-
-
-def artifacts_or_record(outputs: Any, record_id: Any) -> list[str]:
-    """Every artifact a record produced; a record without artifact ids is named by its id."""
-    return output_artifact_ids(outputs) or [str(record_id)]
-
-
-def chunks(items: Iterable[Any], size: int) -> Iterable[list[Any]]:
-    batch: list[Any] = []
-    for item in items:
-        batch.append(item)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch

@@ -1,0 +1,88 @@
+"""Provenance rules that need no database: the legacy JSON layout (read and written
+losslessly), the keyset cursor, and the project consistency rule."""
+
+from __future__ import annotations
+
+from orchestration_service.domain.provenance.cursors import (
+    BadCursor,
+    decode_cursor,
+    encode_cursor,
+)
+from orchestration_service.domain.provenance.legacy import (
+    ParsedRecord,
+    export_checkpoint,
+    export_record,
+    export_taint_event,
+    input_references,
+    output_artifact_ids,
+    parse_checkpoint,
+    parse_record,
+    parse_taint_event,
+    render_checkpoint,
+    render_record,
+    render_taint_event,
+)
+from orchestration_service.domain.provenance.legacy_format import (
+    ARTIFACT_TYPES,
+    CHECKPOINT_FIELDS,
+    CHECKPOINT_TRIGGERS,
+    LEGACY_KEY,
+    RECORD_COLUMN_FIELDS,
+    RECORD_FIELDS,
+    RELATIONSHIPS,
+    TAINT_ACTIONS,
+    TAINT_EVENT_FIELDS,
+    VERIFICATION_STATUSES,
+    LegacyError,
+    apply_overrides,
+    canonical_json,
+    compute_overrides,
+    format_timestamp,
+    parse_timestamp,
+)
+from orchestration_service.domain.provenance.rules import (
+    ROLLBACK_IMPACT_RATIO,
+    artifacts_or_record,
+    chunks,
+    primary_artifact,
+    recommended_action,
+)
+
+__all__ = [
+    "ARTIFACT_TYPES",
+    "CHECKPOINT_FIELDS",
+    "CHECKPOINT_TRIGGERS",
+    "LEGACY_KEY",
+    "RECORD_COLUMN_FIELDS",
+    "RECORD_FIELDS",
+    "RELATIONSHIPS",
+    "ROLLBACK_IMPACT_RATIO",
+    "TAINT_ACTIONS",
+    "TAINT_EVENT_FIELDS",
+    "VERIFICATION_STATUSES",
+    "BadCursor",
+    "LegacyError",
+    "ParsedRecord",
+    "apply_overrides",
+    "artifacts_or_record",
+    "canonical_json",
+    "chunks",
+    "compute_overrides",
+    "decode_cursor",
+    "encode_cursor",
+    "export_checkpoint",
+    "export_record",
+    "export_taint_event",
+    "format_timestamp",
+    "input_references",
+    "output_artifact_ids",
+    "parse_checkpoint",
+    "parse_record",
+    "parse_taint_event",
+    "parse_timestamp",
+    "primary_artifact",
+    "recommended_action",
+    "render_checkpoint",
+    "render_record",
+    "render_taint_event",
+]
