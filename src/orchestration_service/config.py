@@ -322,7 +322,7 @@ class ServerSettings(_Section):
     fast_lane: bool = Field(
         True,
         description="Answer task status reads and submissions without FastAPI's per-request layers "
-        "(routers/fast_lane.py); errors always go through the reference routes.",
+        "(middleware/fast_lane.py); errors always go through the reference routes.",
     )
 
 

@@ -25,6 +25,7 @@ import random
 import shutil
 import tempfile
 import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
@@ -39,7 +40,6 @@ from orchestration_service.repositories.gauges import GaugeReading, GaugeReposit
 
 if TYPE_CHECKING:
     from orchestration_service.db.engine import Database
-    from orchestration_service.main import Container
 
 log = logging.getLogger(__name__)
 
@@ -197,11 +197,13 @@ class Metrics:
         self.outbox_oldest.set(reading.outbox_oldest_seconds)
 
     # -- scrape ------------------------------------------------------------------------
-    async def render(self, c: Container) -> bytes:
-        """From memory only (no I/O): the refresher keeps the database gauges current."""
-        self.dependency_up.labels("broker").set(1 if c.bus.health() == "connected" else 0)
-        self.sse_listeners.set(c.notifier.listener_count)
-        for name, status in c.dependency_states().items():
+    async def render(self, *, broker: str, listeners: int, dependencies: Mapping[str, str]) -> bytes:
+        """From memory only (no I/O): the refresher keeps the database gauges current. The
+        caller passes what it read from the app: the broker's health, the open listeners and
+        the Agent/RAG dependency states."""
+        self.dependency_up.labels("broker").set(1 if broker == "connected" else 0)
+        self.sse_listeners.set(listeners)
+        for name, status in dependencies.items():
             self.dependency_up.labels(name).set(1 if status == "connected" else 0)
         path = multiprocess_dir()
         if path is None:
