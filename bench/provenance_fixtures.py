@@ -8,7 +8,7 @@ from the hub, or reference an older record of the project. Some records are in t
 flat form only, a few have outputs without artifact ids, some carry unknown fields; 0.5 %
 are tainted, their direct dependents suspect. Deterministic for a given seed.
 
-    python -m orchestration_service.provenance_fixtures DIR N [--projects 10] [--seed 0]
+    python -m bench.provenance_fixtures DIR N [--projects 10] [--seed 0]
 """
 
 from __future__ import annotations
