@@ -32,8 +32,14 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from orchestration_service.background import cancel_and_wait
-from orchestration_service.domain.events import CONSUMED_EVENTS, TASK_READY_PREFIX, TASK_STATUS_PREFIX
+from orchestration_service.domain.events import (
+    CONSUMED_EVENTS,
+    PUBLISHED_EVENTS,
+    TASK_READY_PREFIX,
+    TASK_STATUS_PREFIX,
+)
 from orchestration_service.domain.lifecycle import TaskStatus
+from orchestration_service.domain.vocabulary import TIERS
 from orchestration_service.http import route_template
 from orchestration_service.redaction import error_text
 from orchestration_service.repositories.gauges import GaugeReading, GaugeRepository
@@ -67,23 +73,17 @@ def prepare_multiprocess(workers: int) -> str | None:
 
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-_KNOWN_PUBLISHED = {
-    "task.created",
-    "task.cancelled",
-    "task.completed",
-    "task.failed",
-    "artifact.tainted",
-    "artifact.suspect",
-}
+_KNOWN_EVENTS = frozenset((*PUBLISHED_EVENTS, *CONSUMED_EVENTS))
+_STATES = frozenset(s.value for s in TaskStatus)
 
 
 def bounded_event(name: str) -> str:
-    if name in _KNOWN_PUBLISHED or name in CONSUMED_EVENTS:
+    if name in _KNOWN_EVENTS:
         return name
     if name.startswith(TASK_READY_PREFIX) and name.count(".") == 2:
-        return name if name.rsplit(".", 1)[1] in ("tiny", "small", "large", "frontier") else "other"
+        return name if name.rsplit(".", 1)[1] in TIERS else "other"
     if name.startswith(TASK_STATUS_PREFIX):
-        return name if name.rsplit(".", 1)[1] in {s.value for s in TaskStatus} else "other"
+        return name if name.rsplit(".", 1)[1] in _STATES else "other"
     return "other"
 
 

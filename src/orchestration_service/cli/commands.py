@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 import time
-from enum import StrEnum
 from typing import Annotated, Any
 
 import orjson
@@ -25,6 +24,7 @@ from orchestration_service.cli.client import (
     fail,
     run,
 )
+from orchestration_service.domain.lifecycle import FINAL_STATES, Priority, TaskStatus
 
 Url = Annotated[str, typer.Option("--url", envvar="ORCH_URL", help="Service base URL.")]
 ApiKey = Annotated[
@@ -42,14 +42,7 @@ events_app = typer.Typer(help="The event feed.", no_args_is_help=True)
 
 # Piped output (scripts, grep) gets whole lines rather than a table cut to 80 columns.
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 240)
-FINAL = {"completed", "failed", "cancelled"}
-
-
-class PriorityOpt(StrEnum):
-    low = "low"
-    normal = "normal"
-    high = "high"
-    critical = "critical"
+FINAL = frozenset(s.value for s in FINAL_STATES)
 
 
 def emit_json(doc: Any) -> None:
@@ -106,7 +99,12 @@ def _show_task(t: dict[str, Any]) -> None:
 
 
 def _exit_for(status: str) -> int:
-    return {"completed": EXIT_OK, "failed": EXIT_ERROR, "cancelled": EXIT_CANCELLED}.get(status, EXIT_OK)
+    exits: dict[str, int] = {
+        TaskStatus.COMPLETED: EXIT_OK,
+        TaskStatus.FAILED: EXIT_ERROR,
+        TaskStatus.CANCELLED: EXIT_CANCELLED,
+    }
+    return exits.get(status, EXIT_OK)
 
 
 # -- task -------------------------------------------------------------------------------
@@ -114,7 +112,7 @@ def _exit_for(status: str) -> int:
 def task_submit(
     description: Annotated[str, typer.Argument(help="What to do.")],
     project: Annotated[str, typer.Option("--project", "-p", help="Project id.")],
-    priority: Annotated[PriorityOpt | None, typer.Option(help="Default: the service's (normal).")] = None,
+    priority: Annotated[Priority | None, typer.Option(help="Default: the service's (normal).")] = None,
     decompose: Annotated[bool, typer.Option("--decompose", help="Allow splitting into subtasks.")] = False,
     qa_profile: Annotated[str | None, typer.Option("--qa-profile", help="Pin the QA profile.")] = None,
     domain: Annotated[str | None, typer.Option(help="Pin the domain.")] = None,
