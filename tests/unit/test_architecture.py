@@ -92,7 +92,7 @@ KNOWN_VIOLATIONS: frozenset[tuple[str, str]] = frozenset(
 KNOWN_CYCLES: frozenset[frozenset[str]] = frozenset(
     {
         # H3: cli/provenance_files.py's lazy `from orchestration_service.cli import _settings`
-        # (use cli.common.settings_or_exit, as cli/keys.py does)
+        # (use cli.settings.settings_or_exit, as cli/keys.py does)
         frozenset({"cli", "cli.provenance_files"}),
     }
 )

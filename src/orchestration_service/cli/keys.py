@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from orchestration_service.cli.common import settings_or_exit
+from orchestration_service.cli.settings import settings_or_exit
 from orchestration_service.config import Settings
 from orchestration_service.db.engine import Database, create_admin_engine
 from orchestration_service.domain.access import Scope
