@@ -39,7 +39,7 @@ from orchestration_service.domain.events import (
     TASK_STATUS_PREFIX,
 )
 from orchestration_service.domain.lifecycle import TaskStatus
-from orchestration_service.domain.vocabulary import TIERS
+from orchestration_service.domain.vocabulary import ANALYZERS, TIERS
 from orchestration_service.http import route_template
 from orchestration_service.redaction import error_text
 from orchestration_service.repositories.gauges import GaugeReading, GaugeRepository
@@ -183,7 +183,7 @@ class Metrics:
         self.consumed.labels(bounded_event(name), outcome).inc()
 
     def routed(self, analyzer: str, seconds: float) -> None:
-        label = analyzer if analyzer in ("builtin", "agent-service") else "other"
+        label = analyzer if analyzer in ANALYZERS else "other"
         self.routing_duration.labels(label).observe(seconds)
 
     def database_read(self, reading: GaugeReading | None) -> None:

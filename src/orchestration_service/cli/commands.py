@@ -90,7 +90,7 @@ def _show_task(t: dict[str, Any]) -> None:
             "artifact", f"{a.get('id')} ({a.get('type')}) {a.get('path') or a.get('location') or ''}"
         )
     if t.get("subtasks"):
-        done = sum(1 for s in t["subtasks"] if s["status"] == "completed")
+        done = sum(1 for s in t["subtasks"] if s["status"] == TaskStatus.COMPLETED)
         table.add_row("subtasks", f"{done} of {len(t['subtasks'])} completed")
     if t.get("error"):
         table.add_row("error", orjson.dumps(t["error"]).decode())
@@ -164,7 +164,7 @@ def _follow(client: Api, task_id: str, *, timeout: float | None, live: bool) -> 
 
     def line() -> str:
         subs = doc.get("subtasks") or []
-        done = sum(1 for s in subs if s["status"] == "completed")
+        done = sum(1 for s in subs if s["status"] == TaskStatus.COMPLETED)
         sub = f"  subtasks {done}/{len(subs)}" if subs else ""
         return f"[bold]{task_id}[/bold]  {doc['status']}{sub}  {time.monotonic() - started:.0f}s"
 
@@ -298,7 +298,7 @@ def task_watch(task_id: str, url: Url = DEFAULT_URL, api_key: ApiKey = None, as_
 
     def body() -> int:
         with api(url, api_key) as client, client.sse(f"/tasks/{task_id}/stream") as source:
-            status = "pending"
+            status: str = TaskStatus.PENDING
             for sse in source.iter_sse():
                 if not sse.data:
                     continue

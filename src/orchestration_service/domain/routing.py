@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from orchestration_service.domain.vocabulary import DOMAINS, MODES, QA_PROFILES, TIERS, Tier
+from orchestration_service.domain.vocabulary import BUILTIN_ANALYZER, DOMAINS, MODES, QA_PROFILES, TIERS, Tier
 
 
 @dataclass(slots=True)
@@ -62,7 +62,7 @@ def _first_keyword(text: str, keywords: list[str]) -> str | None:
 
 
 class BuiltinAnalyzer:
-    name = "builtin"
+    name = BUILTIN_ANALYZER
 
     def __init__(self, rules: dict[str, Any]) -> None:
         self.rules = rules

@@ -1,4 +1,5 @@
-"""The routing vocabulary, defined once: modes, domains, worker tiers and QA profiles.
+"""The routing vocabulary, defined once: modes, domains, worker tiers, QA profiles and the
+analyzers that decide them.
 
 Everything else imports these: the API schemas (the enums are the OpenAPI ``Mode``,
 ``Domain``, ``Tier`` and ``QAProfile``), the routing rules, the Agent Service client and the
@@ -43,6 +44,11 @@ class QAProfile(StrEnum):
     DOCUMENTATION = "documentation"
     HUMAN = "human"
 
+
+# Who decided a route (RoutingDecision.analyzer; a bounded metrics label).
+BUILTIN_ANALYZER = "builtin"
+AGENT_ANALYZER = "agent-service"
+ANALYZERS: tuple[str, ...] = (BUILTIN_ANALYZER, AGENT_ANALYZER)
 
 # The values as plain strings, in declaration order (rules files, payloads and labels are text).
 MODES: tuple[str, ...] = tuple(m.value for m in Mode)
