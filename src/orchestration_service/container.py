@@ -1,7 +1,7 @@
 """The composition root: :class:`Container` builds everything the service runs from settings
 (the one place that picks implementations: the storage backend by the database URL, the event
 bus by ``events.url``), and starts and stops it. ``main.create_app`` builds one per app in the
-lifespan; the CLI and tests build their own. Nothing else imports this module."""
+lifespan; tests build their own. Nothing else in the package imports this module."""
 
 from __future__ import annotations
 

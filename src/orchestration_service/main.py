@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import logging
 from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, FastAPI, Request
@@ -24,8 +23,6 @@ from orchestration_service.logs import RequestContextMiddleware
 from orchestration_service.metrics import Metrics, MetricsMiddleware
 from orchestration_service.middleware.fast_lane import FastLaneMiddleware, LaneCounts
 from orchestration_service.routers.ui import mount_ui
-
-log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
