@@ -29,9 +29,10 @@ test: install lint typecheck  ## Lint, type-check and run the whole suite
 test-fast: install  ## The suite without lint and type checks
 	$(BIN)/pytest -x -q $(PYTEST_ARGS)
 
-lint: install  ## ruff (lint and format check)
+lint: install  ## ruff (lint and format check) and the import rule (docs/architecture.md)
 	$(BIN)/ruff check src tests bench examples
 	$(BIN)/ruff format --check src tests bench examples
+	$(BIN)/pytest -q -p no:cacheprovider tests/unit/test_architecture.py
 
 format: install  ## Apply ruff's formatting and fixes
 	$(BIN)/ruff format src tests bench examples

@@ -28,8 +28,8 @@ import asyncpg
 import httpx
 import orjson
 
+from bench.provenance_fixtures import generate
 from bench.server import CLI, ROOT, ServerConfig, ServerProcess, migrate, scratch_database, server_env
-from orchestration_service.provenance_fixtures import generate
 
 Case = Callable[[], tuple[str, dict[str, Any]]]
 

@@ -21,9 +21,10 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from orchestration_service.config import Settings, load_settings
+from orchestration_service.container import Container
 from orchestration_service.db.migrate import upgrade
 from orchestration_service.db.tables import metadata
-from orchestration_service.main import Container, create_app
+from orchestration_service.main import create_app
 
 REQUIRE_SERVICES = os.environ.get("ORCH_REQUIRE_SERVICES") == "1"
 PG_ADMIN_URL = os.environ.get("ORCH_TEST_PG_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from orchestration_service.domain.events import CASCADE_EXCHANGE, QA_EXCHANGE, TASK_EXCHANGE
 from orchestration_service.domain.lifecycle import Priority
 from orchestration_service.redaction import redact
 
@@ -220,7 +221,7 @@ class StorageSettings(_Section):
 
 
 class RabbitMQSettings(_Section):
-    exchanges: list[str] = Field(default_factory=lambda: ["task.events", "cascade.events", "qa.events"])
+    exchanges: list[str] = Field(default_factory=lambda: [TASK_EXCHANGE, CASCADE_EXCHANGE, QA_EXCHANGE])
     queues: list[str] = Field(default_factory=lambda: ["orchestration-events"])
     prefetch: int = Field(
         16,
@@ -322,7 +323,7 @@ class ServerSettings(_Section):
     fast_lane: bool = Field(
         True,
         description="Answer task status reads and submissions without FastAPI's per-request layers "
-        "(routers/fast_lane.py); errors always go through the reference routes.",
+        "(middleware/fast_lane.py); errors always go through the reference routes.",
     )
 
 

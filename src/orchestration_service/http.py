@@ -15,7 +15,8 @@ from starlette.middleware.gzip import GZipMiddleware
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from orchestration_service.db.errors import DATABASE_ERRORS, is_transient
+from orchestration_service.db.errors import DATABASE_ERRORS
+from orchestration_service.db.errors import is_transient as is_transient  # routers classify errors here
 from orchestration_service.domain.errors import (
     PROBLEM_BASE,
     OrchestrationError,

@@ -16,30 +16,28 @@ answers it, reports the sum of counters and histograms over the whole server.
 
 from __future__ import annotations
 
-import asyncio
 import atexit
 import contextlib
 import logging
 import os
-import random
 import shutil
 import tempfile
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from orchestration_service.background import cancel_and_wait
-from orchestration_service.domain.events import CONSUMED_EVENTS, TASK_READY_PREFIX, TASK_STATUS_PREFIX
+from orchestration_service.domain.events import (
+    CONSUMED_EVENTS,
+    PUBLISHED_EVENTS,
+    TASK_READY_PREFIX,
+    TASK_STATUS_PREFIX,
+)
 from orchestration_service.domain.lifecycle import TaskStatus
+from orchestration_service.domain.vocabulary import ANALYZERS, TIERS
 from orchestration_service.http import route_template
-from orchestration_service.redaction import error_text
-from orchestration_service.repositories.gauges import GaugeReading
-from orchestration_service.repositories.ports import Storage
-
-if TYPE_CHECKING:
-    from orchestration_service.main import Container
 
 log = logging.getLogger(__name__)
 
@@ -67,23 +65,17 @@ def prepare_multiprocess(workers: int) -> str | None:
 
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-_KNOWN_PUBLISHED = {
-    "task.created",
-    "task.cancelled",
-    "task.completed",
-    "task.failed",
-    "artifact.tainted",
-    "artifact.suspect",
-}
+_KNOWN_EVENTS = frozenset((*PUBLISHED_EVENTS, *CONSUMED_EVENTS))
+_STATES = frozenset(s.value for s in TaskStatus)
 
 
 def bounded_event(name: str) -> str:
-    if name in _KNOWN_PUBLISHED or name in CONSUMED_EVENTS:
+    if name in _KNOWN_EVENTS:
         return name
     if name.startswith(TASK_READY_PREFIX) and name.count(".") == 2:
-        return name if name.rsplit(".", 1)[1] in ("tiny", "small", "large", "frontier") else "other"
+        return name if name.rsplit(".", 1)[1] in TIERS else "other"
     if name.startswith(TASK_STATUS_PREFIX):
-        return name if name.rsplit(".", 1)[1] in {s.value for s in TaskStatus} else "other"
+        return name if name.rsplit(".", 1)[1] in _STATES else "other"
     return "other"
 
 
@@ -183,25 +175,31 @@ class Metrics:
         self.consumed.labels(bounded_event(name), outcome).inc()
 
     def routed(self, analyzer: str, seconds: float) -> None:
-        label = analyzer if analyzer in ("builtin", "agent-service") else "other"
+        label = analyzer if analyzer in ANALYZERS else "other"
         self.routing_duration.labels(label).observe(seconds)
 
-    def database_read(self, reading: GaugeReading | None) -> None:
-        """The refresher's reading (None: the database could not be read)."""
-        self.dependency_up.labels("database").set(0 if reading is None else 1)
-        if reading is None:
-            return
+    def database_read(
+        self, tasks_by_state: Mapping[str, int], outbox_pending: int, outbox_oldest_seconds: float
+    ) -> None:
+        """The gauge refresher's reading (``services.gauges``)."""
+        self.dependency_up.labels("database").set(1)
         for state in TaskStatus:
-            self.tasks.labels(state.value).set(reading.tasks_by_state.get(state.value, 0))
-        self.outbox_pending.set(reading.outbox_pending)
-        self.outbox_oldest.set(reading.outbox_oldest_seconds)
+            self.tasks.labels(state.value).set(tasks_by_state.get(state.value, 0))
+        self.outbox_pending.set(outbox_pending)
+        self.outbox_oldest.set(outbox_oldest_seconds)
+
+    def database_reachable(self, reachable: bool) -> None:
+        """The refresher reached the database (another replica read the gauges) or not."""
+        self.dependency_up.labels("database").set(1 if reachable else 0)
 
     # -- scrape ------------------------------------------------------------------------
-    async def render(self, c: Container) -> bytes:
-        """From memory only (no I/O): the refresher keeps the database gauges current."""
-        self.dependency_up.labels("broker").set(1 if c.bus.health() == "connected" else 0)
-        self.sse_listeners.set(c.notifier.listener_count)
-        for name, status in c.dependency_states().items():
+    async def render(self, *, broker: str, listeners: int, dependencies: Mapping[str, str]) -> bytes:
+        """From memory only (no I/O): the refresher keeps the database gauges current. The
+        caller passes what it read from the app: the broker's health, the open listeners and
+        the Agent/RAG dependency states."""
+        self.dependency_up.labels("broker").set(1 if broker == "connected" else 0)
+        self.sse_listeners.set(listeners)
+        for name, status in dependencies.items():
             self.dependency_up.labels(name).set(1 if status == "connected" else 0)
         path = multiprocess_dir()
         if path is None:
@@ -216,50 +214,6 @@ class Metrics:
         if multiprocess_dir() is not None:
             with contextlib.suppress(Exception):
                 multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
-
-
-class GaugeRefresher:
-    """Reads the database gauges every ``interval`` seconds (jittered, so replicas drift
-    apart), in the background. A round another replica is reading right now is skipped."""
-
-    def __init__(self, metrics: Metrics, storage: Storage, interval: float) -> None:
-        self.metrics = metrics
-        self.storage = storage
-        self.interval = interval
-        self.reads = 0  # rounds that read the database (tests and the curious)
-        self.skipped = 0  # rounds another reader held the lock
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="metrics-gauges")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            await cancel_and_wait(self._task, "metrics gauges")
-            self._task = None
-
-    async def refresh(self) -> bool:
-        """One round; True if it read the database."""
-        try:
-            async with self.storage.transaction(write=False) as uow:
-                repo = uow.gauges
-                if not await repo.try_lock():
-                    self.skipped += 1
-                    self.metrics.dependency_up.labels("database").set(1)
-                    return False
-                reading = await repo.read()
-        except Exception as exc:
-            log.warning("metrics: cannot read the database gauges: %s", error_text(exc))
-            self.metrics.database_read(None)
-            return False
-        self.reads += 1
-        self.metrics.database_read(reading)
-        return True
-
-    async def _run(self) -> None:
-        while True:
-            await self.refresh()
-            await asyncio.sleep(self.interval * random.uniform(0.8, 1.2))
 
 
 class MetricsMiddleware:

@@ -32,7 +32,7 @@ import orchestration_service
 from orchestration_service.domain import events as ev
 from orchestration_service.domain.errors import EventRejected
 from orchestration_service.domain.lifecycle import Priority, TaskStatus
-from orchestration_service.domain.routing import DOMAINS, MODES, QA_PROFILES, TIERS
+from orchestration_service.domain.vocabulary import DOMAINS, MODES, QA_PROFILES, TIERS
 from orchestration_service.events.bus import OutboundMessage
 from orchestration_service.events.handlers import SCHEMAS, parse_envelope, validate_payload
 from orchestration_service.schemas.events import ArtifactIn, CloudEvent, InputIn

@@ -1,4 +1,4 @@
-"""The fast lane (routers/fast_lane.py) answers exactly as the reference FastAPI routes do.
+"""The fast lane (middleware/fast_lane.py) answers exactly as the reference FastAPI routes do.
 
 The same requests go to a service with the lane and to one without it, both on one
 PostgreSQL database (each in its own project); the answers must agree in status, the

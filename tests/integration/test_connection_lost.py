@@ -9,9 +9,9 @@ import asyncpg
 import orjson
 import pytest
 
+from orchestration_service.container import Container
 from orchestration_service.db.errors import is_transient
 from orchestration_service.events.bus import Disposition, InboundMessage
-from orchestration_service.main import Container
 from tests.conftest import make_settings, truncate_all
 from tests.contract.event_fixtures import VALIDATED
 

@@ -19,7 +19,7 @@ import asyncpg.transaction
 import pytest
 import sqlalchemy as sa
 
-from orchestration_service.main import Container
+from orchestration_service.container import Container
 from tests.conftest import make_settings, truncate_all
 
 LOCK_KEY = 917_301  # a transaction-scoped advisory lock only this test takes

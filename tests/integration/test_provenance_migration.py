@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 import pytest
 import sqlalchemy as sa
+from bench.provenance_fixtures import generate
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from orchestration_service.config import StorageSettings
@@ -28,7 +29,6 @@ from orchestration_service.db.tables import (
     taint_events,
 )
 from orchestration_service.domain.provenance import canonical_json
-from orchestration_service.provenance_fixtures import generate
 from orchestration_service.repositories.storage import SqlStorage
 from orchestration_service.services.provenance.taint import TaintCascade
 from orchestration_service.services.provenance_migration import export_directory, import_directory

@@ -15,7 +15,7 @@ from bench.topics import old_matches
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from orchestration_service.events.topics import (
+from orchestration_service.domain.topics import (
     MAX_PATTERN_LENGTH,
     MAX_PATTERN_WORDS,
     MAX_PATTERNS,
@@ -56,7 +56,7 @@ def test_known_cases() -> None:
 
 
 _LIVENESS = """
-from orchestration_service.events.topics import topic_matches
+from orchestration_service.domain.topics import topic_matches
 key = ".".join(["w"] * 100)
 assert not topic_matches(".".join(["#"] * 80 + ["x"]), key)
 assert not topic_matches(".".join(["#", "w"] * 60 + ["x"]), key)

@@ -12,7 +12,7 @@ import typer
 
 from orchestration_service.cli import commands, provenance_files  # noqa: F401  (registers import/export)
 from orchestration_service.cli.keys import keys_app
-from orchestration_service.config import Settings, SettingsError, load_settings
+from orchestration_service.cli.settings import settings_or_exit
 from orchestration_service.redaction import redact
 
 app = typer.Typer(
@@ -42,12 +42,7 @@ def is_loopback(host: str) -> bool:
         return False  # a host name: it may resolve to anything
 
 
-def _settings(**overrides: object) -> Settings:
-    try:
-        return load_settings(**overrides)
-    except SettingsError as exc:
-        typer.echo(f"orchestration-service: {redact(str(exc))}", err=True)
-        raise typer.Exit(2) from None
+_settings = settings_or_exit  # cli.provenance_files imports it lazily under this name
 
 
 @app.command()

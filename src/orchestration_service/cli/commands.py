@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 import time
-from enum import StrEnum
 from typing import Annotated, Any
 
 import orjson
@@ -25,6 +24,7 @@ from orchestration_service.cli.client import (
     fail,
     run,
 )
+from orchestration_service.domain.lifecycle import FINAL_STATES, Priority, TaskStatus
 
 Url = Annotated[str, typer.Option("--url", envvar="ORCH_URL", help="Service base URL.")]
 ApiKey = Annotated[
@@ -42,14 +42,7 @@ events_app = typer.Typer(help="The event feed.", no_args_is_help=True)
 
 # Piped output (scripts, grep) gets whole lines rather than a table cut to 80 columns.
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 240)
-FINAL = {"completed", "failed", "cancelled"}
-
-
-class PriorityOpt(StrEnum):
-    low = "low"
-    normal = "normal"
-    high = "high"
-    critical = "critical"
+FINAL = frozenset(s.value for s in FINAL_STATES)
 
 
 def emit_json(doc: Any) -> None:
@@ -97,7 +90,7 @@ def _show_task(t: dict[str, Any]) -> None:
             "artifact", f"{a.get('id')} ({a.get('type')}) {a.get('path') or a.get('location') or ''}"
         )
     if t.get("subtasks"):
-        done = sum(1 for s in t["subtasks"] if s["status"] == "completed")
+        done = sum(1 for s in t["subtasks"] if s["status"] == TaskStatus.COMPLETED)
         table.add_row("subtasks", f"{done} of {len(t['subtasks'])} completed")
     if t.get("error"):
         table.add_row("error", orjson.dumps(t["error"]).decode())
@@ -106,7 +99,12 @@ def _show_task(t: dict[str, Any]) -> None:
 
 
 def _exit_for(status: str) -> int:
-    return {"completed": EXIT_OK, "failed": EXIT_ERROR, "cancelled": EXIT_CANCELLED}.get(status, EXIT_OK)
+    exits: dict[str, int] = {
+        TaskStatus.COMPLETED: EXIT_OK,
+        TaskStatus.FAILED: EXIT_ERROR,
+        TaskStatus.CANCELLED: EXIT_CANCELLED,
+    }
+    return exits.get(status, EXIT_OK)
 
 
 # -- task -------------------------------------------------------------------------------
@@ -114,7 +112,7 @@ def _exit_for(status: str) -> int:
 def task_submit(
     description: Annotated[str, typer.Argument(help="What to do.")],
     project: Annotated[str, typer.Option("--project", "-p", help="Project id.")],
-    priority: Annotated[PriorityOpt | None, typer.Option(help="Default: the service's (normal).")] = None,
+    priority: Annotated[Priority | None, typer.Option(help="Default: the service's (normal).")] = None,
     decompose: Annotated[bool, typer.Option("--decompose", help="Allow splitting into subtasks.")] = False,
     qa_profile: Annotated[str | None, typer.Option("--qa-profile", help="Pin the QA profile.")] = None,
     domain: Annotated[str | None, typer.Option(help="Pin the domain.")] = None,
@@ -166,7 +164,7 @@ def _follow(client: Api, task_id: str, *, timeout: float | None, live: bool) -> 
 
     def line() -> str:
         subs = doc.get("subtasks") or []
-        done = sum(1 for s in subs if s["status"] == "completed")
+        done = sum(1 for s in subs if s["status"] == TaskStatus.COMPLETED)
         sub = f"  subtasks {done}/{len(subs)}" if subs else ""
         return f"[bold]{task_id}[/bold]  {doc['status']}{sub}  {time.monotonic() - started:.0f}s"
 
@@ -300,7 +298,7 @@ def task_watch(task_id: str, url: Url = DEFAULT_URL, api_key: ApiKey = None, as_
 
     def body() -> int:
         with api(url, api_key) as client, client.sse(f"/tasks/{task_id}/stream") as source:
-            status = "pending"
+            status: str = TaskStatus.PENDING
             for sse in source.iter_sse():
                 if not sse.data:
                     continue

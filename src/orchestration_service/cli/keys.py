@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from orchestration_service.cli.settings import settings_or_exit
 from orchestration_service.config import Settings
 from orchestration_service.db.engine import Database, create_admin_engine
 from orchestration_service.domain.access import Scope
@@ -46,9 +47,7 @@ def _run(settings: Settings, work: Any) -> Any:
 
 
 def _settings() -> Settings:
-    from orchestration_service.cli import _settings as load
-
-    return load()
+    return settings_or_exit()
 
 
 @keys_app.command("create")

@@ -28,6 +28,15 @@ TASK_FAILED = "task.failed"
 TASK_STATUS_PREFIX = "task.status."  # + new state
 ARTIFACT_TAINTED = "artifact.tainted"
 ARTIFACT_SUSPECT = "artifact.suspect"
+# The fixed names (task.ready.<tier> and task.status.<state> are families: the prefixes above).
+PUBLISHED_EVENTS: tuple[str, ...] = (
+    TASK_CREATED,
+    TASK_CANCELLED,
+    TASK_COMPLETED,
+    TASK_FAILED,
+    ARTIFACT_TAINTED,
+    ARTIFACT_SUSPECT,
+)
 
 # Consumed
 TASK_OUTPUT_CREATED = "task.output.created"

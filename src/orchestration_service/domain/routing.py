@@ -11,10 +11,7 @@ from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from typing import Any
 
-DOMAINS = ("code-general", "code-vision", "code-embedded", "documentation", "ui-design")
-MODES = ("new_project", "modify", "fix_bug")
-TIERS = ("tiny", "small", "large", "frontier")
-QA_PROFILES = ("consensus", "adversarial", "security", "testing", "documentation", "human")
+from orchestration_service.domain.vocabulary import BUILTIN_ANALYZER, DOMAINS, MODES, QA_PROFILES, TIERS, Tier
 
 
 @dataclass(slots=True)
@@ -65,7 +62,7 @@ def _first_keyword(text: str, keywords: list[str]) -> str | None:
 
 
 class BuiltinAnalyzer:
-    name = "builtin"
+    name = BUILTIN_ANALYZER
 
     def __init__(self, rules: dict[str, Any]) -> None:
         self.rules = rules
@@ -114,9 +111,9 @@ class BuiltinAnalyzer:
             reason="; ".join((domain_reason, mode_reason, tier_reason, qa_reason)),
             needs_decomposition=self.needs_decomposition(text),
             estimated_complexity="high"
-            if tier in ("large", "frontier")
+            if tier in (Tier.LARGE, Tier.FRONTIER)
             else "low"
-            if tier == "tiny"
+            if tier == Tier.TINY
             else "medium",
         )
 

@@ -17,8 +17,8 @@ import orjson
 
 from orchestration_service.background import cancel_and_wait
 from orchestration_service.domain.events import CONSUMED_BINDINGS
+from orchestration_service.domain.topics import topic_matches
 from orchestration_service.events.bus import Disposition, Handler, InboundMessage, OutboundMessage
-from orchestration_service.events.topics import topic_matches
 
 log = logging.getLogger(__name__)
 

@@ -1,17 +1,68 @@
-"""Dependencies shared by routers."""
+"""Dependencies shared by routers.
+
+Routers reach the app's use cases through :class:`AppServices`, the part of the composition
+root (``container.Container``) they read: the routers depend on this protocol, never on the
+container module, so nothing here imports the composition root back."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from fastapi import Request
 
-if TYPE_CHECKING:
-    from orchestration_service.main import Container
+from orchestration_service.config import Settings
+from orchestration_service.events.bus import EventBus
+from orchestration_service.events.handlers import EventProcessor
+from orchestration_service.events.publisher import OutboxRelay
+from orchestration_service.services.event_log import EventLog, LogNotifier
+from orchestration_service.services.projects import ProjectService
+from orchestration_service.services.provenance_store import ProvenanceStore
+from orchestration_service.services.routing_engine import RoutingEngine
+from orchestration_service.services.task_manager import TaskManager
 
 
-def container(request: Request) -> Container:
-    c: Container = request.app.state.container
+class Pingable(Protocol):
+    async def ping(self) -> None: ...
+
+
+class RoutesTasks(Protocol):
+    """The dispatcher loop, as health reads it (its routing engine's dependencies)."""
+
+    @property
+    def engine(self) -> RoutingEngine: ...
+
+
+class AppServices(Protocol):
+    """What the routers read from ``app.state.container`` (read-only)."""
+
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def tasks(self) -> TaskManager: ...
+    @property
+    def projects(self) -> ProjectService: ...
+    @property
+    def provenance(self) -> ProvenanceStore: ...
+    @property
+    def events(self) -> EventProcessor: ...
+    @property
+    def event_log(self) -> EventLog: ...
+    @property
+    def notifier(self) -> LogNotifier: ...
+    @property
+    def bus(self) -> EventBus: ...
+    @property
+    def relay(self) -> OutboxRelay: ...
+    @property
+    def dispatcher(self) -> RoutesTasks: ...
+    @property
+    def storage(self) -> Pingable: ...
+    @property
+    def migrated(self) -> bool: ...
+
+
+def container(request: Request) -> AppServices:
+    c: AppServices = request.app.state.container
     return c
 
 

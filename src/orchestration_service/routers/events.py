@@ -16,7 +16,6 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
 from starlette.responses import Response
 
-from orchestration_service.db.errors import is_transient
 from orchestration_service.domain.errors import (
     BadRequest,
     EventRejected,
@@ -24,14 +23,14 @@ from orchestration_service.domain.errors import (
     UnsupportedMediaType,
     ValidationFailed,
 )
-from orchestration_service.events.handlers import parse_envelope
-from orchestration_service.events.topics import (
+from orchestration_service.domain.topics import (
     MAX_PATTERN_LENGTH,
     MAX_PATTERN_WORDS,
     MAX_PATTERNS,
     pattern_problem,
 )
-from orchestration_service.http import JSON
+from orchestration_service.events.handlers import parse_envelope
+from orchestration_service.http import JSON, is_transient
 from orchestration_service.routers.deps import container, narrowed_projects, visible_projects
 from orchestration_service.schemas.common import problem_responses, sse_response
 from orchestration_service.schemas.events import CloudEvent

@@ -1,15 +1,17 @@
-"""Task API shapes: actions (input) and responses (output)."""
+"""Task API shapes: actions (input) and responses (output). The enums they use (priorities,
+states, modes, domains, tiers, QA profiles) are the domain's (``domain.lifecycle``,
+``domain.vocabulary``)."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from orchestration_service.domain.lifecycle import Priority, TaskStatus
+from orchestration_service.domain.vocabulary import Domain, QAProfile, Tier
 from orchestration_service.schemas.common import NO_NUL
 
 ProjectId = Annotated[
@@ -17,36 +19,6 @@ ProjectId = Annotated[
     StringConstraints(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9._:-]+$"),
     Field(description="1-255 characters of letters, digits and . _ : -", examples=["proj-123"]),
 ]
-
-
-class Domain(StrEnum):
-    CODE_GENERAL = "code-general"
-    CODE_VISION = "code-vision"
-    CODE_EMBEDDED = "code-embedded"
-    DOCUMENTATION = "documentation"
-    UI_DESIGN = "ui-design"
-
-
-class Tier(StrEnum):
-    TINY = "tiny"
-    SMALL = "small"
-    LARGE = "large"
-    FRONTIER = "frontier"
-
-
-class Mode(StrEnum):
-    NEW_PROJECT = "new_project"
-    MODIFY = "modify"
-    FIX_BUG = "fix_bug"
-
-
-class QAProfile(StrEnum):
-    CONSENSUS = "consensus"
-    ADVERSARIAL = "adversarial"
-    SECURITY = "security"
-    TESTING = "testing"
-    DOCUMENTATION = "documentation"
-    HUMAN = "human"
 
 
 class _Strict(BaseModel):

@@ -7,37 +7,34 @@ extra fields are ignored (tolerant reader).
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, field_validator
 
 from orchestration_service.domain.decomposition import Plan, PlannedSubtask
+from orchestration_service.domain.vocabulary import Domain, Mode, QAProfile, Tier
 from orchestration_service.services.remote import ServiceClient
-
-ModeName = Literal["new_project", "modify", "fix_bug"]
-DomainName = Literal["code-general", "code-vision", "code-embedded", "documentation", "ui-design"]
-TierName = Literal["tiny", "small", "large", "frontier"]
-QAProfileName = Literal["consensus", "adversarial", "security", "testing", "documentation", "human"]
 
 
 class _Answer(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    # The domain's enums validate the vocabulary; the fields keep the plain text value.
+    model_config = ConfigDict(extra="ignore", frozen=True, use_enum_values=True)
 
 
 class Analysis(_Answer):
-    mode: ModeName
-    domain: DomainName
+    mode: Mode
+    domain: Domain
     needs_decomposition: StrictBool
-    qa_profile: QAProfileName
+    qa_profile: QAProfile
     # Documented but its type is not ("low"/"high", a number …): kept as given, not used.
     estimated_complexity: Any = None
 
 
 class Estimate(_Answer):
-    recommended_tier: TierName
+    recommended_tier: Tier
     estimated_tokens: Annotated[StrictInt, Field(ge=0)] | None = None
     confidence: Annotated[float, Field(ge=0, le=1, strict=True)] | None = None
-    qa_profile: QAProfileName | None = None
+    qa_profile: QAProfile | None = None
 
 
 def _id(value: Any) -> Any:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 from orchestration_service.background import cancel_and_wait
 from orchestration_service.domain.errors import StreamsBusy
-from orchestration_service.events.topics import topic_matches
+from orchestration_service.domain.topics import topic_matches
 from orchestration_service.repositories.outbox.port import LogEntry
 from orchestration_service.repositories.ports import Storage
 

@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from typing import get_args
 
 import pytest
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
-from orchestration_service.domain.routing import DOMAINS, MODES, QA_PROFILES, TIERS
-from orchestration_service.services.agent_client import (
-    Analysis,
-    Decomposition,
-    DomainName,
-    Estimate,
-    ModeName,
-    QAProfileName,
-    TierName,
-)
+from orchestration_service.domain.vocabulary import DOMAINS, MODES, QA_PROFILES, TIERS
+from orchestration_service.services.agent_client import Analysis, Decomposition, Estimate
 from orchestration_service.services.rag_client import RagAnswer
 from orchestration_service.services.remote import CircuitBreaker, describe
 
@@ -65,11 +58,21 @@ def test_a_cancelled_trial_lets_another_through() -> None:
     assert b.allow()
 
 
+def _enum_values(model: type[BaseModel], field: str) -> set[str]:
+    annotation = model.model_fields[field].annotation
+    (enum,) = [a for a in (*get_args(annotation), annotation) if isinstance(a, type) and issubclass(a, Enum)]
+    return {member.value for member in enum}
+
+
 def test_answer_vocabularies_match_the_domain() -> None:
-    assert set(get_args(ModeName)) == set(MODES)
-    assert set(get_args(DomainName)) == set(DOMAINS)
-    assert set(get_args(TierName)) == set(TIERS)
-    assert set(get_args(QAProfileName)) == set(QA_PROFILES)
+    # The answers take exactly the domain's vocabulary (domain/vocabulary.py), no copy of it.
+    assert _enum_values(Analysis, "mode") == set(MODES)
+    assert _enum_values(Analysis, "domain") == set(DOMAINS)
+    assert _enum_values(Estimate, "recommended_tier") == set(TIERS)
+    assert _enum_values(Analysis, "qa_profile") == set(QA_PROFILES)
+    assert _enum_values(Estimate, "qa_profile") == set(QA_PROFILES)
+    for tier in TIERS:  # and keep it as plain text
+        assert type(Estimate.model_validate({"recommended_tier": tier}).recommended_tier) is str
 
 
 def test_answers_are_strict_about_what_is_used_and_tolerant_of_extras() -> None:

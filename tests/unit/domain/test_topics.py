@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from orchestration_service.events.topics import topic_matches
+from orchestration_service.domain.topics import topic_matches
 
 
 @pytest.mark.parametrize(

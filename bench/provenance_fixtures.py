@@ -8,7 +8,7 @@ from the hub, or reference an older record of the project. Some records are in t
 flat form only, a few have outputs without artifact ids, some carry unknown fields; 0.5 %
 are tainted, their direct dependents suspect. Deterministic for a given seed.
 
-    python -m orchestration_service.provenance_fixtures DIR N [--projects 10] [--seed 0]
+    python -m bench.provenance_fixtures DIR N [--projects 10] [--seed 0]
 """
 
 from __future__ import annotations
@@ -23,11 +23,11 @@ from typing import Any
 
 import orjson
 
+from orchestration_service.domain.vocabulary import QA_PROFILES
+
 BASE_TIME = datetime(2025, 6, 1, 8, 0, 0)
 MODELS = ("gemma3:12b", "qwen2.5-coder:7b", "llama3.1:70b", "claude-sonnet", "phi3:mini")
-DOMAINS = ("code-general", "code-vision", "code-embedded", "documentation", "ui-design")
 TYPES = ("code", "document", "config", "analysis", "architecture")
-QA = ("consensus", "adversarial", "security", "testing", "documentation", "human")
 
 
 @dataclass(slots=True)
@@ -198,7 +198,7 @@ def _record(
         "prompt_template": template,
         "verification": {
             "status": status,
-            "qa_profile": rng.choice(QA),
+            "qa_profile": rng.choice(QA_PROFILES),
             "qa_result_id": f"qa-{rng.getrandbits(40):010x}",
             "verified_at": _ts(created),
             "verified_by": "qa-service",
