@@ -29,7 +29,9 @@ from orchestration_service.db.tables import (
 )
 from orchestration_service.domain.provenance import canonical_json
 from orchestration_service.provenance_fixtures import generate
-from orchestration_service.services.provenance_migration import export_directory, import_directory
+from orchestration_service.repositories.storage import SqlStorage
+from orchestration_service.services.provenance.legacy_export import export_directory
+from orchestration_service.services.provenance.legacy_import import import_directory
 from orchestration_service.services.taint import TaintCascade
 from tests.conftest import Service, truncate_all
 from tests.integration.test_event_lifecycle import Harness, cloud_event, output_event
@@ -414,21 +416,18 @@ async def test_export_reflects_the_store_and_filters_by_project(clean_db: str, t
     write_legacy(legacy)
     for name in BAD_FILES:
         (legacy / name).unlink()
-    engine = create_admin_engine(StorageSettings(database_url=clean_db))
     db = Database(create_admin_engine(StorageSettings(database_url=clean_db)))
+    storage = SqlStorage(db)
     try:
-        async with engine.connect() as conn:
-            report = await import_directory(conn, legacy, batch_size=2)
+        report = await import_directory(storage, legacy, batch_size=2)
         assert report.records.inserted == 5 and len(report.failures) == 2  # the two bad entries
         result = await TaintCascade(db).taint(uuid.UUID(BASE), reason="found bad", tainted_by="carol")
         # oldest, structured, odd; not proj-n's child (its art-s2 is not proj-m's)
         assert result.suspect_count == 3
-        async with engine.connect() as conn:
-            await export_directory(conn, tmp_path / "all")
-            await export_directory(conn, tmp_path / "proj-n", project_id="proj-n")
+        await export_directory(storage, tmp_path / "all")
+        await export_directory(storage, tmp_path / "proj-n", project_id="proj-n")
     finally:
         await db.close()
-        await engine.dispose()
     base = read(tmp_path / "all" / f"{BASE}.json")
     original = legacy_records()[BASE]
     assert base["taint"]["is_tainted"] is True and base["taint"]["tainted_by"] == "carol"
@@ -454,17 +453,17 @@ async def test_export_reflects_the_store_and_filters_by_project(clean_db: str, t
 @pytest.mark.parametrize("n", [300])
 async def test_generated_directory_round_trips(clean_db: str, tmp_path: Path, n: int) -> None:
     generate(tmp_path / "gen", n, projects=3, seed=7)
-    engine = create_admin_engine(StorageSettings(database_url=clean_db))
+    db = Database(create_admin_engine(StorageSettings(database_url=clean_db)))
+    storage = SqlStorage(db)
     try:
-        async with engine.connect() as conn:
-            report = await import_directory(conn, tmp_path / "gen", batch_size=64)
-            assert report.failures == [] and report.records.inserted == n
-            assert report.dependencies_added > n // 2
-            await export_directory(conn, tmp_path / "out")
-            again = await import_directory(conn, tmp_path / "out")
-            assert again.records.unchanged == n and again.taint_events.inserted == 0
+        report = await import_directory(storage, tmp_path / "gen", batch_size=64)
+        assert report.failures == [] and report.records.inserted == n
+        assert report.dependencies_added > n // 2
+        await export_directory(storage, tmp_path / "out")
+        again = await import_directory(storage, tmp_path / "out")
+        assert again.records.unchanged == n and again.taint_events.inserted == 0
     finally:
-        await engine.dispose()
+        await db.close()
     names = sorted(p.name for p in (tmp_path / "gen").iterdir())
     assert names == sorted(p.name for p in (tmp_path / "out").iterdir())
     for name in names:
@@ -494,12 +493,10 @@ async def test_inputs_resolve_when_their_producer_arrives_later(service: Service
     n_producer["outputs"] = [{"artifact_id": "art-s2", "type": "config", "location": "n.yaml"}]
     (second / "n-producer.json").write_bytes(orjson.dumps(n_producer))
     queries = service.container.provenance.queries
-    async with service.container.db.engine.connect() as conn:
-        await import_directory(conn, first)
+    await import_directory(service.container.storage, first)
     assert (await queries.consistency("proj-n"))["orphaned_artifacts"] == 1  # art-s2
     assert (await queries.lineage(CHILD))["items"] == []
-    async with service.container.db.engine.connect() as conn:
-        report = await import_directory(conn, second)
+    report = await import_directory(service.container.storage, second)
     assert report.dependencies_added == 2  # structured -> base, and child -> n_producer (late)
     lineage = await queries.lineage(CHILD)
     assert [(str(i["id"]), i["depth"]) for i in lineage["items"]] == [(n_producer["id"], 1)]

@@ -19,6 +19,9 @@ from orchestration_service.repositories.processed_events.sql import (
     PostgresProcessedEvents,
     SqliteProcessedEvents,
 )
+from orchestration_service.repositories.provenance_import.port import ProvenanceImportRepository
+from orchestration_service.repositories.provenance_import.postgres import PostgresProvenanceImport
+from orchestration_service.repositories.provenance_import.sqlite import SqliteProvenanceImport
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +32,7 @@ class Backend:
     api_keys: Callable[[Transaction], ApiKeyRepository]
     outbox: Callable[[Transaction], OutboxRepository]
     processed_events: Callable[[Transaction], ProcessedEventRepository]
+    provenance_import: Callable[[Transaction], ProvenanceImportRepository]
 
 
 POSTGRES = Backend(
@@ -36,6 +40,7 @@ POSTGRES = Backend(
     api_keys=PostgresApiKeys,
     outbox=SqlOutbox,
     processed_events=PostgresProcessedEvents,
+    provenance_import=PostgresProvenanceImport,
 )
 
 SQLITE = Backend(
@@ -43,6 +48,7 @@ SQLITE = Backend(
     api_keys=SqliteApiKeys,
     outbox=SqlOutbox,
     processed_events=SqliteProcessedEvents,
+    provenance_import=SqliteProvenanceImport,
 )
 
 

@@ -15,6 +15,7 @@ from typing import Protocol
 from orchestration_service.repositories.api_keys.port import ApiKeyRepository
 from orchestration_service.repositories.outbox.port import OutboxRepository
 from orchestration_service.repositories.processed_events.port import ProcessedEventRepository
+from orchestration_service.repositories.provenance_import.port import ProvenanceImportRepository
 
 
 class UnitOfWork(Protocol):
@@ -31,6 +32,9 @@ class UnitOfWork(Protocol):
 
     @property
     def processed_events(self) -> ProcessedEventRepository: ...
+
+    @property
+    def provenance_import(self) -> ProvenanceImportRepository: ...
 
     def after_commit(self, hook: Callable[[], None]) -> None: ...
 

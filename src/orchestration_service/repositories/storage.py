@@ -11,6 +11,7 @@ from orchestration_service.repositories.api_keys.port import ApiKeyRepository
 from orchestration_service.repositories.backends import Backend, backend_for
 from orchestration_service.repositories.outbox.port import OutboxRepository
 from orchestration_service.repositories.processed_events.port import ProcessedEventRepository
+from orchestration_service.repositories.provenance_import.port import ProvenanceImportRepository
 
 
 class SqlUnitOfWork:
@@ -44,6 +45,11 @@ class SqlUnitOfWork:
     @property
     def processed_events(self) -> ProcessedEventRepository:
         repo: ProcessedEventRepository = self._repo("processed_events")
+        return repo
+
+    @property
+    def provenance_import(self) -> ProvenanceImportRepository:
+        repo: ProvenanceImportRepository = self._repo("provenance_import")
         return repo
 
     def after_commit(self, hook: Callable[[], None]) -> None:

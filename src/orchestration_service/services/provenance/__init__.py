@@ -1,0 +1,1 @@
+"""Provenance use cases: records, graph queries, taint and suspect cascades, rollback, legacy import."""
