@@ -52,9 +52,9 @@ class ProvenanceImportRepository(Protocol):
         ...
 
     async def forget_links(self, record_ids: Sequence[uuid.UUID]) -> None:
-        """Drop what the graph knows of these records (the artifacts they produced, their
-        edges either way, their unresolved inputs): their files changed, and linking again
-        rebuilds it from the new content."""
+        """Drop what the graph knows of these records' own content (the artifacts they
+        produced, the edges to what they used, their unresolved inputs): their files changed,
+        and linking them again rebuilds it from the new content."""
         ...
 
     async def link(self, links: Sequence[RecordLinks]) -> GraphLinks:

@@ -23,6 +23,7 @@ from orchestration_service.repositories.provenance_import.sql import (
 )
 
 _RECORD_COLUMNS = tuple(c.name for c in provenance_records.columns)
+_PRESENT = f"SELECT id FROM {provenance_records.name} WHERE id = ANY($1::uuid[])"
 _JSON_COLUMNS = frozenset(c.name for c in provenance_records.columns if c.type is JSONType)
 
 
@@ -43,6 +44,14 @@ def _copy_row(row: LegacyRow) -> tuple[Any, ...]:
 class PostgresProvenanceImport(SqlProvenanceImport):
     def _insert_ignoring_conflicts(self, table: sa.Table) -> postgresql.Insert:
         return postgresql.insert(table).on_conflict_do_nothing()
+
+    async def stored(self, table: LegacyTable, ids: Sequence[Any]) -> dict[Any, LegacyRow]:
+        if table != "records" or not ids:
+            return await super().stored(table, ids)
+        # Which exist, in one array-bound statement: a first import finds none and reads no row.
+        driver = await self.tx.driver()
+        present = [r[0] for r in await driver.fetch(_PRESENT, list(ids))]
+        return await super().stored(table, present) if present else {}
 
     async def insert(self, table: LegacyTable, rows: Sequence[LegacyRow]) -> None:
         if table != "records" or not rows:

@@ -13,12 +13,8 @@ import orjson
 
 from orchestration_service.domain.provenance import export_checkpoint, export_record, export_taint_event
 from orchestration_service.repositories.ports import Storage
-from orchestration_service.services.provenance.legacy_import import (
-    CHECKPOINTS_FILE,
-    DEFAULT_BATCH,
-    TAINT_EVENTS_FILE,
-    Progress,
-)
+from orchestration_service.services.provenance.legacy_files import CHECKPOINTS_FILE, TAINT_EVENTS_FILE
+from orchestration_service.services.provenance.legacy_import import DEFAULT_BATCH, Progress
 
 
 @dataclass(slots=True)

@@ -6,21 +6,23 @@ file (or entry) is reported by name and reason and skipped. Records are written 
 the file says the same, and overwritten when it differs (the file wins). The artifact map and
 the dependency graph are resolved at the end, set-based, from what every record of the run
 produced and used (also the unchanged ones), so the order of the files does not matter and a
-re-run repairs an interrupted one. The files of the next batch are read and parsed on a worker
-thread while the current batch is written: the two overlap. Export: ``legacy_export``.
+re-run repairs an interrupted one. The files are read and parsed ahead on worker processes
+while the batches before them are written. Export: ``legacy_export``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
+import os
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import orjson
 
 from orchestration_service.domain.provenance import (
     LegacyError,
@@ -31,7 +33,6 @@ from orchestration_service.domain.provenance import (
     export_record,
     export_taint_event,
     parse_checkpoint,
-    parse_record,
     parse_taint_event,
 )
 from orchestration_service.repositories.ports import Storage
@@ -41,10 +42,15 @@ from orchestration_service.repositories.provenance_import.port import (
     ProvenanceImportRepository,
     RecordLinks,
 )
+from orchestration_service.services.provenance.legacy_files import (
+    CHECKPOINTS_FILE,
+    TAINT_EVENTS_FILE,
+    RecordFile,
+    load,
+    read_record_files,
+    record_files,
+)
 
-TAINT_EVENTS_FILE = "taint_events.json"
-CHECKPOINTS_FILE = "checkpoints.json"
-SPECIAL_FILES = (TAINT_EVENTS_FILE, CHECKPOINTS_FILE)
 DEFAULT_BATCH = 1000
 
 Progress = Callable[[int, int], None]  # (done, total) record files
@@ -82,46 +88,49 @@ class ImportReport:
         )
 
 
-def record_files(directory: Path) -> list[Path]:
-    """Every ``*.json`` of the directory but the two special files is a record."""
-    return sorted(
-        p for p in directory.iterdir() if p.suffix == ".json" and p.is_file() and p.name not in SPECIAL_FILES
-    )
-
-
-def load(path: Path) -> Any:
-    try:
-        return orjson.loads(path.read_bytes())
-    except orjson.JSONDecodeError as exc:
-        raise LegacyError(f"not JSON: {exc}") from None
-    except OSError as exc:
-        raise LegacyError(f"cannot read: {exc.strerror or exc}") from None
-
-
 def _same(stored: dict[str, Any], source: Any) -> bool:
     return canonical_json(stored) == canonical_json(source)
 
 
-@dataclass(slots=True)
-class _RecordFile:
-    """One record file, read and parsed, or why it could not be."""
+class _Reader:
+    """The record files of each batch, read and parsed ahead and handed out in order: on
+    worker processes when there are several batches (parsing is most of the import's own
+    work, and it overlaps the database's), else inline. The workers are spawned, so a script
+    that imports a directory must guard its entry point (``if __name__ == "__main__":``)."""
 
-    name: str
-    record: ParsedRecord | None = None
-    doc: Any = None
-    error: str = ""
+    def __init__(self, batches: Sequence[Sequence[Path]], workers: int) -> None:
+        self.batches = batches
+        self.pool = (
+            ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+            if workers > 1 and len(batches) > 2
+            else None
+        )
+        self.ahead = workers + 1
+        self.pending: deque[asyncio.Future[list[RecordFile]]] = deque()
+        self.submitted = 1  # the first batch is read here, while the workers start
 
+    def _submit(self) -> None:
+        assert self.pool is not None
+        while self.submitted < len(self.batches) and len(self.pending) < self.ahead:
+            future = self.pool.submit(read_record_files, self.batches[self.submitted])
+            self.pending.append(asyncio.wrap_future(future))
+            self.submitted += 1
 
-def _read_batch(paths: Sequence[Path]) -> list[_RecordFile]:
-    """Runs on a worker thread: plain functions of the files, nothing shared."""
-    out: list[_RecordFile] = []
-    for path in paths:
-        try:
-            doc = load(path)
-            out.append(_RecordFile(path.name, parse_record(doc), doc))
-        except LegacyError as exc:
-            out.append(_RecordFile(path.name, error=str(exc)))
-    return out
+    async def batch(self, i: int) -> list[RecordFile]:
+        if self.pool is None:
+            return read_record_files(self.batches[i])
+        if i == 0:
+            self._submit()
+            return read_record_files(self.batches[0])
+        files = await self.pending.popleft()
+        self._submit()
+        return files
+
+    def close(self) -> None:
+        for future in self.pending:
+            future.cancel()
+        if self.pool is not None:
+            self.pool.shutdown(wait=False, cancel_futures=True)
 
 
 async def import_directory(
@@ -130,8 +139,10 @@ async def import_directory(
     *,
     batch_size: int = DEFAULT_BATCH,
     on_progress: Progress = lambda _done, _total: None,
+    workers: int = min(4, os.cpu_count() or 1),
 ) -> ImportReport:
-    """Import a legacy provenance directory (one unit of work per batch, then one to link)."""
+    """Import a legacy provenance directory (one unit of work per batch, then one to link;
+    ``workers``: processes that parse the files)."""
     started = time.monotonic()
     report = ImportReport()
     files = record_files(directory)
@@ -140,16 +151,11 @@ async def import_directory(
     seen: dict[uuid.UUID, str] = {}
     on_progress(0, len(files))
     done = 0
-    reading: asyncio.Future[list[_RecordFile]] | None = None
+    reader = _Reader(batches, workers)
     try:
         for i, batch in enumerate(batches):
-            read = await reading if reading is not None else _read_batch(batch)
-            reading = (
-                asyncio.ensure_future(asyncio.to_thread(_read_batch, batches[i + 1]))
-                if i + 1 < len(batches)
-                else None
-            )
-            parsed: list[tuple[ParsedRecord, Any]] = []
+            read = await reader.batch(i)
+            parsed: list[tuple[ParsedRecord, bytes]] = []
             for f in read:
                 if f.record is None:
                     report.failures.append((f.name, f.error))
@@ -159,7 +165,7 @@ async def import_directory(
                     report.failures.append((f.name, f"duplicate id {rid} (also in {seen[rid]})"))
                     continue
                 seen[rid] = f.name
-                parsed.append((f.record, f.doc))
+                parsed.append((f.record, f.canonical))
             if parsed:
                 async with storage.transaction() as uow:
                     await _write_records(uow.provenance_import, parsed, report.records)
@@ -169,8 +175,7 @@ async def import_directory(
             done += len(batch)
             on_progress(done, len(files))
     finally:
-        if reading is not None:
-            reading.cancel()
+        reader.close()
     async with storage.transaction() as uow:
         graph = await uow.provenance_import.link(links)
     report.artifacts_added, report.dependencies_added = graph.artifacts_added, graph.dependencies_added
@@ -201,16 +206,17 @@ def _links(record: ParsedRecord) -> RecordLinks:
 
 
 async def _write_records(
-    repo: ProvenanceImportRepository, parsed: Sequence[tuple[ParsedRecord, Any]], counts: Counts
+    repo: ProvenanceImportRepository, parsed: Sequence[tuple[ParsedRecord, bytes]], counts: Counts
 ) -> None:
+    """``parsed``: each record with its file's canonical JSON (the comparison key)."""
     stored = await repo.stored("records", [p.row["id"] for p, _ in parsed])
     new: list[LegacyRow] = []
     changed: list[LegacyRow] = []
-    for record, doc in parsed:
+    for record, canonical in parsed:
         row = stored.get(record.row["id"])
         if row is None:
             new.append(record.row)
-        elif _same(export_record(row), doc):
+        elif canonical_json(export_record(row)) == canonical:
             counts.unchanged += 1
         else:
             changed.append(record.row)
