@@ -3,10 +3,18 @@ implementation per backend."""
 
 from orchestration_service.repositories.provenance_import.port import (
     GraphLinks,
+    ImportedPart,
     LegacyRow,
     LegacyTable,
     ProvenanceImportRepository,
     RecordLinks,
 )
 
-__all__ = ["GraphLinks", "LegacyRow", "LegacyTable", "ProvenanceImportRepository", "RecordLinks"]
+__all__ = [
+    "GraphLinks",
+    "ImportedPart",
+    "LegacyRow",
+    "LegacyTable",
+    "ProvenanceImportRepository",
+    "RecordLinks",
+]

@@ -16,6 +16,9 @@ from typing import Any, Literal, Protocol
 # A provenance_records, taint_events or checkpoints row (column -> value).
 LegacyRow = Mapping[str, Any]
 LegacyTable = Literal["records", "taint_events", "checkpoints"]
+# What an import wrote, for statistics: a legacy table, or the graph (artifacts, dependencies,
+# unresolved inputs).
+ImportedPart = Literal["records", "graph", "taint_events", "checkpoints"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,10 +72,11 @@ class ProvenanceImportRepository(Protocol):
         """The project of each stored record among ``record_ids``."""
         ...
 
-    async def refresh_statistics(self) -> None:
-        """Planner statistics after a bulk load (and on PostgreSQL the visibility map, so counts
-        and graph walks read the indexes alone). Runs outside a transaction: call it in a
-        ``Storage.read()`` unit of work."""
+    async def refresh_statistics(self, part: ImportedPart) -> None:
+        """Planner statistics of one part after a bulk load (and on PostgreSQL the visibility
+        map, so counts and graph walks read the indexes alone). Runs outside a transaction:
+        call it in a ``Storage.read()`` unit of work; parts may be refreshed concurrently, and
+        while another part is written."""
         ...
 
     # -- export ---------------------------------------------------------------------------------

@@ -12,9 +12,14 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
 from orchestration_service.db.tables import JSONType, provenance_records
-from orchestration_service.repositories.provenance_import.port import LegacyRow, LegacyTable, RecordLinks
+from orchestration_service.repositories.provenance_import.port import (
+    ImportedPart,
+    LegacyRow,
+    LegacyTable,
+    RecordLinks,
+)
 from orchestration_service.repositories.provenance_import.sql import (
-    WRITTEN,
+    PARTS,
     SqlProvenanceImport,
     input_rows,
     output_rows,
@@ -70,7 +75,7 @@ class PostgresProvenanceImport(SqlProvenanceImport):
                     table.name, records=rows, columns=[c.name for c in table.columns]
                 )
 
-    async def refresh_statistics(self) -> None:
+    async def refresh_statistics(self, part: ImportedPart) -> None:
         # VACUUM cannot run inside a transaction: this unit of work is a ``read()`` (autocommit).
-        for table in WRITTEN:
+        for table in PARTS[part]:
             await self.conn.exec_driver_sql(f"VACUUM (ANALYZE) {table.name}")

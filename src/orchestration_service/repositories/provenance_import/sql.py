@@ -23,6 +23,7 @@ from orchestration_service.db.tables import (
 )
 from orchestration_service.repositories.provenance_import.port import (
     GraphLinks,
+    ImportedPart,
     LegacyRow,
     LegacyTable,
     RecordLinks,
@@ -33,15 +34,13 @@ TABLES: dict[LegacyTable, sa.Table] = {
     "taint_events": taint_events,
     "checkpoints": checkpoints,
 }
-# Every table the import writes (their statistics are refreshed after it).
-WRITTEN = (
-    provenance_records,
-    provenance_artifacts,
-    artifact_dependencies,
-    provenance_unresolved_inputs,
-    taint_events,
-    checkpoints,
-)
+# The tables of each part the import writes (their statistics are refreshed after it).
+PARTS: dict[ImportedPart, tuple[sa.Table, ...]] = {
+    "records": (provenance_records,),
+    "graph": (provenance_artifacts, artifact_dependencies, provenance_unresolved_inputs),
+    "taint_events": (taint_events,),
+    "checkpoints": (checkpoints,),
+}
 IN_LIST = 1000  # ids per IN (...) lookup
 
 # Staging (temporary, this transaction's): what each imported record produced and used.
@@ -112,7 +111,7 @@ class SqlProvenanceImport:
         """Fill the (just created) staging tables."""
         raise NotImplementedError
 
-    async def refresh_statistics(self) -> None:
+    async def refresh_statistics(self, part: ImportedPart) -> None:
         raise NotImplementedError
 
     # -- import ------------------------------------------------------------------------------------

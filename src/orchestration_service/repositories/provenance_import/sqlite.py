@@ -8,8 +8,9 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from sqlalchemy.dialects import sqlite
 
-from orchestration_service.repositories.provenance_import.port import RecordLinks
+from orchestration_service.repositories.provenance_import.port import ImportedPart, RecordLinks
 from orchestration_service.repositories.provenance_import.sql import (
+    PARTS,
     SqlProvenanceImport,
     input_rows,
     output_rows,
@@ -28,5 +29,6 @@ class SqliteProvenanceImport(SqlProvenanceImport):
                 names = [c.name for c in table.columns]
                 await self.conn.execute(table.insert(), [dict(zip(names, r, strict=True)) for r in rows])
 
-    async def refresh_statistics(self) -> None:
-        await self.conn.exec_driver_sql("ANALYZE")
+    async def refresh_statistics(self, part: ImportedPart) -> None:
+        for table in PARTS[part]:
+            await self.conn.exec_driver_sql(f"ANALYZE {table.name}")

@@ -37,6 +37,7 @@ from orchestration_service.domain.provenance import (
 )
 from orchestration_service.repositories.ports import Storage
 from orchestration_service.repositories.provenance_import.port import (
+    ImportedPart,
     LegacyRow,
     LegacyTable,
     ProvenanceImportRepository,
@@ -176,22 +177,36 @@ async def import_directory(
             on_progress(done, len(files))
     finally:
         reader.close()
-    async with storage.transaction() as uow:
-        graph = await uow.provenance_import.link(links)
-    report.artifacts_added, report.dependencies_added = graph.artifacts_added, graph.dependencies_added
-    events_path = directory / TAINT_EVENTS_FILE
-    if events_path.exists():
+    # Statistics for the new rows (the graph queries plan from them), each part on its own
+    # connection as soon as it is written, while the next part is written.
+    refreshing = [asyncio.ensure_future(_refresh_statistics(storage, "records"))]
+    try:
         async with storage.transaction() as uow:
-            await _import_taint_events(uow.provenance_import, events_path, report)
-    checkpoints_path = directory / CHECKPOINTS_FILE
-    if checkpoints_path.exists():
-        async with storage.transaction() as uow:
-            await _import_checkpoints(uow.provenance_import, checkpoints_path, report)
-    # Statistics for the new rows: the graph queries plan from them.
-    async with storage.read() as uow:
-        await uow.provenance_import.refresh_statistics()
+            graph = await uow.provenance_import.link(links)
+        report.artifacts_added, report.dependencies_added = graph.artifacts_added, graph.dependencies_added
+        refreshing.append(asyncio.ensure_future(_refresh_statistics(storage, "graph")))
+        events_path = directory / TAINT_EVENTS_FILE
+        if events_path.exists():
+            async with storage.transaction() as uow:
+                await _import_taint_events(uow.provenance_import, events_path, report)
+        checkpoints_path = directory / CHECKPOINTS_FILE
+        if checkpoints_path.exists():
+            async with storage.transaction() as uow:
+                await _import_checkpoints(uow.provenance_import, checkpoints_path, report)
+        refreshing.append(asyncio.ensure_future(_refresh_statistics(storage, "taint_events")))
+        refreshing.append(asyncio.ensure_future(_refresh_statistics(storage, "checkpoints")))
+        await asyncio.gather(*refreshing)
+    finally:
+        for task in refreshing:
+            task.cancel()
+        await asyncio.gather(*refreshing, return_exceptions=True)
     report.seconds = time.monotonic() - started
     return report
+
+
+async def _refresh_statistics(storage: Storage, part: ImportedPart) -> None:
+    async with storage.read() as uow:
+        await uow.provenance_import.refresh_statistics(part)
 
 
 def _links(record: ParsedRecord) -> RecordLinks:
