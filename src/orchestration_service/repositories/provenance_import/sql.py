@@ -104,6 +104,10 @@ class SqlProvenanceImport:
         self.conn = tx.conn
 
     # -- backend specifics -----------------------------------------------------------------------
+    def _among(self, column: sa.ColumnElement[Any], ids: Sequence[Any]) -> sa.ColumnElement[bool]:
+        """``column IN (ids)``."""
+        return column.in_(ids)
+
     def _insert_ignoring_conflicts(self, table: sa.Table) -> postgresql.Insert | sqlite.Insert:
         raise NotImplementedError
 
@@ -119,7 +123,7 @@ class SqlProvenanceImport:
         t = TABLES[table]
         found: dict[Any, LegacyRow] = {}
         for start in range(0, len(ids), IN_LIST):
-            stmt = sa.select(t).where(t.c.id.in_(ids[start : start + IN_LIST]))
+            stmt = sa.select(t).where(self._among(t.c.id, ids[start : start + IN_LIST]))
             found.update((r["id"], r) for r in _rows(await self.conn.execute(stmt)))
         return found
 
@@ -135,13 +139,13 @@ class SqlProvenanceImport:
         for start in range(0, len(record_ids), IN_LIST):
             ids = record_ids[start : start + IN_LIST]
             await self.conn.execute(
-                artifact_dependencies.delete().where(artifact_dependencies.c.artifact_id.in_(ids))
+                artifact_dependencies.delete().where(self._among(artifact_dependencies.c.artifact_id, ids))
             )
             await self.conn.execute(
-                provenance_artifacts.delete().where(provenance_artifacts.c.provenance_id.in_(ids))
+                provenance_artifacts.delete().where(self._among(provenance_artifacts.c.provenance_id, ids))
             )
             u = provenance_unresolved_inputs
-            await self.conn.execute(u.delete().where(u.c.record_id.in_(ids)))
+            await self.conn.execute(u.delete().where(self._among(u.c.record_id, ids)))
 
     async def link(self, links: Sequence[RecordLinks]) -> GraphLinks:
         await self.conn.run_sync(lambda sync: staging.create_all(sync, checkfirst=False))
@@ -207,7 +211,9 @@ class SqlProvenanceImport:
         pr = provenance_records
         found: dict[uuid.UUID, str] = {}
         for start in range(0, len(record_ids), IN_LIST):
-            stmt = sa.select(pr.c.id, pr.c.project_id).where(pr.c.id.in_(record_ids[start : start + IN_LIST]))
+            stmt = sa.select(pr.c.id, pr.c.project_id).where(
+                self._among(pr.c.id, record_ids[start : start + IN_LIST])
+            )
             found.update({row[0]: row[1] for row in await self.conn.execute(stmt)})
         return found
 
