@@ -22,19 +22,21 @@ from pathlib import Path
 
 from bench.server import scratch_database
 from orchestration_service.config import StorageSettings
-from orchestration_service.db.engine import Database, create_admin_engine
+from orchestration_service.db.engine import Database, create_engine
 from orchestration_service.db.migrate import upgrade
 from orchestration_service.provenance_fixtures import generate
 from orchestration_service.repositories.storage import SqlStorage
 from orchestration_service.services.provenance.legacy_import import import_directory
 
+ONE_DAY = 86_400.0  # no statement timeout, as in the CLI (cli/provenance_files.py)
 # (database URL, directory) -> (records imported, records left unchanged)
 ImportOnce = Callable[[str, Path], Awaitable[tuple[int, int]]]
 
 
 async def import_once(url: str, directory: Path) -> tuple[int, int]:
-    """One import the way the CLI runs it (a pool-less engine, the storage over it)."""
-    db = Database(create_admin_engine(StorageSettings(database_url=url)))
+    """One import the way the CLI runs it (the service's engine, no statement timeout)."""
+    settings = StorageSettings(database_url=url, pool_statement_timeout_seconds=ONE_DAY)
+    db = Database(create_engine(settings), storage=settings)
     try:
         report = await import_directory(SqlStorage(db), directory)
     finally:

@@ -20,7 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from orchestration_service.cli.commands import provenance_app
 from orchestration_service.config import Settings
-from orchestration_service.db.engine import Database, create_admin_engine
+from orchestration_service.db.engine import Database, create_engine
 from orchestration_service.db.migrate import is_up_to_date
 from orchestration_service.repositories.ports import Storage
 from orchestration_service.repositories.storage import SqlStorage
@@ -28,6 +28,7 @@ from orchestration_service.services.provenance.legacy_export import export_direc
 from orchestration_service.services.provenance.legacy_import import DEFAULT_BATCH, import_directory
 
 T = TypeVar("T")
+ONE_DAY = 86_400.0
 err = Console(stderr=True, highlight=False)
 
 
@@ -85,8 +86,10 @@ def _run(settings: Settings, work: Callable[[Storage], Awaitable[T]]) -> T:
                 err=True,
             )
             raise typer.Exit(2)
-        # Pool-less: a one-off job holds no connections between its units of work.
-        db = Database(create_admin_engine(settings.storage), storage=settings.storage)
+        # The service's pooled engine: the job's units of work reuse warm connections (their
+        # prepared statements, SQLite's page cache); no statement of a one-off job is cut short.
+        storage = settings.storage.model_copy(update={"pool_statement_timeout_seconds": ONE_DAY})
+        db = Database(create_engine(storage, application_name="orchestration-service-cli"), storage=storage)
         try:
             return await work(SqlStorage(db))
         finally:
