@@ -513,3 +513,16 @@ async def test_inputs_resolve_when_their_producer_arrives_later(service: Service
     lineage = await queries.lineage(late["id"])
     assert [str(i["id"]) for i in lineage["items"]] == [done["provenance_id"]]
     assert (await queries.consistency("proj-m"))["orphaned_artifacts"] == 1
+
+
+async def test_files_parsed_on_worker_processes_import_the_same(clean_db: str, tmp_path: Path) -> None:
+    generate(tmp_path / "gen", 200, projects=3, seed=7)
+    db = Database(create_admin_engine(StorageSettings(database_url=clean_db)))
+    try:
+        report = await import_directory(SqlStorage(db), tmp_path / "gen", batch_size=32, workers=2)
+        assert report.failures == [] and report.records.inserted == 200
+        assert report.dependencies_added > 100
+        again = await import_directory(SqlStorage(db), tmp_path / "gen", batch_size=32, workers=2)
+        assert again.records.unchanged == 200 and again.dependencies_added == 0
+    finally:
+        await db.close()

@@ -6,15 +6,13 @@ file (or entry) is reported by name and reason and skipped. Records are written 
 the file says the same, and overwritten when it differs (the file wins). The artifact map and
 the dependency graph are resolved at the end, set-based, from what every record of the run
 produced and used (also the unchanged ones), so the order of the files does not matter and a
-re-run repairs an interrupted one. The files are read and parsed ahead on worker processes
-while the batches before them are written. Export: ``legacy_export``.
+re-run repairs an interrupted one. Export: ``legacy_export``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import multiprocessing
-import os
 import time
 import uuid
 from collections import deque
@@ -140,10 +138,12 @@ async def import_directory(
     *,
     batch_size: int = DEFAULT_BATCH,
     on_progress: Progress = lambda _done, _total: None,
-    workers: int = min(4, os.cpu_count() or 1),
+    workers: int = 1,
 ) -> ImportReport:
-    """Import a legacy provenance directory (one unit of work per batch, then one to link;
-    ``workers``: processes that parse the files)."""
+    """Import a legacy provenance directory (one unit of work per batch, then one to link).
+
+    ``workers`` > 1 parses the files on that many processes: only worth it with idle cores (on
+    the 2-core machine of the benchmarks, shared with the database, it was a third slower)."""
     started = time.monotonic()
     report = ImportReport()
     files = record_files(directory)
