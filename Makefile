@@ -50,11 +50,12 @@ contract-test: install  ## Contract tests: OpenAPI drift, Schemathesis, AsyncAPI
 contract: install  ## Regenerate contracts/openapi.yaml from the code
 	$(BIN)/python -m orchestration_service.contracts > contracts/openapi.yaml
 
-bench: install  ## Benchmarks: HTTP, events (in-process and RabbitMQ), provenance at 100k (PostgreSQL), dashboard (see bench/); prints figures
+bench: install  ## Benchmarks: HTTP, events (in-process and RabbitMQ), provenance at 100k (PostgreSQL), legacy import (both backends), dashboard (see bench/); prints figures
 	$(BIN)/python -m bench
 	$(BIN)/python -m bench.events
 	$(BIN)/python -m bench.events lifecycle --broker amqp
 	$(BIN)/python -m bench.provenance
+	$(BIN)/python -m bench.provenance_import
 	$(BIN)/python -m bench.dashboard
 
 chaos: install  ## Fault injection: faults under load on private servers, then the history checker (≤ 10 min)

@@ -30,8 +30,9 @@ from orchestration_service.db.tables import (
 )
 from orchestration_service.domain.provenance import canonical_json
 from orchestration_service.repositories.storage import SqlStorage
+from orchestration_service.services.provenance.legacy_export import export_directory
+from orchestration_service.services.provenance.legacy_import import import_directory
 from orchestration_service.services.provenance.taint import TaintCascade
-from orchestration_service.services.provenance_migration import export_directory, import_directory
 from tests.conftest import Service, truncate_all
 from tests.integration.test_event_lifecycle import Harness, cloud_event, output_event
 from tests.integration.test_tasks_api import wait_for_status
@@ -415,23 +416,20 @@ async def test_export_reflects_the_store_and_filters_by_project(clean_db: str, t
     write_legacy(legacy)
     for name in BAD_FILES:
         (legacy / name).unlink()
-    engine = create_admin_engine(StorageSettings(database_url=clean_db))
     db = Database(create_admin_engine(StorageSettings(database_url=clean_db)))
+    storage = SqlStorage(db)
     try:
-        async with engine.connect() as conn:
-            report = await import_directory(conn, legacy, batch_size=2)
+        report = await import_directory(storage, legacy, batch_size=2)
         assert report.records.inserted == 5 and len(report.failures) == 2  # the two bad entries
         result = await TaintCascade(SqlStorage(db)).taint(
             uuid.UUID(BASE), reason="found bad", tainted_by="carol"
         )
         # oldest, structured, odd; not proj-n's child (its art-s2 is not proj-m's)
         assert result.suspect_count == 3
-        async with engine.connect() as conn:
-            await export_directory(conn, tmp_path / "all")
-            await export_directory(conn, tmp_path / "proj-n", project_id="proj-n")
+        await export_directory(storage, tmp_path / "all")
+        await export_directory(storage, tmp_path / "proj-n", project_id="proj-n")
     finally:
         await db.close()
-        await engine.dispose()
     base = read(tmp_path / "all" / f"{BASE}.json")
     original = legacy_records()[BASE]
     assert base["taint"]["is_tainted"] is True and base["taint"]["tainted_by"] == "carol"
@@ -457,17 +455,17 @@ async def test_export_reflects_the_store_and_filters_by_project(clean_db: str, t
 @pytest.mark.parametrize("n", [300])
 async def test_generated_directory_round_trips(clean_db: str, tmp_path: Path, n: int) -> None:
     generate(tmp_path / "gen", n, projects=3, seed=7)
-    engine = create_admin_engine(StorageSettings(database_url=clean_db))
+    db = Database(create_admin_engine(StorageSettings(database_url=clean_db)))
+    storage = SqlStorage(db)
     try:
-        async with engine.connect() as conn:
-            report = await import_directory(conn, tmp_path / "gen", batch_size=64)
-            assert report.failures == [] and report.records.inserted == n
-            assert report.dependencies_added > n // 2
-            await export_directory(conn, tmp_path / "out")
-            again = await import_directory(conn, tmp_path / "out")
-            assert again.records.unchanged == n and again.taint_events.inserted == 0
+        report = await import_directory(storage, tmp_path / "gen", batch_size=64)
+        assert report.failures == [] and report.records.inserted == n
+        assert report.dependencies_added > n // 2
+        await export_directory(storage, tmp_path / "out")
+        again = await import_directory(storage, tmp_path / "out")
+        assert again.records.unchanged == n and again.taint_events.inserted == 0
     finally:
-        await engine.dispose()
+        await db.close()
     names = sorted(p.name for p in (tmp_path / "gen").iterdir())
     assert names == sorted(p.name for p in (tmp_path / "out").iterdir())
     for name in names:
@@ -497,12 +495,10 @@ async def test_inputs_resolve_when_their_producer_arrives_later(service: Service
     n_producer["outputs"] = [{"artifact_id": "art-s2", "type": "config", "location": "n.yaml"}]
     (second / "n-producer.json").write_bytes(orjson.dumps(n_producer))
     queries = service.container.provenance.queries
-    async with service.container.db.engine.connect() as conn:
-        await import_directory(conn, first)
+    await import_directory(service.container.storage, first)
     assert (await queries.consistency("proj-n"))["orphaned_artifacts"] == 1  # art-s2
     assert (await queries.lineage(CHILD))["items"] == []
-    async with service.container.db.engine.connect() as conn:
-        report = await import_directory(conn, second)
+    report = await import_directory(service.container.storage, second)
     assert report.dependencies_added == 2  # structured -> base, and child -> n_producer (late)
     lineage = await queries.lineage(CHILD)
     assert [(str(i["id"]), i["depth"]) for i in lineage["items"]] == [(n_producer["id"], 1)]
@@ -519,3 +515,16 @@ async def test_inputs_resolve_when_their_producer_arrives_later(service: Service
     lineage = await queries.lineage(late["id"])
     assert [str(i["id"]) for i in lineage["items"]] == [done["provenance_id"]]
     assert (await queries.consistency("proj-m"))["orphaned_artifacts"] == 1
+
+
+async def test_files_parsed_on_worker_processes_import_the_same(clean_db: str, tmp_path: Path) -> None:
+    generate(tmp_path / "gen", 200, projects=3, seed=7)
+    db = Database(create_admin_engine(StorageSettings(database_url=clean_db)))
+    try:
+        report = await import_directory(SqlStorage(db), tmp_path / "gen", batch_size=32, workers=2)
+        assert report.failures == [] and report.records.inserted == 200
+        assert report.dependencies_added > 100
+        again = await import_directory(SqlStorage(db), tmp_path / "gen", batch_size=32, workers=2)
+        assert again.records.unchanged == 200 and again.dependencies_added == 0
+    finally:
+        await db.close()

@@ -5,9 +5,7 @@ package, lazy ones inside functions and ``if TYPE_CHECKING:`` ones included. The
 allow-lists per layer, which import-linter's forbidden contracts cannot say ("imports only
 domain", "only the ports of repositories"), so they are written here, beside the cycle check.
 
-KNOWN_VIOLATIONS and KNOWN_CYCLES list what the issue-17 restructure is still moving; each
-entry is removed when its move merges (a test fails while an entry no longer happens). Any
-other violation fails the suite, printed with its file line and the rule it breaks.
+Every violation fails the suite, printed with its file line and the rule it breaks.
 """
 
 from __future__ import annotations
@@ -33,25 +31,6 @@ EDGE_HELPERS = EDGE | {"auth", "cross_site", "metrics", "openapi"}
 DATABASE_LIBRARIES = {"sqlalchemy", "asyncpg", "aiosqlite", "alembic"}
 # The domain is pure: the standard library and orjson (canonical JSON), nothing else.
 DOMAIN_EXTERNALS = set(sys.stdlib_module_names) | {"orjson"}
-
-# (importer, imported) pairs the restructure still removes: owner and move in the comment.
-# The lead empties this list as the branches merge.
-KNOWN_VIOLATIONS: frozenset[tuple[str, str]] = frozenset(
-    {
-        # H3 (legacy import): its SQL → repositories/provenance_import/
-        ("services.provenance_migration", "db.tables"),
-        ("services.provenance_migration", "sqlalchemy"),
-        ("repositories.provenance", "repositories.provenance.walks"),
-    }
-)
-# Import circles (strongly connected modules) still there, each as a set of modules.
-KNOWN_CYCLES: frozenset[frozenset[str]] = frozenset(
-    {
-        # H3: cli/provenance_files.py's lazy `from orchestration_service.cli import _settings`
-        # (use cli.settings.settings_or_exit, as cli/keys.py does)
-        frozenset({"cli", "cli.provenance_files"}),
-    }
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,9 +146,9 @@ def violations() -> list[Violation]:
     return found
 
 
-def cycles() -> set[frozenset[str]]:
+def cycles(g: grimp.ImportGraph | None = None) -> set[frozenset[str]]:
     """Strongly connected components of more than one module (Tarjan, iterative)."""
-    g = graph()
+    g = g or graph()
     nodes = sorted(m for m in g.modules if is_internal(m))
     edges = {m: sorted(i for i in g.find_modules_directly_imported_by(m) if is_internal(i)) for m in nodes}
     index: dict[str, int] = {}
@@ -213,28 +192,29 @@ def cycles() -> set[frozenset[str]]:
 
 
 def test_every_import_follows_the_layer_rule() -> None:
-    new = [v for v in violations() if (v.importer, v.imported) not in KNOWN_VIOLATIONS]
-    assert not new, "imports that break the layer rule (docs/architecture.md):\n" + "\n".join(map(str, new))
-
-
-def test_no_import_circle() -> None:
-    new = cycles() - KNOWN_CYCLES
-    assert not new, "import circles (lazy and TYPE_CHECKING imports count):\n" + "\n".join(
-        " <-> ".join(sorted(c)) for c in sorted(new, key=sorted)
+    found = violations()
+    assert not found, "imports that break the layer rule (docs/architecture.md):\n" + "\n".join(
+        map(str, found)
     )
 
 
-def test_the_known_exceptions_still_happen() -> None:
-    """An entry whose move has merged is removed from the lists (they only shrink)."""
-    current = {(v.importer, v.imported) for v in violations()}
-    gone = sorted(KNOWN_VIOLATIONS - current)
-    gone_cycles = sorted(sorted(c) for c in KNOWN_CYCLES - cycles())
-    assert not gone and not gone_cycles, (
-        f"remove from KNOWN_VIOLATIONS: {gone}\nremove from KNOWN_CYCLES: {gone_cycles}"
+def test_no_import_circle() -> None:
+    found = cycles()
+    assert not found, "import circles (lazy and TYPE_CHECKING imports count):\n" + "\n".join(
+        " <-> ".join(sorted(c)) for c in sorted(found, key=sorted)
     )
 
 
 def test_the_checker_sees_lazy_and_type_checking_imports() -> None:
+    edges = {(importer, imported) for importer, imported, _ in imports()}
+    # A lazy import inside a function (the RabbitMQ bus is loaded only when configured) and an
+    # ``if TYPE_CHECKING:`` one both count.
+    assert ("container", "events.rabbitmq") in edges
+    assert ("services.task_manager", "services.dispatcher") in edges
+    assert ("sse", "services.event_log") in edges
+
+
+def test_the_rules_say_what_the_layers_may_import() -> None:
     # routers/deps.py once imported main.Container under TYPE_CHECKING: such imports count.
     assert rule_for("routers.deps", "main") is not None
     assert rule_for("services.auth", "repositories.api_keys") is None  # the package shows its port
@@ -242,4 +222,9 @@ def test_the_checker_sees_lazy_and_type_checking_imports() -> None:
     assert rule_for("services.x", "db.errors") is None
     assert rule_for("services.x", "db.engine") is not None
     assert rule_for("domain.x", "!sqlalchemy") is not None
-    assert cycles() >= KNOWN_CYCLES
+
+
+def test_a_planted_circle_is_found() -> None:
+    g = grimp.build_graph(PKG, cache_dir=None)  # a graph of its own: the shared one stays true
+    g.add_import(importer=f"{PKG}.domain.ids", imported=f"{PKG}.container")
+    assert any({"domain.ids", "container"} <= c for c in cycles(g))

@@ -42,9 +42,6 @@ def is_loopback(host: str) -> bool:
         return False  # a host name: it may resolve to anything
 
 
-_settings = settings_or_exit  # cli.provenance_files imports it lazily under this name
-
-
 @app.command()
 def serve(
     host: Annotated[
@@ -71,7 +68,7 @@ def serve(
     from orchestration_service.db.migrate import upgrade
     from orchestration_service.logs import configure_logging
 
-    settings = _settings()
+    settings = settings_or_exit()
     server = settings.server.model_copy(
         update={k: v for k, v in {"host": host, "port": port, "workers": workers}.items() if v is not None}
     )
@@ -141,7 +138,7 @@ def db_upgrade(revision: Annotated[str, typer.Argument(help="Target revision")] 
     """Apply pending migrations (safe to run from several replicas at once)."""
     from orchestration_service.db.migrate import upgrade
 
-    settings = _settings()
+    settings = settings_or_exit()
     try:
         upgrade(settings.storage, revision)
     except Exception as exc:

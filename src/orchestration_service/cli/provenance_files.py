@@ -17,26 +17,20 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from orchestration_service.cli.commands import provenance_app
+from orchestration_service.cli.settings import settings_or_exit
 from orchestration_service.config import Settings
-from orchestration_service.db.engine import create_admin_engine
+from orchestration_service.db.engine import Database, create_engine
 from orchestration_service.db.migrate import is_up_to_date
-from orchestration_service.services.provenance_migration import (
-    DEFAULT_BATCH,
-    export_directory,
-    import_directory,
-)
+from orchestration_service.repositories.ports import Storage
+from orchestration_service.repositories.storage import SqlStorage
+from orchestration_service.services.provenance.legacy_export import export_directory
+from orchestration_service.services.provenance.legacy_import import DEFAULT_BATCH, import_directory
 
 T = TypeVar("T")
+ONE_DAY = 86_400.0
 err = Console(stderr=True, highlight=False)
-
-
-def _settings() -> Settings:
-    from orchestration_service.cli import _settings as load
-
-    return load()
 
 
 class _Reporter:
@@ -78,7 +72,7 @@ class _Reporter:
             print(f"{self.label}: {done}/{total} record files", file=sys.stderr, flush=True)
 
 
-def _run(settings: Settings, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+def _run(settings: Settings, work: Callable[[Storage], Awaitable[T]]) -> T:
     async def main() -> T:
         if not await is_up_to_date(settings.storage):
             typer.echo(
@@ -87,12 +81,14 @@ def _run(settings: Settings, work: Callable[[AsyncConnection], Awaitable[T]]) ->
                 err=True,
             )
             raise typer.Exit(2)
-        engine = create_admin_engine(settings.storage)
+        # The service's pooled engine: the job's units of work reuse warm connections (their
+        # prepared statements, SQLite's page cache); no statement of a one-off job is cut short.
+        storage = settings.storage.model_copy(update={"pool_statement_timeout_seconds": ONE_DAY})
+        db = Database(create_engine(storage, application_name="orchestration-service-cli"), storage=storage)
         try:
-            async with engine.connect() as conn:
-                return await work(conn)
+            return await work(SqlStorage(db))
         finally:
-            await engine.dispose()
+            await db.close()
 
     return asyncio.run(main())
 
@@ -109,11 +105,11 @@ def provenance_import(
     if not directory.is_dir():
         typer.echo(f"orchestration-service: {directory} is not a directory", err=True)
         raise typer.Exit(2)
-    settings = _settings()
+    settings = settings_or_exit()
     with _Reporter("importing", quiet=quiet) as progress:
         report = _run(
             settings,
-            lambda conn: import_directory(conn, directory, batch_size=batch_size, on_progress=progress),
+            lambda storage: import_directory(storage, directory, batch_size=batch_size, on_progress=progress),
         )
     for name, reason in report.failures:
         typer.echo(f"failed: {name}: {reason}", err=True)
@@ -142,9 +138,10 @@ def provenance_export(
     if directory.is_dir() and not force and any(directory.glob("*.json")):
         typer.echo(f"orchestration-service: {directory} already holds .json files (use --force)", err=True)
         raise typer.Exit(2)
-    settings = _settings()
+    settings = settings_or_exit()
     with _Reporter("exporting", quiet=quiet) as progress:
         report = _run(
-            settings, lambda conn: export_directory(conn, directory, project_id=project, on_progress=progress)
+            settings,
+            lambda storage: export_directory(storage, directory, project_id=project, on_progress=progress),
         )
     typer.echo(report.summary())

@@ -26,6 +26,9 @@ from orchestration_service.repositories.processed_events.sql import (
 from orchestration_service.repositories.provenance.port import ProvenanceRepository, TaintRepository
 from orchestration_service.repositories.provenance.postgres import PostgresProvenance, PostgresTaint
 from orchestration_service.repositories.provenance.sqlite import SqliteProvenance, SqliteTaint
+from orchestration_service.repositories.provenance_import.port import ProvenanceImportRepository
+from orchestration_service.repositories.provenance_import.postgres import PostgresProvenanceImport
+from orchestration_service.repositories.provenance_import.sqlite import SqliteProvenanceImport
 from orchestration_service.repositories.tasks.port import TaskHotPaths, TaskRepository
 from orchestration_service.repositories.tasks.postgres import PostgresHotPaths, PostgresTasks
 from orchestration_service.repositories.tasks.sqlite import SqliteHotPaths, SqliteTasks
@@ -47,6 +50,7 @@ class Backend:
     task_hot_paths: Callable[[Database], TaskHotPaths]
     provenance: Callable[[Transaction], ProvenanceRepository]
     taint: Callable[[Transaction], TaintRepository]
+    provenance_import: Callable[[Transaction], ProvenanceImportRepository]
 
 
 POSTGRES = Backend(
@@ -61,6 +65,7 @@ POSTGRES = Backend(
     task_hot_paths=PostgresHotPaths,
     provenance=PostgresProvenance,
     taint=PostgresTaint,
+    provenance_import=PostgresProvenanceImport,
 )
 
 SQLITE = Backend(
@@ -75,6 +80,7 @@ SQLITE = Backend(
     task_hot_paths=SqliteHotPaths,
     provenance=SqliteProvenance,
     taint=SqliteTaint,
+    provenance_import=SqliteProvenanceImport,
 )
 
 

@@ -17,6 +17,7 @@ from orchestration_service.repositories.gauges.port import GaugeRepository
 from orchestration_service.repositories.outbox.port import LogFeed, OutboxRepository, RelayCoordination
 from orchestration_service.repositories.processed_events.port import ProcessedEventRepository
 from orchestration_service.repositories.provenance.port import ProvenanceRepository, TaintRepository
+from orchestration_service.repositories.provenance_import.port import ProvenanceImportRepository
 from orchestration_service.repositories.tasks.port import TaskHotPaths, TaskRepository
 
 
@@ -46,6 +47,9 @@ class UnitOfWork(Protocol):
 
     @property
     def taint(self) -> TaintRepository: ...
+
+    @property
+    def provenance_import(self) -> ProvenanceImportRepository: ...
 
     def after_commit(self, hook: Callable[[], None]) -> None: ...
 

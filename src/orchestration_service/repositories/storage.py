@@ -13,6 +13,7 @@ from orchestration_service.repositories.gauges.port import GaugeRepository
 from orchestration_service.repositories.outbox.port import LogFeed, OutboxRepository, RelayCoordination
 from orchestration_service.repositories.processed_events.port import ProcessedEventRepository
 from orchestration_service.repositories.provenance.port import ProvenanceRepository, TaintRepository
+from orchestration_service.repositories.provenance_import.port import ProvenanceImportRepository
 from orchestration_service.repositories.tasks.port import TaskHotPaths, TaskRepository
 
 
@@ -67,6 +68,11 @@ class SqlUnitOfWork:
     @property
     def taint(self) -> TaintRepository:
         repo: TaintRepository = self._repo("taint")
+        return repo
+
+    @property
+    def provenance_import(self) -> ProvenanceImportRepository:
+        repo: ProvenanceImportRepository = self._repo("provenance_import")
         return repo
 
     def after_commit(self, hook: Callable[[], None]) -> None:

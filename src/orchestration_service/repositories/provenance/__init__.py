@@ -28,10 +28,6 @@ from orchestration_service.repositories.provenance.port import (
     WaitingTask,
 )
 
-# TRANSITIONAL: services/provenance_migration.py (H3's, replaced by repositories/provenance_import/)
-# imports this from here; drop it with that module.
-from orchestration_service.repositories.provenance.walks import insert_ignoring_conflicts
-
 __all__ = [
     "Cascade",
     "CascadeTarget",
@@ -56,5 +52,4 @@ __all__ = [
     "TaintRepository",
     "TaintSeed",
     "WaitingTask",
-    "insert_ignoring_conflicts",
 ]
