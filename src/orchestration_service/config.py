@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from orchestration_service.db.urls import normalize_database_url
 from orchestration_service.domain.events import CASCADE_EXCHANGE, QA_EXCHANGE, TASK_EXCHANGE
 from orchestration_service.domain.lifecycle import Priority
 from orchestration_service.redaction import redact
@@ -206,18 +207,7 @@ class StorageSettings(_Section):
     @field_validator("database_url")
     @classmethod
     def _driver(cls, value: str) -> str:
-        # Accept the plain driver names people copy from elsewhere; the service is async only.
-        if value.startswith("postgresql://") or value.startswith("postgres://"):
-            value = "postgresql+asyncpg://" + value.split("://", 1)[1]
-        elif value.startswith("sqlite:///"):
-            value = "sqlite+aiosqlite:///" + value.split(":///", 1)[1]
-        if not value.startswith(("postgresql+asyncpg://", "sqlite+aiosqlite://")):
-            raise ValueError("must start with sqlite+aiosqlite:/// or postgresql+asyncpg://")
-        return value
-
-    @property
-    def is_sqlite(self) -> bool:
-        return self.database_url.startswith("sqlite")
+        return normalize_database_url(value)
 
 
 class RabbitMQSettings(_Section):

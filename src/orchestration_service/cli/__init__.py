@@ -14,6 +14,7 @@ from orchestration_service.cli import commands, provenance_files  # noqa: F401  
 from orchestration_service.cli.keys import keys_app
 from orchestration_service.cli.settings import settings_or_exit
 from orchestration_service.redaction import redact
+from orchestration_service.repositories.backends import backend_for
 
 app = typer.Typer(
     name="orchestration-service",
@@ -73,7 +74,7 @@ def serve(
         update={k: v for k, v in {"host": host, "port": port, "workers": workers}.items() if v is not None}
     )
     settings = settings.model_copy(update={"server": server})
-    if server.workers > 1 and settings.storage.is_sqlite:
+    if server.workers > 1 and not backend_for(settings.storage.database_url).many_processes:
         # The processes elect one outbox relay through PostgreSQL; on SQLite each would
         # number the event log on its own. (The in-process bus is fine with several: events
         # from workers come in over HTTP, and the feed is read from the database.)

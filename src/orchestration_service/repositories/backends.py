@@ -40,6 +40,9 @@ class Backend:
     storage-level port, each built from the database."""
 
     name: str
+    # Whether several server processes may share the database: they elect one outbox relay
+    # (``relay_coordination``) through it, which SQLite's in-process coordination cannot do.
+    many_processes: bool
     api_keys: Callable[[Transaction], ApiKeyRepository]
     outbox: Callable[[Transaction], OutboxRepository]
     processed_events: Callable[[Transaction], ProcessedEventRepository]
@@ -55,6 +58,7 @@ class Backend:
 
 POSTGRES = Backend(
     name="postgresql",
+    many_processes=True,
     api_keys=PostgresApiKeys,
     outbox=SqlOutbox,
     processed_events=PostgresProcessedEvents,
@@ -70,6 +74,7 @@ POSTGRES = Backend(
 
 SQLITE = Backend(
     name="sqlite",
+    many_processes=False,
     api_keys=SqliteApiKeys,
     outbox=SqlOutbox,
     processed_events=SqliteProcessedEvents,
