@@ -231,6 +231,6 @@ async def test_tasks_to_cancel_parents_first(storage: Storage) -> None:
                 )
             )
     async with storage.read() as uow:
-        found = await uow.taint.tasks_to_cancel("p", BASE, ["pending", "running"])
-        assert await uow.taint.tasks_to_cancel("q", BASE, ["pending", "running"]) == []
+        found = await uow.tasks.cancellable_since("p", BASE, ["pending", "running"])
+        assert await uow.tasks.cancellable_since("q", BASE, ["pending", "running"]) == []
     assert found == [parent, child]

@@ -470,11 +470,3 @@ class TaintRepository(Protocol):
     async def invalidate_checkpoints_after(
         self, project_id: str, after: datetime, *, at: datetime, by: str
     ) -> int: ...
-
-    # A task query the rollback needs (the lead may move it to the tasks repository).
-    async def tasks_to_cancel(
-        self, project_id: str, after: datetime, statuses: Sequence[str]
-    ) -> list[uuid.UUID]:
-        """The project's tasks in these statuses created or started after ``after``: parents
-        first (by depth), then oldest."""
-        ...

@@ -20,7 +20,6 @@ from orchestration_service.db.tables import (
     provenance_unresolved_inputs,
     taint_cascades,
     taint_events,
-    tasks,
 )
 from orchestration_service.repositories.provenance.port import (
     Cascade,
@@ -311,17 +310,3 @@ class SqlTaintTrail:
             .values(is_valid=False, invalidated_at=at, invalidated_by=by)
         )
         return int(result.rowcount)
-
-    async def tasks_to_cancel(
-        self, project_id: str, after: datetime, statuses: Sequence[str]
-    ) -> list[uuid.UUID]:
-        stmt = (
-            sa.select(tasks.c.id)
-            .where(
-                tasks.c.project_id == project_id,
-                tasks.c.status.in_(list(statuses)),
-                sa.or_(tasks.c.created_at > after, tasks.c.started_at > after),
-            )
-            .order_by(tasks.c.depth, tasks.c.created_at, tasks.c.id)
-        )
-        return [r[0] for r in await self.conn.execute(stmt)]

@@ -29,6 +29,7 @@ from orchestration_service.db.tables import (
     task_dependencies,
     tasks,
 )
+from orchestration_service.domain.provenance import rules
 from orchestration_service.repositories.provenance.port import Direction
 
 CHUNK = 1000  # ids per IN list (well under SQLite's and asyncpg's parameter limits)
@@ -412,11 +413,5 @@ def pg_in_flight_by_project() -> PgStatement:
 
 
 def chunks(items: Iterable[Any], size: int = CHUNK) -> Iterable[list[Any]]:
-    batch: list[Any] = []
-    for item in items:
-        batch.append(item)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
+    """Statement-sized batches (bound parameters are limited per statement)."""
+    return rules.chunks(items, size)

@@ -197,7 +197,7 @@ async def _rollback_project(
     )
     why = f"rolled back to checkpoint {cp.id}" + (f": {p.reason}" if p.reason else "")
     # Parents first (their subtasks go with them), each re-read under lock.
-    ids = await repo.tasks_to_cancel(p.project_id, after, CANCELLABLE)
+    ids = await uow.tasks.cancellable_since(p.project_id, after, CANCELLABLE)
     for task_id in ids:
         await tasks.cancel(task_id, reason=why, cause=f"event:rollback.requested:{ce.id}")
     cancelled = sum([await tasks.is_cancelled(task_id) for task_id in ids])
