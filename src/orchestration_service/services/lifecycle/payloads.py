@@ -19,17 +19,25 @@ def _parent(task: Mapping[str, Any]) -> str | None:
     return str(task["parent_id"]) if task.get("parent_id") else None
 
 
+def _about(task: Mapping[str, Any], name: str, data: dict[str, Any]) -> ev.OutgoingEvent:
+    """An event about ``task``: its id is the subject, and every payload starts with the task's
+    and the project's ids."""
+    return ev.OutgoingEvent(
+        name=name,
+        subject=str(task["id"]),
+        project_id=task["project_id"],
+        data={"task_id": str(task["id"]), "project_id": task["project_id"], **data},
+    )
+
+
 def status_changed(
     task: Mapping[str, Any], from_status: str | None, to_status: str, reason: str, now: datetime
 ) -> ev.OutgoingEvent:
     """``task.status.<state>``: every transition, creation included."""
-    return ev.OutgoingEvent(
-        name=ev.TASK_STATUS_PREFIX + to_status,
-        subject=str(task["id"]),
-        project_id=task["project_id"],
-        data={
-            "task_id": str(task["id"]),
-            "project_id": task["project_id"],
+    return _about(
+        task,
+        ev.TASK_STATUS_PREFIX + to_status,
+        {
             "parent_id": _parent(task),
             "from": from_status,
             "to": to_status,
@@ -42,17 +50,10 @@ def status_changed(
 
 def created(task: Mapping[str, Any]) -> ev.OutgoingEvent:
     """``task.created``."""
-    return ev.OutgoingEvent(
-        name=ev.TASK_CREATED,
-        subject=str(task["id"]),
-        project_id=task["project_id"],
-        data={
-            "task_id": str(task["id"]),
-            "project_id": task["project_id"],
-            "description": task["description"],
-            "priority": task["priority"],
-            "parent_id": _parent(task),
-        },
+    return _about(
+        task,
+        ev.TASK_CREATED,
+        {"description": task["description"], "priority": task["priority"], "parent_id": _parent(task)},
     )
 
 
@@ -66,13 +67,10 @@ def ready(
     deadline: datetime,
 ) -> ev.OutgoingEvent:
     """``task.ready.<tier>``: an attempt starts; the workers of that tier take it."""
-    return ev.OutgoingEvent(
-        name=ev.TASK_READY_PREFIX + tier,
-        subject=str(task["id"]),
-        project_id=task["project_id"],
-        data={
-            "task_id": str(task["id"]),
-            "project_id": task["project_id"],
+    return _about(
+        task,
+        ev.TASK_READY_PREFIX + tier,
+        {
             "description": task["description"],
             "domain": task["domain"],
             "tier": tier,
@@ -88,34 +86,14 @@ def ready(
 
 def completed(task: Mapping[str, Any], provenance_id: str | None, artifacts: list[Any]) -> ev.OutgoingEvent:
     """``task.completed``: validated by QA, or (a decomposed parent) all subtasks done."""
-    return ev.OutgoingEvent(
-        name=ev.TASK_COMPLETED,
-        subject=str(task["id"]),
-        project_id=task["project_id"],
-        data={
-            "task_id": str(task["id"]),
-            "project_id": task["project_id"],
-            "provenance_id": provenance_id,
-            "artifacts": artifacts,
-        },
-    )
+    return _about(task, ev.TASK_COMPLETED, {"provenance_id": provenance_id, "artifacts": artifacts})
 
 
 def failed(task: Mapping[str, Any], error: Any, reason: str) -> ev.OutgoingEvent:
     """``task.failed``, for failures this service decides."""
-    return ev.OutgoingEvent(
-        name=ev.TASK_FAILED,
-        subject=str(task["id"]),
-        project_id=task["project_id"],
-        data={"task_id": str(task["id"]), "project_id": task["project_id"], "error": error, "reason": reason},
-    )
+    return _about(task, ev.TASK_FAILED, {"error": error, "reason": reason})
 
 
 def cancelled(task: Mapping[str, Any], reason: str) -> ev.OutgoingEvent:
     """``task.cancelled``."""
-    return ev.OutgoingEvent(
-        name=ev.TASK_CANCELLED,
-        subject=str(task["id"]),
-        project_id=task["project_id"],
-        data={"task_id": str(task["id"]), "project_id": task["project_id"], "reason": reason},
-    )
+    return _about(task, ev.TASK_CANCELLED, {"reason": reason})
