@@ -220,8 +220,15 @@ def _with_overrides(
     source: Mapping[str, Any],
     unknown: dict[str, Any],
     render: Callable[[Mapping[str, Any]], dict[str, Any]],
+    source_canonical: bytes | None = None,
 ) -> None:
+    """``source_canonical``: ``canonical_json(source)`` when the caller has it already."""
     row["extra"] = dict(unknown) or None
-    overrides = compute_overrides(render(row), source)
+    rendered = render(row)
+    # Most files render back exactly: one comparison of the whole document (equal sorted
+    # encodings mean every field is equal) spares the field-by-field one.
+    if canonical_json(rendered) == (source_canonical or canonical_json(source)):
+        return
+    overrides = compute_overrides(rendered, source)
     if overrides:
         row["extra"] = {**unknown, LEGACY_KEY: overrides}
