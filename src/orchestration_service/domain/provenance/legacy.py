@@ -163,7 +163,10 @@ def parse_record(doc: Any, canonical: bytes | None = None) -> ParsedRecord:
         "verification": verification,
         "metrics": metrics,
     }
-    unknown = {k: v for k, v in doc.items() if k not in _KNOWN_RECORD_FIELDS}
+    # (a set difference decides the usual case, no unknown field, in C)
+    unknown = (
+        {k: doc[k] for k in doc if k not in _KNOWN_RECORD_FIELDS} if doc.keys() - _KNOWN_RECORD_FIELDS else {}
+    )
     _with_overrides(row, doc, unknown, render_record, canonical)
     return ParsedRecord(row, output_artifact_ids(outputs), input_references(inputs))
 

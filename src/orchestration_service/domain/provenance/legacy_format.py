@@ -116,9 +116,12 @@ def format_timestamp(value: datetime | None) -> str | None:
     """The legacy form: naive ISO 8601 in UTC (microseconds only when not zero)."""
     if value is None:
         return None
+    text = value.isoformat()
+    if text.endswith("+00:00"):
+        return text[:-6]  # already UTC (as the store keeps them): the same text, no conversion
     if value.tzinfo is not None:
-        value = value.astimezone(UTC).replace(tzinfo=None)
-    return value.isoformat()
+        return value.astimezone(UTC).replace(tzinfo=None).isoformat()
+    return text
 
 
 def _str(value: Any, default: str = "") -> str:
