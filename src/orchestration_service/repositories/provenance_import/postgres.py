@@ -29,11 +29,6 @@ from orchestration_service.repositories.provenance_import.sql import (
 
 _RECORD_COLUMNS = tuple(c.name for c in provenance_records.columns)
 _PRESENT = f"SELECT id FROM {provenance_records.name} WHERE id = ANY($1::uuid[])"
-# The records' queries read their rows from the heap (no index-only scan to gain from a
-# visibility map), so statistics are all the planner needs: ANALYZE samples, VACUUM would
-# rewrite every new page (autovacuum does it later, by its insert threshold). The graph's
-# walks do use index-only scans, and its tables are small: VACUUM (ANALYZE) them.
-_REFRESH = {provenance_records.name: "ANALYZE"}
 _JSON_COLUMNS = frozenset(c.name for c in provenance_records.columns if c.type is JSONType)
 
 
@@ -48,6 +43,12 @@ def _json(value: Any) -> str | None:
 
 
 _PLAIN = tuple(c for c in _RECORD_COLUMNS if c not in _JSON_COLUMNS)
+# The records' queries read their rows from the heap (no index-only scan to gain from a
+# visibility map) and filter on no JSONB column: statistics of the plain columns are all the
+# planner needs. ANALYZE of those took 0.1 s at 20,000 rows where VACUUM (ANALYZE) took ~0.7 s
+# (most of it sampling the JSONB); autovacuum does the rest later. The graph's walks do use
+# index-only scans and its tables are small: VACUUM (ANALYZE) them.
+_REFRESH = {provenance_records.name: f"ANALYZE {provenance_records.name} ({', '.join(_PLAIN)})"}
 _ENCODED = tuple(c for c in _RECORD_COLUMNS if c in _JSON_COLUMNS)
 # COPY's column order: the plain columns, then the JSONB ones (encoded here).
 _COPY_COLUMNS = _PLAIN + _ENCODED
@@ -94,4 +95,4 @@ class PostgresProvenanceImport(SqlProvenanceImport):
     async def refresh_statistics(self, part: ImportedPart) -> None:
         # VACUUM cannot run inside a transaction: this unit of work is a ``read()`` (autocommit).
         for table in PARTS[part]:
-            await self.conn.exec_driver_sql(f"{_REFRESH.get(table.name, 'VACUUM (ANALYZE)')} {table.name}")
+            await self.conn.exec_driver_sql(_REFRESH.get(table.name, f"VACUUM (ANALYZE) {table.name}"))
