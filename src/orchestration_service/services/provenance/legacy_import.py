@@ -94,8 +94,9 @@ def _same(stored: dict[str, Any], source: Any) -> bool:
 class _Reader:
     """The record files of each batch, read and parsed ahead and handed out in order, so that
     parsing (most of the import's own work) overlaps the database writing the batch before.
-    On a thread by default: the writes mostly wait on the database, so the thread has the
-    interpreter nearly to itself. On worker processes when ``workers`` > 1 and there are
+    On a thread by default (it runs while the writes wait on the database; measured 5-10 %
+    faster than inline on the loaded 2-core machine, the writes' own encoding still sharing
+    the interpreter). On worker processes when ``workers`` > 1 and there are
     several batches; those are spawned, so a script that imports a directory must guard its
     entry point (``if __name__ == "__main__":``)."""
 
