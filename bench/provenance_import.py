@@ -20,8 +20,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from orchestration_service.provenance_fixtures import generate
-
+from bench.provenance_fixtures import generate
 from bench.server import scratch_database
 from orchestration_service.config import StorageSettings
 from orchestration_service.db.engine import Database, create_engine

@@ -49,8 +49,12 @@ class ParsedRecord:
     input_refs: list[tuple[str, str]] = field(default_factory=list)
 
 
-def parse_record(doc: Any) -> ParsedRecord:
-    """A legacy record file's content -> a provenance_records row (raises LegacyError)."""
+_KNOWN_RECORD_FIELDS = frozenset((*RECORD_FIELDS, *RECORD_COLUMN_FIELDS, LEGACY_KEY))
+
+
+def parse_record(doc: Any, canonical: bytes | None = None) -> ParsedRecord:
+    """A legacy record file's content -> a provenance_records row (raises LegacyError).
+    ``canonical``: ``canonical_json(doc)``, when the caller has it (it spares encoding twice)."""
     if not isinstance(doc, dict):
         raise LegacyError(f"a record must be a JSON object, not {type(doc).__name__}")
     raw_id = doc.get("id")
@@ -59,7 +63,8 @@ def parse_record(doc: Any) -> ParsedRecord:
     record_id = _uuid(raw_id)
     if record_id is None:
         raise LegacyError(f"id {raw_id!r} is not a UUID")
-    where = nul_path(doc)
+    # JSON text escapes NUL (keys and strings alike): absent from the encoding, absent from doc.
+    where = nul_path(doc) if canonical is None or b"\\u0000" in canonical else None
     if where is not None:
         raise LegacyError(f"{where}: NUL characters cannot be stored")
     for name in ("task_id", "project_id"):
@@ -158,9 +163,11 @@ def parse_record(doc: Any) -> ParsedRecord:
         "verification": verification,
         "metrics": metrics,
     }
-    known = {*RECORD_FIELDS, *RECORD_COLUMN_FIELDS, LEGACY_KEY}
-    unknown = {k: v for k, v in doc.items() if k not in known}
-    _with_overrides(row, doc, unknown, render_record)
+    # (a set difference decides the usual case, no unknown field, in C)
+    unknown = (
+        {k: doc[k] for k in doc if k not in _KNOWN_RECORD_FIELDS} if doc.keys() - _KNOWN_RECORD_FIELDS else {}
+    )
+    _with_overrides(row, doc, unknown, render_record, canonical)
     return ParsedRecord(row, output_artifact_ids(outputs), input_references(inputs))
 
 

@@ -116,9 +116,12 @@ def format_timestamp(value: datetime | None) -> str | None:
     """The legacy form: naive ISO 8601 in UTC (microseconds only when not zero)."""
     if value is None:
         return None
+    text = value.isoformat()
+    if text.endswith("+00:00"):
+        return text[:-6]  # already UTC (as the store keeps them): the same text, no conversion
     if value.tzinfo is not None:
-        value = value.astimezone(UTC).replace(tzinfo=None)
-    return value.isoformat()
+        return value.astimezone(UTC).replace(tzinfo=None).isoformat()
+    return text
 
 
 def _str(value: Any, default: str = "") -> str:
@@ -220,8 +223,15 @@ def _with_overrides(
     source: Mapping[str, Any],
     unknown: dict[str, Any],
     render: Callable[[Mapping[str, Any]], dict[str, Any]],
+    source_canonical: bytes | None = None,
 ) -> None:
+    """``source_canonical``: ``canonical_json(source)`` when the caller has it already."""
     row["extra"] = dict(unknown) or None
-    overrides = compute_overrides(render(row), source)
+    rendered = render(row)
+    # Most files render back exactly: one comparison of the whole document (equal sorted
+    # encodings mean every field is equal) spares the field-by-field one.
+    if canonical_json(rendered) == (source_canonical or canonical_json(source)):
+        return
+    overrides = compute_overrides(rendered, source)
     if overrides:
         row["extra"] = {**unknown, LEGACY_KEY: overrides}
