@@ -305,6 +305,21 @@ def graph_select(direction: Direction, postgres: bool) -> sa.Select[Any]:
             .select_from(reached.join(pr, pr.c.id == reached.c.id))
             .order_by(reached.c.depth, pr.c.created_at, pr.c.id)
         )
+    ranked, cut = pg_ranked(seed, direction, max_depth)
+    listed = sa.bindparam("listed", type_=sa.BigInteger())
+    return sa.select(
+        *(ranked.c[c] for c in GRAPH_COLUMNS[:-1]),
+        sa.case((ranked.c.n <= listed, sa.cast(ranked.c.outputs, sa.Text()))).label("outputs"),
+        cut.label("truncated"),
+    ).order_by(ranked.c.n)
+
+
+def pg_ranked(
+    seed: sa.Select[Any], direction: Direction, max_depth: sa.ColumnElement[int]
+) -> tuple[sa.Subquery, sa.ColumnElement[bool]]:
+    """PostgreSQL: the records a walk reaches, ``ranked`` by ``n`` (nearest first, then
+    oldest; the root is 1), with their summary columns and ``outputs`` as jsonb; and ``cut``,
+    whether the depth limit cut the walk."""
     # One level more than asked: the walk was cut when that level is not empty. (The check
     # is one more step of the walk, with its hash anti-join, whatever the width at the limit.)
     walked = levels(seed, direction, max_depth + 1)
@@ -336,12 +351,7 @@ def graph_select(direction: Direction, postgres: bool) -> sa.Select[Any]:
         .where(pr.c.id == sa.any_(sa.cast(last_seen, UUIDS)))
         .subquery("ranked")
     )
-    listed = sa.bindparam("listed", type_=sa.BigInteger())
-    return sa.select(
-        *(ranked.c[c] for c in GRAPH_COLUMNS[:-1]),
-        sa.case((ranked.c.n <= listed, sa.cast(ranked.c.outputs, sa.Text()))).label("outputs"),
-        cut.label("truncated"),
-    ).order_by(ranked.c.n)
+    return ranked, cut
 
 
 @functools.cache
