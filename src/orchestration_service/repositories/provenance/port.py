@@ -252,9 +252,8 @@ class ProvenanceRepository(Protocol):
     async def impact(
         self, root: uuid.UUID, max_depth: int, *, listed: int, statuses: Sequence[str]
     ) -> ImpactWalk:
-        """``graph(root, "down", max_depth)``, unscoped, with the task queries of the impact
-        answer over every record reached (``statuses``: the ones in flight), but only the root
-        and the nearest ``listed`` records as nodes, each with its ``outputs``."""
+        """``graph(root, "down", max_depth)`` and the task queries over every record reached
+        (``statuses``: in flight); as nodes only the root and the nearest ``listed`` records."""
         ...
 
     async def reached_tainted(

@@ -71,11 +71,17 @@ def pg_impact() -> PgStatement:
     number, the farthest distance, the waiting tasks and the in-flight counts), so the other
     rows are neither sent nor decoded and the task queries are no further round trips."""
     seed = sa.select(pr.c.id).where(pr.c.id == sa.bindparam("root", type_=sa.Uuid()))
-    ranked, cut = pg_ranked(seed, "down", sa.bindparam("max_depth", type_=sa.Integer()))
+    max_depth = sa.bindparam("max_depth", type_=sa.Integer())
+    listed = sa.bindparam("listed", type_=sa.BigInteger())
+    # Only the records of the levels that hold the listed ones are read: the others count from
+    # the walk alone (edges have foreign keys: every record reached exists).
+    ranked, cut, walked = pg_ranked(seed, "down", max_depth, upto=listed)
     reached = sa.select(ranked).cte("impact_reached")
+    last = sa.select(walked).where(walked.c.depth <= max_depth).order_by(walked.c.depth.desc()).limit(1)
+    everyone = sa.cast(last.with_only_columns(walked.c.seen).scalar_subquery(), UUIDS)
     statuses = sa.bindparam("statuses", type_=STRINGS)
     td = task_dependencies
-    producers = sa.select(tasks.c.id).where(tasks.c.provenance_id.in_(sa.select(reached.c.id)))
+    producers = sa.select(tasks.c.id).where(tasks.c.provenance_id == sa.any_(everyone))
     waiting = (
         sa.select(td.c.task_id.label("id"))
         .where(td.c.depends_on_id.in_(producers))
@@ -89,9 +95,10 @@ def pg_impact() -> PgStatement:
         .where(tasks.c.id.in_(sa.select(waiting.c.id)), tasks.c.status == sa.any_(statuses))
         .cte("waiting_found")
     )
+    projects = sa.select(pr.c.project_id).where(pr.c.id == sa.any_(everyone))
     flight = (
         sa.select(tasks.c.project_id, sa.func.count().label("n"))
-        .where(tasks.c.project_id.in_(sa.select(reached.c.project_id)), tasks.c.status == sa.any_(statuses))
+        .where(tasks.c.project_id.in_(projects), tasks.c.status == sa.any_(statuses))
         .group_by(tasks.c.project_id)
         .cte("in_flight")
     )
@@ -110,15 +117,15 @@ def pg_impact() -> PgStatement:
             *(reached.c[c] for c in GRAPH_COLUMNS[:-1]),
             sa.cast(reached.c.outputs, sa.Text()).label("outputs"),
             cut.label("truncated"),
-            once(sa.select(sa.func.count()).where(reached.c.depth > 0).scalar_subquery(), "total"),
-            once(sa.func.coalesce(sa.func.max(reached.c.depth), 0), "deepest"),
+            once(last.with_only_columns(sa.func.cardinality(walked.c.seen) - 1).scalar_subquery(), "total"),
+            once(last.with_only_columns(walked.c.depth).scalar_subquery(), "deepest"),
             *(
                 agg(found.c[c], found.c.id, f"waiting_{c}")
                 for c in ("id", "project_id", "status", "created_at")
             ),
             *(agg(flight.c[c], flight.c.project_id, f"flight_{c}") for c in ("project_id", "n")),
         )
-        .where(reached.c.n <= sa.bindparam("listed", type_=sa.BigInteger()))
+        .where(reached.c.n <= listed)
         .order_by(reached.c.n)
     )
     return PgStatement.compile(stmt)
