@@ -202,3 +202,44 @@ async def test_waiting_tasks_and_in_flight_by_project(storage: Storage) -> None:
     assert [(t.id, t.status) for t in waiting] == [(ids[1], "pending"), (ids[2], "running")]
     assert scoped == []
     assert counts == {"p": 2}
+
+
+async def test_impact_lists_the_nearest_and_reads_tasks_of_every_record_reached(storage: Storage) -> None:
+    r = await chain(storage, "abcd")  # a ← b ← c ← d; c's task waits on a task producing d
+    ids = [uuid.uuid4() for _ in range(3)]  # producer of d ← waiting; one in flight in q
+    assert isinstance(storage, SqlStorage)
+    async with storage.db.transaction() as tx:
+        for i, (project, status, record) in enumerate(
+            [("p", "completed", r["d"].id), ("p", "pending", None), ("q", "running", None)]
+        ):
+            await tx.conn.execute(
+                tasks.insert().values(
+                    id=ids[i],
+                    project_id=project,
+                    status=status,
+                    provenance_id=record,
+                    description="d",
+                    priority="normal",
+                    priority_rank=2,
+                    options={},
+                    max_attempts=1,
+                    timeout_seconds=60,
+                    created_at=BASE + timedelta(seconds=i),
+                    updated_at=BASE,
+                )
+            )
+        await tx.conn.execute(task_dependencies.insert(), [{"task_id": ids[1], "depends_on_id": ids[0]}])
+    async with storage.read() as uow:
+        found = await uow.provenance.impact(r["a"].id, 10, listed=1, statuses=["pending", "running"])
+        cut = await uow.provenance.impact(r["a"].id, 2, listed=5, statuses=["pending", "running"])
+        missing = await uow.provenance.impact(uuid.uuid4(), 10, listed=5, statuses=["pending"])
+    # The root and the one listed record, with their outputs; the others count and wait all the same.
+    assert [(n.task_id, n.depth) for n in found.nodes] == [("task-a", 0), ("task-b", 1)]
+    assert orjson.loads(found.nodes[1].outputs or "null") == r["b"].outputs
+    assert (found.total, found.max_depth, found.truncated) == (3, 3, False)
+    assert [(t.id, t.project_id, t.status) for t in found.waiting] == [(ids[1], "p", "pending")]
+    assert found.waiting[0].created_at == BASE + timedelta(seconds=1)
+    assert found.in_flight_by_project == {"p": 1}  # q has no record reached
+    assert [n.task_id for n in cut.nodes] == ["task-a", "task-b", "task-c"]
+    assert (cut.total, cut.max_depth, cut.truncated, cut.waiting) == (2, 2, True, [])
+    assert missing.nodes == [] and missing.total == 0 and missing.waiting == []

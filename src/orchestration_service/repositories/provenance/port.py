@@ -114,6 +114,18 @@ class GraphWalk:
 
 
 @dataclass(frozen=True, slots=True)
+class ImpactWalk:
+    """What the unscoped impact answer reads (:meth:`ProvenanceRepository.impact`)."""
+
+    nodes: Sequence[GraphNode]  # the root and the nearest ``listed`` records; empty: no root
+    total: int  # records reached below the root
+    max_depth: int  # the distance of the farthest (0: none)
+    truncated: bool  # as GraphWalk's
+    waiting: list[WaitingTask]  # as ``waiting_tasks`` of every record reached (root included)
+    in_flight_by_project: dict[str, int]  # as ``in_flight_by_project`` of their projects
+
+
+@dataclass(frozen=True, slots=True)
 class ReachedRecord:
     """A record reached by the root-cause walk: its distance, and its summary only when it is
     tainted (the others' rows are not read: ``is_tainted`` is None for them)."""
@@ -235,6 +247,13 @@ class ProvenanceRepository(Protocol):
         edges (``down``: dependents, ``up``: dependencies), once, at its distance, nearest
         first (then oldest). ``listed``: ``outputs`` only for the first ``listed`` + 1 nodes
         (the others' are None). Unscoped: a path may pass through any project."""
+        ...
+
+    async def impact(
+        self, root: uuid.UUID, max_depth: int, *, listed: int, statuses: Sequence[str]
+    ) -> ImpactWalk:
+        """``graph(root, "down", max_depth)`` and the task queries over every record reached
+        (``statuses``: in flight); as nodes only the root and the nearest ``listed`` records."""
         ...
 
     async def reached_tainted(

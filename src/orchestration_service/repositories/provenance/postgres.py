@@ -4,6 +4,7 @@ locked in id order for cascades, and one round trip to record a new record's out
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Iterable, Sequence
 from datetime import datetime
@@ -14,10 +15,11 @@ import asyncpg
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
-from orchestration_service.db.tables import provenance_records, taint_events
+from orchestration_service.db.tables import provenance_records, taint_events, task_dependencies, tasks
 from orchestration_service.repositories.provenance.port import (
     Direction,
     GraphWalk,
+    ImpactWalk,
     TaintEvent,
     TaintSeed,
     WaitingTask,
@@ -26,9 +28,12 @@ from orchestration_service.repositories.provenance.records import SqlProvenanceR
 from orchestration_service.repositories.provenance.trail import SqlTaintTrail, seed_select
 from orchestration_service.repositories.provenance.walks import (
     GRAPH_COLUMNS,
+    STRINGS,
     UUIDS,
+    PgStatement,
     pg_graph,
     pg_in_flight_by_project,
+    pg_ranked,
     pg_waiting_tasks,
 )
 
@@ -56,6 +61,74 @@ WITH mine AS (
 )
 SELECT artifact_id FROM mine
 """
+
+
+@functools.cache
+def pg_impact() -> PgStatement:
+    """:meth:`PostgresProvenance.impact` in one statement (``:root``, ``:max_depth``,
+    ``:listed``, ``:statuses``): the graph answer's first ``:listed`` rows, and in the first
+    row only, after ``truncated``, what the answer needs of every record reached (their
+    number, the farthest distance, the waiting tasks and the in-flight counts), so the other
+    rows are neither sent nor decoded and the task queries are no further round trips."""
+    seed = sa.select(pr.c.id).where(pr.c.id == sa.bindparam("root", type_=sa.Uuid()))
+    max_depth = sa.bindparam("max_depth", type_=sa.Integer())
+    listed = sa.bindparam("listed", type_=sa.BigInteger())
+    # Only the records of the levels that hold the listed ones are read: the others count from
+    # the walk alone (edges have foreign keys: every record reached exists).
+    ranked, cut, walked = pg_ranked(seed, "down", max_depth, upto=listed)
+    reached = sa.select(ranked).cte("impact_reached")
+    last = sa.select(walked).where(walked.c.depth <= max_depth).order_by(walked.c.depth.desc()).limit(1)
+    everyone = sa.cast(last.with_only_columns(walked.c.seen).scalar_subquery(), UUIDS)
+    statuses = sa.bindparam("statuses", type_=STRINGS)
+    td = task_dependencies
+    producers = sa.select(tasks.c.id).where(tasks.c.provenance_id == sa.any_(everyone))
+    waiting = (
+        sa.select(td.c.task_id.label("id"))
+        .where(td.c.depends_on_id.in_(producers))
+        .cte("waiting", recursive=True)
+    )
+    waiting = waiting.union(
+        sa.select(td.c.task_id).select_from(td.join(waiting, td.c.depends_on_id == waiting.c.id))
+    )
+    found = (
+        sa.select(tasks.c.id, tasks.c.project_id, tasks.c.status, tasks.c.created_at)
+        .where(tasks.c.id.in_(sa.select(waiting.c.id)), tasks.c.status == sa.any_(statuses))
+        .cte("waiting_found")
+    )
+    projects = sa.select(pr.c.project_id).where(pr.c.id == sa.any_(everyone))
+    flight = (
+        sa.select(tasks.c.project_id, sa.func.count().label("n"))
+        .where(tasks.c.project_id.in_(projects), tasks.c.status == sa.any_(statuses))
+        .group_by(tasks.c.project_id)
+        .cte("in_flight")
+    )
+
+    def once(value: sa.ColumnElement[Any], name: str) -> sa.ColumnElement[Any]:
+        # An uncorrelated subquery: computed once (an InitPlan), sent in the first row only.
+        return sa.case((reached.c.n == 1, sa.select(value).scalar_subquery())).label(name)
+
+    def agg(column: sa.ColumnElement[Any], by: sa.ColumnElement[Any], name: str) -> sa.ColumnElement[Any]:
+        return once(
+            sa.func.array_agg(column, type_=postgresql.ARRAY(column.type)).aggregate_order_by(by), name
+        )
+
+    stmt = (
+        sa.select(
+            *(reached.c[c] for c in GRAPH_COLUMNS[:-1]),
+            sa.cast(reached.c.outputs, sa.Text()).label("outputs"),
+            cut.label("truncated"),
+            once(last.with_only_columns(sa.func.cardinality(walked.c.seen) - 1).scalar_subquery(), "total"),
+            once(last.with_only_columns(walked.c.depth).scalar_subquery(), "deepest"),
+            *(
+                agg(found.c[c], found.c.id, f"waiting_{c}")
+                for c in ("id", "project_id", "status", "created_at")
+            ),
+            *(agg(flight.c[c], flight.c.project_id, f"flight_{c}") for c in ("project_id", "n")),
+        )
+        .where(reached.c.n <= listed)
+        .order_by(reached.c.n)
+    )
+    return PgStatement.compile(stmt)
 
 
 class GraphRow(asyncpg.Record):  # type: ignore[misc]  # asyncpg has no type stubs
@@ -113,6 +186,22 @@ class PostgresProvenance(SqlProvenanceRecords):
             stmt.sql, *stmt.args(root=root, max_depth=max_depth, listed=shown), record_class=GraphRow
         )
         return GraphWalk(rows, bool(rows) and rows[0][_WIDTH])
+
+    async def impact(
+        self, root: uuid.UUID, max_depth: int, *, listed: int, statuses: Sequence[str]
+    ) -> ImpactWalk:
+        stmt = pg_impact()
+        args = stmt.args(root=root, max_depth=max_depth, listed=listed + 1, statuses=list(statuses))
+        rows = await (await self.tx.driver()).fetch(stmt.sql, *args, record_class=GraphRow)
+        if not rows:
+            return ImpactWalk([], 0, 0, False, [], {})
+        truncated, total, deepest, ids, projects, states, created, flight, counts = rows[0][_WIDTH:]
+        # array_agg of no rows is NULL
+        waiting = [WaitingTask(*t) for t in zip(ids, projects, states, created, strict=True)] if ids else []
+        waiting.sort(key=lambda t: (t.created_at, str(t.id)))
+        return ImpactWalk(
+            rows, total, deepest, truncated, waiting, dict(zip(flight, counts, strict=True)) if flight else {}
+        )
 
     async def waiting_tasks(
         self, record_ids: Sequence[uuid.UUID], statuses: Sequence[str], project_ids: Sequence[str] | None

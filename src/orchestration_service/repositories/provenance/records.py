@@ -24,6 +24,7 @@ from orchestration_service.repositories.provenance.port import (
     Direction,
     Edge,
     GraphWalk,
+    ImpactWalk,
     ProvenanceFilter,
     ProvenanceRecord,
     ReachedRecord,
@@ -230,6 +231,30 @@ class SqlProvenanceRecords:
     async def graph(
         self, root: uuid.UUID, direction: Direction, max_depth: int, *, listed: int | None = None
     ) -> GraphWalk:
+        raise NotImplementedError
+
+    async def impact(
+        self, root: uuid.UUID, max_depth: int, *, listed: int, statuses: Sequence[str]
+    ) -> ImpactWalk:
+        walk = await self.graph(root, "down", max_depth, listed=listed)
+        nodes = walk.nodes
+        if not nodes or nodes[0].depth != 0:
+            return ImpactWalk([], 0, 0, False, [], {})
+        waiting = await self.waiting_tasks([n.id for n in nodes], statuses, None)
+        projects = sorted({n.project_id for n in nodes})
+        by_project = await self.in_flight_by_project(projects, statuses)
+        return ImpactWalk(
+            nodes[: listed + 1], len(nodes) - 1, nodes[-1].depth, walk.truncated, waiting, by_project
+        )
+
+    async def waiting_tasks(
+        self, record_ids: Sequence[uuid.UUID], statuses: Sequence[str], project_ids: Sequence[str] | None
+    ) -> list[WaitingTask]:
+        raise NotImplementedError
+
+    async def in_flight_by_project(
+        self, project_ids: Sequence[str], statuses: Sequence[str]
+    ) -> dict[str, int]:
         raise NotImplementedError
 
     async def reached_tainted(

@@ -306,6 +306,27 @@ def graph_select(direction: Direction, postgres: bool) -> sa.Select[Any]:
             .select_from(reached.join(pr, pr.c.id == reached.c.id))
             .order_by(reached.c.depth, pr.c.created_at, pr.c.id)
         )
+    ranked, cut, _ = pg_ranked(seed, direction, max_depth)
+    listed = sa.bindparam("listed", type_=sa.BigInteger())
+    return sa.select(
+        *(ranked.c[c] for c in GRAPH_COLUMNS[:-1]),
+        sa.case((ranked.c.n <= listed, sa.cast(ranked.c.outputs, sa.Text()))).label("outputs"),
+        cut.label("truncated"),
+    ).order_by(ranked.c.n)
+
+
+def pg_ranked(
+    seed: sa.Select[Any],
+    direction: Direction,
+    max_depth: sa.ColumnElement[int],
+    *,
+    upto: sa.ColumnElement[int] | None = None,
+) -> tuple[sa.Subquery, sa.ColumnElement[bool], sa.CTE]:
+    """PostgreSQL: the records a walk reaches, ``ranked`` by ``n`` (nearest first, then
+    oldest; the root is 1), with their summary columns and ``outputs`` as jsonb; ``cut``,
+    whether the depth limit cut the walk; and the walk's ``levels``. ``upto``: only the
+    records of the levels up to the first that makes ``upto`` records (the ``upto`` nearest
+    are among them; the others are not read)."""
     # One level more than asked: the walk was cut when that level is not empty. (The check
     # is one more step of the walk, with its hash anti-join, whatever the width at the limit.)
     walked = levels(seed, direction, max_depth + 1)
@@ -315,10 +336,14 @@ def graph_select(direction: Direction, postgres: bool) -> sa.Select[Any]:
         .subquery(f"{direction}_reached")
     )
     cut = sa.exists().where(walked.c.depth > max_depth)
+    order: tuple[Any, ...] = (walked.c.depth.desc(),)
+    if upto is not None:  # the first level with enough records, else the last
+        enough = sa.func.cardinality(walked.c.seen) >= upto
+        order = (enough.desc(), sa.case((enough, walked.c.depth), else_=-walked.c.depth))
     last_seen = (
         sa.select(walked.c.seen)
         .where(walked.c.depth <= max_depth)
-        .order_by(walked.c.depth.desc())
+        .order_by(*order)
         .limit(1)
         .scalar_subquery()
     )
@@ -337,12 +362,7 @@ def graph_select(direction: Direction, postgres: bool) -> sa.Select[Any]:
         .where(pr.c.id == sa.any_(sa.cast(last_seen, UUIDS)))
         .subquery("ranked")
     )
-    listed = sa.bindparam("listed", type_=sa.BigInteger())
-    return sa.select(
-        *(ranked.c[c] for c in GRAPH_COLUMNS[:-1]),
-        sa.case((ranked.c.n <= listed, sa.cast(ranked.c.outputs, sa.Text()))).label("outputs"),
-        cut.label("truncated"),
-    ).order_by(ranked.c.n)
+    return ranked, cut, walked
 
 
 @functools.cache

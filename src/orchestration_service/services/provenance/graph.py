@@ -11,7 +11,7 @@ from typing import Any
 from orchestration_service.domain.errors import NotFound
 from orchestration_service.domain.provenance import primary_artifact
 from orchestration_service.repositories.ports import Storage
-from orchestration_service.repositories.provenance.port import Edge, GraphNode
+from orchestration_service.repositories.provenance.port import Edge, GraphNode, WaitingTask
 from orchestration_service.services.provenance.common import (
     DEFAULT_GRAPH_LIMIT,
     DEFAULT_MAX_DEPTH,
@@ -99,36 +99,39 @@ class GraphQueries:
         rid = parse_record_id(record_id)
         async with self.storage.read() as uow:
             repo = uow.provenance
-            walk = await repo.graph(rid, "down", max_depth, listed=limit if project_ids is None else None)
+            if project_ids is None:
+                # Unscoped (the usual case): one call, which reads only the listed records.
+                found = await repo.impact(rid, max_depth, listed=limit, statuses=IN_FLIGHT)
+                if not found.nodes:
+                    raise NotFound(f"provenance record {record_id} does not exist")
+                return _impact(
+                    found.nodes[0],
+                    found.nodes[1:],
+                    total=found.total,
+                    deepest=found.max_depth,
+                    cut=found.truncated,
+                    waiting=found.waiting,
+                    by_project=found.in_flight_by_project,
+                    max_depth=max_depth,
+                    limit=limit,
+                )
+            walk = await repo.graph(rid, "down", max_depth, listed=None)
             root, reached = _scoped(walk.nodes, record_id, project_ids)
             waiting = await repo.waiting_tasks([n.id for n in reached], IN_FLIGHT, project_ids)
             projects = sorted({n.project_id for n in reached})
             by_project = await repo.in_flight_by_project(projects, IN_FLIGHT)
         affected = [n for n in reached if n.depth > 0]
-        # Only the listed records' artifacts are parsed: the lists end where ``items`` does.
-        listed = affected[:limit]
-        artifacts = [artifact_ids(n.outputs) for n in listed]
-        direct = [a for n, ids in zip(listed, artifacts, strict=True) if n.depth == 1 for a in ids]
-        transitive = [a for n, ids in zip(listed, artifacts, strict=True) if n.depth > 1 for a in ids]
-        root_artifacts = artifact_ids(root.outputs)
-        cut = len(affected) > limit or len(direct) > limit or len(transitive) > limit or len(waiting) > limit
-        return {
-            "provenance_id": root.id,
-            "artifact_id": root_artifacts[0] if root_artifacts else str(root.id),
-            "artifact_ids": root_artifacts,
-            "direct_dependents": direct[:limit],
-            "transitive_dependents": transitive[:limit],
-            "total_affected": len(affected),
-            "depth_limit": max_depth,
-            "max_depth": affected[-1].depth if affected else 0,
-            "truncated": walk.truncated or cut,
-            "limit": limit,
-            "items": [node(n, ids) for n, ids in zip(listed, artifacts, strict=True)],
-            "tasks_in_flight": [
-                {"task_id": t.id, "project_id": t.project_id, "status": t.status} for t in waiting[:limit]
-            ],
-            "in_flight_by_project": by_project,
-        }
+        return _impact(
+            root,
+            affected[:limit],
+            total=len(affected),
+            deepest=affected[-1].depth if affected else 0,
+            cut=walk.truncated,
+            waiting=waiting,
+            by_project=by_project,
+            max_depth=max_depth,
+            limit=limit,
+        )
 
     async def root_cause(
         self,
@@ -197,3 +200,42 @@ class GraphQueries:
             }
         )
         return answer
+
+
+def _impact(
+    root: GraphNode,
+    listed: Sequence[GraphNode],
+    *,
+    total: int,
+    deepest: int,
+    cut: bool,
+    waiting: Sequence[WaitingTask],
+    by_project: dict[str, int],
+    max_depth: int,
+    limit: int,
+) -> dict[str, Any]:
+    """The impact answer: ``listed``, the nearest ``limit`` of the ``total`` records below."""
+    # Only the listed records' artifacts are parsed: the lists end where ``items`` does.
+    listed = listed[:limit]
+    artifacts = [artifact_ids(n.outputs) for n in listed]
+    direct = [a for n, ids in zip(listed, artifacts, strict=True) if n.depth == 1 for a in ids]
+    transitive = [a for n, ids in zip(listed, artifacts, strict=True) if n.depth > 1 for a in ids]
+    root_artifacts = artifact_ids(root.outputs)
+    truncated = total > limit or len(direct) > limit or len(transitive) > limit or len(waiting) > limit
+    return {
+        "provenance_id": root.id,
+        "artifact_id": root_artifacts[0] if root_artifacts else str(root.id),
+        "artifact_ids": root_artifacts,
+        "direct_dependents": direct[:limit],
+        "transitive_dependents": transitive[:limit],
+        "total_affected": total,
+        "depth_limit": max_depth,
+        "max_depth": deepest,
+        "truncated": cut or truncated,
+        "limit": limit,
+        "items": [node(n, ids) for n, ids in zip(listed, artifacts, strict=True)],
+        "tasks_in_flight": [
+            {"task_id": t.id, "project_id": t.project_id, "status": t.status} for t in waiting[:limit]
+        ],
+        "in_flight_by_project": by_project,
+    }
