@@ -10,7 +10,6 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import RowMapping
 
 from orchestration_service.db.engine import Transaction
@@ -34,6 +33,7 @@ from orchestration_service.repositories.provenance.port import (
 from orchestration_service.repositories.provenance.walks import (
     CHUNK,
     chunks,
+    insert_ignoring_conflicts,
     scoped,
     summary_select,
     tainted_select,
@@ -64,8 +64,7 @@ class SqlProvenanceRecords:
         self.conn = tx.conn
 
     def _insert(self, table: sa.Table) -> Any:
-        """INSERT … ON CONFLICT DO NOTHING (any unique constraint) in the backend's dialect."""
-        return (postgresql.insert(table) if self.postgres else sqlite.insert(table)).on_conflict_do_nothing()
+        return insert_ignoring_conflicts(table, postgres=self.postgres)
 
     def _id_batches(
         self, column: sa.ColumnElement[Any], ids: Sequence[uuid.UUID]

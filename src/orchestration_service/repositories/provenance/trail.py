@@ -10,7 +10,6 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
 from orchestration_service.db.engine import Transaction
 from orchestration_service.db.tables import (
@@ -34,7 +33,12 @@ from orchestration_service.repositories.provenance.port import (
     TaintFlags,
     TaintSeed,
 )
-from orchestration_service.repositories.provenance.walks import json_text, nearest, scoped
+from orchestration_service.repositories.provenance.walks import (
+    insert_ignoring_conflicts,
+    json_text,
+    nearest,
+    scoped,
+)
 
 pr = provenance_records
 
@@ -60,7 +64,7 @@ class SqlTaintTrail:
         self.conn = tx.conn
 
     def _insert(self, table: sa.Table) -> Any:
-        return (postgresql.insert(table) if self.postgres else sqlite.insert(table)).on_conflict_do_nothing()
+        return insert_ignoring_conflicts(table, postgres=self.postgres)
 
     def _seed_ids(self, seed: TaintSeed) -> sa.ColumnElement[bool]:
         """``pr.id`` is a seed record (PostgreSQL: locked in id order, see ``postgres.py``)."""

@@ -20,7 +20,6 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 from sqlalchemy.engine import Dialect
-from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import Grouping
 
 from orchestration_service.db.tables import (
@@ -65,11 +64,9 @@ _SUMMARY_PLAIN = (
 SUMMARY_COLUMNS = (*_SUMMARY_PLAIN, json_text(pr.c.outputs))
 
 
-def insert_ignoring_conflicts(conn: AsyncConnection, table: sa.Table) -> Any:
-    """INSERT … ON CONFLICT DO NOTHING (any unique constraint), on either database."""
-    if conn.dialect.name == "postgresql":
-        return postgresql.insert(table).on_conflict_do_nothing()
-    return sqlite.insert(table).on_conflict_do_nothing()
+def insert_ignoring_conflicts(table: sa.Table, *, postgres: bool) -> Any:
+    """INSERT … ON CONFLICT DO NOTHING (any unique constraint) in the backend's dialect."""
+    return (postgresql.insert(table) if postgres else sqlite.insert(table)).on_conflict_do_nothing()
 
 
 def scoped(column: sa.ColumnElement[Any], project_ids: Sequence[str] | None) -> list[sa.ColumnElement[bool]]:
