@@ -91,6 +91,13 @@ class RoutingSettings(_Section):
     max_depth: int = Field(
         5, ge=1, le=50, description="Deepest nesting of subtasks (a top-level task is depth 0)."
     )
+    max_total_subtasks: int = Field(
+        100,
+        ge=1,
+        le=10_000,
+        description="Most subtasks in one task tree, all levels together; a plan that would "
+        "exceed it is not used and its task runs whole.",
+    )
     max_concurrent_analyses: int = Field(
         8, ge=1, le=1000, description="Tasks analysed at once (Agent and RAG calls in flight)."
     )

@@ -29,6 +29,7 @@ from orchestration_service.services.event_log import EventLog, LogNotifier
 from orchestration_service.services.gauges import GaugeRefresher
 from orchestration_service.services.lifecycle import Lifecycle
 from orchestration_service.services.projects import ProjectService
+from orchestration_service.services.provenance.composition import record_parent_completion
 from orchestration_service.services.provenance_store import ProvenanceStore
 from orchestration_service.services.remote import make_http_client
 from orchestration_service.services.routing_engine import RoutingEngine
@@ -90,6 +91,7 @@ class Container:
         routing = RoutingEngine(settings, http)
         dispatcher = Dispatcher(storage, lifecycle, routing, settings)
         lifecycle.on_slot_freed = dispatcher.slot_freed
+        lifecycle.record_parent = record_parent_completion
         tasks = TaskManager(
             storage,
             settings,

@@ -163,6 +163,19 @@ class Agent:
         }
     )
 
+    # /decompose by the description asked about: each level of a tree has its own plan
+    # (a subtask in one plan marked "is_atomic": false is asked about next). Unset: no answer.
+    plans: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
     def install(self, fake: FakeService, *, delay: float = 0.0) -> None:
         fake.answer("/analyze", self.analysis, delay=delay)
         fake.answer("/estimate", self.estimate, delay=delay)
+        if self.plans:
+            fake.answer("/decompose", self._decompose, delay=delay)
+
+    def _decompose(self, body: Any) -> Answer:
+        plan = self.plans.get(body.get("description"))
+        if plan is None:
+            return Reply({"detail": "no plan for this description"}, status=422)
+        nested = any(s.get("is_atomic") is False for s in plan)
+        return {"subtasks": plan, "decomposition_depth": 2 if nested else 1}

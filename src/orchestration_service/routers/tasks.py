@@ -21,6 +21,7 @@ from orchestration_service.schemas.tasks import (
     TaskDocument,
     TaskHistory,
     TaskPage,
+    TaskTree,
 )
 from orchestration_service.schemas.views import history_entry, task_document
 from orchestration_service.services.task_manager import TaskFilter
@@ -150,3 +151,14 @@ async def task_history(request: Request, task_id: str) -> JSON:
     tid = _task_id(task_id)
     rows = await container(request).tasks.history(tid, project_ids=visible_projects(request))
     return JSON({"task_id": tid, "items": [history_entry(h) for h in rows]})
+
+
+@router.get(
+    "/tasks/{task_id}/tree",
+    response_model=TaskTree,
+    responses=problem_responses(404),
+    summary="The task and its subtasks, all levels, nested",
+)
+async def task_tree(request: Request, task_id: str) -> JSON:
+    tid = _task_id(task_id)
+    return JSON(await container(request).tasks.tree(tid, project_ids=visible_projects(request)))

@@ -135,3 +135,20 @@ class HistoryEntry(BaseModel):
 class TaskHistory(BaseModel):
     task_id: uuid.UUID
     items: list[HistoryEntry]
+
+
+class TaskTreeNode(BaseModel):
+    """A task in a tree: ``depends_on`` names the siblings it waits for."""
+
+    task_id: uuid.UUID
+    status: TaskStatus
+    description: str
+    depends_on: list[uuid.UUID] = Field(default_factory=list)
+    children: list[TaskTreeNode] = Field(default_factory=list)
+
+
+class TaskTree(TaskTreeNode):
+    """The top of a tree (the task asked for), with how much of it is shown."""
+
+    subtask_count: int = Field(description="Subtasks shown under the top task, all levels.")
+    truncated: bool = Field(description="More subtasks exist than the route returns (1,000).")

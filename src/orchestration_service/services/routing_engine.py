@@ -36,6 +36,7 @@ from orchestration_service import tracing
 from orchestration_service.config import Settings
 from orchestration_service.domain.decomposition import CheckedPlan, PlanError, check_plan
 from orchestration_service.domain.routing import BuiltinAnalyzer, RoutingDecision, RulesError
+from orchestration_service.domain.task_tree import wants_nested_plan
 from orchestration_service.repositories.tasks import TaskRecord
 from orchestration_service.services.agent_client import AgentClient
 from orchestration_service.services.rag_client import RagClient
@@ -173,7 +174,9 @@ class RoutingEngine:
     async def _decide(self, task: TaskRecord) -> Outcome:
         options: dict[str, Any] = task.get("options") or {}
         text: str = task["description"]
-        wants_plan = bool(options.get("decompose"))
+        # Asked for at submission, or the Agent Service marked this subtask not atomic.
+        nested = wants_nested_plan(task.get("context"))
+        wants_plan = bool(options.get("decompose")) or nested
         builtin = self.builtin.analyze(text)
         if self.agent is None:
             outcome = Outcome(builtin.apply_pins(options))
@@ -228,7 +231,8 @@ class RoutingEngine:
         ).apply_pins(options)
         outcome = Outcome(decision)
         if wants_plan:
-            await self._plan(task, analysis.needs_decomposition, outcome)
+            # The agent's own "not atomic" mark is its verdict on a subtask's need.
+            await self._plan(task, analysis.needs_decomposition or nested, outcome)
         return outcome
 
     async def _plan(self, task: TaskRecord, needed: bool, outcome: Outcome) -> None:

@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -31,6 +31,7 @@ from orchestration_service.repositories.ports import Storage
 from orchestration_service.repositories.tasks import Submission, TaskFilter
 from orchestration_service.schemas.tasks import SubmitTask
 from orchestration_service.services.lifecycle import Lifecycle, utcnow
+from orchestration_service.services.task_tree import load_tree
 
 if TYPE_CHECKING:
     from orchestration_service.services.dispatcher import Dispatcher
@@ -235,6 +236,10 @@ class TaskManager:
             rows = await uow.tasks.find(f, limit=limit + 1, offset=offset, after=after)
             total = await uow.tasks.count(f, cap=LIST_TOTAL_CAP)
         return TaskPage(rows[:limit], min(total, LIST_TOTAL_CAP), total > LIST_TOTAL_CAP, len(rows) > limit)
+
+    async def tree(self, task_id: uuid.UUID, *, project_ids: Sequence[str] | None = None) -> dict[str, Any]:
+        """The task and every subtask under it, nested (``services/task_tree.py``)."""
+        return await load_tree(self.storage, task_id, project_ids=project_ids)
 
     async def history(
         self, task_id: uuid.UUID, *, project_ids: Sequence[str] | None = None

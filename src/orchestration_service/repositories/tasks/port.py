@@ -102,6 +102,11 @@ class TaskRepository(Protocol):
         """id, status, description, tier, domain, created_at, completed_at; oldest first."""
         ...
 
+    async def descendants(self, task_id: uuid.UUID, *, limit: int) -> Sequence[TaskRecord]:
+        """Every subtask under ``task_id``, all levels: id, parent_id, project_id, status,
+        description, depth, created_at; shallowest first, then oldest; at most ``limit``."""
+        ...
+
     async def dependencies_of(self, task_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[uuid.UUID]]: ...
 
     async def add_dependencies(self, rows: Sequence[dict[str, uuid.UUID]]) -> None:

@@ -167,6 +167,20 @@ class SqlTasks:
         )
         return await self._rows(stmt)
 
+    async def descendants(self, task_id: uuid.UUID, *, limit: int) -> Sequence[TaskRecord]:
+        c = tasks.c
+        child = tasks.alias("child")
+        # Recursive on both backends; each level reads ix_tasks_parent.
+        tree = sa.select(c.id).where(c.parent_id == task_id).cte("tree", recursive=True)
+        tree = tree.union_all(sa.select(child.c.id).where(child.c.parent_id == tree.c.id))
+        stmt = (
+            sa.select(c.id, c.parent_id, c.project_id, c.status, c.description, c.depth, c.created_at)
+            .where(c.id.in_(sa.select(tree.c.id)))
+            .order_by(c.depth, c.created_at, c.id)
+            .limit(limit)
+        )
+        return await self._rows(stmt)
+
     async def dependencies_of(self, task_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[uuid.UUID]]:
         if not task_ids:
             return {}

@@ -3,25 +3,27 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 
 from orchestration_service.domain import events as ev
 from orchestration_service.domain.decomposition import CheckedPlan
 from orchestration_service.domain.ids import uuid7
 from orchestration_service.domain.lifecycle import TaskStatus
+from orchestration_service.domain.task_tree import inherited_dependencies
 from orchestration_service.repositories.ports import UnitOfWork
 from orchestration_service.repositories.tasks.port import HistoryRecord, TaskRecord
 from orchestration_service.services.lifecycle import payloads
 from orchestration_service.services.lifecycle.transitions import (
-    Transitions,
     emit,
     history_row,
     stamp_trace,
     utcnow,
 )
+from orchestration_service.services.lifecycle.tree import TreeSteps
 
 
-class Creation(Transitions):
+class Creation(TreeSteps):
     async def create(self, uow: UnitOfWork, rows: Sequence[TaskRecord], *, cause: str) -> None:
         """Insert new pending tasks with their first history row and their events."""
         await uow.tasks.insert_many(rows)
@@ -56,13 +58,26 @@ class Creation(Transitions):
         details: dict[str, Any] | None = None,
     ) -> list[TaskRecord]:
         """Create the plan's subtasks (pending, unrouted) with their dependencies and move
-        the parent to ``decomposing``. The children are routed like any task, dispatched when
-        their dependencies completed; the parent settles when they finish."""
+        the parent to ``decomposing``. The children are routed like any task (one marked not
+        atomic is planned again), dispatched when their dependencies completed; the parent
+        settles when they finish.
+
+        A plan that would take the tree past ``routing.max_total_subtasks`` creates nothing:
+        the parent runs whole, and its history and routing document say why (returns [])."""
+        breach = await self.tree_cap_breach(uow, parent, plan)
+        if breach is not None:
+            routing = {k: v for k, v in (parent.get("routing") or {}).items() if k != "plan"}
+            routing["not_decomposed"] = breach
+            await uow.tasks.update(parent["id"], {"routing": routing})
+            await self.note(uow, parent, reason=f"runs whole: {breach}", cause=cause)
+            return []
         now = utcnow()
         options = {k: v for k, v in (parent.get("options") or {}).items() if k != "decompose"}
         ids = {s.id: uuid7() for s in plan.subtasks}
         rows: list[TaskRecord] = []
-        for s in plan.subtasks:
+        for i, s in enumerate(plan.subtasks):
+            # A microsecond apart: "oldest first" lists the subtasks in the plan's order.
+            created = now + timedelta(microseconds=i)
             rows.append(
                 {
                     "id": ids[s.id],
@@ -82,17 +97,21 @@ class Creation(Transitions):
                     "parent_id": parent["id"],
                     "depth": plan.child_depth,
                     "context": {"subtask": {"plan_id": s.id, "is_atomic": s.is_atomic}},
-                    "created_at": now,
-                    "updated_at": now,
+                    "created_at": created,
+                    "updated_at": created,
                 }
             )
         await self.create(uow, rows, cause=cause)
+        # A nested parent's own waits pass to its subtasks that wait for no sibling: the
+        # parent was routed (and planned) before what it depends on completed.
+        parent_waits = (await uow.tasks.dependencies_of([parent["id"]])).get(parent["id"], [])
         await uow.tasks.add_dependencies(
             [
                 {"task_id": ids[s.id], "depends_on_id": ids[dep]}
                 for s in plan.subtasks
                 for dep in s.dependencies
             ]
+            + inherited_dependencies([ids[r] for r in plan.roots], parent_waits)
         )
         await self.transition(
             uow,

@@ -3,7 +3,8 @@ settling of a decomposed parent when its subtasks finish."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from orchestration_service.domain.lifecycle import FINAL_STATES, TaskStatus
@@ -12,9 +13,16 @@ from orchestration_service.repositories.tasks.port import TaskRecord
 from orchestration_service.services.lifecycle import payloads
 from orchestration_service.services.lifecycle.attempts import Attempts
 from orchestration_service.services.lifecycle.transitions import utcnow
+from orchestration_service.services.lifecycle.tree import TreeSteps
+
+# Writes a completed parent's provenance record (its subtasks' records as inputs); returns
+# its id. Set by the container: provenance is a use case the lifecycle must not import.
+ParentRecorder = Callable[[UnitOfWork, TaskRecord, Sequence[TaskRecord]], Awaitable[uuid.UUID]]
 
 
-class Finishing(Attempts):
+class Finishing(Attempts, TreeSteps):
+    record_parent: ParentRecorder | None = None
+
     async def retry_or_fail(
         self,
         uow: UnitOfWork,
@@ -58,10 +66,10 @@ class Finishing(Attempts):
         return failed
 
     async def cancel(self, uow: UnitOfWork, task: TaskRecord, *, reason: str, cause: str) -> TaskRecord:
+        # Every row this cancel will change, all levels down, is locked before any project
+        # lock is taken (after_final): other flows lock a task's row, then its project.
+        await self.lock_subtree(uow, task)
         children = await uow.tasks.subtasks(task["id"])
-        # Every row this cancel will change is locked before any project lock is taken
-        # (after_final): other flows lock a task's row, then its project.
-        await uow.tasks.lock_rows([c["id"] for c in children if TaskStatus(c["status"]) not in FINAL_STATES])
         cancelled = await self.transition(
             uow,
             task,
@@ -125,12 +133,16 @@ class Finishing(Attempts):
         self, uow: UnitOfWork, parent: TaskRecord, children: Sequence[TaskRecord]
     ) -> None:
         artifacts: list[Any] = []
+        rows: list[TaskRecord] = []
         for c in children:
             row = await uow.tasks.get(c["id"])
             if row is not None:
+                rows.append(row)
                 artifacts.extend(row["artifacts"] or [])
         now = utcnow()
         started = parent.get("started_at") or parent["created_at"]
+        record = self.record_parent
+        record_id = None if record is None else await record(uow, {**parent, "artifacts": artifacts}, rows)
         done = await self.transition(
             uow,
             parent,
@@ -140,8 +152,9 @@ class Finishing(Attempts):
             changes={
                 "artifacts": artifacts,
                 "execution_time_ms": int((now - started).total_seconds() * 1000),
+                "provenance_id": record_id,
             },
-            events=[payloads.completed(parent, None, artifacts)],
+            events=[payloads.completed(parent, None if record_id is None else str(record_id), artifacts)],
             now=now,
         )
         await self.after_final(uow, done)

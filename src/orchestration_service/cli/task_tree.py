@@ -1,0 +1,67 @@
+"""``task tree ID``: a task and its subtasks, all levels, drawn as a tree (HTTP only)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.markup import escape
+from rich.tree import Tree
+
+from orchestration_service.cli.client import DEFAULT_URL, api, run
+from orchestration_service.cli.commands import ApiKey, AsJson, Url, emit_json, out, task_app
+
+STATUS_STYLE = {
+    "completed": "green",
+    "failed": "red",
+    "cancelled": "yellow",
+    "running": "cyan",
+    "validating": "cyan",
+    "decomposing": "magenta",
+}
+
+
+def _label(node: dict[str, Any], names: dict[str, str]) -> str:
+    status = node["status"]
+    style = STATUS_STYLE.get(status, "white")
+    text = f"[{style}]{status}[/] {escape(node['description'][:80])}  [dim]{node['task_id']}[/]"
+    if node.get("depends_on"):
+        after = ", ".join(names.get(d, d) for d in node["depends_on"])
+        text += f"  [dim]after {escape(after)}[/]"
+    return text
+
+
+def _names(node: dict[str, Any], into: dict[str, str]) -> dict[str, str]:
+    """Short names of the nodes, for "after …": the first words of each description."""
+    into[node["task_id"]] = " ".join(node["description"].split()[:4])
+    for child in node["children"]:
+        _names(child, into)
+    return into
+
+
+def draw(doc: dict[str, Any]) -> Tree:
+    names = _names(doc, {})
+
+    def add(branch: Tree, node: dict[str, Any]) -> None:
+        for child in node["children"]:
+            add(branch.add(_label(child, names)), child)
+
+    tree = Tree(_label(doc, names))
+    add(tree, doc)
+    return tree
+
+
+@task_app.command("tree")
+def task_tree(task_id: str, url: Url = DEFAULT_URL, api_key: ApiKey = None, as_json: AsJson = False) -> None:
+    """Show a task and its subtasks, all levels, as a tree."""
+
+    def body() -> None:
+        with api(url, api_key) as client:
+            doc = client.get(f"/tasks/{task_id}/tree")
+        if as_json:
+            emit_json(doc)
+            return
+        out.print(draw(doc))
+        more = " (cut: more subtasks exist)" if doc.get("truncated") else ""
+        out.print(f"{doc['subtask_count']} subtasks{more}")
+
+    run(body)

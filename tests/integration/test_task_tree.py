@@ -1,0 +1,192 @@
+"""Nested decomposition end to end, on SQLite and PostgreSQL, against the fake Agent Service
+(a real HTTP server): subtasks the agent marks not atomic are planned again, the tree
+completes bottom-up in dependency order, the cap on a tree, cancel of a middle task, the
+tree route and the parents' provenance."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+import pytest
+
+from orchestration_service.domain.access import Scope
+from tests.conftest import Service, make_settings, start_service
+from tests.integration.fake_services import Agent, FakeService
+from tests.integration.test_event_lifecycle import Harness
+from tests.integration.test_routing import (  # noqa: F401  (fixtures)
+    FAST,
+    agent,
+    agent_server,
+    complete,
+    reasons,
+    records_depended_on,
+    serve,
+)
+from tests.integration.test_tasks_api import submit, wait_for_status
+from tests.waiting import eventually
+
+ROOT = "Ship the notes app: an API, a UI on it, then the user guide"
+LEVEL_1 = [
+    {"id": "api", "description": "Build the notes API", "is_atomic": False, "dependencies": []},
+    {"id": "ui", "description": "Build the notes UI", "is_atomic": False, "dependencies": ["api"]},
+    {"id": "docs", "description": "Write the user guide", "is_atomic": True, "dependencies": ["ui"]},
+]
+API = [
+    {"id": "s", "description": "Write the notes schema", "is_atomic": True, "dependencies": []},
+    {"id": "h", "description": "Write the notes handlers", "is_atomic": True, "dependencies": ["s"]},
+]
+UI = [
+    {"id": "c", "description": "Write the UI components", "is_atomic": True, "dependencies": []},
+    {"id": "p", "description": "Write the UI pages", "is_atomic": True, "dependencies": ["c"]},
+]
+NAMES = {
+    "Build the notes API": "api",
+    "Build the notes UI": "ui",
+    "Write the user guide": "docs",
+    "Write the notes schema": "schema",
+    "Write the notes handlers": "handlers",
+    "Write the UI components": "components",
+    "Write the UI pages": "pages",
+}
+LEAVES = ("schema", "handlers", "components", "pages", "docs")
+
+
+def tree_agent(fake: FakeService) -> None:
+    Agent(
+        analysis={
+            "mode": "new_project",
+            "domain": "code-general",
+            "needs_decomposition": True,
+            "estimated_complexity": "high",
+            "qa_profile": "testing",
+        },
+        plans={ROOT: LEVEL_1, "Build the notes API": API, "Build the notes UI": UI},
+    ).install(fake)
+
+
+async def get_tree(h: Harness, task_id: str) -> dict[str, Any]:
+    r = await h.svc.client.get(f"/api/v1/tasks/{task_id}/tree")
+    assert r.status_code == 200, r.text
+    return dict(r.json())
+
+
+def flatten(node: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Every node under (and with) ``node`` by its short name (the root as "root")."""
+    out = {NAMES.get(node["description"], "root"): node}
+    for child in node["children"]:
+        out.update(flatten(child))
+    return out
+
+
+async def planned_tree(h: Harness, root: str, subtasks: int) -> dict[str, dict[str, Any]]:
+    """Waits until the tree under ``root`` has ``subtasks`` subtasks; its nodes by name."""
+
+    async def grown() -> dict[str, Any] | None:
+        doc = await get_tree(h, root)
+        return doc if doc["subtask_count"] == subtasks else None
+
+    return flatten(await eventually(grown, what=f"a tree of {subtasks} subtasks"))
+
+
+async def doc(h: Harness, task_id: str) -> dict[str, Any]:
+    return dict((await h.svc.client.get(f"/api/v1/tasks/{task_id}")).json())
+
+
+def at(value: str) -> datetime:
+    return datetime.fromisoformat(value)
+
+
+async def test_three_levels_complete_bottom_up_in_dependency_order(clean_db: str, agent: FakeService) -> None:
+    tree_agent(agent)
+    async with serve(clean_db, agent_service_url=agent.url, **FAST) as h:
+        root = (await submit(h.svc, description=ROOT, options={"decompose": True}))["task_id"]
+        nodes = await planned_tree(h, root, 7)
+        ids = {name: str(n["task_id"]) for name, n in nodes.items()}
+
+        # The shape: three levels, each node's siblings it waits for.
+        top = nodes["root"]
+        assert [NAMES[c["description"]] for c in top["children"]] == ["api", "ui", "docs"]
+        assert [NAMES[c["description"]] for c in nodes["api"]["children"]] == ["schema", "handlers"]
+        assert [NAMES[c["description"]] for c in nodes["ui"]["children"]] == ["components", "pages"]
+        assert nodes["ui"]["depends_on"] == [ids["api"]] and nodes["docs"]["depends_on"] == [ids["ui"]]
+        assert nodes["handlers"]["depends_on"] == [ids["schema"]]
+        assert nodes["pages"]["depends_on"] == [ids["components"]]
+        assert nodes["components"]["depends_on"] == []  # what it inherits shows on its parent
+        assert set(nodes) == {"root", *NAMES.values()}
+        assert all(
+            set(n) == {"task_id", "status", "description", "depends_on", "children"} for n in top["children"]
+        )
+        await wait_for_status(h.svc, ids["api"], "decomposing")
+        await wait_for_status(h.svc, ids["ui"], "decomposing")
+        # The UI's first subtask also waits for the API, which its parent waited for.
+        assert set((await doc(h, ids["components"]))["depends_on"]) == {ids["api"]}
+
+        # Each level planned with the depth left.
+        asked = {c.body["description"]: c.body["max_depth"] for c in agent.calls_to("/decompose")}
+        assert asked == {ROOT: 5, "Build the notes API": 4, "Build the notes UI": 4}
+
+        done = {}
+        for name in LEAVES:
+            done[name] = await complete(h, ids[name], f"art-{name}")
+            if name == "handlers":
+                await wait_for_status(h.svc, ids["api"], "completed")
+            if name == "pages":
+                await wait_for_status(h.svc, ids["ui"], "completed")
+        final = await wait_for_status(h.svc, root, "completed")
+
+        # Dependencies held at every level: nothing started before what it waits for
+        # completed (the inherited wait included).
+        docs = {name: await doc(h, tid) for name, tid in ids.items()}
+        for name in LEAVES:
+            for dep in docs[name]["depends_on"]:
+                blocker = next(d for d in docs.values() if d["task_id"] == dep)
+                assert at(docs[name]["started_at"]) >= at(blocker["completed_at"]), (
+                    name,
+                    blocker["description"],
+                )
+        assert at(docs["components"]["started_at"]) >= at(docs["api"]["completed_at"])
+        # Parents complete after their last subtask, bottom-up.
+        assert at(docs["api"]["completed_at"]) >= at(docs["handlers"]["completed_at"])
+        assert at(final["completed_at"]) >= at(docs["docs"]["completed_at"])
+        assert sorted(a["id"] for a in docs["api"]["artifacts"]) == ["art-handlers", "art-schema"]
+        assert sorted(a["id"] for a in final["artifacts"]) == sorted(f"art-{n}" for n in LEAVES)
+        assert all(n["status"] == "completed" for n in flatten(await get_tree(h, root)).values())
+
+        # Provenance: each parent's record has its direct subtasks' records as inputs.
+        rec = {name: d["provenance_id"] for name, d in docs.items()}
+        assert all(rec.values())
+        assert await records_depended_on(clean_db, rec["root"]) == {rec["api"], rec["ui"], rec["docs"]}
+        assert await records_depended_on(clean_db, rec["api"]) == {rec["schema"], rec["handlers"]}
+        assert await records_depended_on(clean_db, rec["ui"]) == {rec["components"], rec["pages"]}
+        record = (await h.svc.client.get(f"/api/v1/provenance/{rec['root']}")).json()
+        assert {i["provenance_id"] for i in record["inputs"]} == {rec["api"], rec["ui"], rec["docs"]}
+        assert sorted(record["inputs_consumed"]) == sorted(f"art-{n}" for n in LEAVES)
+        assert record["verification"]["verified_by"] == "subtasks"
+        completed = await h.published("task.completed", root)
+        assert completed[0]["data"]["provenance_id"] == rec["root"]
+
+
+async def test_a_plan_past_the_tree_cap_runs_its_task_whole(clean_db: str, agent: FakeService) -> None:
+    tree_agent(agent)
+    async with serve(clean_db, agent_service_url=agent.url, max_total_subtasks=4, **FAST) as h:
+        root = (await submit(h.svc, description=ROOT, options={"decompose": True}))["task_id"]
+        nodes = await planned_tree(h, root, 3)
+        ids = {name: str(n["task_id"]) for name, n in nodes.items()}
+        # 3 subtasks, and each middle plan would add 2: both run whole, and say why.
+        why = "the task tree would have 5 subtasks (3 already, 2 planned), more than routing.max_total_subtasks 4"
+        for name in ("api", "ui"):
+            routed = await eventually(lambda n=name: _not_decomposed(h, ids[n]), what=f"{name} routed")
+            assert routed == why
+            assert f"runs whole: {why}" in await reasons(h, ids[name])
+        assert (await get_tree(h, root))["subtask_count"] == 3
+        for name in ("api", "ui", "docs"):
+            await complete(h, ids[name], f"art-{name}")
+        done = await wait_for_status(h.svc, root, "completed")
+        assert sorted(a["id"] for a in done["artifacts"]) == ["art-api", "art-docs", "art-ui"]
+
+
+async def _not_decomposed(h: Harness, task_id: str) -> str | None:
+    routing = (await doc(h, task_id))["routing"]
+    return None if routing is None else routing.get("not_decomposed")
