@@ -6,6 +6,7 @@ tree route and the parents' provenance."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
@@ -15,10 +16,8 @@ from orchestration_service.domain.access import Scope
 from tests.conftest import Service, make_settings, start_service
 from tests.integration.fake_services import Agent, FakeService
 from tests.integration.test_event_lifecycle import Harness
-from tests.integration.test_routing import (  # noqa: F401  (fixtures)
+from tests.integration.test_routing import (
     FAST,
-    agent,
-    agent_server,
     complete,
     reasons,
     records_depended_on,
@@ -51,6 +50,20 @@ NAMES = {
     "Write the UI pages": "pages",
 }
 LEAVES = ("schema", "handlers", "components", "pages", "docs")
+
+
+@pytest.fixture(scope="module")
+def agent_server() -> Iterator[FakeService]:
+    fake = FakeService("agent")
+    fake.start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def agent(agent_server: FakeService) -> FakeService:
+    agent_server.reset()
+    return agent_server
 
 
 def tree_agent(fake: FakeService) -> None:
@@ -175,7 +188,10 @@ async def test_a_plan_past_the_tree_cap_runs_its_task_whole(clean_db: str, agent
         nodes = await planned_tree(h, root, 3)
         ids = {name: str(n["task_id"]) for name, n in nodes.items()}
         # 3 subtasks, and each middle plan would add 2: both run whole, and say why.
-        why = "the task tree would have 5 subtasks (3 already, 2 planned), more than routing.max_total_subtasks 4"
+        why = (
+            "the task tree would have 5 subtasks (3 already, 2 planned), "
+            "more than routing.max_total_subtasks 4"
+        )
         for name in ("api", "ui"):
             routed = await eventually(lambda n=name: _not_decomposed(h, ids[n]), what=f"{name} routed")
             assert routed == why
@@ -190,3 +206,71 @@ async def test_a_plan_past_the_tree_cap_runs_its_task_whole(clean_db: str, agent
 async def _not_decomposed(h: Harness, task_id: str) -> str | None:
     routing = (await doc(h, task_id))["routing"]
     return None if routing is None else routing.get("not_decomposed")
+
+
+async def test_cancelling_a_middle_task_cancels_its_subtree_and_fails_its_ancestors(
+    clean_db: str, agent: FakeService
+) -> None:
+    tree_agent(agent)
+    async with serve(clean_db, agent_service_url=agent.url, **FAST) as h:
+        root = (await submit(h.svc, description=ROOT, options={"decompose": True}))["task_id"]
+        ids = {name: str(n["task_id"]) for name, n in (await planned_tree(h, root, 7)).items()}
+        await wait_for_status(h.svc, ids["schema"], "running")
+        await wait_for_status(h.svc, ids["ui"], "decomposing")
+        r = await h.svc.client.post(f"/api/v1/tasks/{ids['api']}/cancel", json={"reason": "API dropped"})
+        assert r.status_code == 200 and r.json()["status"] == "cancelled"
+        # Its subtree goes with it; the worker running one of them is told.
+        for name in ("schema", "handlers"):
+            d = await doc(h, ids[name])
+            assert d["status"] == "cancelled"
+            assert (await h.history(ids[name]))[-1]["reason"] == "parent cancelled: API dropped"
+        assert await h.published("task.cancelled", ids["schema"])
+        # As with one level: a cancelled subtask fails its parent (here the top task), and
+        # the rest of the tree, which could never complete, is cancelled.
+        top = await doc(h, root)
+        assert top["status"] == "failed"
+        assert top["error"]["reason"] == "subtask was cancelled"
+        assert top["error"]["detail"]["subtask_id"] == ids["api"]
+        for name in ("ui", "components", "pages", "docs"):
+            assert (await doc(h, ids[name]))["status"] == "cancelled", name
+        statuses = {n: node["status"] for n, node in flatten(await get_tree(h, root)).items()}
+        assert statuses == {"root": "failed", **dict.fromkeys(NAMES.values(), "cancelled")}
+
+
+@pytest.fixture
+async def secured(clean_db: str) -> Any:
+    svc, lifespan = await start_service(make_settings(clean_db, auth={"enabled": True}))
+    try:
+        yield svc
+    finally:
+        await svc.client.aclose()
+        await lifespan.__aexit__(None, None, None)
+
+
+async def bearer(svc: Service, projects: list[str]) -> dict[str, str]:
+    raw, _ = await svc.container.keys.create(name=f"k-{projects[0]}", scope=Scope.WRITE, projects=projects)
+    return {"Authorization": f"Bearer {raw}"}
+
+
+async def test_tree_route_is_scoped_like_other_task_routes(secured: Service) -> None:
+    c = secured.client
+    mine, theirs = await bearer(secured, ["mine"]), await bearer(secured, ["theirs"])
+    r = await c.post("/api/v1/tasks", json={"description": "a lone task", "project_id": "mine"}, headers=mine)
+    tid = r.json()["task_id"]
+    tree = await c.get(f"/api/v1/tasks/{tid}/tree", headers=mine)
+    assert tree.status_code == 200
+    assert tree.json() == {
+        "task_id": tid,
+        "status": tree.json()["status"],
+        "description": "a lone task",
+        "depends_on": [],
+        "children": [],
+        "subtask_count": 0,
+        "truncated": False,
+    }
+    for task_id, headers in ((tid, theirs), (str(uuid.uuid4()), mine), ("not-a-uuid", mine)):
+        r = await c.get(f"/api/v1/tasks/{task_id}/tree", headers=headers)
+        assert r.status_code == 404, task_id
+        assert r.headers["content-type"].startswith("application/problem+json")
+        assert r.json()["type"].endswith(":not-found")
+    assert (await c.get(f"/api/v1/tasks/{tid}/tree")).status_code == 401
