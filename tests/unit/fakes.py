@@ -58,6 +58,16 @@ class FakeTasks:
         kids = [r for r in self.rows.values() if r.get("parent_id") == parent_id]
         return [dict(r) for r in sorted(kids, key=lambda r: (r["created_at"], r["id"]))]
 
+    async def descendants(self, task_id: uuid.UUID, *, limit: int) -> Sequence[TaskRecord]:
+        found: list[TaskRecord] = []
+        level = [task_id]
+        while level:
+            kids = [r for r in self.rows.values() if r.get("parent_id") in level]
+            found.extend(kids)
+            level = [r["id"] for r in kids]
+        found.sort(key=lambda r: (r["depth"], r["created_at"], r["id"]))
+        return [dict(r) for r in found[:limit]]
+
     async def dependencies_of(self, task_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[uuid.UUID]]:
         out: dict[uuid.UUID, list[uuid.UUID]] = {}
         for task_id, on in self.deps:

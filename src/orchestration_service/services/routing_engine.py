@@ -8,7 +8,8 @@ transaction, and applies the result in a short transaction of its own.
 - With an Agent Service: ``/analyze`` decides mode, domain, QA profile and whether the task
   needs decomposition; ``/estimate`` decides the tier (if it fails, the built-in rules give
   the tier for the agent's domain); ``/decompose`` plans subtasks when the submitter asked
-  for decomposition and the analysis says it is needed.
+  for decomposition and the analysis says it is needed, and plans again a subtask that the
+  agent's plan marked not atomic (with the levels left to ``max_depth``).
 - The built-in analyzer decides when no Agent Service is configured, and whenever
   ``/analyze`` fails, times out, answers something malformed or its breaker is open; the
   decision's reason then starts with why ("agent-service failed: timeout after 60s;

@@ -23,6 +23,7 @@ import {
 } from "../dom.js";
 import { graph, swatch } from "../graph.js";
 import { EventStream } from "../sse.js";
+import { taskTree } from "../tree.js";
 
 window.dashboard = window.dashboard || { latencies: [] };
 
@@ -285,9 +286,26 @@ export default async function taskPage(ctx) {
     replaceBody(sections.info, info);
     replaceBody(sections.artifacts, artifacts);
     replaceBody(sections.subtasks, subtasks);
+    if (t.subtasks.length) showTree();
     replaceBody(sections.history, timeline(history));
     replaceBody(sections.qa, qaFeedback(history));
     root.dataset.ready = "1";
+  }
+
+  // The whole tree (all levels) under the direct subtasks' graph; a failed read keeps
+  // what was shown.
+  async function showTree() {
+    try {
+      const tree = await taskTree(taskId);
+      if (!ctx.isCurrent()) return;
+      if (!sections.tree) {
+        sections.tree = section("Task tree");
+        sections.subtasks.after(sections.tree);
+      }
+      replaceBody(sections.tree, tree);
+    } catch {
+      // the rest of the page still shows
+    }
   }
 
   function replaceBody(sec, content) {
