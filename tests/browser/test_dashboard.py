@@ -295,6 +295,25 @@ def test_subtasks_as_a_dependency_graph(
     rec.assert_clean()
 
 
+def test_task_page_shows_the_task_tree(
+    server: UiServer, api: Api, seeded: dict[str, str], open_page: Any
+) -> None:
+    page, rec = open_page(server.url)
+    page.goto(ui(server, f"/tasks/{seeded['parent']}"))
+    ready(page)
+    page.wait_for_selector("#task-tree")
+    subtasks = api.task(seeded["parent"])["subtasks"]
+    items = page.locator("#task-tree li[data-task-id]")
+    assert items.count() == 1 + len(subtasks)  # the task itself, then its subtasks
+    assert items.first.get_attribute("data-task-id") == seeded["parent"]
+    for st in subtasks:
+        item = page.locator(f'#task-tree li[data-task-id="{st["task_id"]}"]')
+        assert item.get_attribute("data-status") == st["status"]
+        assert item.locator(f'a[href="#/tasks/{st["task_id"]}"]').count() == 1
+    assert "after Write the parser" in page.locator("#task-tree").inner_text()  # b and c wait for a
+    rec.assert_clean()
+
+
 def test_provenance_graph_lineage_and_impact(
     server: UiServer, api: Api, seeded: dict[str, str], open_page: Any
 ) -> None:
