@@ -79,8 +79,8 @@ def tree_agent(fake: FakeService) -> None:
     ).install(fake)
 
 
-async def get_tree(h: Harness, task_id: str) -> dict[str, Any]:
-    r = await h.svc.client.get(f"/api/v1/tasks/{task_id}/tree")
+async def get_tree(svc: Service, task_id: str) -> dict[str, Any]:
+    r = await svc.client.get(f"/api/v1/tasks/{task_id}/tree")
     assert r.status_code == 200, r.text
     return dict(r.json())
 
@@ -93,11 +93,11 @@ def flatten(node: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return out
 
 
-async def planned_tree(h: Harness, root: str, subtasks: int) -> dict[str, dict[str, Any]]:
+async def planned_tree(svc: Service, root: str, subtasks: int) -> dict[str, dict[str, Any]]:
     """Waits until the tree under ``root`` has ``subtasks`` subtasks; its nodes by name."""
 
     async def grown() -> dict[str, Any] | None:
-        doc = await get_tree(h, root)
+        doc = await get_tree(svc, root)
         return doc if doc["subtask_count"] == subtasks else None
 
     return flatten(await eventually(grown, what=f"a tree of {subtasks} subtasks"))
@@ -115,7 +115,7 @@ async def test_three_levels_complete_bottom_up_in_dependency_order(clean_db: str
     tree_agent(agent)
     async with serve(clean_db, agent_service_url=agent.url, **FAST) as h:
         root = (await submit(h.svc, description=ROOT, options={"decompose": True}))["task_id"]
-        nodes = await planned_tree(h, root, 7)
+        nodes = await planned_tree(h.svc, root, 7)
         ids = {name: str(n["task_id"]) for name, n in nodes.items()}
 
         # The shape: three levels, each node's siblings it waits for.
@@ -165,7 +165,7 @@ async def test_three_levels_complete_bottom_up_in_dependency_order(clean_db: str
         assert at(final["completed_at"]) >= at(docs["docs"]["completed_at"])
         assert sorted(a["id"] for a in docs["api"]["artifacts"]) == ["art-handlers", "art-schema"]
         assert sorted(a["id"] for a in final["artifacts"]) == sorted(f"art-{n}" for n in LEAVES)
-        assert all(n["status"] == "completed" for n in flatten(await get_tree(h, root)).values())
+        assert all(n["status"] == "completed" for n in flatten(await get_tree(h.svc, root)).values())
 
         # Provenance: each parent's record has its direct subtasks' records as inputs.
         rec = {name: d["provenance_id"] for name, d in docs.items()}
@@ -185,7 +185,7 @@ async def test_a_plan_past_the_tree_cap_runs_its_task_whole(clean_db: str, agent
     tree_agent(agent)
     async with serve(clean_db, agent_service_url=agent.url, max_total_subtasks=4, **FAST) as h:
         root = (await submit(h.svc, description=ROOT, options={"decompose": True}))["task_id"]
-        nodes = await planned_tree(h, root, 3)
+        nodes = await planned_tree(h.svc, root, 3)
         ids = {name: str(n["task_id"]) for name, n in nodes.items()}
         # 3 subtasks, and each middle plan would add 2: both run whole, and say why.
         why = (
@@ -196,7 +196,7 @@ async def test_a_plan_past_the_tree_cap_runs_its_task_whole(clean_db: str, agent
             routed = await eventually(lambda n=name: _not_decomposed(h, ids[n]), what=f"{name} routed")
             assert routed == why
             assert f"runs whole: {why}" in await reasons(h, ids[name])
-        assert (await get_tree(h, root))["subtask_count"] == 3
+        assert (await get_tree(h.svc, root))["subtask_count"] == 3
         for name in ("api", "ui", "docs"):
             await complete(h, ids[name], f"art-{name}")
         done = await wait_for_status(h.svc, root, "completed")
@@ -214,7 +214,7 @@ async def test_cancelling_a_middle_task_cancels_its_subtree_and_fails_its_ancest
     tree_agent(agent)
     async with serve(clean_db, agent_service_url=agent.url, **FAST) as h:
         root = (await submit(h.svc, description=ROOT, options={"decompose": True}))["task_id"]
-        ids = {name: str(n["task_id"]) for name, n in (await planned_tree(h, root, 7)).items()}
+        ids = {name: str(n["task_id"]) for name, n in (await planned_tree(h.svc, root, 7)).items()}
         await wait_for_status(h.svc, ids["schema"], "running")
         await wait_for_status(h.svc, ids["ui"], "decomposing")
         r = await h.svc.client.post(f"/api/v1/tasks/{ids['api']}/cancel", json={"reason": "API dropped"})
@@ -233,7 +233,7 @@ async def test_cancelling_a_middle_task_cancels_its_subtree_and_fails_its_ancest
         assert top["error"]["detail"]["subtask_id"] == ids["api"]
         for name in ("ui", "components", "pages", "docs"):
             assert (await doc(h, ids[name]))["status"] == "cancelled", name
-        statuses = {n: node["status"] for n, node in flatten(await get_tree(h, root)).items()}
+        statuses = {n: node["status"] for n, node in flatten(await get_tree(h.svc, root)).items()}
         assert statuses == {"root": "failed", **dict.fromkeys(NAMES.values(), "cancelled")}
 
 
@@ -274,3 +274,78 @@ async def test_tree_route_is_scoped_like_other_task_routes(secured: Service) -> 
         assert r.headers["content-type"].startswith("application/problem+json")
         assert r.json()["type"].endswith(":not-found")
     assert (await c.get(f"/api/v1/tasks/{tid}/tree")).status_code == 401
+
+
+# -- the three-level tree end to end on RabbitMQ ----------------------------------------------
+@pytest.mark.rabbitmq
+async def test_three_levels_end_to_end_on_rabbitmq(clean_db: str, agent: FakeService) -> None:
+    """Workers' and QA's events arrive through the broker; the parents' task.completed
+    leave through it, bottom-up."""
+    import aio_pika
+    import orjson
+
+    from tests.conftest import AMQP_URL, missing_service
+    from tests.integration.test_event_lifecycle import cloud_event, output_event
+    from tests.integration.test_rabbitmq_bus import delete_topology, tap
+
+    try:
+        admin_conn = await aio_pika.connect(AMQP_URL, timeout=5)
+    except Exception as exc:
+        missing_service("RabbitMQ", exc)
+        raise
+    prefix = f"t{uuid.uuid4().hex[:8]}."
+    tree_agent(agent)
+    settings = make_settings(
+        clean_db,
+        events={"broker_url": AMQP_URL, "name_prefix": prefix},
+        routing={"agent_service_url": agent.url, **FAST},
+    )
+    svc, lifespan = await start_service(settings)
+    admin = await admin_conn.channel()
+    try:
+        await eventually(lambda: svc.container.bus.consuming, timeout=15, what="the consumer attached")
+        spy = await tap(admin, prefix)
+        exchanges = {
+            name: await admin.get_exchange(prefix + name, ensure=True)
+            for name in ("task.events", "qa.events")
+        }
+
+        async def publish(exchange: str, key: str, envelope: dict[str, Any]) -> None:
+            message = aio_pika.Message(
+                orjson.dumps(envelope),
+                content_type="application/cloudevents+json",
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                message_id=envelope["id"],
+            )
+            await exchanges[exchange].publish(message, routing_key=key)
+
+        async def run(task_id: str, art: str) -> None:
+            await wait_for_status(svc, task_id, "running", timeout=15)
+            await publish("task.events", "task.output.created", output_event(task_id, art=art))
+            await wait_for_status(svc, task_id, "validating", timeout=15)
+            validated = cloud_event("task.validated", {"task_id": task_id, "confidence": 0.9}, source="/qa")
+            await publish("qa.events", "task.validated", validated)
+            await wait_for_status(svc, task_id, "completed", timeout=15)
+
+        root = (await submit(svc, description=ROOT, options={"decompose": True}))["task_id"]
+        ids = {name: str(n["task_id"]) for name, n in (await planned_tree(svc, root, 7)).items()}
+        for name in LEAVES:
+            await run(ids[name], f"art-{name}")
+        await wait_for_status(svc, root, "completed", timeout=15)
+
+        completed: list[str] = []
+
+        async def parents_announced() -> bool:
+            while (m := await spy.get(fail=False, no_ack=True)) is not None:
+                if m.routing_key == "task.completed":
+                    completed.append(orjson.loads(m.body)["subject"])
+            return {ids["api"], ids["ui"], root} <= set(completed)
+
+        await eventually(parents_announced, timeout=15, what="the parents' task.completed on the broker")
+        order = [t for t in completed if t in (ids["api"], ids["ui"], root)]
+        assert order == [ids["api"], ids["ui"], root]
+    finally:
+        await svc.client.aclose()
+        await lifespan.__aexit__(None, None, None)
+        await admin_conn.close()
+        await delete_topology(prefix)
