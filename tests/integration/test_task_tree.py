@@ -180,6 +180,15 @@ async def test_three_levels_complete_bottom_up_in_dependency_order(clean_db: str
         completed = await h.published("task.completed", root)
         assert completed[0]["data"]["provenance_id"] == rec["root"]
 
+        # A taint of a leaf's work reaches every record above it.
+        r = await h.svc.client.post(
+            f"/api/v1/provenance/{rec['schema']}/taint", json={"reason": "bad schema"}
+        )
+        assert r.status_code == 200, r.text
+        # (The UI's subtasks consumed the API's artifacts, so its side is suspect too.)
+        for name in ("handlers", "api", "components", "ui", "docs", "root"):
+            assert (await h.svc.client.get(f"/api/v1/provenance/{rec[name]}")).json()["is_suspect"], name
+
 
 async def test_a_plan_past_the_tree_cap_runs_its_task_whole(clean_db: str, agent: FakeService) -> None:
     tree_agent(agent)

@@ -36,6 +36,9 @@ class FakeTasks:
     async def get_many(self, task_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, TaskRecord]:
         return {i: dict(self.rows[i]) for i in task_ids if i in self.rows}
 
+    async def update(self, task_id: uuid.UUID, values: dict[str, Any]) -> None:
+        await self.update_many([(task_id, values)])
+
     async def update_many(self, changes: Sequence[tuple[uuid.UUID, dict[str, Any]]]) -> None:
         for task_id, values in changes:
             self.rows[task_id].update(values)

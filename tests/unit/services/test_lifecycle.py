@@ -206,3 +206,69 @@ async def test_decompose_creates_pending_subtasks_with_dependencies() -> None:
     assert uow.tasks.rows[parent["id"]]["status"] == "decomposing"
     assert names(uow).count("task.created") == 2
     assert isinstance(kids[0]["id"], uuid.UUID)
+
+
+def nested_lifecycle(cap: int) -> Lifecycle:
+    settings = load_settings(
+        storage={"database_url": "sqlite+aiosqlite:///:memory:"}, routing={"max_total_subtasks": cap}
+    )
+    return Lifecycle(settings)
+
+
+TWO_STEPS = CheckedPlan(
+    subtasks=(PlannedSubtask("s1", "first"), PlannedSubtask("s2", "second", dependencies=("s1",))),
+    longest_chain=2,
+    child_depth=2,
+    roots=("s1",),
+)
+
+
+async def test_a_nested_plan_hands_the_parents_waits_to_its_first_subtasks() -> None:
+    lc, uow = nested_lifecycle(10), FakeUnitOfWork()
+    top = row(0, status="decomposing")
+    before = row(1, parent_id=top["id"], depth=1)
+    middle = row(2, parent_id=top["id"], depth=1)
+    await stored(uow, top, before, middle)
+    uow.tasks.deps.append((middle["id"], before["id"]))
+    first, second = await lc.decompose(uow, middle, TWO_STEPS, cause="router")
+    assert first["depth"] == second["depth"] == 2 and first["parent_id"] == middle["id"]
+    assert sorted(uow.tasks.deps) == sorted(
+        [(middle["id"], before["id"]), (second["id"], first["id"]), (first["id"], before["id"])]
+    )
+
+
+async def test_a_plan_past_the_tree_cap_creates_nothing_and_runs_whole() -> None:
+    lc, uow = nested_lifecycle(3), FakeUnitOfWork()
+    top = row(0, status="decomposing")
+    a = row(1, parent_id=top["id"], depth=1, routing={"analyzer": "agent-service", "plan": []})
+    b = row(2, parent_id=top["id"], depth=1)
+    await stored(uow, top, a, b)
+    assert await lc.decompose(uow, a, TWO_STEPS, cause="router") == []
+    assert len(uow.tasks.rows) == 3 and uow.tasks.rows[a["id"]]["status"] == "pending"
+    routing = uow.tasks.rows[a["id"]]["routing"]
+    assert "plan" not in routing
+    assert routing["not_decomposed"].startswith("the task tree would have 4 subtasks (2 already, 2 planned)")
+    assert uow.tasks.history_rows[-1]["reason"] == f"runs whole: {routing['not_decomposed']}"
+
+
+async def test_a_completed_parent_gets_the_record_its_recorder_writes() -> None:
+    lc, uow = lifecycle(), FakeUnitOfWork()
+    lc.on_slot_freed = lambda _p: None
+    record_id = uuid7()
+    seen: list[list[uuid.UUID]] = []
+
+    async def recorder(_uow: Any, parent: TaskRecord, children: Any) -> uuid.UUID:
+        seen.append([c["id"] for c in children])
+        assert parent["artifacts"] == [{"id": "a"}]
+        return record_id
+
+    lc.record_parent = recorder
+    parent = row(0, status="decomposing")
+    last = row(1, parent_id=parent["id"], status="validating", artifacts=[{"id": "a"}])
+    await stored(uow, parent, last)
+    finished = await lc.transition(uow, last, TaskStatus.COMPLETED, reason="validated", cause="qa")
+    await lc.after_final(uow, finished)
+    assert seen == [[last["id"]]]
+    assert uow.tasks.rows[parent["id"]]["provenance_id"] == record_id
+    completed = next(e for e in uow.tasks.outbox if e.name == "task.completed")
+    assert completed.data["provenance_id"] == str(record_id)

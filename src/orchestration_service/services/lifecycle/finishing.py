@@ -68,8 +68,8 @@ class Finishing(Attempts, TreeSteps):
     async def cancel(self, uow: UnitOfWork, task: TaskRecord, *, reason: str, cause: str) -> TaskRecord:
         # Every row this cancel will change, all levels down, is locked before any project
         # lock is taken (after_final): other flows lock a task's row, then its project.
-        await self.lock_subtree(uow, task)
-        children = await uow.tasks.subtasks(task["id"])
+        unfinished = await self.lock_subtree(uow, task)
+        children = [r for r in unfinished if r["parent_id"] == task["id"]]
         cancelled = await self.transition(
             uow,
             task,
@@ -79,10 +79,9 @@ class Finishing(Attempts, TreeSteps):
             events=[payloads.cancelled(task, reason)],
         )
         for child in children:
-            if TaskStatus(child["status"]) not in FINAL_STATES:
-                row = await uow.tasks.get(child["id"], for_update=True)
-                if row is not None and TaskStatus(row["status"]) not in FINAL_STATES:
-                    await self.cancel(uow, row, reason=f"parent cancelled: {reason}", cause=cause)
+            row = await uow.tasks.get(child["id"], for_update=True)
+            if row is not None and TaskStatus(row["status"]) not in FINAL_STATES:
+                await self.cancel(uow, row, reason=f"parent cancelled: {reason}", cause=cause)
         await self.after_final(uow, cancelled)
         return cancelled
 
