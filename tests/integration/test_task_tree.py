@@ -13,9 +13,11 @@ from typing import Any
 import pytest
 
 from orchestration_service.domain.access import Scope
+from tests.asgi_stream import AsgiStream
 from tests.conftest import Service, make_settings, start_service
 from tests.integration.fake_services import Agent, FakeService
-from tests.integration.test_event_lifecycle import Harness
+from tests.integration.test_event_lifecycle import Harness, output_event
+from tests.integration.test_http_events import parse_sse
 from tests.integration.test_routing import (
     FAST,
     complete,
@@ -244,6 +246,47 @@ async def test_cancelling_a_middle_task_cancels_its_subtree_and_fails_its_ancest
             assert (await doc(h, ids[name]))["status"] == "cancelled", name
         statuses = {n: node["status"] for n, node in flatten(await get_tree(h.svc, root)).items()}
         assert statuses == {"root": "failed", **dict.fromkeys(NAMES.values(), "cancelled")}
+
+
+async def test_the_top_tasks_stream_shows_transitions_at_every_level(
+    clean_db: str, agent: FakeService
+) -> None:
+    # Four levels: the schema is planned again, into one migration.
+    deep_api = [{**API[0], "is_atomic": False}, API[1]]
+    migration = [{"id": "m", "description": "Write the migration", "is_atomic": True, "dependencies": []}]
+    Agent(
+        analysis={
+            "mode": "new_project",
+            "domain": "code-general",
+            "needs_decomposition": True,
+            "estimated_complexity": "high",
+            "qa_profile": "testing",
+        },
+        plans={
+            ROOT: LEVEL_1,
+            "Build the notes API": deep_api,
+            "Build the notes UI": UI,
+            "Write the notes schema": migration,
+        },
+    ).install(agent)
+    async with serve(clean_db, agent_service_url=agent.url, **FAST) as h:
+        root = (await submit(h.svc, description=ROOT, options={"decompose": True}))["task_id"]
+        tree = await eventually(lambda: _tree_of_size(h.svc, root, 8), what="four levels planned")
+        leaf = tree["children"][0]["children"][0]["children"][0]
+        assert leaf["description"] == "Write the migration"
+        await wait_for_status(h.svc, str(leaf["task_id"]), "running")
+        async with AsgiStream(h.svc.app, f"/api/v1/tasks/{root}/stream") as stream:
+            await stream.wait_for(b"event: snapshot\n")  # opened after the tree was planned
+            await h.send(output_event(str(leaf["task_id"]), art="art-migration"))
+            await stream.wait_for(b'"to":"validating"')
+        events = parse_sse(stream.text)
+    moves = [(e["data"]["task_id"], e["data"]["to"]) for e in events[1:]]
+    assert (str(leaf["task_id"]), "validating") in moves  # three levels down
+
+
+async def _tree_of_size(svc: Service, root: str, subtasks: int) -> dict[str, Any] | None:
+    doc = await get_tree(svc, root)
+    return doc if doc["subtask_count"] == subtasks else None
 
 
 @pytest.fixture

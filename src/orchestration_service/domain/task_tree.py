@@ -95,3 +95,12 @@ def build_tree(
         if parent is not None:
             parent["children"].append(nodes[row.id])
     return nodes[root.id]
+
+
+def node_ids(tree: Mapping[str, Any]) -> list[str]:
+    """Every task id in a tree built by :func:`build_tree`, top first, as text."""
+    out = [str(tree["task_id"])]
+    for child in tree.get("children") or ():
+        out.extend(node_ids(child))
+    return out
+

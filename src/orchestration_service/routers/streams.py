@@ -13,6 +13,7 @@ from fastapi.responses import StreamingResponse
 from orchestration_service.domain.errors import BadRequest, NotFound
 from orchestration_service.domain.events import TASK_STATUS_PREFIX
 from orchestration_service.domain.lifecycle import FINAL_STATES, TaskStatus
+from orchestration_service.domain.task_tree import node_ids
 from orchestration_service.routers.deps import container, visible_projects
 from orchestration_service.schemas.common import problem_responses, sse_response
 from orchestration_service.schemas.views import task_document
@@ -53,6 +54,8 @@ async def task_stream(
             raise BadRequest("Last-Event-ID must be an event sequence number") from None
     view = await c.tasks.get(tid, project_ids=scope)  # 404 before the stream starts
     family = {str(tid), *(str(s["id"]) for s in view.subtasks)}
+    if view.subtasks:  # a nested tree: its deeper subtasks' transitions show too
+        family.update(node_ids(await c.tasks.tree(tid, project_ids=scope)))
 
     def in_family(e: LogEntry) -> bool:
         data = e.envelope.get("data") or {}
