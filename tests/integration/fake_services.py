@@ -178,4 +178,5 @@ class Agent:
         if plan is None:
             return Reply({"detail": "no plan for this description"}, status=422)
         nested = any(s.get("is_atomic") is False for s in plan)
-        return {"subtasks": plan, "decomposition_depth": 2 if nested else 1}
+        # Like the real one, it reports no more levels than it was given.
+        return {"subtasks": plan, "decomposition_depth": min(2 if nested else 1, body.get("max_depth", 1))}

@@ -214,6 +214,18 @@ async def test_a_plan_past_the_tree_cap_runs_its_task_whole(clean_db: str, agent
         assert sorted(a["id"] for a in done["artifacts"]) == ["art-api", "art-docs", "art-ui"]
 
 
+async def test_a_subtask_at_max_depth_runs_whole(clean_db: str, agent: FakeService) -> None:
+    tree_agent(agent)
+    async with serve(clean_db, agent_service_url=agent.url, max_depth=1, **FAST) as h:
+        root = (await submit(h.svc, description=ROOT, options={"decompose": True}))["task_id"]
+        ids = {name: str(n["task_id"]) for name, n in (await planned_tree(h.svc, root, 3)).items()}
+        for name in ("api", "ui"):
+            why = await eventually(lambda n=name: _not_decomposed(h, ids[n]), what=f"{name} routed")
+            assert why == "the task is at depth 1; subtasks would exceed max_depth 1"
+        assert [c.body["description"] for c in agent.calls_to("/decompose")] == [ROOT]
+        await wait_for_status(h.svc, ids["api"], "running")
+
+
 async def _not_decomposed(h: Harness, task_id: str) -> str | None:
     routing = (await doc(h, task_id))["routing"]
     return None if routing is None else routing.get("not_decomposed")
