@@ -103,4 +103,3 @@ def node_ids(tree: Mapping[str, Any]) -> list[str]:
     for child in tree.get("children") or ():
         out.extend(node_ids(child))
     return out
-
