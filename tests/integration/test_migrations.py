@@ -284,3 +284,26 @@ async def test_processed_events_key_matches_the_table_definition(fresh_url: str)
     assert pk["constrained_columns"] == [c.name for c in processed_events.primary_key.columns]
     assert {c["name"] for c in columns} == set(processed_events.c.keys())
     assert next(c for c in columns if c["name"] == "project_id")["nullable"] is False
+
+
+# -- 0010a: provenance_records loses the index on status -----------------------------------------
+async def _record_indexes(url: str) -> set[str]:
+    engine = create_async_engine(url)
+    try:
+        async with engine.connect() as conn:
+            found = await conn.run_sync(lambda c: sa.inspect(c).get_indexes("provenance_records"))
+    finally:
+        await engine.dispose()
+    return {i["name"] for i in found if i["name"]}
+
+
+async def test_the_records_indexes_match_the_table_definition_and_come_back_on_downgrade(
+    fresh_url: str,
+) -> None:
+    from orchestration_service.db.tables import provenance_records
+
+    await migrate(fresh_url, "head")
+    assert await _record_indexes(fresh_url) == {i.name for i in provenance_records.indexes}
+    assert "ix_provenance_records_status" not in await _record_indexes(fresh_url)
+    await downgrade(fresh_url, "0009")
+    assert "ix_provenance_records_status" in await _record_indexes(fresh_url)

@@ -235,7 +235,6 @@ provenance_records = sa.Table(
     json_col("extra"),
     sa.Index("ix_provenance_records_task_id", "task_id"),
     sa.Index("ix_provenance_records_project_created", "project_id", "created_at", "id"),
-    sa.Index("ix_provenance_records_status", "status"),
     sa.Index("ix_provenance_records_created", "created_at", "id"),
 )
 

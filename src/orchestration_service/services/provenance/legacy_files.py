@@ -19,8 +19,10 @@ CHECKPOINTS_FILE = "checkpoints.json"
 SPECIAL_FILES = (TAINT_EVENTS_FILE, CHECKPOINTS_FILE)
 
 
-def record_files(directory: Path) -> list[Path]:
-    """Every ``*.json`` of the directory but the two special files is a record (in name order)."""
+def record_files(directory: Path) -> list[str]:
+    """Every ``*.json`` of the directory but the two special files is a record (in name order),
+    as a path string: ``open`` takes it as it is, where a ``Path`` is turned into one on every
+    call (that conversion, and building the ``Path``, took a tenth of the import's Python time)."""
     # scandir knows each entry's type without a stat, and names sort faster than paths.
     with os.scandir(directory) as entries:
         names = sorted(
@@ -28,10 +30,11 @@ def record_files(directory: Path) -> list[Path]:
             for e in entries
             if e.name.endswith(".json") and e.name not in SPECIAL_FILES and e.is_file() and e.name != ".json"
         )
-    return [directory / n for n in names]
+    prefix = os.path.join(directory, "")
+    return [prefix + n for n in names]
 
 
-def load(path: Path) -> Any:
+def load(path: Path | str) -> Any:
     try:
         # Unbuffered: one read of the whole file, no buffer to fill first (half the cost).
         with open(path, "rb", buffering=0) as f:
@@ -54,13 +57,14 @@ class RecordFile:
     error: str = ""
 
 
-def read_record_files(paths: Sequence[Path]) -> list[RecordFile]:
+def read_record_files(paths: Sequence[str]) -> list[RecordFile]:
     out: list[RecordFile] = []
     for path in paths:
+        name = os.path.basename(path)
         try:
             doc = load(path)
             canonical = canonical_json(doc)
-            out.append(RecordFile(path.name, parse_record(doc, canonical), canonical))
+            out.append(RecordFile(name, parse_record(doc, canonical), canonical))
         except LegacyError as exc:
-            out.append(RecordFile(path.name, error=str(exc)))
+            out.append(RecordFile(name, error=str(exc)))
     return out
