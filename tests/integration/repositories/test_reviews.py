@@ -102,7 +102,7 @@ async def test_one_open_review_per_task_is_enforced_by_the_store(storage: Storag
     await _tasks(storage, t)
     async with storage.transaction() as uow:
         await uow.reviews.insert(_review(t))
-    with pytest.raises(Exception, match="(?i)unique"):
+    with pytest.raises(Exception, match=r"(?i)unique"):
         async with storage.transaction() as uow:
             await uow.reviews.insert(_review(t, 1))
 
