@@ -4,11 +4,12 @@ mouse and by keyboard."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.browser.conftest import DESKTOP, PHONE, Api, UiServer
+from tests.browser.conftest import DESKTOP, PHONE, SCREENSHOTS, Api, UiServer
 from tests.browser.test_dashboard import _A11Y_CHECK, ready, ui
 
 pytestmark = pytest.mark.browser
@@ -36,7 +37,9 @@ def open_reviews(api: Api) -> list[dict[str, Any]]:
     return items
 
 
-def test_the_queue_and_each_decision(server: UiServer, api: Api, open_page: Any) -> None:
+def test_the_queue_and_each_decision(server: UiServer, api: Api, open_page: Any, tmp_path: Path) -> None:
+    shots = Path(SCREENSHOTS) if SCREENSHOTS else tmp_path
+    shots.mkdir(parents=True, exist_ok=True)
     first = to_review(api, "Write a fibonacci function", "confidence 0.41")
     second = to_review(api, "Write a factorial function", "the security profile wants a person")
     third = to_review(api, "Write a parser", "ambiguous requirements")
@@ -53,6 +56,7 @@ def test_the_queue_and_each_decision(server: UiServer, api: Api, open_page: Any)
         assert page.evaluate(_A11Y_CHECK) == []
         assert not page.evaluate("document.documentElement.scrollWidth > window.innerWidth")
         rec.assert_clean()
+        page.screenshot(path=str(shots / f"reviews-{viewport['width']}x{viewport['height']}.png"))
         page.context.close()
 
     page, rec = open_page(server.url)
@@ -66,6 +70,7 @@ def test_the_queue_and_each_decision(server: UiServer, api: Api, open_page: Any)
     assert page.inner_text("#review-reason") == "confidence 0.41"
     assert page.inner_text("#review-checklist") == "handles n = 0"
     assert page.evaluate(_A11Y_CHECK) == []
+    page.screenshot(path=str(shots / "review-1280x800.png"), full_page=True)
 
     # Request changes: Escape changes nothing; the feedback is required; then confirmed.
     page.click("#review-request-changes")
@@ -113,7 +118,8 @@ def test_the_queue_and_each_decision(server: UiServer, api: Api, open_page: Any)
     page.goto(ui(server, "/reviews"))
     page.wait_for_selector("text=the queue is empty")
     page.select_option("#review-status", "decided")
-    page.wait_for_function("document.querySelectorAll('#reviews-table tbody tr').length === 3")
+    page.locator("#reviews-table tbody tr").nth(2).wait_for()
+    assert page.locator("#reviews-table tbody tr").count() == 3
     text = page.inner_text("#reviews-table")
     assert text.index("changes requested") < text.index("approved") < text.index("rejected")
     rec.assert_clean()
