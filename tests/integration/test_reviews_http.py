@@ -3,6 +3,7 @@ PostgreSQL: the loop, scoping by API key, and bad input answered as problem+json
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -193,3 +194,17 @@ async def current(svc: Service, task_id: str, status: str, headers: dict[str, st
     doc = (await svc.client.get(f"/api/v1/tasks/{task_id}", headers=headers)).json()
     assert doc["status"] == status, doc  # the decision's transaction moved the task: no wait
     return doc
+
+
+async def test_two_decisions_at_once_one_wins(service: Service) -> None:
+    tid, rid = await to_review(service)
+    answers = await asyncio.gather(
+        service.client.post(f"/api/v1/reviews/{rid}/approve", json={"comment": "yes"}),
+        service.client.post(f"/api/v1/reviews/{rid}/reject", json={"reason": "no"}),
+    )
+    assert sorted(a.status_code for a in answers) == [200, 409]
+    winner = next(a for a in answers if a.status_code == 200).json()
+    final = (await service.client.get(f"/api/v1/tasks/{tid}")).json()["status"]
+    assert final == {"approved": "completed", "rejected": "failed"}[winner["decision"]]
+    history = (await service.client.get(f"/api/v1/tasks/{tid}/history")).json()["items"]
+    assert [e["from"] for e in history].count("awaiting_review") == 1  # one decision moved it
