@@ -208,3 +208,14 @@ async def test_two_decisions_at_once_one_wins(service: Service) -> None:
     assert final == {"approved": "completed", "rejected": "failed"}[winner["decision"]]
     history = (await service.client.get(f"/api/v1/tasks/{tid}/history")).json()["items"]
     assert [e["from"] for e in history].count("awaiting_review") == 1  # one decision moved it
+
+
+async def test_a_worker_failure_during_review_closes_the_review(service: Service) -> None:
+    tid, rid = await to_review(service)
+    failed = cloud_event("task.failed", {"task_id": tid, "error": "worker lost the sandbox"})
+    assert (await post_event(service, failed)).json()["outcome"] == "processed"
+    assert (await service.client.get(f"/api/v1/tasks/{tid}")).json()["status"] == "failed"
+    review = (await service.client.get(f"/api/v1/reviews/{rid}")).json()
+    assert review["status"] == "closed" and review["decision"] is None
+    late = await service.client.post(f"/api/v1/reviews/{rid}/approve", json={})
+    assert late.status_code == 409 and "closed without a decision" in late.json()["detail"]
