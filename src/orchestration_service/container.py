@@ -32,6 +32,7 @@ from orchestration_service.services.projects import ProjectService
 from orchestration_service.services.provenance.composition import record_parent_completion
 from orchestration_service.services.provenance_store import ProvenanceStore
 from orchestration_service.services.remote import make_http_client
+from orchestration_service.services.reviews import ReviewService
 from orchestration_service.services.routing_engine import RoutingEngine
 from orchestration_service.services.task_manager import CompletionEstimator, TaskManager
 
@@ -58,6 +59,7 @@ class Container:
     tasks: TaskManager
     projects: ProjectService
     provenance: ProvenanceStore
+    reviews: ReviewService
     events: EventProcessor
     relay: OutboxRelay
     dispatcher: Dispatcher
@@ -110,6 +112,8 @@ class Container:
         events.rollback = provenance.rollback_handler(lifecycle)
         events.rollback_scope = provenance.check_rollback_scope
         events.rollback_project = provenance.rollback_project
+        reviews = ReviewService(storage, lifecycle, provenance)
+        events.reviews = reviews
         lifecycle.on_transition.append(metrics.transition)
         routing.on_routed.append(metrics.routed)
         relay = OutboxRelay(storage, bus, settings)
@@ -130,6 +134,7 @@ class Container:
             tasks=tasks,
             projects=ProjectService(storage, settings),
             provenance=provenance,
+            reviews=reviews,
             events=events,
             relay=relay,
             dispatcher=dispatcher,

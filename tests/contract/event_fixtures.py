@@ -25,10 +25,12 @@ class Case:
 
 
 def _source(name: str) -> str:
-    if name in ("task.validated", "task.rejected"):
+    if name in ("task.validated", "task.rejected", "review.requested"):
         return QA_SOURCE
     if name == "rollback.requested":
         return CASCADE_SOURCE
+    if name == "review.completed":
+        return "/review-ui"
     return OUTPUT_SOURCE
 
 
@@ -176,6 +178,34 @@ VALID: list[Case] = [
     altered(OUTPUT, "envelope-with-extensions", traceparent=TRACEPARENT, partitionkey="proj-123"),
     altered(OUTPUT, "envelope-without-optional-attributes", drop=("time", "subject", "datacontenttype")),
     altered(OUTPUT, "envelope-null-optional-attributes", time=None, subject=None, dataschema=None),
+    case("review-requested-minimal", "review.requested", {"task_id": TASK}),
+    case(
+        "review-requested-full",
+        "review.requested",
+        {
+            "task_id": TASK,
+            "review_id": "qa-rev-1",
+            "reason": "low confidence",
+            "qa_result_id": "qa-9",
+            "artifacts": [{"id": "art-1", "type": "code", "path": "fib.py"}],
+            "checklist": {"tests": "pass"},
+            "details": {"confidence": 0.4},
+            "unknown": "kept",
+        },
+    ),
+    case("review-completed-approved", "review.completed", {"task_id": TASK, "decision": "approved"}),
+    case(
+        "review-completed-changes",
+        "review.completed",
+        {
+            "task_id": TASK,
+            "decision": "changes_requested",
+            "review_id": "qa-rev-1",
+            "reviewer": "carol",
+            "feedback": {"failing": ["test_zero"]},
+            "decided_at": "2026-11-24T10:06:00Z",
+        },
+    ),
 ]
 
 
@@ -226,4 +256,9 @@ INVALID: list[Case] = [
     altered(OUTPUT, "envelope-empty-type", type=""),
     altered(OUTPUT, "envelope-data-a-list", data=[DATS_OUTPUT_EXAMPLE]),
     altered(OUTPUT, "envelope-without-data", drop=("data",)),
+    case("review-requested-missing-task-id", "review.requested", {"reason": "x"}),
+    case("review-requested-checklist-a-string", "review.requested", {"task_id": TASK, "checklist": "x"}),
+    case("review-completed-missing-decision", "review.completed", {"task_id": TASK}),
+    case("review-completed-unknown-decision", "review.completed", {"task_id": TASK, "decision": "maybe"}),
+    case("review-completed-missing-task-id", "review.completed", {"decision": "approved"}),
 ]

@@ -236,6 +236,7 @@ def _published_names() -> list[str]:
         *(ev.TASK_STATUS_PREFIX + state.value for state in TaskStatus),
         ev.ARTIFACT_TAINTED,
         ev.ARTIFACT_SUSPECT,
+        ev.REVIEW_COMPLETED,
     ]
 
 
@@ -285,6 +286,8 @@ CONSUMED_DATA = {
     ev.TASK_REJECTED: "TaskRejectedData",
     ev.TASK_FAILED: "TaskFailedData",
     ev.ROLLBACK_REQUESTED: "RollbackRequestedData",
+    ev.REVIEW_REQUESTED: "ReviewRequestedData",
+    ev.REVIEW_COMPLETED: "ReviewCompletedData",
 }
 
 
@@ -388,7 +391,38 @@ async def run(sqlite_url: str) -> Run:
         task = await submit(svc, project_id="contract-i")
         await svc.client.post(f"/api/v1/tasks/{task['task_id']}/cancel")
 
+    async def reviewed() -> None:
+        # Each decision through the API (published), and one from a review UI (consumed).
+        for i, (action, body) in enumerate(
+            [
+                ("approve", {"comment": "fine"}),
+                ("approve", None),
+                ("reject", {"reason": "wrong"}),
+                ("request-changes", {"feedback": "more"}),
+                (None, None),
+            ]
+        ):
+            tid = await h.running_task(project_id=f"contract-r{i}")
+            await send(output_event(tid), ev.TASK_OUTPUT_CREATED)
+            await wait_for_status(svc, tid, "validating")
+            requested = qa(ev.REVIEW_REQUESTED, {"task_id": tid, "review_id": f"qa-{i}", "reason": "unsure"})
+            await send(requested, ev.REVIEW_REQUESTED, ev.QA_EXCHANGE)
+            await wait_for_status(svc, tid, "awaiting_review")
+            if action is None:
+                decided = cloud_event(
+                    ev.REVIEW_COMPLETED, {"task_id": tid, "decision": "rejected"}, source="/review-ui"
+                )
+                await send(decided, ev.REVIEW_COMPLETED, ev.QA_EXCHANGE)
+                await wait_for_status(svc, tid, "failed")
+                continue
+            rid = (await svc.client.get("/api/v1/reviews", params={"project_id": f"contract-r{i}"})).json()[
+                "items"
+            ][0]["review_id"]
+            r = await svc.client.post(f"/api/v1/reviews/{rid}/{action}", json=body)
+            assert r.status_code == 200, r.text
+
     flows: list[Callable[[], Awaitable[None]]] = [
+        reviewed,
         completed,
         validated_without_output,
         rejected_retried_failed,
@@ -428,8 +462,17 @@ def test_the_run_published_every_kind_of_event(run: Run) -> None:
         ev.TASK_FAILED,
         *(
             ev.TASK_STATUS_PREFIX + s
-            for s in ("pending", "running", "validating", "completed", "failed", "cancelled")
+            for s in (
+                "pending",
+                "running",
+                "validating",
+                "awaiting_review",
+                "completed",
+                "failed",
+                "cancelled",
+            )
         ),
+        ev.REVIEW_COMPLETED,
     }
     assert expected <= seen, f"not published: {sorted(expected - seen)}"
     failures = [m.envelope["data"] for m in run.published if m.routing_key == ev.TASK_FAILED]

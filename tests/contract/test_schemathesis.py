@@ -97,6 +97,7 @@ class Live:
     completed_task: str
     provenance_id: str
     open_task: str
+    review_id: str  # an open review (of a third task)
 
 
 def _wait_for(client: asgi.ASGIClient, task_id: str, status: str) -> dict[str, Any]:
@@ -144,8 +145,19 @@ def seed(app: Any) -> Live:
         validated = {"task_id": done, "confidence": 0.8}
         assert client.post("/api/v1/events", data=_event("task.validated", validated), headers=ce).ok
         doc = _wait_for(client, done, "completed")
+        r = client.post(
+            "/api/v1/tasks", json={"description": "Write a fibonacci function", "project_id": project}
+        )
+        reviewed = r.json()["task_id"]
+        _wait_for(client, reviewed, "running")
+        output["task_id"] = reviewed
+        assert client.post("/api/v1/events", data=_event("task.output.created", output), headers=ce).ok
+        requested = {"task_id": reviewed, "reason": "unsure", "checklist": ["n = 0"]}
+        assert client.post("/api/v1/events", data=_event("review.requested", requested), headers=ce).ok
+        _wait_for(client, reviewed, "awaiting_review")
+        review_id = client.get("/api/v1/reviews", params={"status": "open"}).json()["items"][0]["review_id"]
     assert doc["provenance_id"], doc
-    return Live(app, project, done, doc["provenance_id"], running)
+    return Live(app, project, done, doc["provenance_id"], running, review_id)
 
 
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -176,6 +188,9 @@ KNOWN: list[tuple[str, str, dict[str, str], dict[str, Any]]] = [
     ("GET", "/api/v1/projects/{project_id}/status", {"project_id": "project_id"}, {}),
     ("GET", "/api/v1/provenance", {}, {"project_id": "project_id"}),
     ("GET", "/api/v1/provenance/{record_id}", {"record_id": "provenance_id"}, {}),
+    ("GET", "/api/v1/reviews", {}, {"project_id": "project_id"}),
+    ("GET", "/api/v1/reviews/{review_id}", {"review_id": "review_id"}, {}),
+    ("POST", "/api/v1/reviews/{review_id}/approve", {"review_id": "review_id"}, {}),
 ]
 
 

@@ -286,7 +286,7 @@ async def test_processed_events_key_matches_the_table_definition(fresh_url: str)
     assert next(c for c in columns if c["name"] == "project_id")["nullable"] is False
 
 
-# -- 0010a: provenance_records loses the index on status -----------------------------------------
+# -- 0010: provenance_records loses the index on status -----------------------------------------
 async def _record_indexes(url: str) -> set[str]:
     engine = create_async_engine(url)
     try:

@@ -16,6 +16,7 @@ from orchestration_service.cli import (  # noqa: F401  (registers import/export)
     task_tree,
 )
 from orchestration_service.cli.keys import keys_app
+from orchestration_service.cli.reviews import review_app
 from orchestration_service.cli.settings import settings_or_exit
 from orchestration_service.redaction import redact
 from orchestration_service.repositories.backends import backend_for
@@ -34,6 +35,7 @@ app.add_typer(commands.project_app, name="project")
 app.add_typer(commands.provenance_app, name="provenance")
 app.add_typer(commands.events_app, name="events")
 app.add_typer(keys_app, name="keys")
+app.add_typer(review_app, name="review")
 
 
 def is_loopback(host: str) -> bool:

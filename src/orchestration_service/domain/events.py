@@ -28,6 +28,7 @@ TASK_FAILED = "task.failed"
 TASK_STATUS_PREFIX = "task.status."  # + new state
 ARTIFACT_TAINTED = "artifact.tainted"
 ARTIFACT_SUSPECT = "artifact.suspect"
+REVIEW_COMPLETED = "review.completed"  # also consumed: a review UI of another team decides
 # The fixed names (task.ready.<tier> and task.status.<state> are families: the prefixes above).
 PUBLISHED_EVENTS: tuple[str, ...] = (
     TASK_CREATED,
@@ -36,6 +37,7 @@ PUBLISHED_EVENTS: tuple[str, ...] = (
     TASK_FAILED,
     ARTIFACT_TAINTED,
     ARTIFACT_SUSPECT,
+    REVIEW_COMPLETED,
 )
 
 # Consumed
@@ -43,6 +45,7 @@ TASK_OUTPUT_CREATED = "task.output.created"
 TASK_VALIDATED = "task.validated"
 TASK_REJECTED = "task.rejected"
 ROLLBACK_REQUESTED = "rollback.requested"
+REVIEW_REQUESTED = "review.requested"
 
 CONSUMED_EVENTS: tuple[str, ...] = (
     TASK_OUTPUT_CREATED,
@@ -50,6 +53,8 @@ CONSUMED_EVENTS: tuple[str, ...] = (
     TASK_REJECTED,
     TASK_FAILED,
     ROLLBACK_REQUESTED,
+    REVIEW_REQUESTED,
+    REVIEW_COMPLETED,
 )
 # Where each consumed event may arrive from (the design disagrees on QA's exchange,
 # so QA's events are bound from both).
@@ -61,12 +66,17 @@ CONSUMED_BINDINGS: tuple[tuple[str, str], ...] = (
     (QA_EXCHANGE, TASK_VALIDATED),
     (QA_EXCHANGE, TASK_REJECTED),
     (CASCADE_EXCHANGE, ROLLBACK_REQUESTED),
+    (QA_EXCHANGE, REVIEW_REQUESTED),
+    # Our own review.completed comes back on this binding too: ignored by its source.
+    (QA_EXCHANGE, REVIEW_COMPLETED),
 )
 
 
 def exchange_for(event_name: str) -> str:
     if event_name.startswith("artifact.") or event_name.startswith("rollback."):
         return CASCADE_EXCHANGE
+    if event_name.startswith("review."):
+        return QA_EXCHANGE
     return TASK_EXCHANGE
 
 

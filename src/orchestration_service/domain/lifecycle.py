@@ -16,6 +16,7 @@ class TaskStatus(StrEnum):
     DECOMPOSING = "decomposing"  # split into subtasks; waits for its children
     RUNNING = "running"  # dispatched to a worker tier (task.ready published)
     VALIDATING = "validating"  # the worker's output is under QA
+    AWAITING_REVIEW = "awaiting_review"  # QA asked a person to decide (a review is open)
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELLED = "cancelled"
@@ -38,7 +39,9 @@ _PRIORITY_RANK = {Priority.LOW: 0, Priority.NORMAL: 1, Priority.HIGH: 2, Priorit
 FINAL_STATES: frozenset[TaskStatus] = frozenset(
     {TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED}
 )
-# "In flight" is what the per-project concurrency limit counts.
+# "In flight" is what the per-project concurrency limit counts, and what the task timeout
+# sweeps. A task awaiting review is neither: no worker holds it, and a person's time to decide
+# must not time it out nor hold up the project's other work.
 IN_FLIGHT_STATES: frozenset[TaskStatus] = frozenset({TaskStatus.RUNNING, TaskStatus.VALIDATING})
 ACTIVE_STATES: frozenset[TaskStatus] = frozenset(TaskStatus) - FINAL_STATES
 
@@ -72,16 +75,24 @@ RULES: tuple[TransitionRule, ...] = (
         S.RUNNING,
         "QA rejected it, a worker failed or it timed out, and attempts remain",
     ),
+    _rule("request_review", {S.VALIDATING}, S.AWAITING_REVIEW, "QA asked a person to review the output"),
+    _rule("approve_review", {S.AWAITING_REVIEW}, S.COMPLETED, "a reviewer approved the output"),
+    _rule(
+        "request_changes",
+        {S.AWAITING_REVIEW},
+        S.RUNNING,
+        "a reviewer asked for changes; a new attempt starts with the feedback",
+    ),
     _rule("complete_parent", {S.DECOMPOSING}, S.COMPLETED, "every subtask completed"),
     _rule(
         "fail",
-        {S.PENDING, S.DECOMPOSING, S.RUNNING, S.VALIDATING},
+        {S.PENDING, S.DECOMPOSING, S.RUNNING, S.VALIDATING, S.AWAITING_REVIEW},
         S.FAILED,
-        "retries exhausted, timeout, worker error or a subtask failed for good",
+        "retries exhausted, timeout, worker error, a subtask failed for good, or a reviewer rejected it",
     ),
     _rule(
         "cancel",
-        {S.PENDING, S.DECOMPOSING, S.RUNNING, S.VALIDATING},
+        {S.PENDING, S.DECOMPOSING, S.RUNNING, S.VALIDATING, S.AWAITING_REVIEW},
         S.CANCELLED,
         "someone cancelled it (or its parent, or a rollback)",
     ),

@@ -36,8 +36,10 @@ from orchestration_service.schemas.events import (
     TaskRejected,
     TaskValidated,
 )
+from orchestration_service.schemas.reviews import ReviewCompleted, ReviewRequested
 from orchestration_service.services.lifecycle import Lifecycle, payloads, utcnow
 from orchestration_service.services.provenance_store import ProvenanceStore
+from orchestration_service.services.reviews import ReviewService
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +56,8 @@ SCHEMAS: dict[str, type[BaseModel]] = {
     ev.TASK_REJECTED: TaskRejected,
     ev.TASK_FAILED: TaskFailed,
     ev.ROLLBACK_REQUESTED: RollbackRequested,
+    ev.REVIEW_REQUESTED: ReviewRequested,
+    ev.REVIEW_COMPLETED: ReviewCompleted,
 }
 
 
@@ -123,6 +127,7 @@ class EventProcessor:
         self.rollback: RollbackApplier | None = None  # set by the provenance service
         self.rollback_scope: RollbackScopeCheck | None = None  # likewise
         self.rollback_project: RollbackProject | None = None  # likewise
+        self.reviews: ReviewService | None = None  # set by the container
 
     # -- the shared path ---------------------------------------------------------------
     async def process(self, ce: CloudEvent, *, projects: Collection[str] | None = None) -> Processed:
@@ -215,6 +220,8 @@ class EventProcessor:
                 uow, task, reason=f"ignored {name}: the task is already {status.value}", cause=cause
             )
             return Processed("ignored", f"task is already {status.value}")
+        if isinstance(payload, ReviewRequested | ReviewCompleted):
+            return await self._review(uow, task, payload, ce, cause)
         handler = {
             ev.TASK_OUTPUT_CREATED: self._output_created,
             ev.TASK_VALIDATED: self._validated,
@@ -328,6 +335,22 @@ class EventProcessor:
                 uow, task, reason="failed", cause=cause, error=error, publish=False
             )
         return Processed("processed", f"task is {after['status']}")
+
+    async def _review(
+        self,
+        uow: UnitOfWork,
+        task: TaskRecord,
+        p: ReviewRequested | ReviewCompleted,
+        ce: CloudEvent,
+        cause: str,
+    ) -> Processed:
+        if self.reviews is None:
+            raise EventRejected("unknown-type", "review handling is not available")
+        if isinstance(p, ReviewRequested):
+            done = await self.reviews.requested(uow, task, p, cause)
+        else:
+            done = await self.reviews.completed(uow, task, p, cause, ce.source)
+        return Processed(done.outcome, done.detail)
 
     # -- the broker adapter ------------------------------------------------------------
     async def handle_message(self, msg: InboundMessage) -> HandlerResult:

@@ -29,6 +29,9 @@ from orchestration_service.repositories.provenance.sqlite import SqliteProvenanc
 from orchestration_service.repositories.provenance_import.port import ProvenanceImportRepository
 from orchestration_service.repositories.provenance_import.postgres import PostgresProvenanceImport
 from orchestration_service.repositories.provenance_import.sqlite import SqliteProvenanceImport
+from orchestration_service.repositories.reviews.port import ReviewRepository
+from orchestration_service.repositories.reviews.postgres import PostgresReviews
+from orchestration_service.repositories.reviews.sqlite import SqliteReviews
 from orchestration_service.repositories.tasks.port import TaskHotPaths, TaskRepository
 from orchestration_service.repositories.tasks.postgres import PostgresHotPaths, PostgresTasks
 from orchestration_service.repositories.tasks.sqlite import SqliteHotPaths, SqliteTasks
@@ -54,6 +57,7 @@ class Backend:
     provenance: Callable[[Transaction], ProvenanceRepository]
     taint: Callable[[Transaction], TaintRepository]
     provenance_import: Callable[[Transaction], ProvenanceImportRepository]
+    reviews: Callable[[Transaction], ReviewRepository]
 
 
 POSTGRES = Backend(
@@ -70,6 +74,7 @@ POSTGRES = Backend(
     provenance=PostgresProvenance,
     taint=PostgresTaint,
     provenance_import=PostgresProvenanceImport,
+    reviews=PostgresReviews,
 )
 
 SQLITE = Backend(
@@ -86,6 +91,7 @@ SQLITE = Backend(
     provenance=SqliteProvenance,
     taint=SqliteTaint,
     provenance_import=SqliteProvenanceImport,
+    reviews=SqliteReviews,
 )
 
 

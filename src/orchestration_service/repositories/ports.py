@@ -18,6 +18,7 @@ from orchestration_service.repositories.outbox.port import LogFeed, OutboxReposi
 from orchestration_service.repositories.processed_events.port import ProcessedEventRepository
 from orchestration_service.repositories.provenance.port import ProvenanceRepository, TaintRepository
 from orchestration_service.repositories.provenance_import.port import ProvenanceImportRepository
+from orchestration_service.repositories.reviews.port import ReviewRepository
 from orchestration_service.repositories.tasks.port import TaskHotPaths, TaskRepository
 
 
@@ -50,6 +51,9 @@ class UnitOfWork(Protocol):
 
     @property
     def provenance_import(self) -> ProvenanceImportRepository: ...
+
+    @property
+    def reviews(self) -> ReviewRepository: ...
 
     def after_commit(self, hook: Callable[[], None]) -> None: ...
 

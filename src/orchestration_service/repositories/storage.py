@@ -14,6 +14,7 @@ from orchestration_service.repositories.outbox.port import LogFeed, OutboxReposi
 from orchestration_service.repositories.processed_events.port import ProcessedEventRepository
 from orchestration_service.repositories.provenance.port import ProvenanceRepository, TaintRepository
 from orchestration_service.repositories.provenance_import.port import ProvenanceImportRepository
+from orchestration_service.repositories.reviews.port import ReviewRepository
 from orchestration_service.repositories.tasks.port import TaskHotPaths, TaskRepository
 
 
@@ -73,6 +74,11 @@ class SqlUnitOfWork:
     @property
     def provenance_import(self) -> ProvenanceImportRepository:
         repo: ProvenanceImportRepository = self._repo("provenance_import")
+        return repo
+
+    @property
+    def reviews(self) -> ReviewRepository:
+        repo: ReviewRepository = self._repo("reviews")
         return repo
 
     def after_commit(self, hook: Callable[[], None]) -> None:

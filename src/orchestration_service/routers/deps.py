@@ -17,6 +17,7 @@ from orchestration_service.events.publisher import OutboxRelay
 from orchestration_service.services.event_log import EventLog, LogNotifier
 from orchestration_service.services.projects import ProjectService
 from orchestration_service.services.provenance_store import ProvenanceStore
+from orchestration_service.services.reviews import ReviewService
 from orchestration_service.services.routing_engine import RoutingEngine
 from orchestration_service.services.task_manager import TaskManager
 
@@ -43,6 +44,8 @@ class AppServices(Protocol):
     def projects(self) -> ProjectService: ...
     @property
     def provenance(self) -> ProvenanceStore: ...
+    @property
+    def reviews(self) -> ReviewService: ...
     @property
     def events(self) -> EventProcessor: ...
     @property

@@ -8,6 +8,7 @@ import pytest
 
 from orchestration_service.domain.lifecycle import (
     FINAL_STATES,
+    IN_FLIGHT_STATES,
     RULES,
     IllegalTransition,
     Priority,
@@ -26,9 +27,19 @@ ALLOWED = {
     (S.RUNNING, S.RUNNING),
     (S.VALIDATING, S.RUNNING),
     (S.DECOMPOSING, S.COMPLETED),
-    *((s, S.FAILED) for s in (S.PENDING, S.DECOMPOSING, S.RUNNING, S.VALIDATING)),
-    *((s, S.CANCELLED) for s in (S.PENDING, S.DECOMPOSING, S.RUNNING, S.VALIDATING)),
+    # Human review: QA asks, a person approves, or asks for changes (a new attempt).
+    (S.VALIDATING, S.AWAITING_REVIEW),
+    (S.AWAITING_REVIEW, S.COMPLETED),
+    (S.AWAITING_REVIEW, S.RUNNING),
+    *((s, S.FAILED) for s in (S.PENDING, S.DECOMPOSING, S.RUNNING, S.VALIDATING, S.AWAITING_REVIEW)),
+    *((s, S.CANCELLED) for s in (S.PENDING, S.DECOMPOSING, S.RUNNING, S.VALIDATING, S.AWAITING_REVIEW)),
 }
+
+
+def test_a_task_awaiting_review_is_neither_in_flight_nor_final() -> None:
+    """No worker holds it: it frees its project's slot and the timeout sweep skips it."""
+    assert S.AWAITING_REVIEW not in IN_FLIGHT_STATES
+    assert S.AWAITING_REVIEW not in FINAL_STATES
 
 
 @pytest.mark.parametrize(("current", "target"), list(itertools.product(S, S)))

@@ -97,3 +97,27 @@ def failed(task: Mapping[str, Any], error: Any, reason: str) -> ev.OutgoingEvent
 def cancelled(task: Mapping[str, Any], reason: str) -> ev.OutgoingEvent:
     """``task.cancelled``."""
     return _about(task, ev.TASK_CANCELLED, {"reason": reason})
+
+
+def review_completed(
+    task: Mapping[str, Any],
+    *,
+    review_id: str,
+    decision: str,
+    text_field: str,
+    text: Any,
+    reviewer: str,
+    decided_at: datetime,
+    qa_review_id: str | None,
+) -> ev.OutgoingEvent:
+    """``review.completed`` (on ``qa.events``): a person decided a review through this service."""
+    data: dict[str, Any] = {
+        "review_id": review_id,
+        "decision": decision,
+        "reviewer": reviewer,
+        text_field: text,
+        "decided_at": _time(decided_at),
+    }
+    if qa_review_id is not None:
+        data["qa_review_id"] = qa_review_id
+    return _about(task, ev.REVIEW_COMPLETED, data)

@@ -101,6 +101,10 @@ class Transitions:
             out.extend(events)
             results.append(updated)
             self._after_commit_notify(uow, current, to.value)
+            if current == TaskStatus.AWAITING_REVIEW and to != TaskStatus.AWAITING_REVIEW:
+                # Whatever moved it (a cancel, a worker's failure), the review is over; a
+                # decision closes its review before the move, so finds none open here.
+                await uow.reviews.close_open([task["id"]], reason=step.reason, at=now)
         await uow.tasks.write_transition(updates, history, out, now)
         return results
 

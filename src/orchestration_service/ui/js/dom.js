@@ -147,12 +147,13 @@ export function idLink(href, id, label = "") {
 }
 
 export const FINAL = new Set(["completed", "failed", "cancelled"]);
-export const STATES = ["pending", "decomposing", "running", "validating", "completed", "failed", "cancelled"];
+export const STATES = ["pending", "decomposing", "running", "validating", "awaiting_review", "completed", "failed", "cancelled"];
 const STATE_ICONS = {
   pending: "○",
   decomposing: "⊞",
   running: "▶",
   validating: "◎",
+  awaiting_review: "◐",
   completed: "✓",
   failed: "✕",
   cancelled: "⊘",

@@ -1,6 +1,6 @@
 """provenance_records: drop the index on ``status``, which no query reads
 
-Revision ID: 0010a
+Revision ID: 0010
 Revises: 0009
 Create Date: 2026-12-06
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from alembic import op
 
-revision = "0010a"
+revision = "0010"
 down_revision = "0009"
 branch_labels = None
 depends_on = None
