@@ -13,12 +13,14 @@ from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
 from orchestration_service.repositories.api_keys.port import ApiKeyRepository
+from orchestration_service.repositories.dead_letters.port import DeadLetterRepository
 from orchestration_service.repositories.gauges.port import GaugeRepository
 from orchestration_service.repositories.outbox.port import LogFeed, OutboxRepository, RelayCoordination
 from orchestration_service.repositories.processed_events.port import ProcessedEventRepository
 from orchestration_service.repositories.provenance.port import ProvenanceRepository, TaintRepository
 from orchestration_service.repositories.provenance_import.port import ProvenanceImportRepository
 from orchestration_service.repositories.tasks.port import TaskHotPaths, TaskRepository
+from orchestration_service.repositories.workers.port import WorkerRepository
 
 
 class UnitOfWork(Protocol):
@@ -50,6 +52,12 @@ class UnitOfWork(Protocol):
 
     @property
     def provenance_import(self) -> ProvenanceImportRepository: ...
+
+    @property
+    def workers(self) -> WorkerRepository: ...
+
+    @property
+    def dead_letters(self) -> DeadLetterRepository: ...
 
     def after_commit(self, hook: Callable[[], None]) -> None: ...
 
