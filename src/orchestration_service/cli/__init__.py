@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from orchestration_service.cli import commands, provenance_files  # noqa: F401  (registers import/export)
+from orchestration_service.cli.fleet import fleet_app
 from orchestration_service.cli.keys import keys_app
 from orchestration_service.cli.settings import settings_or_exit
 from orchestration_service.redaction import redact
@@ -30,6 +31,7 @@ app.add_typer(commands.project_app, name="project")
 app.add_typer(commands.provenance_app, name="provenance")
 app.add_typer(commands.events_app, name="events")
 app.add_typer(keys_app, name="keys")
+app.add_typer(fleet_app, name="fleet")
 
 
 def is_loopback(host: str) -> bool:
