@@ -108,7 +108,7 @@ async def test_a_scoped_key_sees_only_its_projects_fleet(
     # Its own project's admin may replay it (still poison: its data lacks artifacts).
     r = await b.client.post(f"/api/v1/dead-letters/{letter}/replay")
     assert r.status_code == 200 and r.json()["outcome"] == "dead_lettered", r.text
-    assert (await b.client.delete(f"/api/v1/dead-letters/{letter}")).status_code == 204
+    assert (await b.client.delete(f"/api/v1/dead-letters/{letter}")).status_code == 200
     # Without a key: 401 on every fleet route.
     anonymous = httpx.AsyncClient(transport=httpx.ASGITransport(app=_svc.app), base_url="http://testserver")
     async with anonymous:

@@ -12,24 +12,24 @@ import uuid
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
-from starlette.responses import Response
 
 from orchestration_service.domain.errors import NotFound, ServiceUnavailable
 from orchestration_service.domain.vocabulary import Tier
 from orchestration_service.http import JSON, is_transient
-from orchestration_service.repositories.dead_letters import DeadLetter, DeadLetterFilter
-from orchestration_service.repositories.workers import FailureFilter
 from orchestration_service.routers.deps import container, narrowed_projects, visible_projects
 from orchestration_service.routers.paging import Cursor, Offset, PageLimit, keyset_after, page_answer
 from orchestration_service.schemas.common import NO_NUL, problem_responses
 from orchestration_service.schemas.fleet import (
     DeadLetterDoc,
     DeadLetterPage,
+    DiscardResult,
     FailurePage,
     QueueList,
     ReplayResult,
     WorkerList,
 )
+from orchestration_service.services.dead_letters import DeadLetter, DeadLetterFilter
+from orchestration_service.services.fleet import FailureFilter
 
 router = APIRouter(tags=["fleet"])
 
@@ -170,10 +170,11 @@ async def replay_dead_letter(request: Request, letter_id: str) -> JSON:
 
 @router.delete(
     "/dead-letters/{letter_id}",
-    status_code=204,
+    response_model=DiscardResult,
     responses=problem_responses(404),
     summary="Discard a dead letter",
 )
-async def discard_dead_letter(request: Request, letter_id: str) -> Response:
-    await container(request).dead_letters.discard(_letter_id(letter_id), visible_projects(request))
-    return Response(status_code=204)
+async def discard_dead_letter(request: Request, letter_id: str) -> JSON:
+    lid = _letter_id(letter_id)
+    await container(request).dead_letters.discard(lid, visible_projects(request))
+    return JSON({"id": lid, "outcome": "discarded"})

@@ -118,3 +118,8 @@ class ReplayResult(BaseModel):
     detail: str
     kind: str | None
     reason: str | None
+
+
+class DiscardResult(BaseModel):
+    id: uuid.UUID
+    outcome: Literal["discarded"]

@@ -22,6 +22,8 @@ from orchestration_service.domain.paging import LIST_TOTAL_CAP
 from orchestration_service.repositories.dead_letters import DeadLetter, DeadLetterFilter, DeadLetterPage
 from orchestration_service.repositories.ports import Storage
 
+__all__ = ["DeadLetter", "DeadLetterFilter", "DeadLetterPage", "DeadLetterService"]
+
 log = logging.getLogger(__name__)
 
 TRIM_EVERY = 100  # letters stored by this process between two trims to ``fleet.dead_letters_kept``

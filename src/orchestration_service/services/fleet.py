@@ -29,6 +29,8 @@ from orchestration_service.domain.vocabulary import TIERS
 from orchestration_service.repositories.ports import Storage, UnitOfWork
 from orchestration_service.repositories.workers import FailureFilter, FailurePage
 
+__all__ = ["FailureFilter", "FailurePage", "FleetService", "QueueInspector"]
+
 UNROUTED = "unrouted"  # the queue of pending tasks not routed to a tier yet
 
 
