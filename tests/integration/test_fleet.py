@@ -241,3 +241,31 @@ async def test_a_large_dead_letter_is_cut_and_cannot_be_replayed(clean_db: str) 
     finally:
         await svc.client.aclose()
         await lifespan.__aexit__(None, None, None)
+
+
+async def test_a_workers_row_is_written_at_most_once_per_interval_per_process(service: Service) -> None:
+    from datetime import timedelta
+
+    from orchestration_service.services.fleet import FleetService
+    from tests.integration.repositories.tasks_data import T0
+
+    storage = service.container.storage
+    t = task_row(status="running", attempt=1, tier="small")
+    async with storage.transaction() as uow:
+        await uow.tasks.insert_many([t])
+    for interval, worker in ((60.0, "debounced"), (0.0, "every-time")):
+        fleet = FleetService(
+            storage, make_settings(clean_url(service), fleet={"seen_interval_seconds": interval})
+        )
+        for seconds in (0, 10):
+            async with storage.transaction() as uow:
+                await fleet.worker_seen(uow, t, worker, at=T0 + timedelta(seconds=seconds))
+    async with storage.read() as uow:
+        page = await uow.workers.page(None, limit=10)
+    seen = {w.worker_id: w.last_seen for w in page.rows}
+    # The attempt's row always moves (it is the last writer here: every-time).
+    assert seen == {"debounced": T0, "every-time": T0 + timedelta(seconds=10)}
+
+
+def clean_url(service: Service) -> str:
+    return service.container.settings.storage.database_url

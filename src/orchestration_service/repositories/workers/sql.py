@@ -40,10 +40,6 @@ _FAILURE_COLUMNS = (
 )
 
 
-def _outcome_count(outcome: str) -> sa.ColumnElement[Any]:
-    return sa.func.coalesce(sa.func.sum(sa.case((worker_tasks.c.outcome == outcome, 1), else_=0)), 0)
-
-
 class SqlWorkers:
     def __init__(self, tx: Transaction) -> None:
         self.conn = tx.conn
@@ -171,19 +167,23 @@ class SqlWorkers:
         where = [wt.c.worker_id.in_(ids)]
         if project_ids is not None:
             where.append(wt.c.project_id.in_(project_ids))
-        out: dict[str, dict[str, Any]] = {i: {"tiers": set(), "models": set()} for i in ids}
-        counts = await self.conn.execute(
-            sa.select(
-                wt.c.worker_id,
-                _outcome_count("completed"),
-                _outcome_count("failed"),
-                _outcome_count("rejected"),
-            )
+        out: dict[str, dict[str, Any]] = {
+            i: {"tiers": set(), "models": set(), "completed": 0, "failed": 0, "rejected": 0} for i in ids
+        }
+        # One pass over the workers' attempts gives both the counts and the tiers and models.
+        groups = await self.conn.execute(
+            sa.select(wt.c.worker_id, wt.c.tier, wt.c.model, wt.c.outcome, sa.func.count())
             .where(*where)
-            .group_by(wt.c.worker_id)
+            .group_by(wt.c.worker_id, wt.c.tier, wt.c.model, wt.c.outcome)
         )
-        for worker_id, completed, failed, rejected in counts:
-            out[worker_id].update(completed=completed, failed=failed, rejected=rejected)
+        for worker_id, tier, model, outcome, n in groups:
+            row = out[worker_id]
+            if outcome in ("completed", "failed", "rejected"):
+                row[outcome] += n
+            if tier:
+                row["tiers"].add(tier)
+            if model:
+                row["models"].add(model)
         # In flight: the attempt is still the task's current one and the task is in flight
         # (a task that timed out or was cancelled left its worker without an outcome).
         flying = await self.conn.execute(
@@ -194,14 +194,6 @@ class SqlWorkers:
         )
         for worker_id, n in flying:
             out[worker_id]["in_flight"] = n
-        kinds = await self.conn.execute(
-            sa.select(wt.c.worker_id, wt.c.tier, wt.c.model).where(*where).distinct()
-        )
-        for worker_id, tier, model in kinds:
-            if tier:
-                out[worker_id]["tiers"].add(tier)
-            if model:
-                out[worker_id]["models"].add(model)
         return out
 
     async def tier_counts(self, project_ids: Sequence[str] | None) -> Sequence[TierCount]:
