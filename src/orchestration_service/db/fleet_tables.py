@@ -36,7 +36,17 @@ worker_tasks = sa.Table(
     sa.Column("last_seen", UTCDateTime(), nullable=False),
     # null while the attempt is the worker's; completed | failed | rejected afterwards
     sa.Column("outcome", sa.String(16)),
-    sa.Index("ix_worker_tasks_worker_outcome", "worker_id", "outcome"),
+    # GET /workers reads a page's counts, tiers and models from this index alone.
+    sa.Index("ix_worker_tasks_worker_outcome", "worker_id", "outcome", "tier", "model"),
+    # … and its open attempts (joined with the tasks in flight) from this one.
+    sa.Index(
+        "ix_worker_tasks_open",
+        "worker_id",
+        "task_id",
+        "attempt",
+        postgresql_where=sa.text("outcome IS NULL"),
+        sqlite_where=sa.text("outcome IS NULL"),
+    ),
     sa.Index("ix_worker_tasks_project_worker", "project_id", "worker_id"),
 )
 

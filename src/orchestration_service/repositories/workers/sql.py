@@ -174,7 +174,7 @@ class SqlWorkers:
         groups = await self.conn.execute(
             sa.select(wt.c.worker_id, wt.c.tier, wt.c.model, wt.c.outcome, sa.func.count())
             .where(*where)
-            .group_by(wt.c.worker_id, wt.c.tier, wt.c.model, wt.c.outcome)
+            .group_by(wt.c.worker_id, wt.c.outcome, wt.c.tier, wt.c.model)  # the index order
         )
         for worker_id, tier, model, outcome, n in groups:
             row = out[worker_id]

@@ -40,7 +40,16 @@ def upgrade() -> None:
         sa.Column("outcome", sa.String(length=16), nullable=True),
         sa.PrimaryKeyConstraint("task_id", "attempt", name=op.f("pk_worker_tasks")),
     )
-    op.create_index("ix_worker_tasks_worker_outcome", "worker_tasks", ["worker_id", "outcome"])
+    op.create_index(
+        "ix_worker_tasks_worker_outcome", "worker_tasks", ["worker_id", "outcome", "tier", "model"]
+    )
+    op.create_index(
+        "ix_worker_tasks_open",
+        "worker_tasks",
+        ["worker_id", "task_id", "attempt"],
+        postgresql_where=sa.text("outcome IS NULL"),
+        sqlite_where=sa.text("outcome IS NULL"),
+    )
     op.create_index("ix_worker_tasks_project_worker", "worker_tasks", ["project_id", "worker_id"])
     op.create_table(
         "dead_letters",
