@@ -19,7 +19,7 @@ def letter(n: int, *, project_id: str | None = "p1", source: str = "broker") -> 
         kind="unknown-task",
         reason=f"reason {n}",
         project_id=project_id,
-        payload='{"id": "ev-%d"}' % n,
+        payload=f'{{"id": "ev-{n}"}}',
         payload_truncated=False,
         created_at=T0 + timedelta(seconds=n),
     )
