@@ -59,7 +59,8 @@ class ManagementApiInspector:
     def __init__(self, settings: Settings) -> None:
         url = URL(settings.events.rabbitmq.management_url or "")
         broker = URL(settings.events.broker_url)
-        self.base = str(url.with_user(None).with_path("")).rstrip("/")
+        # The URL's path is kept: a management API behind a proxy may live under a prefix.
+        self.base = str(url.with_user(None)).rstrip("/")
         user = url.user or broker.user or "guest"
         password = url.password or broker.password or "guest"
         self.auth = httpx.BasicAuth(unquote(user), unquote(password))
