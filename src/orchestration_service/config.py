@@ -227,6 +227,12 @@ class RabbitMQSettings(_Section):
         description="Unacknowledged deliveries per process. Each handler needs a database "
         "connection: far past storage.pool_size + max_overflow, deliveries only wait in the pool.",
     )
+    management_url: str | None = Field(
+        None,
+        description="RabbitMQ management API (http://USER:PASS@HOST:15672); when set, GET /queues "
+        "finds the queues bound to task.ready.{tier} through it, else it passive-declares "
+        "fleet.worker_queues.",
+    )
 
 
 class EventsSettings(_Section):
@@ -287,6 +293,30 @@ class EventsSettings(_Section):
     @property
     def is_memory(self) -> bool:
         return self.broker_url.startswith("memory://")
+
+
+class FleetSettings(_Section):
+    worker_stale_seconds: float = Field(
+        300.0, gt=0, description="A worker unseen this long is reported stale by GET /workers."
+    )
+    seen_interval_seconds: float = Field(
+        1.0,
+        ge=0,
+        le=600,
+        description="A process records a worker's last_seen at most this often (its task attempts "
+        "are recorded on every event): a chatty worker does not queue on its row's lock.",
+    )
+    worker_queues: list[str] = Field(
+        default_factory=lambda: ["task.ready.{tier}"],
+        description="Without a management API, the worker queues GET /queues asks the broker "
+        "about (passive declare), `{tier}` replaced by each tier; events.name_prefix applies.",
+    )
+    dead_letter_max_payload_bytes: int = Field(
+        65_536, ge=1024, le=1_048_576, description="A stored dead letter keeps its event up to this size."
+    )
+    dead_letters_kept: int = Field(
+        10_000, ge=100, le=10_000_000, description="The newest this many dead letters are kept."
+    )
 
 
 class RedisSettings(_Section):
@@ -381,6 +411,7 @@ class Settings(BaseSettings):
     server: ServerSettings = Field(default_factory=ServerSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
+    fleet: FleetSettings = Field(default_factory=FleetSettings)
     observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
 
     @classmethod

@@ -20,12 +20,15 @@ from orchestration_service.events.bus import EventBus
 from orchestration_service.events.handlers import EventProcessor
 from orchestration_service.events.memory import MemoryBus
 from orchestration_service.events.publisher import OutboxRelay
+from orchestration_service.events.replay import DeadLetterReplay
 from orchestration_service.metrics import Metrics
 from orchestration_service.redaction import redact
 from orchestration_service.repositories.storage import SqlStorage
 from orchestration_service.services.auth import ApiKeyService
+from orchestration_service.services.dead_letters import DeadLetterService
 from orchestration_service.services.dispatcher import Dispatcher, Sweeper
 from orchestration_service.services.event_log import EventLog, LogNotifier
+from orchestration_service.services.fleet import FleetService, QueueInspector
 from orchestration_service.services.gauges import GaugeRefresher
 from orchestration_service.services.lifecycle import Lifecycle
 from orchestration_service.services.projects import ProjectService
@@ -45,6 +48,18 @@ def create_bus(settings: Settings) -> EventBus:
     from orchestration_service.events.rabbitmq import RabbitMQBus
 
     return RabbitMQBus(settings.events)
+
+
+def create_queue_inspector(settings: Settings, bus: EventBus) -> QueueInspector | None:
+    """Where GET /queues gets the broker's figures (None: the in-process bus has none)."""
+    from orchestration_service.events.queue_inspector import ManagementApiInspector, PassiveDeclareInspector
+    from orchestration_service.events.rabbitmq import RabbitMQBus
+
+    if not isinstance(bus, RabbitMQBus):
+        return None
+    if settings.events.rabbitmq.management_url:
+        return ManagementApiInspector(settings)
+    return PassiveDeclareInspector(bus, settings)
 
 
 @dataclass
@@ -68,6 +83,9 @@ class Container:
     event_log: EventLog
     metrics: Metrics
     keys: ApiKeyService
+    fleet: FleetService
+    dead_letters: DeadLetterService
+    replay: DeadLetterReplay
     migrated: bool = False
     started: bool = False
     _bus_task: asyncio.Task[None] | None = field(default=None, repr=False)
@@ -114,6 +132,10 @@ class Container:
         events.rollback_project = provenance.rollback_project
         reviews = ReviewService(storage, lifecycle, provenance)
         events.reviews = reviews
+        fleet = FleetService(storage, settings, create_queue_inspector(settings, bus))
+        events.fleet = fleet
+        dead_letters = DeadLetterService(storage, settings)
+        events.on_dead_letter = dead_letters.record
         lifecycle.on_transition.append(metrics.transition)
         routing.on_routed.append(metrics.routed)
         relay = OutboxRelay(storage, bus, settings)
@@ -144,6 +166,9 @@ class Container:
             event_log=EventLog(storage, notifier),
             metrics=metrics,
             keys=ApiKeyService(storage, cache_ttl=settings.auth.cache_ttl_seconds),
+            fleet=fleet,
+            dead_letters=dead_letters,
+            replay=DeadLetterReplay(dead_letters, events),
             gauges=GaugeRefresher(metrics, storage, settings.observability.metrics_refresh_seconds)
             if settings.observability.metrics_enabled
             else None,

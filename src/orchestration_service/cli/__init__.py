@@ -15,6 +15,7 @@ from orchestration_service.cli import (  # noqa: F401  (registers import/export)
     provenance_files,
     task_tree,
 )
+from orchestration_service.cli.fleet import fleet_app
 from orchestration_service.cli.keys import keys_app
 from orchestration_service.cli.reviews import review_app
 from orchestration_service.cli.settings import settings_or_exit
@@ -36,6 +37,7 @@ app.add_typer(commands.provenance_app, name="provenance")
 app.add_typer(commands.events_app, name="events")
 app.add_typer(keys_app, name="keys")
 app.add_typer(review_app, name="review")
+app.add_typer(fleet_app, name="fleet")
 
 
 def is_loopback(host: str) -> bool:

@@ -37,6 +37,7 @@ from orchestration_service.schemas.events import (
     TaskValidated,
 )
 from orchestration_service.schemas.reviews import ReviewCompleted, ReviewRequested
+from orchestration_service.services.fleet import FleetService
 from orchestration_service.services.lifecycle import Lifecycle, payloads, utcnow
 from orchestration_service.services.provenance_store import ProvenanceStore
 from orchestration_service.services.reviews import ReviewService
@@ -107,6 +108,11 @@ RollbackApplier = Callable[[UnitOfWork, RollbackRequested, CloudEvent], Awaitabl
 RollbackScopeCheck = Callable[[UnitOfWork, RollbackRequested, Collection[str]], Awaitable[RollbackRequested]]
 # The project a rollback is de-duplicated in; raises EventRejected for an unknown record.
 RollbackProject = Callable[[UnitOfWork, RollbackRequested], Awaitable[str]]
+# Stores a dead letter: (source "broker" | "ingress", the event as received, kind, reason,
+# the sender's projects or None); never raises.
+DeadLetterSink = Callable[
+    [str, "bytes | dict[str, Any]", str, str, "Collection[str] | None"], Awaitable[object]
+]
 
 
 class EventProcessor:
@@ -128,6 +134,8 @@ class EventProcessor:
         self.rollback_scope: RollbackScopeCheck | None = None  # likewise
         self.rollback_project: RollbackProject | None = None  # likewise
         self.reviews: ReviewService | None = None  # set by the container
+        self.fleet: FleetService | None = None  # records workers (GET /workers); set by the container
+        self.on_dead_letter: DeadLetterSink | None = None  # stores dead letters; likewise
 
     # -- the shared path ---------------------------------------------------------------
     async def process(self, ce: CloudEvent, *, projects: Collection[str] | None = None) -> Processed:
@@ -219,16 +227,35 @@ class EventProcessor:
             await self.lifecycle.note(
                 uow, task, reason=f"ignored {name}: the task is already {status.value}", cause=cause
             )
-            return Processed("ignored", f"task is already {status.value}")
-        if isinstance(payload, ReviewRequested | ReviewCompleted):
+            result = Processed("ignored", f"task is already {status.value}")
+        elif isinstance(payload, ReviewRequested | ReviewCompleted):
             return await self._review(uow, task, payload, ce, cause)
-        handler = {
-            ev.TASK_OUTPUT_CREATED: self._output_created,
-            ev.TASK_VALIDATED: self._validated,
-            ev.TASK_REJECTED: self._rejected,
-            ev.TASK_FAILED: self._failed,
-        }[name]
-        return await handler(uow, task, payload, cause)
+        else:
+            handler = {
+                ev.TASK_OUTPUT_CREATED: self._output_created,
+                ev.TASK_VALIDATED: self._validated,
+                ev.TASK_REJECTED: self._rejected,
+                ev.TASK_FAILED: self._failed,
+            }[name]
+            result = await handler(uow, task, payload, cause)
+        if self.fleet is not None:
+            await self._record_worker(self.fleet, uow, name, locked, payload, result.outcome)
+        return result
+
+    @staticmethod
+    async def _record_worker(
+        fleet: FleetService, uow: UnitOfWork, name: str, task: TaskRecord, payload: Any, outcome: str
+    ) -> None:
+        """Who worked on the task's attempt and how it ended (GET /workers), in this
+        transaction; ``task`` as it was before the event (its attempt)."""
+        worker = getattr(payload, "worker_id", None)
+        applied = outcome == "processed"
+        if worker:
+            failed = applied and name == ev.TASK_FAILED
+            model = getattr(payload, "model_used", None)
+            await fleet.worker_seen(uow, task, worker, model=model, outcome="failed" if failed else None)
+        elif applied and name in _ATTEMPT_OUTCOMES:
+            await fleet.attempt_finished(uow, task, _ATTEMPT_OUTCOMES[name])
 
     # -- one per event -----------------------------------------------------------------
     async def _output_created(self, uow: UnitOfWork, task: TaskRecord, p: Any, cause: str) -> Processed:
@@ -366,13 +393,22 @@ class EventProcessor:
                 extra={"event_type": name, "reason": exc.reason, "kind": exc.kind},
             )
             self.on_outcome(name, "dead_lettered")
+            await self._store_dead_letter(msg.body, exc.kind, exc.reason)
             return HandlerResult(Disposition.DEAD_LETTER, "dead_lettered", f"{exc.kind}: {exc.reason}")
         except Exception as exc:
             if not is_transient(exc):
+                await self._store_dead_letter(msg.body, "crash", f"handler crashed: {type(exc).__name__}")
                 raise  # a bug: the bus adapter logs it and dead-letters the message
             log.warning("event handling failed transiently; will retry: %s: %s", type(exc).__name__, exc)
             return HandlerResult(Disposition.RETRY, "retry", str(exc))
         return HandlerResult(Disposition.ACK, result.outcome, result.detail)
+
+    async def _store_dead_letter(self, body: bytes, kind: str, reason: str) -> None:
+        if self.on_dead_letter is not None:
+            await self.on_dead_letter("broker", body, kind, reason, None)
+
+
+_ATTEMPT_OUTCOMES = {ev.TASK_VALIDATED: "completed", ev.TASK_REJECTED: "rejected", ev.TASK_FAILED: "failed"}
 
 
 def _uuid(text: str) -> uuid.UUID | None:

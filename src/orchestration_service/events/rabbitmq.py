@@ -237,6 +237,33 @@ class RabbitMQBus:
     def consuming(self) -> bool:
         return self._consumer_tag is not None and self._is_open()
 
+    async def queue_stats(self, names: Sequence[str]) -> dict[str, tuple[int, int] | None]:
+        """Messages ready and consumers of each queue, the broker's answer to a passive
+        declare; None for a queue that does not exist. Raises BusUnavailable when not connected."""
+        connection = self._connection
+        transport = connection.transport if connection is not None else None
+        if transport is None or not self._is_open():
+            raise BusUnavailable("not connected to the broker")
+        out: dict[str, tuple[int, int] | None] = {}
+        channel = None
+        try:
+            for name in names:
+                # A passive declare of a missing queue closes its channel: a plain (not
+                # robust) channel, opened again for the next name.
+                if channel is None or channel.is_closed:
+                    channel = await transport.connection.channel(publisher_confirms=False)
+                try:
+                    ok = await channel.queue_declare(name, passive=True)
+                except aiormq.exceptions.ChannelNotFoundEntity:
+                    out[name] = None
+                    continue
+                out[name] = (int(ok.message_count or 0), int(ok.consumer_count or 0))
+        finally:
+            if channel is not None and not channel.is_closed:
+                with contextlib.suppress(Exception):
+                    await channel.close()
+        return out
+
     # -- publishing ------------------------------------------------------------------------
     async def publish(self, messages: Sequence[OutboundMessage]) -> None:
         if not messages:

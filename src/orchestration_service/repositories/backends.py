@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from orchestration_service.db.engine import Database, Transaction
 from orchestration_service.repositories.api_keys.port import ApiKeyRepository
 from orchestration_service.repositories.api_keys.sql import PostgresApiKeys, SqliteApiKeys
+from orchestration_service.repositories.dead_letters.port import DeadLetterRepository
+from orchestration_service.repositories.dead_letters.sql import PostgresDeadLetters, SqliteDeadLetters
 from orchestration_service.repositories.gauges.port import GaugeRepository
 from orchestration_service.repositories.gauges.sql import PostgresGauges, SqliteGauges
 from orchestration_service.repositories.outbox.port import LogFeed, OutboxRepository, RelayCoordination
@@ -35,6 +37,9 @@ from orchestration_service.repositories.reviews.sqlite import SqliteReviews
 from orchestration_service.repositories.tasks.port import TaskHotPaths, TaskRepository
 from orchestration_service.repositories.tasks.postgres import PostgresHotPaths, PostgresTasks
 from orchestration_service.repositories.tasks.sqlite import SqliteHotPaths, SqliteTasks
+from orchestration_service.repositories.workers.port import WorkerRepository
+from orchestration_service.repositories.workers.postgres import PostgresWorkers
+from orchestration_service.repositories.workers.sqlite import SqliteWorkers
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +63,8 @@ class Backend:
     taint: Callable[[Transaction], TaintRepository]
     provenance_import: Callable[[Transaction], ProvenanceImportRepository]
     reviews: Callable[[Transaction], ReviewRepository]
+    workers: Callable[[Transaction], WorkerRepository]
+    dead_letters: Callable[[Transaction], DeadLetterRepository]
 
 
 POSTGRES = Backend(
@@ -75,6 +82,8 @@ POSTGRES = Backend(
     taint=PostgresTaint,
     provenance_import=PostgresProvenanceImport,
     reviews=PostgresReviews,
+    workers=PostgresWorkers,
+    dead_letters=PostgresDeadLetters,
 )
 
 SQLITE = Backend(
@@ -92,6 +101,8 @@ SQLITE = Backend(
     taint=SqliteTaint,
     provenance_import=SqliteProvenanceImport,
     reviews=SqliteReviews,
+    workers=SqliteWorkers,
+    dead_letters=SqliteDeadLetters,
 )
 
 

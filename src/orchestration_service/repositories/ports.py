@@ -13,6 +13,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
 from orchestration_service.repositories.api_keys.port import ApiKeyRepository
+from orchestration_service.repositories.dead_letters.port import DeadLetterRepository
 from orchestration_service.repositories.gauges.port import GaugeRepository
 from orchestration_service.repositories.outbox.port import LogFeed, OutboxRepository, RelayCoordination
 from orchestration_service.repositories.processed_events.port import ProcessedEventRepository
@@ -20,6 +21,7 @@ from orchestration_service.repositories.provenance.port import ProvenanceReposit
 from orchestration_service.repositories.provenance_import.port import ProvenanceImportRepository
 from orchestration_service.repositories.reviews.port import ReviewRepository
 from orchestration_service.repositories.tasks.port import TaskHotPaths, TaskRepository
+from orchestration_service.repositories.workers.port import WorkerRepository
 
 
 class UnitOfWork(Protocol):
@@ -54,6 +56,12 @@ class UnitOfWork(Protocol):
 
     @property
     def reviews(self) -> ReviewRepository: ...
+
+    @property
+    def workers(self) -> WorkerRepository: ...
+
+    @property
+    def dead_letters(self) -> DeadLetterRepository: ...
 
     def after_commit(self, hook: Callable[[], None]) -> None: ...
 

@@ -9,6 +9,7 @@ from typing import Any
 from orchestration_service.db.engine import Database, Transaction
 from orchestration_service.repositories.api_keys.port import ApiKeyRepository
 from orchestration_service.repositories.backends import Backend, backend_for
+from orchestration_service.repositories.dead_letters.port import DeadLetterRepository
 from orchestration_service.repositories.gauges.port import GaugeRepository
 from orchestration_service.repositories.outbox.port import LogFeed, OutboxRepository, RelayCoordination
 from orchestration_service.repositories.processed_events.port import ProcessedEventRepository
@@ -16,6 +17,7 @@ from orchestration_service.repositories.provenance.port import ProvenanceReposit
 from orchestration_service.repositories.provenance_import.port import ProvenanceImportRepository
 from orchestration_service.repositories.reviews.port import ReviewRepository
 from orchestration_service.repositories.tasks.port import TaskHotPaths, TaskRepository
+from orchestration_service.repositories.workers.port import WorkerRepository
 
 
 class SqlUnitOfWork:
@@ -79,6 +81,16 @@ class SqlUnitOfWork:
     @property
     def reviews(self) -> ReviewRepository:
         repo: ReviewRepository = self._repo("reviews")
+        return repo
+
+    @property
+    def workers(self) -> WorkerRepository:
+        repo: WorkerRepository = self._repo("workers")
+        return repo
+
+    @property
+    def dead_letters(self) -> DeadLetterRepository:
+        repo: DeadLetterRepository = self._repo("dead_letters")
         return repo
 
     def after_commit(self, hook: Callable[[], None]) -> None:

@@ -14,7 +14,10 @@ from orchestration_service.config import Settings
 from orchestration_service.events.bus import EventBus
 from orchestration_service.events.handlers import EventProcessor
 from orchestration_service.events.publisher import OutboxRelay
+from orchestration_service.events.replay import DeadLetterReplay
+from orchestration_service.services.dead_letters import DeadLetterService
 from orchestration_service.services.event_log import EventLog, LogNotifier
+from orchestration_service.services.fleet import FleetService
 from orchestration_service.services.projects import ProjectService
 from orchestration_service.services.provenance_store import ProvenanceStore
 from orchestration_service.services.reviews import ReviewService
@@ -62,6 +65,12 @@ class AppServices(Protocol):
     def storage(self) -> Pingable: ...
     @property
     def migrated(self) -> bool: ...
+    @property
+    def fleet(self) -> FleetService: ...
+    @property
+    def dead_letters(self) -> DeadLetterService: ...
+    @property
+    def replay(self) -> DeadLetterReplay: ...
 
 
 def container(request: Request) -> AppServices:

@@ -138,9 +138,14 @@ def _binary_envelope(request: Request, body: bytes) -> dict[str, Any]:
 
 async def _process_one(request: Request, raw: bytes | dict[str, Any]) -> tuple[int, dict[str, Any]]:
     c = container(request)
-    ce = parse_envelope(raw)  # also refuses NUL characters, which PostgreSQL cannot store
+    projects = visible_projects(request)
     try:
-        result = await c.events.process(ce, projects=visible_projects(request))
+        ce = parse_envelope(raw)  # also refuses NUL characters, which PostgreSQL cannot store
+        result = await c.events.process(ce, projects=projects)
+    except EventRejected as exc:
+        # Kept as a dead letter too (GET /dead-letters), attributed only within the key's projects.
+        await c.dead_letters.record("ingress", raw, exc.kind, exc.reason, projects)
+        raise
     except Exception as exc:
         if not is_transient(exc):
             raise

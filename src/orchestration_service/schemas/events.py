@@ -117,6 +117,7 @@ class TaskFailed(_Tolerant):
     task_id: NonEmpty
     error: str | dict[str, Any] | None = None
     retryable: bool | None = None
+    worker_id: Name100 | None = None
 
 
 class RollbackRequested(_Tolerant):

@@ -15,6 +15,7 @@ const ROUTES = [
   { re: /^\/provenance$/, nav: "provenance", load: () => import("./pages/provenance-list.js") },
   { re: /^\/provenance\/([^/]+)$/, nav: "provenance", load: () => import("./pages/provenance.js") },
   { re: /^\/events$/, nav: "events", load: () => import("./pages/events.js") },
+  { re: /^\/fleet$/, nav: "fleet", load: () => import("./pages/fleet.js") },
 ];
 
 const main = document.getElementById("main");

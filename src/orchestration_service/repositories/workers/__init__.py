@@ -1,0 +1,12 @@
+"""Workers seen on consumed events and the fleet's reads: the port, one implementation per backend."""
+
+from orchestration_service.repositories.workers.port import (
+    FailureFilter,
+    FailurePage,
+    TierCount,
+    WorkerPage,
+    WorkerRepository,
+    WorkerSummary,
+)
+
+__all__ = ["FailureFilter", "FailurePage", "TierCount", "WorkerPage", "WorkerRepository", "WorkerSummary"]
