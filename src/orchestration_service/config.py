@@ -73,6 +73,14 @@ class TaskManagementSettings(_Section):
         120, ge=1, description="Estimated duration before any task of the kind has completed."
     )
     sweep_interval_seconds: float = Field(5.0, gt=0, description="How often the timeout sweep runs.")
+    heartbeat_timeout_seconds: int | None = Field(
+        None,
+        ge=1,
+        le=7 * 24 * 3600,
+        description="A running task with no task.progress or output for this long is timed out "
+        "(retried, then failed); unset = no heartbeat timeout. A task's "
+        "options.heartbeat_timeout_seconds overrides it.",
+    )
 
 
 class RoutingSettings(_Section):

@@ -56,7 +56,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     install_error_handlers(app)
     from orchestration_service import openapi
-    from orchestration_service.routers import events, health, projects, provenance, streams, tasks
+    from orchestration_service.routers import (
+        events,
+        health,
+        projects,
+        provenance,
+        streams,
+        task_actions,
+        tasks,
+    )
 
     # Starlette runs the last-added middleware first: request context, metrics, cross-site guard,
     # auth, body
@@ -84,7 +92,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(tracing.TracingMiddleware)  # outermost: every span below is its child
 
     app.state.route_templates = {}
-    for module in (health, tasks, streams, projects, provenance, events):
+    for module in (health, tasks, task_actions, streams, projects, provenance, events):
         app.include_router(module.router, prefix="/api/v1")
         for route in module.router.routes:
             app.state.route_templates[id(route)] = "/api/v1" + getattr(route, "path", "")

@@ -1,6 +1,6 @@
 """Who may do what: API key scopes and the requests each scope allows.
 
-`read` may GET; `write` may also submit and cancel tasks; `admin` may also taint, clear,
+`read` may GET; `write` may also submit, cancel and retry tasks; `admin` may also taint, clear,
 roll back, create checkpoints and post events. The health probes (/health, /health/live,
 /health/ready) and /metrics need no key; /health/detailed needs one of any scope.
 """
@@ -26,6 +26,7 @@ _PUBLIC = re.compile(r"^/api/v1/(health(/live|/ready)?/?|openapi\.json|docs.*)$"
 _WRITE = (
     ("POST", re.compile(r"^/api/v1/tasks/?$")),
     ("POST", re.compile(r"^/api/v1/tasks/[^/]+/cancel/?$")),
+    ("POST", re.compile(r"^/api/v1/tasks/[^/]+/retry/?$")),
 )
 
 

@@ -43,6 +43,8 @@ TASK_OUTPUT_CREATED = "task.output.created"
 TASK_VALIDATED = "task.validated"
 TASK_REJECTED = "task.rejected"
 ROLLBACK_REQUESTED = "rollback.requested"
+# A worker's heartbeat: progress of a running attempt (kept on the task, no history row).
+TASK_PROGRESS = "task.progress"
 
 CONSUMED_EVENTS: tuple[str, ...] = (
     TASK_OUTPUT_CREATED,
@@ -50,6 +52,7 @@ CONSUMED_EVENTS: tuple[str, ...] = (
     TASK_REJECTED,
     TASK_FAILED,
     ROLLBACK_REQUESTED,
+    TASK_PROGRESS,
 )
 # Where each consumed event may arrive from (the design disagrees on QA's exchange,
 # so QA's events are bound from both).
@@ -58,6 +61,7 @@ CONSUMED_BINDINGS: tuple[tuple[str, str], ...] = (
     (TASK_EXCHANGE, TASK_VALIDATED),
     (TASK_EXCHANGE, TASK_REJECTED),
     (TASK_EXCHANGE, TASK_FAILED),
+    (TASK_EXCHANGE, TASK_PROGRESS),
     (QA_EXCHANGE, TASK_VALIDATED),
     (QA_EXCHANGE, TASK_REJECTED),
     (CASCADE_EXCHANGE, ROLLBACK_REQUESTED),

@@ -33,10 +33,12 @@ from orchestration_service.schemas.events import (
     RollbackRequested,
     TaskFailed,
     TaskOutputCreated,
+    TaskProgress,
     TaskRejected,
     TaskValidated,
 )
 from orchestration_service.services.lifecycle import Lifecycle, payloads, utcnow
+from orchestration_service.services.progress import ProgressRecorder
 from orchestration_service.services.provenance_store import ProvenanceStore
 
 log = logging.getLogger(__name__)
@@ -54,6 +56,7 @@ SCHEMAS: dict[str, type[BaseModel]] = {
     ev.TASK_REJECTED: TaskRejected,
     ev.TASK_FAILED: TaskFailed,
     ev.ROLLBACK_REQUESTED: RollbackRequested,
+    ev.TASK_PROGRESS: TaskProgress,
 }
 
 
@@ -123,6 +126,7 @@ class EventProcessor:
         self.rollback: RollbackApplier | None = None  # set by the provenance service
         self.rollback_scope: RollbackScopeCheck | None = None  # likewise
         self.rollback_project: RollbackProject | None = None  # likewise
+        self.progress = ProgressRecorder(storage)
 
     # -- the shared path ---------------------------------------------------------------
     async def process(self, ce: CloudEvent, *, projects: Collection[str] | None = None) -> Processed:
@@ -154,6 +158,11 @@ class EventProcessor:
             self.on_outcome(name, "ignored")
             return Processed("ignored", "event published by this service")
         name, payload = validate_payload(ce)
+        if isinstance(payload, TaskProgress):
+            # A heartbeat: no claim, no history, one UPDATE (services/progress.py says why).
+            outcome, detail = await self.progress.record(payload, at=ce.time, projects=projects)
+            self.on_outcome(name, outcome)
+            return Processed(outcome, detail)
         task_id = (
             None if isinstance(payload, RollbackRequested) else _uuid(str(getattr(payload, "task_id", "")))
         )

@@ -24,6 +24,7 @@ from orchestration_service.repositories.tasks import pg_statements as pg
 from orchestration_service.repositories.tasks.port import (
     EventClaim,
     HistoryRecord,
+    ProgressReport,
     StatusRead,
     Submission,
     TaskRecord,
@@ -124,6 +125,22 @@ class PostgresTasks(SqlTasks):
 
     def _overdue(self, now: datetime, limit: int) -> sa.Select[Any]:
         return super()._overdue(now, limit).with_for_update(skip_locked=True)
+
+    def _heartbeat_overdue(self, now: datetime, limit: int) -> sa.Select[Any]:
+        return super()._heartbeat_overdue(now, limit).with_for_update(skip_locked=True)
+
+    async def record_progress(self, report: ProgressReport, now: datetime) -> bool:
+        driver = await self.tx.driver()
+        status: str = await driver.execute(
+            pg.RECORD_PROGRESS,
+            report.task_id,
+            pg.progress_json(report.progress),
+            report.at,
+            now,
+            report.attempt,
+            None if report.project_ids is None else list(report.project_ids),
+        )
+        return status != "UPDATE 0"
 
     async def projects_with_waiting_work(self, per_project: int, limit: int = 1000) -> list[str]:
         rows = await self.conn.execute(_PROJECTS_WITH_ROOM, {"lim": per_project, "n": limit})
