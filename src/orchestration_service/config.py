@@ -247,6 +247,9 @@ class EventsSettings(_Section):
     name_prefix: str = Field("", description="Prefix for exchange and queue names (test isolation).")
     relay_batch_size: int = Field(500, ge=1, le=10_000)
     sse_heartbeat_seconds: float = Field(15.0, gt=0, description="Comment heartbeat on idle SSE streams.")
+    sse_progress_seconds: float = Field(
+        1.0, gt=0, description="How often a task stream looks for new task.progress to send."
+    )
     max_open_streams: int = Field(
         256,
         ge=1,

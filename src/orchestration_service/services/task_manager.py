@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -221,6 +221,11 @@ class TaskManager:
             ids = [task_id, *(s["id"] for s in subtasks)]
             deps = await uow.tasks.dependencies_of(ids)
         return TaskView(found.task, subtasks, deps)
+
+    async def progress(self, task_id: uuid.UUID) -> dict[str, Any] | None:
+        """The task's latest progress (the status read's hot path: cheap to poll)."""
+        found = await self.storage.task_hot_paths.status(task_id)
+        return None if found is None else found.task.get("progress")
 
     async def list(
         self,

@@ -320,8 +320,8 @@ PROJECTS_WITH_ROOM = (
 # A task.progress kept on its task (see ``TaskRepository.record_progress``): one statement,
 # the heartbeat due time computed from the row's own heartbeat seconds.
 RECORD_PROGRESS = """
-UPDATE tasks SET progress = $2::jsonb, progress_at = $3,
-       heartbeat_due_at = $4 + heartbeat_seconds * interval '1 second'
+UPDATE tasks SET progress = $2::jsonb, progress_at = $3::timestamptz,
+       heartbeat_due_at = $4::timestamptz + heartbeat_seconds * interval '1 second'
 WHERE id = $1 AND status = 'running' AND (progress_at IS NULL OR progress_at < $3)
   AND ($5::int IS NULL OR attempt = $5) AND ($6::text[] IS NULL OR project_id = ANY($6))
 """
