@@ -285,6 +285,7 @@ CONSUMED_DATA = {
     ev.TASK_REJECTED: "TaskRejectedData",
     ev.TASK_FAILED: "TaskFailedData",
     ev.ROLLBACK_REQUESTED: "RollbackRequestedData",
+    ev.TASK_PROGRESS: "TaskProgressData",
 }
 
 
