@@ -10,7 +10,11 @@ from typing import Annotated
 
 import typer
 
-from orchestration_service.cli import commands, provenance_files  # noqa: F401  (registers import/export)
+from orchestration_service.cli import (  # noqa: F401  (registers import/export and task retry)
+    commands,
+    provenance_files,
+    task_actions,
+)
 from orchestration_service.cli.keys import keys_app
 from orchestration_service.cli.settings import settings_or_exit
 from orchestration_service.redaction import redact
