@@ -3,7 +3,8 @@
 A report is idempotent (the latest wins, decided by its time and attempt), so it is not
 claimed in ``processed_events``: a redelivered report finds a later or equal one kept and
 changes nothing, and skipping the claim saves an insert per heartbeat (and a table that
-would grow by every heartbeat). It writes no history row and no outbox event: one UPDATE.
+would grow by every heartbeat). It writes no history row and no outbox event: one UPDATE,
+shared on PostgreSQL by the reports that arrive together (``storage.task_hot_paths``).
 A report for an attempt that is no longer current, or for a task not running (final ones
 included), is ignored; one naming no task the sender may see is rejected like any event.
 """
@@ -52,9 +53,10 @@ class ProgressRecorder:
                 at=at,
                 project_ids=None if projects is None else list(projects),
             )
-            async with self.storage.transaction() as uow:
-                if await uow.tasks.record_progress(report, now):
-                    return "processed", "progress kept"
+            # The hot path: concurrent reports share one statement where the backend can.
+            if await self.storage.task_hot_paths.record_progress(report, now):
+                return "processed", "progress kept"
+            async with self.storage.read() as uow:
                 task = await uow.tasks.get(task_id)
             if task is not None and (projects is None or task["project_id"] in projects):
                 why = _why_ignored(task["status"], int(task["attempt"]), p.attempt)

@@ -4,6 +4,7 @@ moved by the task's own heartbeat seconds, and the running tasks past it."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 from orchestration_service.domain.tasks import TaskRecord
@@ -65,3 +66,30 @@ async def test_heartbeat_overdue_lists_running_tasks_past_their_due_time(storage
         assert [t["id"] for t in await uow.tasks.heartbeat_overdue(T0 + timedelta(minutes=1), 1)] == [
             late["id"]
         ]
+
+
+async def test_the_hot_path_keeps_each_tasks_latest_report_when_reports_arrive_together(
+    storage: Storage,
+) -> None:
+    rows = [task(i, status="running", attempt=1, heartbeat_seconds=10) for i in range(20)]
+    async with storage.transaction() as uow:
+        await uow.tasks.insert_many(rows)
+    now = T0 + timedelta(minutes=5)
+    fast = storage.task_hot_paths
+    # Each task twice (its later report second) and a report of a stale attempt, all at once:
+    # on PostgreSQL they share statements, a task never twice in one.
+    reports = [report(t, 0.1, 1) for t in rows] + [report(t, 0.2, 2) for t in rows]
+    reports += [report(rows[0], 0.9, 3, attempt=2)]
+    kept = await asyncio.gather(*(fast.record_progress(r, now) for r in reports))
+    # Every later report is kept; an earlier one only if it went first (the order they run in is
+    # the backend's); the stale attempt's never.
+    assert all(kept[20:40]) and kept[-1] is False
+    async with storage.read() as uow:
+        got = await uow.tasks.get_many([t["id"] for t in rows])
+    for t in rows:
+        row = got[t["id"]]
+        assert row["progress"] is not None and row["progress"]["value"] == 0.2
+        assert row["heartbeat_due_at"] == now + timedelta(seconds=10)
+    batches = getattr(fast, "progress_batches", None)
+    if batches is not None:  # PostgreSQL: fewer statements than reports
+        assert batches.statements < len(reports)

@@ -327,5 +327,18 @@ WHERE id = $1 AND status = 'running' AND (progress_at IS NULL OR progress_at < $
 """
 
 
+# Several reports of different tasks in one statement (``PostgresHotPaths.record_progress``);
+# the ids of the tasks that kept theirs come back.
+RECORD_PROGRESS_MANY = """
+UPDATE tasks SET progress = v.progress::jsonb, progress_at = v.at,
+       heartbeat_due_at = $5::timestamptz + tasks.heartbeat_seconds * interval '1 second'
+FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::int[]) AS v(id, progress, at, attempt)
+WHERE tasks.id = v.id AND tasks.status = 'running'
+  AND (tasks.progress_at IS NULL OR tasks.progress_at < v.at)
+  AND (v.attempt IS NULL OR tasks.attempt = v.attempt)
+RETURNING tasks.id
+"""
+
+
 def progress_json(progress: Any) -> str | None:
     return _json_text(progress)

@@ -467,3 +467,7 @@ class TransactionalHotPaths:
     async def status(self, task_id: uuid.UUID) -> StatusRead | None:
         async with self.db.read() as conn:
             return await self.tasks_of(Transaction(conn)).get_with_flags(task_id)
+
+    async def record_progress(self, report: ProgressReport, now: datetime) -> bool:
+        async with self.db.transaction() as tx:
+            return await self.tasks_of(tx).record_progress(report, now)
