@@ -228,6 +228,15 @@ class RabbitMQSettings(_Section):
         description="Unacknowledged deliveries per process. Each handler needs a database "
         "connection: far past storage.pool_size + max_overflow, deliveries only wait in the pool.",
     )
+    heartbeat_queue_max_length: int = Field(
+        10_000,
+        ge=1,
+        description="task.progress waiting in their own queue (<queue>.heartbeats) at most; "
+        "beyond, the oldest are dropped (only a task's latest report matters).",
+    )
+    heartbeat_prefetch: int = Field(
+        8, ge=1, le=10_000, description="Unacknowledged task.progress deliveries per process."
+    )
 
 
 class EventsSettings(_Section):

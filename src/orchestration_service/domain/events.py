@@ -68,6 +68,12 @@ CONSUMED_BINDINGS: tuple[tuple[str, str], ...] = (
 )
 
 
+# Heartbeats: many, and only the latest of a task matters. On RabbitMQ they have a queue of
+# their own, bounded (the oldest dropped when full), so they never queue in front of the
+# events that move tasks.
+HEARTBEAT_EVENTS: frozenset[str] = frozenset({TASK_PROGRESS})
+
+
 def exchange_for(event_name: str) -> str:
     if event_name.startswith("artifact.") or event_name.startswith("rollback."):
         return CASCADE_EXCHANGE
