@@ -79,7 +79,7 @@ class ProgressLoad:
         connector = aiohttp.TCPConnector(limit=64)
         async with (
             aiohttp.ClientSession(base_url=self.base_url, connector=connector) as session,
-            Sender(session, self.amqp_url, self.prefix) as sender,
+            _Heartbeats(session, self.amqp_url, self.prefix) as sender,
         ):
             base = datetime.now(UTC)
             self._started = time.perf_counter()
@@ -89,16 +89,13 @@ class ProgressLoad:
                 due = int((time.perf_counter() - self._started) * self.rate)
                 while i < due and len(pending) < 256:
                     tid = self.task_ids[i % len(self.task_ids)]
-                    env = envelope(
-                        "task.progress",
-                        {
-                            "task_id": tid,
-                            "progress": (i % 100) / 100,
-                            "message": f"step {i}",
-                            "worker_id": "bench",
-                        },
-                        "/bench-worker",
-                    )
+                    data = {
+                        "task_id": tid,
+                        "progress": (i % 100) / 100,
+                        "message": f"step {i}",
+                        "worker_id": "bench",
+                    }
+                    env = envelope("task.progress", data, "/bench-worker")
                     env["time"] = _at(base, i)
                     job = asyncio.create_task(self._send(sender, env))
                     pending.add(job)
@@ -106,16 +103,49 @@ class ProgressLoad:
                     i += 1
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stop.wait(), tick)
+            self._elapsed = time.perf_counter() - self._started
             if pending:
                 await asyncio.gather(*pending, return_exceptions=True)
-            self._elapsed = time.perf_counter() - self._started
 
-    async def _send(self, sender: Sender, env: dict[str, Any]) -> None:
+    async def _send(self, sender: _Heartbeats, env: dict[str, Any]) -> None:
         try:
-            await sender.send("task.events", env)
+            await sender.send(env)
             self.sent += 1
         except Exception:  # a refused or failed send is counted, not fatal to the benchmark
             self.failed += 1
+
+
+class _Heartbeats:
+    """How a worker sends heartbeats: over the ingress, or to RabbitMQ without publisher
+    confirms and not persistent (a lost heartbeat is replaced by the next one)."""
+
+    def __init__(self, session: aiohttp.ClientSession, amqp_url: str | None, prefix: str) -> None:
+        self.http = Sender(session, None, prefix)
+        self.amqp_url = amqp_url
+        self.prefix = prefix
+        self._conn: Any = None
+        self._exchange: Any = None
+
+    async def __aenter__(self) -> _Heartbeats:
+        if self.amqp_url:
+            import aio_pika
+
+            self._conn = await aio_pika.connect(self.amqp_url)
+            channel = await self._conn.channel(publisher_confirms=False)
+            self._exchange = await channel.get_exchange(self.prefix + "task.events")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._conn is not None:
+            await self._conn.close()
+
+    async def send(self, env: dict[str, Any]) -> None:
+        if self._exchange is None:
+            await self.http.send("task.events", env)
+            return
+        import aio_pika
+
+        await self._exchange.publish(aio_pika.Message(orjson.dumps(env)), routing_key="task.progress")
 
 
 async def progress_throughput(
