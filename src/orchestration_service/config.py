@@ -235,7 +235,7 @@ class RabbitMQSettings(_Section):
         "beyond, the oldest are dropped (only a task's latest report matters).",
     )
     heartbeat_prefetch: int = Field(
-        8, ge=1, le=10_000, description="Unacknowledged task.progress deliveries per process."
+        32, ge=1, le=10_000, description="Unacknowledged task.progress deliveries per process."
     )
 
 
