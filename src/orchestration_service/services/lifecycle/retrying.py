@@ -26,8 +26,12 @@ class Retrying(Finishing):
         if status not in RETRYABLE_BY_HAND:
             raise IllegalTransition(status, TaskStatus.PENDING)
         retried = await self._rerun(uow, task, requested_by=requested_by, cause=f"retry:{requested_by}")
-        if TaskStatus(retried["status"]) == TaskStatus.DECOMPOSING:
-            await self._settle_if_done(uow, retried)
+        if TaskStatus(retried["status"]) == TaskStatus.DECOMPOSING and await self._settle_if_done(
+            uow, retried
+        ):
+            return retried
+        # Work to route and dispatch: the router is woken after this commit, not at its next poll.
+        await self.slot_freed(uow, task["project_id"])
         return retried
 
     async def _rerun(self, uow: UnitOfWork, task: TaskRecord, *, requested_by: str, cause: str) -> TaskRecord:
@@ -61,12 +65,11 @@ class Retrying(Finishing):
                     await self._rerun(uow, row, requested_by=requested_by, cause=cause)
         return retried
 
-    async def _settle_if_done(self, uow: UnitOfWork, parent: TaskRecord) -> None:
+    async def _settle_if_done(self, uow: UnitOfWork, parent: TaskRecord) -> bool:
         """A retried parent none of whose subtasks had to run again (it was cancelled after
-        they all completed) completes now, as it would have."""
+        they all completed) completes now, as it would have. True if it did."""
         children = await uow.tasks.subtasks(parent["id"])
-        if all(TaskStatus(c["status"]) == TaskStatus.COMPLETED for c in children):
-            await self.complete_parent(uow, parent, children)
-        else:
-            # Re-run subtasks are pending: the dispatcher starts those whose dependencies completed.
-            await self.slot_freed(uow, parent["project_id"])
+        if not all(TaskStatus(c["status"]) == TaskStatus.COMPLETED for c in children):
+            return False
+        await self.complete_parent(uow, parent, children)
+        return True
