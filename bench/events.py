@@ -15,6 +15,12 @@ a throwaway PostgreSQL database:
   p95 < 100 ms is judged at that level; every level is printed.
 * **feed** — latency from a committed transition to its SSE message with 100 listeners.
 * **idle** — the server's resident memory with 1,000 idle SSE listeners.
+* **progress** — ``task.progress`` applied per second at full speed (``--progress-reports``
+  reports over 100 running tasks; HTTP ingress, or RabbitMQ with ``--broker amqp``).
+
+``--progress-rate R`` runs each lifecycle level twice, ``--repeat`` times: without, then
+with R ``task.progress`` a second beside it (to 100 other running tasks), and prints the
+medians of both and the slowdown (``bench/progress_load.py``).
 """
 
 from __future__ import annotations
@@ -177,11 +183,12 @@ async def lifecycle(
     prefix: str,
     concurrency: int,
     probe_every: int = PROBE_EVERY,
+    also_running: int = 0,
 ) -> dict[str, Any]:
     limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
     async with httpx.AsyncClient(base_url=server.base_url, timeout=60, limits=limits) as client:
         ids = await submit_many(client, n, projects=max(1, n // 10))
-        await wait_running(client, n)
+        await wait_running(client, n + also_running)  # others running: heartbeating tasks
     sent_at: dict[str, float] = {}
     sent_wall: dict[str, float] = {}
     done_at: dict[str, float] = {}
@@ -397,7 +404,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         (ROOT / "bench" / "results").mkdir(parents=True, exist_ok=True)
         await server.start()
         try:
-            if "lifecycle" in args.workloads:
+            if "lifecycle" in args.workloads and args.progress_rate:
+                from bench.progress_load import with_and_without_progress
+
+                results["lifecycle_with_progress"] = await with_and_without_progress(server, args, prefix)
+            elif "lifecycle" in args.workloads:
                 levels = []
                 for concurrency in args.concurrency:
                     level = await lifecycle(
@@ -412,6 +423,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 results["lifecycle"] = levels
                 results["full_speed"] = full_speed(levels)
                 print(describe_full_speed(args.broker, results["full_speed"], factor), flush=True)
+            if "progress" in args.workloads:
+                from bench.progress_load import progress_workload
+
+                results["progress"] = await progress_workload(server, args, prefix)
+                print(f"progress ({args.broker}): {json.dumps(results['progress'])}", flush=True)
             if "feed" in args.workloads:
                 results["feed"] = await feed_latency(server, args.listeners, tasks=40)
                 print(f"feed: {json.dumps(results['feed'])}", flush=True)
@@ -438,6 +454,14 @@ def main(argv: list[str] | None = None) -> int:
         help="QA-like workers driving tasks at once; one run per value (default 2 4 8 16)",
     )
     p.add_argument("--workers", type=int, default=2, help="server worker processes (default 2)")
+    p.add_argument(
+        "--progress-rate",
+        type=float,
+        default=0,
+        help="lifecycle: run each level without and with this many task.progress/s beside it",
+    )
+    p.add_argument("--repeat", type=int, default=1, help="with --progress-rate: pairs of runs per level")
+    p.add_argument("--progress-reports", type=int, default=20000, help="the progress workload's reports")
     p.add_argument("--listeners", type=int, default=100)
     p.add_argument("--idle-listeners", type=int, default=1000)
     p.add_argument("--pg-url", default="postgresql://postgres@127.0.0.1:5432/postgres")

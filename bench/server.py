@@ -359,7 +359,7 @@ def broker_names() -> tuple[list[str], list[str]]:
     from orchestration_service.config import RabbitMQSettings
 
     rmq = RabbitMQSettings()
-    queues = [*rmq.queues, *(q + ".dlq" for q in rmq.queues)]
+    queues = [*rmq.queues, *(q + ".dlq" for q in rmq.queues), *(q + ".heartbeats" for q in rmq.queues)]
     return [*rmq.exchanges, "orchestration.dlx"], queues
 
 

@@ -1,7 +1,8 @@
 """An EXAMPLE, not a worker: it shows how a service takes part in DATS over HTTP alone.
 
 It follows ``task.ready.*`` on the orchestration service's event feed (Server-Sent Events),
-"does" each task by writing a small artifact file, then posts ``task.output.created`` and,
+"does" each task by reporting progress (``task.progress``) and writing a small artifact
+file, then posts ``task.output.created`` and,
 standing in for the QA service, ``task.validated`` to the CloudEvents ingress. Real workers
 run models; this one writes a text file.
 
@@ -68,6 +69,9 @@ def handle(client: httpx.Client, ready: dict[str, Any], out_dir: Path) -> None:
         return  # an old announcement (replayed feed): that attempt is over
     print(f"task {task_id} ({data['tier']}, {data['domain']}, attempt {attempt}): {data['description'][:60]}")
     started = time.monotonic()
+    # A heartbeat: the task's page, its stream and `task submit --wait` show it.
+    progress = {"task_id": task_id, "attempt": attempt, "progress": 0.5, "message": "writing the artifact"}
+    post(client, cloud_event("task.progress", SOURCE_WORKER, progress))
     content = f"# Produced by the example worker for task {task_id}\n# {data['description']}\n"
     path = out_dir / f"{task_id}.txt"
     path.write_text(content)

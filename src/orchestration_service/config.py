@@ -73,6 +73,14 @@ class TaskManagementSettings(_Section):
         120, ge=1, description="Estimated duration before any task of the kind has completed."
     )
     sweep_interval_seconds: float = Field(5.0, gt=0, description="How often the timeout sweep runs.")
+    heartbeat_timeout_seconds: int | None = Field(
+        None,
+        ge=1,
+        le=7 * 24 * 3600,
+        description="A running task with no task.progress or output for this long is timed out "
+        "(retried, then failed); unset = no heartbeat timeout. A task's "
+        "options.heartbeat_timeout_seconds overrides it.",
+    )
 
 
 class RoutingSettings(_Section):
@@ -233,6 +241,19 @@ class RabbitMQSettings(_Section):
         "finds the queues bound to task.ready.{tier} through it, else it passive-declares "
         "fleet.worker_queues.",
     )
+    heartbeat_queue_max_length: int = Field(
+        10_000,
+        ge=1,
+        description="task.progress waiting in their own queue (<queue>.heartbeats) at most; "
+        "beyond, the oldest are dropped (only a task's latest report matters).",
+    )
+    heartbeat_prefetch: int = Field(
+        8,
+        ge=1,
+        le=10_000,
+        description="Unacknowledged task.progress deliveries per process: the share of the "
+        "process heartbeats may take (beyond, they wait in their bounded queue).",
+    )
 
 
 class EventsSettings(_Section):
@@ -252,6 +273,9 @@ class EventsSettings(_Section):
     name_prefix: str = Field("", description="Prefix for exchange and queue names (test isolation).")
     relay_batch_size: int = Field(500, ge=1, le=10_000)
     sse_heartbeat_seconds: float = Field(15.0, gt=0, description="Comment heartbeat on idle SSE streams.")
+    sse_progress_seconds: float = Field(
+        1.0, gt=0, description="How often a task stream looks for new task.progress to send."
+    )
     max_open_streams: int = Field(
         256,
         ge=1,

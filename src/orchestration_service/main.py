@@ -64,6 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         provenance,
         reviews,
         streams,
+        task_actions,
         tasks,
     )
 
@@ -93,7 +94,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(tracing.TracingMiddleware)  # outermost: every span below is its child
 
     app.state.route_templates = {}
-    for module in (health, tasks, streams, projects, provenance, events, reviews, fleet):
+    for module in (health, tasks, task_actions, streams, projects, provenance, events, reviews, fleet):
         app.include_router(module.router, prefix="/api/v1")
         for route in module.router.routes:
             app.state.route_templates[id(route)] = "/api/v1" + getattr(route, "path", "")

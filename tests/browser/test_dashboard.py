@@ -277,6 +277,42 @@ def test_cancel_from_the_detail_page_by_keyboard(server: UiServer, api: Api, ope
     rec.assert_clean()
 
 
+def test_progress_and_retry_from_the_detail_page(server: UiServer, api: Api, open_page: Any) -> None:
+    tid = api.submit("Show progress, then retry me")
+    api.wait_status(tid, "running")
+    page, rec = open_page(server.url)
+    page.goto(ui(server, f"/tasks/{tid}"))
+    ready(page)
+    page.wait_for_selector("#conn[data-state=live]")
+    assert page.locator("#retry-task").count() == 0  # running: nothing to retry
+    api.event("task.progress", {"task_id": tid, "progress": 0.4, "message": "compiling", "worker_id": "w-9"})
+    page.wait_for_selector("#task-progress >> text=compiling", timeout=5000)
+    assert page.locator("#task-progress progress").get_attribute("value") == "40"
+    page.click("#cancel-task")
+    page.locator("#confirm-dialog[open]").wait_for()
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#task-status[data-status=cancelled]", timeout=2000)
+    page.focus("#retry-task")
+    page.keyboard.press("Enter")
+    dialog = page.locator("#confirm-dialog[open]")
+    dialog.wait_for()
+    page.keyboard.press("Escape")  # changed my mind: nothing happens
+    dialog.wait_for(state="hidden")
+    assert api.task(tid)["status"] == "cancelled"
+    page.click("#retry-task")
+    dialog.wait_for()
+    page.click("#confirm-ok")
+    # The new attempt, followed live on a new stream: dispatched again, cancel offered again.
+    page.wait_for_selector("#task-status[data-status=running]", timeout=5000)
+    page.wait_for_selector("#cancel-task")
+    assert page.locator("#retry-task").count() == 0
+    assert api.task(tid)["attempt"] == 2
+    assert "retry requested by anonymous" in page.locator("#history").inner_text()
+    api.event("task.progress", {"task_id": tid, "attempt": 2, "progress": 0.9, "message": "almost"})
+    page.wait_for_selector("#task-progress >> text=almost", timeout=5000)
+    rec.assert_clean()
+
+
 def test_subtasks_as_a_dependency_graph(
     server: UiServer, api: Api, seeded: dict[str, str], open_page: Any
 ) -> None:

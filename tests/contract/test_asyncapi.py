@@ -255,8 +255,12 @@ def test_consumed_channels_match_the_code_bindings(contract: Contract) -> None:
         if "publish" not in channel:
             continue
         amqp = channel["bindings"]["amqp"]
-        assert amqp["x-queue"]["name"] == "orchestration-events"
-        assert amqp["x-queue"]["deadLetterExchange"] == "orchestration.dlx"
+        if name in ev.HEARTBEAT_EVENTS:  # a bounded queue of their own, dropping the oldest
+            assert amqp["x-queue"]["name"] == "orchestration-events.heartbeats"
+            assert amqp["x-queue"]["overflow"] == "drop-head" and "deadLetterExchange" not in amqp["x-queue"]
+        else:
+            assert amqp["x-queue"]["name"] == "orchestration-events"
+            assert amqp["x-queue"]["deadLetterExchange"] == "orchestration.dlx"
         assert amqp["exchange"]["name"] in amqp["x-bound-exchanges"]
         documented |= {(exchange, name) for exchange in amqp["x-bound-exchanges"]}
     assert documented == set(ev.CONSUMED_BINDINGS)
@@ -288,6 +292,7 @@ CONSUMED_DATA = {
     ev.ROLLBACK_REQUESTED: "RollbackRequestedData",
     ev.REVIEW_REQUESTED: "ReviewRequestedData",
     ev.REVIEW_COMPLETED: "ReviewCompletedData",
+    ev.TASK_PROGRESS: "TaskProgressData",
 }
 
 

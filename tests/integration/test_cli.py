@@ -277,3 +277,46 @@ def test_two_workers_on_postgresql_share_one_relay(pg_url: str, tmp_path: Path) 
         assert len(set(seqs)) == 60 and seqs == sorted(seqs)
         ready = [e for e in events if str(e["type"]).startswith("dats.task.ready.")]
         assert len(ready) == 10 and len({e["subject"] for e in ready}) == 10
+
+
+def test_task_retry_runs_a_cancelled_task_again_and_refuses_a_running_one(server: ServerProcess) -> None:
+    task_id = cli(server, "task", "submit", "Retried by hand", "--project", "r").stdout.strip()
+    assert cli(server, "task", "cancel", task_id).returncode == 0
+    retried = cli(server, "task", "retry", task_id)
+    assert_no_traceback(retried)
+    assert retried.returncode == 0, retried.stderr
+    assert retried.stdout.split()[0] == task_id and retried.stdout.split()[1] in ("pending", "running")
+    # No worker here: it stays pending or running, so a second retry is refused (409), one line.
+    waited = cli(server, "task", "retry", task_id, "--wait", "--timeout", "1")
+    assert waited.returncode == 1 and "Transition not allowed" in waited.stderr
+    assert "only a failed or cancelled task can be retried" in waited.stderr
+    assert_no_traceback(waited)
+    history = json.loads(cli(server, "task", "history", task_id, "--json").stdout)
+    assert any(e["reason"] == "retry requested by anonymous" for e in history["items"])
+
+
+def test_task_retry_wait_follows_the_new_attempt(server: ServerProcess, tmp_path: Path) -> None:
+    task_id = cli(server, "task", "submit", "Retried and done", "--project", "rw").stdout.strip()
+    assert cli(server, "task", "cancel", task_id).returncode == 0
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            str(ROOT / "examples" / "http_worker.py"),
+            "--url",
+            server.url,
+            "--out",
+            str(tmp_path),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        r = cli(server, "task", "retry", task_id, "--wait")
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    assert_no_traceback(r)
+    assert r.returncode == 0, r.stderr
+    # The final document, as people read it: completed, with the worker's last progress report.
+    assert "completed" in r.stdout and "50% writing the artifact" in r.stdout

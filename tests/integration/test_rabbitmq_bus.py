@@ -61,7 +61,12 @@ def cloud_event(ce_type: str, data: dict[str, Any], subject: str | None = None) 
 async def delete_topology(prefix: str, extra_queues: tuple[str, ...] = ()) -> None:
     conn = await aio_pika.connect(AMQP_URL, timeout=5)
     try:
-        queues = (f"{prefix}orchestration-events", f"{prefix}orchestration-events.dlq", *extra_queues)
+        queues = (
+            f"{prefix}orchestration-events",
+            f"{prefix}orchestration-events.dlq",
+            f"{prefix}orchestration-events.heartbeats",
+            *extra_queues,
+        )
         exchanges = ("task.events", "qa.events", "cascade.events", "orchestration.dlx")
         for q in queues:
             ch = await conn.channel()
@@ -513,6 +518,45 @@ async def test_a_delivery_retried_when_its_channel_closes_is_handled_once_by_the
     # event is handled to the end once, by the redelivery, not also by a stale retry loop.
     await asyncio.sleep(3)  # a window for a second ack (a check that one does NOT come)
     assert rec.acked.empty()
+
+
+# -- heartbeats --------------------------------------------------------------------------------
+async def test_heartbeats_have_a_bounded_queue_of_their_own(admin: AbstractChannel, prefix: str) -> None:
+    from orchestration_service.config import RabbitMQSettings
+
+    b = RabbitMQBus(events_settings(prefix, rabbitmq=RabbitMQSettings(heartbeat_queue_max_length=3)))
+    await b.start()
+    try:
+        ex = await admin.get_exchange(prefix + "task.events", ensure=True)
+        for i in range(5):
+            await ex.publish(aio_pika.Message(f"progress {i}".encode()), routing_key="task.progress")
+        await ex.publish(aio_pika.Message(b"validated"), routing_key="task.validated")
+        # Full, the oldest reports went; none reached the queue of the events that move tasks.
+        beats = await admin.declare_queue(f"{prefix}orchestration-events.heartbeats", passive=True)
+        assert [m.body.decode() for m in await drain_queue(beats)] == [
+            "progress 2",
+            "progress 3",
+            "progress 4",
+        ]
+        main = await admin.declare_queue(f"{prefix}orchestration-events", passive=True)
+        assert [m.body.decode() for m in await drain_queue(main)] == ["validated"]
+        dlq = await admin.declare_queue(f"{prefix}orchestration-events.dlq", passive=True)
+        assert await drain_queue(dlq, settle=0.1) == []  # dropped, not dead-lettered
+
+        # Both queues are consumed, by the same handler.
+        seen: list[str] = []
+
+        async def handler(msg: InboundMessage) -> HandlerResult:
+            seen.append(msg.routing_key)
+            return HandlerResult(Disposition.ACK, "processed", "")
+
+        await ex.publish(aio_pika.Message(b"again"), routing_key="task.progress")
+        await ex.publish(aio_pika.Message(b"again"), routing_key="task.rejected")
+        await b.consume(handler)
+        await wait_until(lambda: sorted(seen) == ["task.progress", "task.rejected"], 10, "both deliveries")
+    finally:
+        await b.close()
+        await delete_topology(prefix)
 
 
 # -- the service end to end on RabbitMQ ------------------------------------------------------

@@ -13,6 +13,7 @@ import typer
 from orchestration_service.cli import (  # noqa: F401  (registers import/export)
     commands,
     provenance_files,
+    task_actions,
     task_tree,
 )
 from orchestration_service.cli.fleet import fleet_app

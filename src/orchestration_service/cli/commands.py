@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import sys
-import time
 from typing import Annotated, Any
 
 import orjson
 import typer
 from rich.console import Console
-from rich.live import Live
 from rich.table import Table
 
 from orchestration_service.cli.client import (
@@ -17,13 +15,10 @@ from orchestration_service.cli.client import (
     EXIT_CANCELLED,
     EXIT_ERROR,
     EXIT_OK,
-    EXIT_TIMEOUT,
-    Api,
-    CliError,
     api,
-    fail,
     run,
 )
+from orchestration_service.cli.follow import follow, progress_text
 from orchestration_service.domain.lifecycle import FINAL_STATES, Priority, TaskStatus
 
 Url = Annotated[str, typer.Option("--url", envvar="ORCH_URL", help="Service base URL.")]
@@ -72,7 +67,7 @@ def _task_table(items: list[dict[str, Any]]) -> Table:
     return table
 
 
-def _show_task(t: dict[str, Any]) -> None:
+def show_task(t: dict[str, Any]) -> None:
     table = Table.grid(padding=(0, 2))
     table.add_column(style="bold")
     table.add_column()
@@ -92,13 +87,15 @@ def _show_task(t: dict[str, Any]) -> None:
     if t.get("subtasks"):
         done = sum(1 for s in t["subtasks"] if s["status"] == TaskStatus.COMPLETED)
         table.add_row("subtasks", f"{done} of {len(t['subtasks'])} completed")
+    if t.get("progress"):
+        table.add_row("progress", progress_text(t["progress"]))
     if t.get("error"):
         table.add_row("error", orjson.dumps(t["error"]).decode())
     table.add_row("description", t.get("description") or "")
     out.print(table)
 
 
-def _exit_for(status: str) -> int:
+def exit_for(status: str) -> int:
     exits: dict[str, int] = {
         TaskStatus.COMPLETED: EXIT_OK,
         TaskStatus.FAILED: EXIT_ERROR,
@@ -146,68 +143,16 @@ def task_submit(
                 else:
                     out.print(task_id)
                 return EXIT_OK
-            final = _follow(client, task_id, timeout=timeout, live=not as_json and sys.stdout.isatty())
+            final = follow(
+                client, task_id, timeout=timeout, live=not as_json and sys.stdout.isatty(), quiet=as_json
+            )
             if as_json:
                 emit_json(final)
             else:
-                _show_task(final)
-            return _exit_for(final["status"])
+                show_task(final)
+            return exit_for(final["status"])
 
     raise typer.Exit(run(body))
-
-
-def _follow(client: Api, task_id: str, *, timeout: float | None, live: bool) -> dict[str, Any]:
-    """Follow the task stream until the task is final; the final document."""
-    started = time.monotonic()
-    doc: dict[str, Any] = client.get(f"/tasks/{task_id}")
-    last_id: str | None = None
-
-    def line() -> str:
-        subs = doc.get("subtasks") or []
-        done = sum(1 for s in subs if s["status"] == TaskStatus.COMPLETED)
-        sub = f"  subtasks {done}/{len(subs)}" if subs else ""
-        return f"[bold]{task_id}[/bold]  {doc['status']}{sub}  {time.monotonic() - started:.0f}s"
-
-    display = (
-        Live(line(), console=Console(stderr=True), refresh_per_second=4, transient=True) if live else None
-    )
-    if display:
-        display.start()
-    try:
-        while doc["status"] not in FINAL:
-            if timeout is not None and time.monotonic() - started > timeout:
-                fail(f"task {task_id} is still {doc['status']} after {timeout:g}s", EXIT_TIMEOUT)
-            headers = {"Last-Event-ID": last_id} if last_id else None
-            try:
-                remaining = None if timeout is None else max(0.1, timeout - (time.monotonic() - started))
-                with client.sse(
-                    f"/tasks/{task_id}/stream", headers=headers, read_timeout=remaining
-                ) as source:
-                    for sse in source.iter_sse():
-                        if not sse.data:
-                            continue  # a heartbeat comment
-                        last_id = sse.id or last_id
-                        data = orjson.loads(sse.data)
-                        if sse.event == "snapshot":
-                            doc = data
-                        elif sse.event == "status" and data.get("task_id") == task_id:
-                            doc = data["task"]
-                        elif sse.event == "status":
-                            doc = client.get(f"/tasks/{task_id}")
-                        if display:
-                            display.update(line())
-                        if timeout is not None and time.monotonic() - started > timeout:
-                            fail(f"task {task_id} is still {doc['status']} after {timeout:g}s", EXIT_TIMEOUT)
-            except CliError as exc:
-                if exc.code == EXIT_TIMEOUT:
-                    raise
-                # The stream dropped (server restart, proxy timeout): resume from the last id.
-                time.sleep(0.5)
-                doc = client.get(f"/tasks/{task_id}")
-    finally:
-        if display:
-            display.stop()
-    return doc
 
 
 @task_app.command("get")
@@ -217,7 +162,7 @@ def task_get(task_id: str, url: Url = DEFAULT_URL, api_key: ApiKey = None, as_js
     def body() -> None:
         with api(url, api_key) as client:
             doc = client.get(f"/tasks/{task_id}")
-        emit_json(doc) if as_json else _show_task(doc)
+        emit_json(doc) if as_json else show_task(doc)
 
     run(body)
 
@@ -315,7 +260,7 @@ def task_watch(task_id: str, url: Url = DEFAULT_URL, api_key: ApiKey = None, as_
                     )
                 if sse.event == "status" and data["task_id"] == task_id:
                     status = data["to"]
-        return _exit_for(status)
+        return exit_for(status)
 
     raise typer.Exit(run(body))
 

@@ -96,6 +96,13 @@ tasks = sa.Table(
     sa.Column("provenance_id", sa.Uuid()),
     # W3C traceparent of the submission: later work for the task joins the same trace.
     sa.Column("traceparent", sa.String(64)),
+    # The latest task.progress of the current attempt, and its time (the later report wins).
+    json_col("progress"),
+    sa.Column("progress_at", UTCDateTime()),
+    # A running task without progress or output for this long is timed out (null: never);
+    # the due time moves with each report.
+    sa.Column("heartbeat_seconds", sa.Integer()),
+    sa.Column("heartbeat_due_at", UTCDateTime()),
     sa.UniqueConstraint("project_id", "idempotency_key", name="uq_tasks_project_idempotency"),
     sa.Index("ix_tasks_project_created", "project_id", "created_at"),
     sa.Index("ix_tasks_status_created", "status", "created_at"),
@@ -122,6 +129,12 @@ tasks = sa.Table(
         "deadline_at",
         postgresql_where=sa.text("status IN ('running', 'validating')"),
         sqlite_where=sa.text("status IN ('running', 'validating')"),
+    ),
+    sa.Index(
+        "ix_tasks_heartbeat_due",
+        "heartbeat_due_at",
+        postgresql_where=sa.text("status = 'running'"),
+        sqlite_where=sa.text("status = 'running'"),
     ),
 )
 

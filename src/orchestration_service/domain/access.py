@@ -1,7 +1,7 @@
 """Who may do what: API key scopes and the requests each scope allows.
 
-`read` may GET; `write` may also submit and cancel tasks and decide reviews; `admin` may also taint, clear,
-roll back, create checkpoints and post events. The health probes (/health, /health/live,
+`read` may GET; `write` may also submit, cancel and retry tasks and decide reviews; `admin`
+may also taint, clear, roll back, create checkpoints and post events. The health probes (/health, /health/live,
 /health/ready) and /metrics need no key; /health/detailed needs one of any scope.
 """
 
@@ -27,6 +27,7 @@ _WRITE = (
     ("POST", re.compile(r"^/api/v1/tasks/?$")),
     ("POST", re.compile(r"^/api/v1/tasks/[^/]+/cancel/?$")),
     ("POST", re.compile(r"^/api/v1/reviews/[^/]+/(approve|reject|request-changes)/?$")),
+    ("POST", re.compile(r"^/api/v1/tasks/[^/]+/retry/?$")),
 )
 
 

@@ -46,6 +46,8 @@ TASK_VALIDATED = "task.validated"
 TASK_REJECTED = "task.rejected"
 ROLLBACK_REQUESTED = "rollback.requested"
 REVIEW_REQUESTED = "review.requested"
+# A worker's heartbeat: progress of a running attempt (kept on the task, no history row).
+TASK_PROGRESS = "task.progress"
 
 CONSUMED_EVENTS: tuple[str, ...] = (
     TASK_OUTPUT_CREATED,
@@ -55,6 +57,7 @@ CONSUMED_EVENTS: tuple[str, ...] = (
     ROLLBACK_REQUESTED,
     REVIEW_REQUESTED,
     REVIEW_COMPLETED,
+    TASK_PROGRESS,
 )
 # Where each consumed event may arrive from (the design disagrees on QA's exchange,
 # so QA's events are bound from both).
@@ -63,6 +66,7 @@ CONSUMED_BINDINGS: tuple[tuple[str, str], ...] = (
     (TASK_EXCHANGE, TASK_VALIDATED),
     (TASK_EXCHANGE, TASK_REJECTED),
     (TASK_EXCHANGE, TASK_FAILED),
+    (TASK_EXCHANGE, TASK_PROGRESS),
     (QA_EXCHANGE, TASK_VALIDATED),
     (QA_EXCHANGE, TASK_REJECTED),
     (CASCADE_EXCHANGE, ROLLBACK_REQUESTED),
@@ -70,6 +74,12 @@ CONSUMED_BINDINGS: tuple[tuple[str, str], ...] = (
     # Our own review.completed comes back on this binding too: ignored by its source.
     (QA_EXCHANGE, REVIEW_COMPLETED),
 )
+
+
+# Heartbeats: many, and only the latest of a task matters. On RabbitMQ they have a queue of
+# their own, bounded (the oldest dropped when full), so they never queue in front of the
+# events that move tasks.
+HEARTBEAT_EVENTS: frozenset[str] = frozenset({TASK_PROGRESS})
 
 
 def exchange_for(event_name: str) -> str:

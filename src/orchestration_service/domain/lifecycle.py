@@ -90,6 +90,19 @@ RULES: tuple[TransitionRule, ...] = (
         S.FAILED,
         "retries exhausted, timeout, worker error, a subtask failed for good, or a reviewer rejected it",
     ),
+    # Retry by hand: a person asked for another try, so max_attempts does not stop it.
+    _rule(
+        "retry_by_hand",
+        {S.FAILED, S.CANCELLED},
+        S.PENDING,
+        "someone asked to run a failed or cancelled task again (routed and dispatched anew)",
+    ),
+    _rule(
+        "retry_subtasks",
+        {S.FAILED, S.CANCELLED},
+        S.DECOMPOSING,
+        "someone retried a decomposed task: its failed and cancelled subtasks run again",
+    ),
     _rule(
         "cancel",
         {S.PENDING, S.DECOMPOSING, S.RUNNING, S.VALIDATING, S.AWAITING_REVIEW},
@@ -125,3 +138,24 @@ def can_transition(current: TaskStatus, target: TaskStatus) -> bool:
 
 def is_final(status: TaskStatus) -> bool:
     return status in FINAL_STATES
+
+
+# Retry by hand: which tasks a person may retry, and what a retry does to a task's tree.
+RETRYABLE_BY_HAND: frozenset[TaskStatus] = frozenset({TaskStatus.FAILED, TaskStatus.CANCELLED})
+
+
+def retried_state(*, decomposed: bool) -> TaskStatus:
+    """Where a retried task goes: a decomposed one waits for its subtasks again (only those
+    that failed or were cancelled run again); any other is routed and dispatched anew."""
+    return TaskStatus.DECOMPOSING if decomposed else TaskStatus.PENDING
+
+
+def reruns_on_retry(status: TaskStatus) -> bool:
+    """Whether a descendant of a retried task runs again: completed work is kept."""
+    return status in RETRYABLE_BY_HAND
+
+
+def takes_progress(status: TaskStatus) -> bool:
+    """Whether a task.progress report applies: only a running attempt reports progress
+    (the others, final ones included, are ignored)."""
+    return status == TaskStatus.RUNNING

@@ -52,6 +52,10 @@ class TaskRecord(TypedDict, total=False):
     error: Any
     provenance_id: uuid.UUID | None
     traceparent: str | None
+    progress: dict[str, Any] | None
+    progress_at: datetime | None
+    heartbeat_seconds: int | None
+    heartbeat_due_at: datetime | None
 
 
 class HistoryRecord(TypedDict):

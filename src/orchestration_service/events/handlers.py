@@ -33,12 +33,14 @@ from orchestration_service.schemas.events import (
     RollbackRequested,
     TaskFailed,
     TaskOutputCreated,
+    TaskProgress,
     TaskRejected,
     TaskValidated,
 )
 from orchestration_service.schemas.reviews import ReviewCompleted, ReviewRequested
 from orchestration_service.services.fleet import FleetService
 from orchestration_service.services.lifecycle import Lifecycle, payloads, utcnow
+from orchestration_service.services.progress import ProgressRecorder
 from orchestration_service.services.provenance_store import ProvenanceStore
 from orchestration_service.services.reviews import ReviewService
 
@@ -59,6 +61,7 @@ SCHEMAS: dict[str, type[BaseModel]] = {
     ev.ROLLBACK_REQUESTED: RollbackRequested,
     ev.REVIEW_REQUESTED: ReviewRequested,
     ev.REVIEW_COMPLETED: ReviewCompleted,
+    ev.TASK_PROGRESS: TaskProgress,
 }
 
 
@@ -136,6 +139,7 @@ class EventProcessor:
         self.reviews: ReviewService | None = None  # set by the container
         self.fleet: FleetService | None = None  # records workers (GET /workers); set by the container
         self.on_dead_letter: DeadLetterSink | None = None  # stores dead letters; likewise
+        self.progress = ProgressRecorder(storage)
 
     # -- the shared path ---------------------------------------------------------------
     async def process(self, ce: CloudEvent, *, projects: Collection[str] | None = None) -> Processed:
@@ -167,6 +171,11 @@ class EventProcessor:
             self.on_outcome(name, "ignored")
             return Processed("ignored", "event published by this service")
         name, payload = validate_payload(ce)
+        if isinstance(payload, TaskProgress):
+            # A heartbeat: no claim, no history, one UPDATE (services/progress.py says why).
+            outcome, detail = await self.progress.record(payload, at=ce.time, projects=projects)
+            self.on_outcome(name, outcome)
+            return Processed(outcome, detail)
         task_id = (
             None if isinstance(payload, RollbackRequested) else _uuid(str(getattr(payload, "task_id", "")))
         )

@@ -6,7 +6,11 @@ Topology (every name carries ``settings.name_prefix``):
 * durable quorum queue ``orchestration-events`` (classic durable if the broker refuses
   quorum), bound to every ``CONSUMED_BINDINGS`` pair, with ``x-dead-letter-exchange``
   pointing at the dead-letter exchange as a safety net;
-* fanout exchange ``orchestration.dlx`` and queue ``orchestration-events.dlq``.
+* fanout exchange ``orchestration.dlx`` and queue ``orchestration-events.dlq``;
+* queue ``orchestration-events.heartbeats`` for ``HEARTBEAT_EVENTS`` (``task.progress``):
+  bounded (``x-max-length``, the oldest dropped when full, not dead-lettered: only a task's
+  latest report matters), with a consumer and prefetch of its own, so heartbeats never wait in
+  front of the events that move tasks, nor those behind them.
 
 Publishing waits for publisher confirms; anything short of an ack for every message of a
 batch raises :class:`BusUnavailable`, so the outbox rows stay unpublished and are retried.
@@ -40,7 +44,7 @@ from aio_pika.abc import (
 from yarl import URL
 
 from orchestration_service.config import EventsSettings
-from orchestration_service.domain.events import CONSUMED_BINDINGS, CONTENT_TYPE, EXCHANGES
+from orchestration_service.domain.events import CONSUMED_BINDINGS, CONTENT_TYPE, EXCHANGES, HEARTBEAT_EVENTS
 from orchestration_service.events.bus import (
     BusUnavailable,
     Disposition,
@@ -55,6 +59,7 @@ log = logging.getLogger(__name__)
 
 DLX_NAME = "orchestration.dlx"
 DLQ_SUFFIX = ".dlq"
+HEARTBEATS_SUFFIX = ".heartbeats"
 DEFAULT_QUEUE = "orchestration-events"
 
 CONNECT_TIMEOUT = 5.0  # seconds; start() fails fast, Container._connect_bus retries
@@ -75,6 +80,7 @@ class RabbitMQBus:
         queues = settings.rabbitmq.queues
         self.queue_name = self.prefix + (queues[0] if queues else DEFAULT_QUEUE)
         self.dlq_name = self.queue_name + DLQ_SUFFIX
+        self.heartbeat_queue_name = self.queue_name + HEARTBEATS_SUFFIX
         self.dlx_name = self.prefix + DLX_NAME
         # The design's three exchanges plus any configured extra.
         self.exchange_names: tuple[str, ...] = tuple(
@@ -89,6 +95,9 @@ class RabbitMQBus:
         self._consume_channel: AbstractRobustChannel | None = None
         self._publish_channel: AbstractRobustChannel | None = None
         self._queue: AbstractRobustQueue | None = None
+        self._heartbeats: AbstractRobustQueue | None = None
+        self._heartbeat_channel: AbstractRobustChannel | None = None
+        self._heartbeat_tag: str | None = None
         self._exchanges: dict[str, AbstractExchange] = {}  # logical name -> exchange on the publish channel
         self._dlx: AbstractExchange | None = None
         self._handler: Handler | None = None
@@ -159,9 +168,23 @@ class RabbitMQBus:
         queue = await channel.declare_queue(
             self.queue_name, durable=True, arguments=self._queue_arguments(type_args)
         )
+        # Its own (robust) channel: prefetch is per channel here, and heartbeats get their own
+        # window. The exchanges are durable and declared above, so its bindings find them.
+        self._heartbeat_channel = await connection.channel(publisher_confirms=False)
+        heartbeats = await self._heartbeat_channel.declare_queue(
+            self.heartbeat_queue_name,
+            durable=True,
+            arguments={
+                **type_args,
+                "x-max-length": self.settings.rabbitmq.heartbeat_queue_max_length,
+                "x-overflow": "drop-head",
+            },
+        )
         for exchange, routing_key in CONSUMED_BINDINGS:
-            await queue.bind(self._p(exchange), routing_key=routing_key)
+            target = heartbeats if routing_key in HEARTBEAT_EVENTS else queue
+            await target.bind(self._p(exchange), routing_key=routing_key)
         self._queue = queue
+        self._heartbeats = heartbeats
 
         publish = await connection.channel(publisher_confirms=True)
         self._publish_channel = publish
@@ -206,8 +229,8 @@ class RabbitMQBus:
         await self.stop_consuming()
         connection = self._connection
         self._connection = None
-        self._consume_channel = self._publish_channel = None
-        self._queue = None
+        self._consume_channel = self._publish_channel = self._heartbeat_channel = None
+        self._queue = self._heartbeats = None
         self._dlx = None
         self._exchanges = {}
         if connection is not None:
@@ -321,15 +344,18 @@ class RabbitMQBus:
         self._stopping.clear()
         await self._consume_channel.set_qos(prefetch_count=self.settings.rabbitmq.prefetch)
         self._consumer_tag = await self._queue.consume(self._on_message)
-        log.info("event bus: consuming %s", self.queue_name)
+        if self._heartbeats is not None and self._heartbeat_channel is not None:
+            await self._heartbeat_channel.set_qos(prefetch_count=self.settings.rabbitmq.heartbeat_prefetch)
+            self._heartbeat_tag = await self._heartbeats.consume(self._on_message)
+        log.info("event bus: consuming %s and %s", self.queue_name, self.heartbeat_queue_name)
 
     async def stop_consuming(self) -> None:
         self._stopping.set()  # wakes handlers sleeping before a retry
-        queue, tag = self._queue, self._consumer_tag
-        self._consumer_tag = None
-        if queue is not None and tag is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(queue.cancel(tag), 5.0)
+        for queue, tag in ((self._queue, self._consumer_tag), (self._heartbeats, self._heartbeat_tag)):
+            if queue is not None and tag is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(queue.cancel(tag), 5.0)
+        self._consumer_tag = self._heartbeat_tag = None
         if self._inflight:
             _done, pending = await asyncio.wait(set(self._inflight), timeout=STOP_GRACE)
             if pending:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -29,7 +30,10 @@ _FINAL = {s.value for s in FINAL_STATES}
     summary="Live status of a task and its subtasks (Server-Sent Events)",
     response_class=StreamingResponse,
     responses={
-        **sse_response("`snapshot` (a task document), then `status` events", ["snapshot", "status"]),
+        **sse_response(
+            "`snapshot` (a task document), then `status` and `progress` events",
+            ["snapshot", "status", "progress"],
+        ),
         **problem_responses(400, 404, 503),
     },
 )
@@ -39,7 +43,9 @@ async def task_stream(
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> StreamingResponse:
     """``snapshot`` (the task document) first, then a ``status`` event per transition of the
-    task or its subtasks; closes once the task is final. Resumable with Last-Event-ID."""
+    task or its subtasks, and a ``progress`` event when the task's worker reports progress
+    (``task.progress``; looked for every ``events.sse_progress_seconds``); closes once the
+    task is final. Resumable with Last-Event-ID."""
     c = container(request)
     try:
         tid = uuid.UUID(task_id)
@@ -100,11 +106,19 @@ async def task_stream(
         # still get a number after ``head``. Its time tells: it is not sent again.
         shown_until = current.task["updated_at"]
         heartbeat = c.settings.events.sse_heartbeat_seconds
-        async for arrived in c.event_log.follow(head, flt, heartbeat=heartbeat, cut=slot.cut):
+        progress = _ProgressWatch(current.task.get("progress"), heartbeat)
+        last_seq = head  # progress events carry the position reached: a resume misses nothing
+        async for arrived in c.event_log.follow(
+            head, flt, heartbeat=min(heartbeat, c.settings.events.sse_progress_seconds), cut=slot.cut
+        ):
+            if (news := progress.news(await c.tasks.progress(tid))) is not None:
+                yield sse_message(last_seq, "progress", {"task_id": str(tid), "progress": news})
             if arrived is None:
-                yield sse_comment("keepalive")
+                if progress.idle_for_heartbeat():
+                    yield sse_comment("keepalive")
                 continue
             for entry in arrived:
+                last_seq = entry.seq
                 data = entry.envelope.get("data") or {}
                 if data.get("task_id") == str(tid) and _not_after(data.get("time"), shown_until):
                     continue
@@ -113,6 +127,29 @@ async def task_stream(
                     return
 
     return SSEResponse(stream(), slot)
+
+
+class _ProgressWatch:
+    """What progress the client has seen, and when it last heard anything (keepalives are
+    sent only when a whole heartbeat passed in silence)."""
+
+    def __init__(self, shown: dict[str, Any] | None, heartbeat: float) -> None:
+        self.shown = shown
+        self.heartbeat = heartbeat
+        self.heard_at = time.monotonic()
+
+    def news(self, latest: dict[str, Any] | None) -> dict[str, Any] | None:
+        if latest is None or latest == self.shown:
+            return None
+        self.shown = latest
+        self.heard_at = time.monotonic()
+        return latest
+
+    def idle_for_heartbeat(self) -> bool:
+        if time.monotonic() - self.heard_at < self.heartbeat:
+            return False
+        self.heard_at = time.monotonic()
+        return True
 
 
 def _not_after(event_time: Any, moment: datetime) -> bool:

@@ -120,6 +120,16 @@ class TaskFailed(_Tolerant):
     worker_id: Name100 | None = None
 
 
+class TaskProgress(_Tolerant):
+    """A worker's heartbeat. Kept on the task (the latest wins), never in its history."""
+
+    task_id: NonEmpty
+    attempt: int | None = Field(None, ge=1, le=INT32)
+    progress: float | None = Field(None, ge=0, le=1)
+    message: Text4K | None = None
+    worker_id: Name100 | None = None
+
+
 class RollbackRequested(_Tolerant):
     """Targeted: artifact_id and/or provenance_id. Project: project_id + checkpoint_id."""
 

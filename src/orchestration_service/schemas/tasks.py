@@ -39,6 +39,14 @@ class TaskOptions(_Strict):
     max_attempts: int | None = Field(
         None, strict=True, ge=1, le=100, description="Worker attempts before the task fails."
     )
+    heartbeat_timeout_seconds: int | None = Field(
+        None,
+        strict=True,
+        ge=1,
+        le=7 * 24 * 3600,
+        description="Time a running attempt may go without task.progress or output before it is "
+        "timed out (reason heartbeat_timeout); default: the service's setting (off unless set).",
+    )
 
 
 class SubmitTask(_Strict):
@@ -76,6 +84,16 @@ class SubtaskSummary(BaseModel):
     depends_on: list[uuid.UUID] = Field(default_factory=list)
 
 
+class TaskProgress(BaseModel):
+    """The latest ``task.progress`` of the current attempt."""
+
+    value: float | None = Field(None, ge=0, le=1, description="Fraction done, 0 to 1.")
+    message: str | None = None
+    worker_id: str | None = None
+    attempt: int | None = None
+    at: datetime = Field(description="When the worker reported it (the event's time).")
+
+
 class TaskDocument(BaseModel):
     task_id: uuid.UUID
     project_id: str
@@ -103,6 +121,9 @@ class TaskDocument(BaseModel):
     provenance_id: uuid.UUID | None
     routing: dict[str, Any] | None = Field(None, description="Which analyzer decided the route, and why.")
     error: dict[str, Any] | None = None
+    progress: TaskProgress | None = Field(
+        None, description="The latest task.progress of the current attempt; null before any."
+    )
 
 
 class TaskPage(BaseModel):

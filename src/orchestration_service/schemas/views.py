@@ -50,6 +50,7 @@ def task_document(
         "provenance_id": t["provenance_id"],
         "routing": t["routing"],
         "error": t["error"],
+        "progress": t.get("progress"),
     }
 
 

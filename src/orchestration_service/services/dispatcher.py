@@ -403,7 +403,8 @@ class Dispatcher(_Loop):
 
 
 class Sweeper(_Loop):
-    """Fails or retries tasks in flight past their deadline; re-dispatches as a safety net."""
+    """Fails or retries tasks in flight past their deadline or silent past their heartbeat
+    timeout; re-dispatches as a safety net."""
 
     name = "sweeper"
     batch = 100
@@ -416,6 +417,7 @@ class Sweeper(_Loop):
 
     async def tick(self) -> bool:
         more = await self._timeouts()
+        more = await self._heartbeat_timeouts() or more
         await self._dispatch_waiting()
         return more
 
@@ -431,6 +433,25 @@ class Sweeper(_Loop):
                     reason="timeout",
                     cause="sweeper",
                     error=f"no result within {task['timeout_seconds']}s (attempt {task['attempt']})",
+                )
+                self.timed_out += 1
+        return len(rows) == self.batch
+
+    async def _heartbeat_timeouts(self) -> bool:
+        """Running tasks silent (no progress, no output) past their heartbeat timeout: timed
+        out as above, with the reason ``heartbeat_timeout``."""
+        async with self.storage.transaction() as uow:
+            rows = await uow.tasks.heartbeat_overdue(utcnow(), self.batch)
+            for task in rows:
+                if TaskStatus(task["status"]) != TaskStatus.RUNNING:
+                    continue
+                silent = f"{task['heartbeat_seconds']}s (attempt {task['attempt']})"
+                await self.lifecycle.retry_or_fail(
+                    uow,
+                    task,
+                    reason="heartbeat_timeout",
+                    cause="sweeper",
+                    error=f"no progress or output for {silent}",
                 )
                 self.timed_out += 1
         return len(rows) == self.batch

@@ -1,4 +1,4 @@
-"""Task use cases: submit, read, list, cancel. One transaction each.
+"""Task use cases: submit, read, list, cancel, retry. One transaction each.
 
 HTTP routes, the CLI (through HTTP) and the dashboard all reach tasks through here.
 """
@@ -223,6 +223,11 @@ class TaskManager:
             deps = await uow.tasks.dependencies_of(ids)
         return TaskView(found.task, subtasks, deps)
 
+    async def progress(self, task_id: uuid.UUID) -> dict[str, Any] | None:
+        """The task's latest progress (the status read's hot path: cheap to poll)."""
+        found = await self.storage.task_hot_paths.status(task_id)
+        return None if found is None else found.task.get("progress")
+
     async def list(
         self,
         f: TaskFilter,
@@ -273,3 +278,26 @@ class TaskManager:
         # Cancelling locks the task, then its subtasks; a subtask's event locks the subtask,
         # then this task: the two can deadlock, and the loser runs again.
         return await retry_conflicts(once, what=f"cancel {task_id}")
+
+    async def retry(
+        self, task_id: uuid.UUID, *, requested_by: str, project_ids: Sequence[str] | None = None
+    ) -> TaskRecord:
+        """Run a failed or cancelled task again (a decomposed one: its failed and cancelled
+        subtasks); InvalidTransition (409) for a task in any other state."""
+
+        async def once() -> TaskRecord:
+            async with self.storage.transaction() as uow:
+                task = await uow.tasks.get(task_id, for_update=True)
+                if task is None or (project_ids is not None and task["project_id"] not in project_ids):
+                    raise NotFound(f"task {task_id} does not exist")
+                try:
+                    return await self.lifecycle.retry_by_hand(uow, task, requested_by=requested_by)
+                except IllegalTransition as exc:
+                    raise InvalidTransition(
+                        f"cannot retry task {task_id}: it is {exc.current.value}; "
+                        "only a failed or cancelled task can be retried"
+                    ) from None
+
+        # Like cancel: the task, then its subtasks, are locked; a subtask's event locks the
+        # other way round, and the loser of such a deadlock runs again.
+        return await retry_conflicts(once, what=f"retry {task_id}")

@@ -13,6 +13,10 @@ from orchestration_service.repositories.tasks import HistoryRecord, TaskRecord
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 _OPTIONAL = (
     "mode",
+    "progress",
+    "progress_at",
+    "heartbeat_seconds",
+    "heartbeat_due_at",
     "routed_at",
     "routing_claimed_until",
     "routing",

@@ -9,12 +9,16 @@ import pytest
 from orchestration_service.domain.lifecycle import (
     FINAL_STATES,
     IN_FLIGHT_STATES,
+    RETRYABLE_BY_HAND,
     RULES,
     IllegalTransition,
     Priority,
     TaskStatus,
     can_transition,
     check_transition,
+    reruns_on_retry,
+    retried_state,
+    takes_progress,
 )
 
 S = TaskStatus
@@ -33,6 +37,8 @@ ALLOWED = {
     (S.AWAITING_REVIEW, S.RUNNING),
     *((s, S.FAILED) for s in (S.PENDING, S.DECOMPOSING, S.RUNNING, S.VALIDATING, S.AWAITING_REVIEW)),
     *((s, S.CANCELLED) for s in (S.PENDING, S.DECOMPOSING, S.RUNNING, S.VALIDATING, S.AWAITING_REVIEW)),
+    # Retry by hand: a person runs a failed or cancelled task (or tree) again.
+    *((s, t) for s in (S.FAILED, S.CANCELLED) for t in (S.PENDING, S.DECOMPOSING)),
 }
 
 
@@ -53,11 +59,23 @@ def test_exactly_the_documented_transitions_are_allowed(current: TaskStatus, tar
 
 
 @pytest.mark.parametrize("final", sorted(FINAL_STATES))
-def test_nothing_leaves_a_final_state(final: TaskStatus) -> None:
+def test_only_a_retry_by_hand_leaves_a_final_state(final: TaskStatus) -> None:
     for target in S:
-        assert not can_transition(final, target)
+        by_hand = final in RETRYABLE_BY_HAND and target == retried_state(decomposed=target == S.DECOMPOSING)
+        assert can_transition(final, target) == by_hand
     with pytest.raises(IllegalTransition, match=f"already {final.value}"):
         check_transition(final, S.RUNNING)
+    assert S.COMPLETED not in RETRYABLE_BY_HAND  # completed work is never redone
+
+
+def test_a_retry_reruns_failed_and_cancelled_work_only() -> None:
+    assert retried_state(decomposed=False) == S.PENDING
+    assert retried_state(decomposed=True) == S.DECOMPOSING
+    assert {s for s in S if reruns_on_retry(s)} == {S.FAILED, S.CANCELLED}
+
+
+def test_only_a_running_task_takes_progress() -> None:
+    assert {s for s in S if takes_progress(s)} == {S.RUNNING}
 
 
 def test_rule_names_are_unique_and_described() -> None:

@@ -315,3 +315,30 @@ PROJECTS_WITH_ROOM = (
     " ORDER BY t.project_id LIMIT 1) FROM w WHERE w.p IS NOT NULL)"
     f" SELECT p FROM w WHERE p IS NOT NULL AND {_ROOM_FOR_A_WAITING_TASK} LIMIT :n"
 )
+
+
+# A task.progress kept on its task (see ``TaskRepository.record_progress``): one statement,
+# the heartbeat due time computed from the row's own heartbeat seconds.
+RECORD_PROGRESS = """
+UPDATE tasks SET progress = $2::jsonb, progress_at = $3::timestamptz,
+       heartbeat_due_at = $4::timestamptz + heartbeat_seconds * interval '1 second'
+WHERE id = $1 AND status = 'running' AND (progress_at IS NULL OR progress_at < $3)
+  AND ($5::int IS NULL OR attempt = $5) AND ($6::text[] IS NULL OR project_id = ANY($6))
+"""
+
+
+# Several reports of different tasks in one statement (``PostgresHotPaths.record_progress``);
+# the ids of the tasks that kept theirs come back.
+RECORD_PROGRESS_MANY = """
+UPDATE tasks SET progress = v.progress::jsonb, progress_at = v.at,
+       heartbeat_due_at = $5::timestamptz + tasks.heartbeat_seconds * interval '1 second'
+FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::int[]) AS v(id, progress, at, attempt)
+WHERE tasks.id = v.id AND tasks.status = 'running'
+  AND (tasks.progress_at IS NULL OR tasks.progress_at < v.at)
+  AND (v.attempt IS NULL OR tasks.attempt = v.attempt)
+RETURNING tasks.id
+"""
+
+
+def progress_json(progress: Any) -> str | None:
+    return _json_text(progress)

@@ -44,6 +44,17 @@ class StatusRead:
 
 
 @dataclass(frozen=True, slots=True)
+class ProgressReport:
+    """A worker's ``task.progress``, as the task keeps it."""
+
+    task_id: uuid.UUID
+    attempt: int | None
+    progress: dict[str, Any]  # value, message, worker_id, attempt, at (the task document's)
+    at: datetime
+    project_ids: Sequence[str] | None = None  # None = any project
+
+
+@dataclass(frozen=True, slots=True)
 class EventClaim:
     """A consumed event claimed under its task's project, with the task locked."""
 
@@ -188,6 +199,18 @@ class TaskRepository(Protocol):
         """Projects with a routed task waiting and a free slot, at most ``limit``."""
         ...
 
+    # -- progress and heartbeats -------------------------------------------------------
+    async def record_progress(self, report: ProgressReport, now: datetime) -> bool:
+        """Keep ``report`` as the task's latest progress if the task is running, in the
+        report's attempt (when it names one), within ``report.project_ids``, and nothing
+        later was kept; move its heartbeat due time to ``now`` plus its heartbeat seconds.
+        False: nothing changed. No history row: a heartbeat is not a transition."""
+        ...
+
+    async def heartbeat_overdue(self, now: datetime, limit: int) -> Sequence[TaskRecord]:
+        """Running tasks past their heartbeat due time (others' locked rows skipped)."""
+        ...
+
     async def cancellable_since(
         self, project_id: str, after: datetime, statuses: Sequence[str]
     ) -> list[uuid.UUID]:
@@ -206,3 +229,8 @@ class TaskHotPaths(Protocol):
         ...
 
     async def status(self, task_id: uuid.UUID) -> StatusRead | None: ...
+
+    async def record_progress(self, report: ProgressReport, now: datetime) -> bool:
+        """``TaskRepository.record_progress`` in its own transaction (concurrent reports may
+        share one statement)."""
+        ...

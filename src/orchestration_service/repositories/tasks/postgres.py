@@ -24,6 +24,7 @@ from orchestration_service.repositories.tasks import pg_statements as pg
 from orchestration_service.repositories.tasks.port import (
     EventClaim,
     HistoryRecord,
+    ProgressReport,
     StatusRead,
     Submission,
     TaskRecord,
@@ -125,6 +126,22 @@ class PostgresTasks(SqlTasks):
     def _overdue(self, now: datetime, limit: int) -> sa.Select[Any]:
         return super()._overdue(now, limit).with_for_update(skip_locked=True)
 
+    def _heartbeat_overdue(self, now: datetime, limit: int) -> sa.Select[Any]:
+        return super()._heartbeat_overdue(now, limit).with_for_update(skip_locked=True)
+
+    async def record_progress(self, report: ProgressReport, now: datetime) -> bool:
+        driver = await self.tx.driver()
+        status: str = await driver.execute(
+            pg.RECORD_PROGRESS,
+            report.task_id,
+            pg.progress_json(report.progress),
+            report.at,
+            now,
+            report.attempt,
+            None if report.project_ids is None else list(report.project_ids),
+        )
+        return status != "UPDATE 0"
+
     async def projects_with_waiting_work(self, per_project: int, limit: int = 1000) -> list[str]:
         rows = await self.conn.execute(_PROJECTS_WITH_ROOM, {"lim": per_project, "n": limit})
         return [str(p) for p in rows.scalars()]
@@ -148,6 +165,11 @@ class PostgresHotPaths:
         # (nothing of it written). Two submissions with one key never share a statement.
         self.submit_batches: Batcher[Submission, bool] = Batcher(self._submit, exclusive=_idempotency_slot)
         self.status_batches: Batcher[uuid.UUID, StatusRead | None] = Batcher(self._status, max_batch=128)
+        # Heartbeats: one UPDATE for the reports that arrive together (a task at most once in
+        # a statement: UPDATE … FROM applies one row per task).
+        self.progress_batches: Batcher[tuple[ProgressReport, datetime], bool] = Batcher(
+            self._record_progress, max_batch=256, exclusive=lambda item: item[0].task_id
+        )
 
     async def submit(self, submission: Submission) -> bool:
         if self.db.pg is None:
@@ -161,6 +183,25 @@ class PostgresHotPaths:
         if self.db.pg is None:
             return await self._without_pool.status(task_id)
         return await self.status_batches(task_id)
+
+    async def record_progress(self, report: ProgressReport, now: datetime) -> bool:
+        if self.db.pg is None or report.project_ids is not None:
+            # A sender limited to some projects: its own statement, with its scope.
+            return await self._without_pool.record_progress(report, now)
+        return await self.progress_batches((report, now))
+
+    async def _record_progress(self, items: Sequence[tuple[ProgressReport, datetime]]) -> list[bool]:
+        reports = [r for r, _ in items]
+        rows = await self._fetch(
+            pg.RECORD_PROGRESS_MANY,
+            [r.task_id for r in reports],
+            [pg.progress_json(r.progress) for r in reports],
+            [r.at for r in reports],
+            [r.attempt for r in reports],
+            max(now for _, now in items),
+        )
+        kept = {row["id"] for row in rows}
+        return [r.task_id in kept for r in reports]
 
     async def _status(self, task_ids: Sequence[uuid.UUID]) -> list[StatusRead | None]:
         rows = await self._fetch(pg.STATUS, list(task_ids))

@@ -7,7 +7,7 @@ from __future__ import annotations
 import functools
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 import sqlalchemy as sa
@@ -23,6 +23,7 @@ from orchestration_service.repositories.processed_events.port import ProcessedEv
 from orchestration_service.repositories.tasks.port import (
     EventClaim,
     HistoryRecord,
+    ProgressReport,
     StatusRead,
     Submission,
     TaskFilter,
@@ -416,6 +417,44 @@ class SqlTasks:
     async def overdue(self, now: datetime, limit: int) -> Sequence[TaskRecord]:
         return await self._rows(self._overdue(now, limit))
 
+    def _heartbeat_overdue(self, now: datetime, limit: int) -> sa.Select[Any]:
+        return (
+            sa.select(tasks)
+            .where(tasks.c.status == TaskStatus.RUNNING.value, tasks.c.heartbeat_due_at < now)
+            .order_by(tasks.c.heartbeat_due_at)
+            .limit(limit)
+        )
+
+    async def heartbeat_overdue(self, now: datetime, limit: int) -> Sequence[TaskRecord]:
+        return await self._rows(self._heartbeat_overdue(now, limit))
+
+    @staticmethod
+    def _progress_target(report: ProgressReport) -> list[sa.ColumnElement[bool]]:
+        """Which row a report may change: its task, running, in its attempt and its sender's
+        projects, with no later report kept."""
+        where = [
+            tasks.c.id == report.task_id,
+            tasks.c.status == TaskStatus.RUNNING.value,
+            sa.or_(tasks.c.progress_at.is_(None), tasks.c.progress_at < report.at),
+        ]
+        if report.attempt is not None:
+            where.append(tasks.c.attempt == report.attempt)
+        if report.project_ids is not None:
+            where.append(tasks.c.project_id.in_(list(report.project_ids)))
+        return where
+
+    async def record_progress(self, report: ProgressReport, now: datetime) -> bool:
+        # SQLite has no interval arithmetic on these timestamps: the due time is computed
+        # here, between a read and a write of the one row (SQLite runs one writer at a time).
+        where = self._progress_target(report)
+        seconds = (await self.conn.execute(sa.select(tasks.c.heartbeat_seconds).where(*where))).first()
+        if seconds is None:
+            return False
+        due = now + timedelta(seconds=seconds[0]) if seconds[0] else None
+        values = {"progress": report.progress, "progress_at": report.at, "heartbeat_due_at": due}
+        result = await self.conn.execute(sa.update(tasks).where(*where).values(values))
+        return bool(result.rowcount)
+
 
 class TransactionalHotPaths:
     """``TaskHotPaths`` through the ordinary units of work: SQLite's, and PostgreSQL's when
@@ -442,3 +481,7 @@ class TransactionalHotPaths:
     async def status(self, task_id: uuid.UUID) -> StatusRead | None:
         async with self.db.read() as conn:
             return await self.tasks_of(Transaction(conn)).get_with_flags(task_id)
+
+    async def record_progress(self, report: ProgressReport, now: datetime) -> bool:
+        async with self.db.transaction() as tx:
+            return await self.tasks_of(tx).record_progress(report, now)

@@ -85,11 +85,17 @@ class Attempts(Transitions):
             ready = payloads.ready(
                 task, tier=tier, attempt=attempt, context=context, feedback=feedback, deadline=deadline
             )
+            heartbeat = self._heartbeat_seconds(task)
             changes: dict[str, Any] = {
                 "attempt": attempt,
                 "dispatched_at": now,
                 "deadline_at": deadline,
                 "feedback": feedback,
+                # A new attempt: the last one's progress no longer says anything.
+                "progress": None,
+                "progress_at": None,
+                "heartbeat_seconds": heartbeat,
+                "heartbeat_due_at": now + timedelta(seconds=heartbeat) if heartbeat else None,
             }
             if inputs:
                 # Kept on the task too: its provenance record links the records of these inputs.
@@ -108,6 +114,11 @@ class Attempts(Transitions):
                 )
             )
         return await self.transition_many(uow, steps, now=now)
+
+    def _heartbeat_seconds(self, task: TaskRecord) -> int | None:
+        """The task's heartbeat timeout: its option, else the service's (None: off)."""
+        own = (task.get("options") or {}).get("heartbeat_timeout_seconds")
+        return int(own) if own else self.settings.task_management.heartbeat_timeout_seconds
 
     async def _dependency_inputs(
         self, uow: UnitOfWork, tasks: Sequence[TaskRecord]

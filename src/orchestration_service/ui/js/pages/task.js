@@ -1,5 +1,5 @@
-// Task detail: the document, history timeline, QA feedback, artifacts, subtasks graph,
-// cancel — all kept current from the task's own stream.
+// Task detail: the document, the worker's progress, history timeline, QA feedback, artifacts,
+// subtasks graph, cancel and retry — all kept current from the task's own stream.
 
 import { api, ApiError, isForbidden, markForbidden } from "../api.js";
 import { confirmAction } from "../confirm.js";
@@ -160,6 +160,22 @@ function subtaskGraph(subtasks) {
   return graph({ nodes, edges, title: "Subtask dependency graph", legend, height: 360 });
 }
 
+const RETRYABLE = new Set(["failed", "cancelled"]);
+
+/** The worker's latest task.progress: a bar (when it gave a fraction), its message, who, when. */
+function progressView(p) {
+  const pct = p.value !== null && p.value !== undefined ? Math.round(p.value * 100) : null;
+  return h(
+    "span",
+    { class: "progress", id: "task-progress" },
+    pct !== null ? [h("progress", { max: 100, value: pct, "aria-label": "Progress" }), ` ${pct}% `] : null,
+    p.message ? h("span", { class: "pre" }, p.message) : null,
+    p.worker_id ? h("span", { class: "muted" }, ` (${p.worker_id})`) : null,
+    " ",
+    time(p.at),
+  );
+}
+
 export default async function taskPage(ctx) {
   const [taskId] = ctx.args;
   ctx.setTitle(`Task ${taskId.slice(-8)}`);
@@ -178,6 +194,7 @@ export default async function taskPage(ctx) {
 
   function renderActions() {
     clear(actions);
+    if (doc && RETRYABLE.has(doc.status) && !isForbidden("retry")) actions.append(retryButton());
     if (!doc || FINAL.has(doc.status) || isForbidden("cancel")) return;
     const btn = h("button", { type: "button", class: "danger", id: "cancel-task" }, "Cancel task…");
     btn.addEventListener("click", async () => {
@@ -214,6 +231,39 @@ export default async function taskPage(ctx) {
     actions.append(btn);
   }
 
+  function retryButton() {
+    const btn = h("button", { type: "button", class: "primary", id: "retry-task" }, "Retry task…");
+    btn.addEventListener("click", async () => {
+      const which = doc.subtasks.length ? " Only its failed and cancelled subtasks run again." : "";
+      const answer = await confirmAction({
+        title: "Retry this task?",
+        message: `Task …${doc.task_id.slice(-8)} (${doc.status}) will run again as a new attempt, even past its ${doc.max_attempts} attempts.${which}`,
+        confirm: "Retry task",
+        cancel: "Leave it",
+        danger: false,
+      });
+      if (!answer) return;
+      btn.disabled = true;
+      try {
+        const after = await api(`/tasks/${doc.task_id}/retry`, { method: "POST", body: {} });
+        await update(after);
+        announce("Task retried");
+        follow(); // the stream ended with the final state: follow the new attempt
+      } catch (err) {
+        btn.disabled = false;
+        if (err instanceof ApiError && err.status === 403) {
+          markForbidden("retry");
+          renderActions();
+          actions.append(h("p", { class: "note", role: "alert" }, "This API key may not retry tasks."));
+        } else {
+          actions.append(h("p", { class: "note", role: "alert" }, `Not retried: ${err.message}`));
+          if (err instanceof ApiError && err.status === 409) refresh();
+        }
+      }
+    });
+    return btn;
+  }
+
   function render() {
     clear(statusSlot).append(statusBadge(doc.status));
     statusSlot.dataset.status = doc.status;
@@ -227,6 +277,7 @@ export default async function taskPage(ctx) {
       ["Status", statusBadge(t.status)],
       ["Priority", t.priority],
       ["Attempt", `${t.attempt} of ${t.max_attempts}`],
+      t.progress ? ["Progress", progressView(t.progress)] : null,
       ["Mode", t.mode],
       ["Domain", t.domain],
       ["Tier", t.tier],
@@ -349,21 +400,29 @@ export default async function taskPage(ctx) {
     return null;
   }
 
-  const stream = new EventStream(`/tasks/${taskId}/stream`, {
-    onEvent: (ev) => {
-      if (ev.event === "snapshot" && ev.data && ev.data.task_id) {
-        update(ev.data);
-      } else if (ev.event === "status" && ev.data) {
-        const d = ev.data;
-        if (d.time) window.dashboard.latencies.push(Date.now() - Date.parse(d.time));
-        if (String(d.task_id) === String(taskId) && d.task) update(d.task);
-        else refresh().catch(() => {}); // a subtask moved: its parent's document lists it
-      }
-    },
-    onState: (state) => {
-      liveNote.textContent = state === "live" ? "Updates live" : state === "ended" ? "Final — no more updates" : "";
-    },
-    reconnect: () => !(doc && FINAL.has(doc.status)),
-  }).start();
+  let stream = null;
+  function follow() {
+    if (stream) stream.close();
+    stream = new EventStream(`/tasks/${taskId}/stream`, {
+      onEvent: (ev) => {
+        if (ev.event === "snapshot" && ev.data && ev.data.task_id) {
+          update(ev.data);
+        } else if (ev.event === "progress" && ev.data && doc) {
+          doc = { ...doc, progress: ev.data.progress };
+          render();
+        } else if (ev.event === "status" && ev.data) {
+          const d = ev.data;
+          if (d.time) window.dashboard.latencies.push(Date.now() - Date.parse(d.time));
+          if (String(d.task_id) === String(taskId) && d.task) update(d.task);
+          else refresh().catch(() => {}); // a subtask moved: its parent's document lists it
+        }
+      },
+      onState: (state) => {
+        liveNote.textContent = state === "live" ? "Updates live" : state === "ended" ? "Final — no more updates" : "";
+      },
+      reconnect: () => !(doc && FINAL.has(doc.status)),
+    }).start();
+  }
+  follow();
   return () => stream.close();
 }

@@ -1,0 +1,260 @@
+"""Heartbeat load for ``python -m bench.events`` (issue 18): ``task.progress`` at a fixed
+rate beside the lifecycle workload (``--progress-rate``), and the rate the service absorbs
+progress at full speed (the ``progress`` workload).
+
+Progress goes to tasks kept running for the purpose (long tasks heartbeating while others
+complete: every report is kept, an UPDATE, not an "ignored"), over the HTTP ingress with the
+memory:// bus or published to RabbitMQ with ``--broker amqp``, as the lifecycle's events.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import statistics
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import aiohttp
+import httpx
+import orjson
+
+from bench.events import API, Sender, envelope, lifecycle, submit_many, wait_running
+from bench.server import ServerProcess
+
+HEARTBEATERS = 100
+
+
+def _at(base: datetime, i: int) -> str:
+    # Increasing times: each report is later than the one before it (the latest wins).
+    return (base + timedelta(microseconds=i)).isoformat().replace("+00:00", "Z")
+
+
+async def heartbeating_tasks(base_url: str, n: int = HEARTBEATERS, running_before: int = 0) -> list[str]:
+    """``n`` tasks, in their own projects, running (nobody completes them)."""
+    async with httpx.AsyncClient(base_url=base_url, timeout=60) as client:
+        ids = await submit_many(client, n, projects=n)
+        await wait_running(client, running_before + n)
+    return ids
+
+
+class ProgressLoad:
+    """Sends ``rate`` task.progress a second, round-robin over ``task_ids``, until closed."""
+
+    def __init__(self, base_url: str, amqp_url: str | None, prefix: str, task_ids: list[str], rate: float):
+        self.base_url = base_url
+        self.amqp_url = amqp_url
+        self.prefix = prefix
+        self.task_ids = task_ids
+        self.rate = rate
+        self.sent = 0
+        self.failed = 0
+        self._stop = asyncio.Event()
+        self._runner: asyncio.Task[None] | None = None
+        self._started = 0.0
+        self._elapsed = 0.0
+
+    async def __aenter__(self) -> ProgressLoad:
+        self._runner = asyncio.create_task(self._run())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._runner is not None:
+            await self._runner
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "target_per_s": self.rate,
+            "sent": self.sent,
+            "failed": self.failed,
+            "achieved_per_s": round(self.sent / self._elapsed, 1) if self._elapsed else 0.0,
+        }
+
+    async def _run(self) -> None:
+        tick = 0.01  # 100 batches a second
+        connector = aiohttp.TCPConnector(limit=64)
+        async with (
+            aiohttp.ClientSession(base_url=self.base_url, connector=connector) as session,
+            _Heartbeats(session, self.amqp_url, self.prefix) as sender,
+        ):
+            base = datetime.now(UTC)
+            self._started = time.perf_counter()
+            pending: set[asyncio.Task[None]] = set()
+            i = 0
+            while not self._stop.is_set():
+                due = int((time.perf_counter() - self._started) * self.rate)
+                while i < due and len(pending) < 256:
+                    tid = self.task_ids[i % len(self.task_ids)]
+                    data = {
+                        "task_id": tid,
+                        "progress": (i % 100) / 100,
+                        "message": f"step {i}",
+                        "worker_id": "bench",
+                    }
+                    env = envelope("task.progress", data, "/bench-worker")
+                    env["time"] = _at(base, i)
+                    job = asyncio.create_task(self._send(sender, env))
+                    pending.add(job)
+                    job.add_done_callback(pending.discard)
+                    i += 1
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), tick)
+            self._elapsed = time.perf_counter() - self._started
+            if pending:
+                await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _send(self, sender: _Heartbeats, env: dict[str, Any]) -> None:
+        try:
+            await sender.send(env)
+            self.sent += 1
+        except Exception:  # a refused or failed send is counted, not fatal to the benchmark
+            self.failed += 1
+
+
+class _Heartbeats:
+    """How a worker sends heartbeats: over the ingress, or to RabbitMQ without publisher
+    confirms and not persistent (a lost heartbeat is replaced by the next one)."""
+
+    def __init__(self, session: aiohttp.ClientSession, amqp_url: str | None, prefix: str) -> None:
+        self.http = Sender(session, None, prefix)
+        self.amqp_url = amqp_url
+        self.prefix = prefix
+        self._conn: Any = None
+        self._exchange: Any = None
+
+    async def __aenter__(self) -> _Heartbeats:
+        if self.amqp_url:
+            import aio_pika
+
+            self._conn = await aio_pika.connect(self.amqp_url)
+            channel = await self._conn.channel(publisher_confirms=False)
+            self._exchange = await channel.get_exchange(self.prefix + "task.events")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._conn is not None:
+            await self._conn.close()
+
+    async def send(self, env: dict[str, Any]) -> None:
+        if self._exchange is None:
+            await self.http.send("task.events", env)
+            return
+        import aio_pika
+
+        await self._exchange.publish(aio_pika.Message(orjson.dumps(env)), routing_key="task.progress")
+
+
+async def progress_throughput(
+    base_url: str, amqp_url: str | None, prefix: str, task_ids: list[str], n: int, concurrency: int = 64
+) -> dict[str, Any]:
+    """``n`` reports as fast as they go in; events/s until every task shows its last report."""
+    per_task = n // len(task_ids)
+    base = datetime.now(UTC)
+    connector = aiohttp.TCPConnector(limit=concurrency * 2)
+    async with (
+        aiohttp.ClientSession(base_url=base_url, connector=connector) as session,
+        Sender(session, amqp_url, prefix) as sender,
+    ):
+        reports = [(tid, k * len(task_ids) + j) for k in range(per_task) for j, tid in enumerate(task_ids)]
+        it = iter(reports)
+        start = time.perf_counter()
+
+        async def push() -> None:
+            for tid, i in it:
+                env = envelope("task.progress", {"task_id": tid, "message": f"report {i}"}, "/bench-worker")
+                env["time"] = _at(base, i)
+                await sender.send("task.events", env)
+
+        await asyncio.gather(*(push() for _ in range(concurrency)))
+        sent = time.perf_counter() - start
+        last = {tid: f"report {(per_task - 1) * len(task_ids) + j}" for j, tid in enumerate(task_ids)}
+        deadline = time.perf_counter() + 120
+        for tid, message in last.items():
+            while True:
+                async with session.get(f"{API}/tasks/{tid}") as r:
+                    progress = orjson.loads(await r.read()).get("progress") or {}
+                if progress.get("message") == message:
+                    break
+                if time.perf_counter() > deadline:
+                    raise RuntimeError(f"task {tid} never showed its last report")
+                await asyncio.sleep(0.01)
+        applied = time.perf_counter() - start
+    total = per_task * len(task_ids)
+    return {
+        "reports": total,
+        "sent_per_s": round(total / sent, 1),
+        "applied_per_s": round(total / applied, 1),
+    }
+
+
+def _amqp(args: argparse.Namespace) -> str | None:
+    return str(args.amqp_url) if args.broker == "amqp" else None
+
+
+async def with_and_without_progress(
+    server: ServerProcess, args: argparse.Namespace, prefix: str
+) -> dict[str, Any]:
+    """Each lifecycle level ``--repeat`` times without, then with, the progress load; medians."""
+    beating = await heartbeating_tasks(server.base_url)
+    out: dict[str, Any] = {
+        "progress_rate": args.progress_rate,
+        "heartbeating_tasks": len(beating),
+        "levels": [],
+    }
+    for concurrency in args.concurrency:
+        runs: dict[str, list[dict[str, Any]]] = {"without": [], "with": []}
+        for _ in range(args.repeat):
+            plain = await lifecycle(
+                server, args.tasks, _amqp(args), prefix, concurrency, also_running=len(beating)
+            )
+            runs["without"].append(plain)
+            print(f"lifecycle ({args.broker}) without progress: {json.dumps(plain)}", flush=True)
+            async with ProgressLoad(
+                server.base_url, _amqp(args), prefix, beating, args.progress_rate
+            ) as load:
+                loaded = await lifecycle(
+                    server, args.tasks, _amqp(args), prefix, concurrency, also_running=len(beating)
+                )
+            loaded["progress_load"] = load.stats()
+            runs["with"].append(loaded)
+            print(f"lifecycle ({args.broker}) with progress: {json.dumps(loaded)}", flush=True)
+        level = {"concurrency": concurrency, **{k: _medians(v) for k, v in runs.items()}}
+        w, p = level["without"], level["with"]
+        level["events_per_s_change_pct"] = round(100 * (p["events_per_s"] / w["events_per_s"] - 1), 1)
+        level["read_p50_change_pct"] = round(100 * (p["read_p50_ms"] / w["read_p50_ms"] - 1), 1)
+        out["levels"].append(level)
+        print(
+            f"lifecycle ({args.broker}, {concurrency} workers, medians of {args.repeat}): "
+            f"{w['events_per_s']} events/s without progress, {p['events_per_s']} with "
+            f"{p.get('progress_achieved_per_s')} progress/s ({level['events_per_s_change_pct']:+}%); "
+            f"task.validated → reads completed p50 {w['read_p50_ms']} → {p['read_p50_ms']} ms, "
+            f"p95 {w['read_p95_ms']} → {p['read_p95_ms']} ms",
+            flush=True,
+        )
+    return out
+
+
+def _medians(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    reads = [r["validated_to_task_reads_completed_ms"] for r in runs]
+    got: dict[str, Any] = {
+        "runs": len(runs),
+        "events_per_s": round(statistics.median(r["events_per_s"] for r in runs), 1),
+        "read_p50_ms": round(statistics.median(x[50] for x in reads), 1),
+        "read_p95_ms": round(statistics.median(x[95] for x in reads), 1),
+    }
+    loads = [r["progress_load"]["achieved_per_s"] for r in runs if "progress_load" in r]
+    if loads:
+        got["progress_achieved_per_s"] = round(statistics.median(loads), 1)
+        got["progress_failed"] = sum(r["progress_load"]["failed"] for r in runs)
+    return got
+
+
+async def progress_workload(server: ServerProcess, args: argparse.Namespace, prefix: str) -> dict[str, Any]:
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=60) as client:
+        page = (await client.get(f"{API}/tasks", params={"status": "running", "limit": 1})).json()
+    beating = await heartbeating_tasks(server.base_url, running_before=page["total"])
+    return await progress_throughput(server.base_url, _amqp(args), prefix, beating, args.progress_reports)
