@@ -119,6 +119,7 @@ class Container:
         )
         relay.on_sequenced.append(notifier.wake)
         relay.on_published.append(metrics.events_published)
+        relay.on_leadership.append(metrics.relay_leadership)
         return cls(
             settings=settings,
             db=db,

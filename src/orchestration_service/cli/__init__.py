@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from orchestration_service import __version__
 from orchestration_service.cli import commands, provenance_files  # noqa: F401  (registers import/export)
 from orchestration_service.cli.keys import keys_app
 from orchestration_service.cli.settings import settings_or_exit
@@ -30,6 +31,22 @@ app.add_typer(commands.project_app, name="project")
 app.add_typer(commands.provenance_app, name="provenance")
 app.add_typer(commands.events_app, name="events")
 app.add_typer(keys_app, name="keys")
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"orchestration-service {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_show_version, is_eager=True, help="Show the version and exit."),
+    ] = False,
+) -> None:
+    """Options of the command itself (before any subcommand)."""
 
 
 def is_loopback(host: str) -> bool:
