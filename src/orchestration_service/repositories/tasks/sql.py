@@ -243,11 +243,11 @@ class SqlTasks:
     async def oldest_pending_age_seconds(self) -> float:
         """Age of the oldest pending task of any project (0 when none); ix_tasks_status_created."""
         stmt = sa.select(sa.func.min(tasks.c.created_at)).where(tasks.c.status == TaskStatus.PENDING.value)
-        oldest = (await self.conn.execute(stmt)).scalar()
-        if oldest is None:
+        value = (await self.conn.execute(stmt)).scalar()
+        if value is None:
             return 0.0
-        if isinstance(oldest, str):  # SQLite's aggregate loses the column type
-            oldest = datetime.fromisoformat(oldest)
+        # SQLite's aggregate loses the column type.
+        oldest: datetime = datetime.fromisoformat(value) if isinstance(value, str) else value
         if oldest.tzinfo is None:
             oldest = oldest.replace(tzinfo=UTC)
         return max(0.0, (datetime.now(UTC) - oldest).total_seconds())
