@@ -286,6 +286,18 @@ def test_selectors_match_the_pods() -> None:
     assert one("PodDisruptionBudget")["spec"]["maxUnavailable"] == 1
 
 
+def test_replicas_at_most_fit_postgresqls_default_connection_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text(one("ConfigMap")["data"]["orchestration-service.yaml"])
+    monkeypatch.setenv("ORCH_CONFIG", str(config))
+    storage = load_settings().storage
+    own = 4  # relay leader, its publisher, the feed's listener, wake-ups
+    per_replica = storage.pool_size + storage.max_overflow + storage.fast_pool_size + own
+    assert one("HorizontalPodAutoscaler")["spec"]["maxReplicas"] * per_replica <= 100
+
+
 def test_network_policy_admits_only_what_the_service_needs() -> None:
     policy = one("NetworkPolicy")["spec"]
     assert set(policy["policyTypes"]) == {"Ingress", "Egress"}
