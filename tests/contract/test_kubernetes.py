@@ -132,6 +132,14 @@ def test_deployment_runs_two_replicas_of_serve_without_migrating() -> None:
         [str(BIN), "serve", "--help"], capture_output=True, text=True, timeout=60, check=True
     ).stdout
     assert "--no-migrate" in help_text, "serve must accept --no-migrate"
+    (init,) = deployment["spec"]["template"]["spec"]["initContainers"]
+    assert init["args"][:2] == ["db", "wait"] and init["image"] == container["image"]
+    assert init["securityContext"] == container["securityContext"]
+    assert init["volumeMounts"] == container["volumeMounts"] and init["env"] == container["env"]
+    wait_help = subprocess.run(
+        [str(BIN), "db", "wait", "--help"], capture_output=True, text=True, timeout=60, check=True
+    ).stdout
+    assert "--timeout" in wait_help
     job = one("Job")
     assert container_of(job)["args"] == ["db", "upgrade"]
     assert container_of(job)["image"] == container["image"]

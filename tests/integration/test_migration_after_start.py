@@ -95,3 +95,40 @@ def test_a_replica_becomes_ready_once_the_migration_has_run(empty_database: str,
             created = c.post("/api/v1/tasks", json={"description": "after migration", "project_id": "k8s"})
             assert created.status_code == 201, created.text
         assert server.terminate() == 0
+
+
+def test_db_wait_returns_once_the_migration_has_run(empty_database: str, tmp_path: Path) -> None:
+    env = ServerProcess({"ORCH_DATABASE_URL": empty_database}).env
+    waiting = subprocess.Popen(
+        [str(BIN), "db", "wait", "--timeout", "120", "--interval", "0.2"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        # Not migrated: it keeps waiting (it has not exited) until the migration runs.
+        _cli(env, "db", "upgrade", _previous_revision())
+        assert waiting.poll() is None, "db wait returned before the schema was current"
+        _cli(env, "db", "upgrade")
+        out, err = waiting.communicate(timeout=120)
+    finally:
+        if waiting.poll() is None:
+            waiting.kill()
+            waiting.wait(10)
+    assert waiting.returncode == 0, err
+    assert "database at head" in out
+
+
+def test_db_wait_gives_up_after_its_timeout(empty_database: str) -> None:
+    env = ServerProcess({"ORCH_DATABASE_URL": empty_database}).env
+    done = subprocess.run(
+        [str(BIN), "db", "wait", "--timeout", "1", "--interval", "0.2"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert "database not migrated after 1s" in done.stderr
