@@ -221,3 +221,23 @@ def test_errors_about_a_secret_file_never_show_its_contents(env: pytest.MonkeyPa
         load_settings()
     assert "storage.database_url (ORCH_DATABASE_URL)" in str(info.value)
     assert "hunter2" not in str(info.value)
+
+
+def test_every_secret_field_can_come_from_a_file() -> None:
+    """A new SecretStr setting must join SECRET_SETTINGS (and so get its _FILE variable)."""
+    from pydantic import BaseModel, SecretStr
+
+    from orchestration_service.config import Settings
+    from orchestration_service.secret_files import SECRET_SETTINGS
+
+    secret_fields = set()
+    for section, info in Settings.model_fields.items():
+        model = info.annotation
+        assert isinstance(model, type) and issubclass(model, BaseModel)
+        for name, field in model.model_fields.items():
+            if SecretStr in (field.annotation, *getattr(field.annotation, "__args__", ())):
+                secret_fields.add((section, name))
+    assert secret_fields, "auth.bootstrap_admin_key at least"
+    assert secret_fields <= set(SECRET_SETTINGS.values())
+    for section, name in SECRET_SETTINGS.values():
+        assert name in Settings.model_fields[section].annotation.model_fields, (section, name)  # type: ignore[union-attr]
