@@ -3,10 +3,14 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+# checkov in a virtual environment of its own: its pins (packaging<24 …) clash with
+# requirements-dev.txt's. tests/contract/test_kubernetes.py runs it from here.
+CHECKOV_VENV  ?= .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-fast test-browser lint format typecheck contract-test contract bench chaos clean
+.PHONY: help install install-checkov run test test-fast test-browser lint format typecheck contract-test contract checkov bench chaos clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
@@ -20,13 +24,24 @@ $(STAMP): pyproject.toml requirements.txt requirements-dev.txt
 
 install: $(STAMP)  ## Create the virtual environment and install (pinned)
 
+$(CHECKOV_STAMP): requirements-checkov.txt
+	@test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install -q --upgrade pip
+	$(CHECKOV_VENV)/bin/python -m pip install -q -r requirements-checkov.txt
+	@touch $(CHECKOV_STAMP)
+
+install-checkov: $(CHECKOV_STAMP)  ## checkov (pinned) in .venv-checkov, for the Kubernetes manifests' test
+
+checkov: install-checkov  ## checkov on deploy/kubernetes (offline: no platform download)
+	$(CHECKOV_VENV)/bin/checkov -d deploy/kubernetes --framework kubernetes --skip-download --compact
+
 run: install  ## Serve on 127.0.0.1:8000 (SQLite under var/, in-process bus); ORCH_HOST/ORCH_PORT override
 	$(BIN)/orchestration-service serve
 
-test: install lint typecheck  ## Lint, type-check and run the whole suite
+test: install install-checkov lint typecheck  ## Lint, type-check and run the whole suite
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-test-fast: install  ## The suite without lint and type checks
+test-fast: install install-checkov  ## The suite without lint and type checks
 	$(BIN)/pytest -x -q $(PYTEST_ARGS)
 
 lint: install  ## ruff (lint and format check) and the import rule (docs/architecture.md)
@@ -44,7 +59,7 @@ typecheck: install  ## mypy, strict on the package
 test-browser: install  ## The dashboard's browser tests (Chromium from Debian)
 	$(BIN)/pytest tests/browser $(PYTEST_ARGS)
 
-contract-test: install  ## Contract tests: OpenAPI drift, Schemathesis, AsyncAPI
+contract-test: install install-checkov  ## Contract tests: OpenAPI drift, Schemathesis, AsyncAPI, deploy files, the package
 	$(BIN)/pytest tests/contract $(PYTEST_ARGS)
 
 contract: install  ## Regenerate contracts/openapi.yaml from the code
@@ -62,4 +77,4 @@ chaos: install  ## Fault injection: faults under load on private servers, then t
 	$(BIN)/python -m tests.chaos
 
 clean:  ## Remove the virtual environment, caches and the local database
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(CHECKOV_VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -1,9 +1,10 @@
 """Typed settings.
 
 Sources, strongest first: explicit arguments, the flat ``ORCH_*`` variables the README
-documents (``ORCH_DATABASE_URL`` …), nested variables (``ORCH_TASK_MANAGEMENT__MAX_ATTEMPTS``),
-the YAML file (``ORCH_CONFIG``, else ``config/orchestration-service.yaml`` when present),
-then the defaults below. Every default is a loopback address or an embedded component, so
+documents (``ORCH_DATABASE_URL`` …) and the secret settings' ``<VARIABLE>_FILE`` variables,
+nested variables (``ORCH_TASK_MANAGEMENT__MAX_ATTEMPTS``), the files of ``ORCH_SECRETS_DIR``
+(``secret_files``), the YAML file (``ORCH_CONFIG``, else ``config/orchestration-service.yaml``
+when present), then the defaults below. Every default is a loopback address or an embedded component, so
 the service starts with no other server.
 """
 
@@ -22,6 +23,12 @@ from orchestration_service.db.urls import normalize_database_url
 from orchestration_service.domain.events import CASCADE_EXCHANGE, QA_EXCHANGE, TASK_EXCHANGE
 from orchestration_service.domain.lifecycle import Priority
 from orchestration_service.redaction import redact
+from orchestration_service.secret_files import (
+    SecretFileError,
+    SecretsDirSource,
+    WithoutFileVariables,
+    secret_variable_values,
+)
 
 DEFAULT_CONFIG_PATH = Path("config/orchestration-service.yaml")
 
@@ -450,7 +457,8 @@ class Settings(BaseSettings):
         return (
             init_settings,
             _FlatEnvSource(settings_cls),
-            env_settings,
+            WithoutFileVariables(settings_cls, env_settings),
+            SecretsDirSource(settings_cls),
             _YamlSource(settings_cls),
         )
 
@@ -465,6 +473,8 @@ class _FlatEnvSource(PydanticBaseSettingsSource):
             value = os.environ.get(var)
             if value is not None:
                 out.setdefault(section, {})[name] = value
+        for section, values in secret_variable_values().items():
+            out.setdefault(section, {}).update(values)
         return out
 
 
@@ -504,6 +514,8 @@ def load_settings(**overrides: Any) -> Settings:
     """Build settings, turning validation errors into one readable message."""
     try:
         return Settings(**overrides)
+    except SecretFileError as exc:
+        raise SettingsError(str(exc)) from None
     except ValidationError as exc:
         lines = [
             redact(f"invalid setting {_env_name(err['loc'])}: {err['msg']} (got {err.get('input')!r})")

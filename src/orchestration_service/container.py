@@ -147,6 +147,7 @@ class Container:
         )
         relay.on_sequenced.append(notifier.wake)
         relay.on_published.append(metrics.events_published)
+        relay.on_leadership.append(metrics.relay_leadership)
         return cls(
             settings=settings,
             db=db,
@@ -181,13 +182,8 @@ class Container:
             log.warning(
                 "database schema is not at the latest migration; run `orchestration-service db upgrade`"
             )
-        bootstrap = self.settings.auth.bootstrap_admin_key
-        if (
-            bootstrap is not None
-            and self.migrated
-            and await self.keys.ensure_bootstrap(bootstrap.get_secret_value())
-        ):
-            log.info("auth: stored the bootstrap admin key (auth.bootstrap_admin_key)")
+        if self.migrated:
+            await self._store_bootstrap_key()
         await self.notifier.start()
         self._bus_task = asyncio.create_task(self._connect_bus(), name="bus-connect")
         self.relay.start()
@@ -197,6 +193,21 @@ class Container:
             self.gauges.start()
         self.dispatcher.wake()
         self.started = True
+
+    async def _store_bootstrap_key(self) -> None:
+        bootstrap = self.settings.auth.bootstrap_admin_key
+        if bootstrap is not None and await self.keys.ensure_bootstrap(bootstrap.get_secret_value()):
+            log.info("auth: stored the bootstrap admin key (auth.bootstrap_admin_key)")
+
+    async def refresh_migrated(self) -> bool:
+        """Whether the schema is current. A replica started with --no-migrate before the
+        migration ran (the Kubernetes Job, `db upgrade`) asks again at each readiness probe, and
+        becomes ready, with its bootstrap key stored, once the schema is current: no restart."""
+        if not self.migrated and await is_up_to_date(self.settings.storage):
+            await self._store_bootstrap_key()
+            self.migrated = True
+            log.info("database schema is now at the latest migration")
+        return self.migrated
 
     def dependency_states(self) -> dict[str, str]:
         """Agent and RAG services: connected, degraded or unconfigured (no I/O)."""

@@ -124,6 +124,20 @@ class Metrics:
             registry=r,
             multiprocess_mode="livemostrecent",
         )
+        # Exactly one process of all replicas leads the relay: the sum over a deployment is 1,
+        # and 0 for long means nothing sequences or publishes events (an alert).
+        self.relay_leader = Gauge(
+            "orch_outbox_relay_leader",
+            "1 in the process that leads the outbox relay",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.oldest_pending = Gauge(
+            "orch_tasks_oldest_pending_age_seconds",
+            "Age of the oldest task still pending (waiting for routing or a concurrency slot)",
+            registry=r,
+            multiprocess_mode="livemostrecent",
+        )
         self.routing_duration = Histogram(
             "orch_routing_duration_seconds",
             "Time to decide a task's route",
@@ -178,8 +192,15 @@ class Metrics:
         label = analyzer if analyzer in ANALYZERS else "other"
         self.routing_duration.labels(label).observe(seconds)
 
+    def relay_leadership(self, leading: bool) -> None:
+        self.relay_leader.set(1 if leading else 0)
+
     def database_read(
-        self, tasks_by_state: Mapping[str, int], outbox_pending: int, outbox_oldest_seconds: float
+        self,
+        tasks_by_state: Mapping[str, int],
+        outbox_pending: int,
+        outbox_oldest_seconds: float,
+        oldest_pending_task_seconds: float = 0.0,
     ) -> None:
         """The gauge refresher's reading (``services.gauges``)."""
         self.dependency_up.labels("database").set(1)
@@ -187,6 +208,7 @@ class Metrics:
             self.tasks.labels(state.value).set(tasks_by_state.get(state.value, 0))
         self.outbox_pending.set(outbox_pending)
         self.outbox_oldest.set(outbox_oldest_seconds)
+        self.oldest_pending.set(oldest_pending_task_seconds)
 
     def database_reachable(self, reachable: bool) -> None:
         """The refresher reached the database (another replica read the gauges) or not."""

@@ -30,6 +30,8 @@ REQUIRED_METRICS = (
     "orch_outbox_oldest_age_seconds",
     "orch_routing_duration_seconds",
     "orch_dependency_up",
+    "orch_outbox_relay_leader",
+    "orch_tasks_oldest_pending_age_seconds",
 )
 
 
@@ -58,6 +60,9 @@ async def test_metrics_names_labels_and_no_ids(service: Service) -> None:
     assert re.search(r'orch_events_published_total\{event="task.created"\} [1-9]', text)
     assert 'route="/api/v1/tasks/{task_id}"' in text
     assert 'orch_dependency_up{dependency="database"} 1.0' in text
+    assert service.container.relay.is_leader, "the only process leads the relay"
+    assert "\norch_outbox_relay_leader 1.0\n" in text
+    assert "\norch_tasks_oldest_pending_age_seconds 0.0\n" in text, "no task is pending"
     assert tid not in text, "a task id leaked into a metric label"
     assert "proj-1" not in text, "a project id leaked into a metric label"
 

@@ -21,7 +21,7 @@ PKG = "orchestration_service"
 
 # Modules anyone may import: settings, error text, background-task helpers, tracing and the
 # request-log context. (http, sse, metrics, auth, cross_site, openapi are the HTTP edge.)
-SHARED = {"config", "redaction", "background", "tracing", "logs"}
+SHARED = {"config", "secret_files", "redaction", "background", "tracing", "logs"}
 # The composition root: builds and wires everything; nothing imports it back.
 ROOT = {"main", "container", "cli", "contracts"}
 # The HTTP edge besides routers/ and middleware/: what routers may import, and the rest.

@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from orchestration_service import __version__
 from orchestration_service.cli import (  # noqa: F401  (registers import/export)
     commands,
     provenance_files,
@@ -39,6 +40,22 @@ app.add_typer(commands.events_app, name="events")
 app.add_typer(keys_app, name="keys")
 app.add_typer(review_app, name="review")
 app.add_typer(fleet_app, name="fleet")
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"orchestration-service {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_show_version, is_eager=True, help="Show the version and exit."),
+    ] = False,
+) -> None:
+    """Options of the command itself (before any subcommand)."""
 
 
 def is_loopback(host: str) -> bool:
@@ -155,6 +172,38 @@ def db_upgrade(revision: Annotated[str, typer.Argument(help="Target revision")] 
         typer.echo(f"orchestration-service: migration failed: {redact(str(exc))}", err=True)
         raise typer.Exit(1) from None
     typer.echo(f"database at {revision}")
+
+
+@db_app.command("wait")
+def db_wait(
+    timeout: Annotated[float, typer.Option(help="Give up after this many seconds (exit 1).")] = 600.0,
+    interval: Annotated[float, typer.Option(help="Seconds between checks.")] = 2.0,
+) -> None:
+    """Wait until the schema is at the latest migration (someone else runs `db upgrade`).
+    Exit 0 then; 1 on timeout. For replicas that must not start before the migration
+    (a Kubernetes init container beside the migration Job)."""
+    import asyncio
+    import time
+
+    from orchestration_service.db.migrate import is_up_to_date
+
+    settings = settings_or_exit()
+    deadline = time.monotonic() + timeout
+    last_error = ""
+    while True:
+        try:
+            if asyncio.run(is_up_to_date(settings.storage)):
+                typer.echo("database at head")
+                return
+            last_error = "not at the latest migration yet"
+        except Exception as exc:  # not reachable yet: keep waiting, say why at the end
+            last_error = redact(str(exc))
+        if time.monotonic() + interval > deadline:
+            typer.echo(
+                f"orchestration-service: database not migrated after {timeout:g}s: {last_error}", err=True
+            )
+            raise typer.Exit(1)
+        time.sleep(interval)
 
 
 def main() -> None:

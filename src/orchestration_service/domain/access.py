@@ -1,8 +1,9 @@
 """Who may do what: API key scopes and the requests each scope allows.
 
 `read` may GET; `write` may also submit, cancel and retry tasks and decide reviews; `admin`
-may also taint, clear, roll back, create checkpoints and post events. The health probes (/health, /health/live,
-/health/ready) and /metrics need no key; /health/detailed needs one of any scope.
+may also taint, clear, roll back, create checkpoints and post events. The health probes
+(/health, /health/live, /health/ready) and /metrics need no key; /health/detailed needs one
+of any scope.
 """
 
 from __future__ import annotations

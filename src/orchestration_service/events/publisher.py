@@ -57,6 +57,8 @@ class OutboxRelay:
         # Called with each published batch's event names (metrics) and sequences (feed).
         self.on_published: list[Callable[[list[str]], None]] = []
         self.on_sequenced: list[Callable[[], None]] = []
+        # Called with True when this process becomes the leader, False when it stops (metrics).
+        self.on_leadership: list[Callable[[bool], None]] = []
         # A follower's wake-ups for the leader: one task sends them, coalesced.
         self._leader_wake_due = False
         self._leader_waker: asyncio.Task[None] | None = None
@@ -111,6 +113,8 @@ class OutboxRelay:
         if not await self.coordination.try_lead(self.wake, silent_after=silent, timeout=timeout):
             return False
         self.is_leader = True
+        for hook in self.on_leadership:
+            hook(True)
         self._watchdog = asyncio.create_task(self._watch_leadership(), name="outbox-relay-watchdog")
         log.info("outbox relay: this process is the leader")
         return True
@@ -137,6 +141,8 @@ class OutboxRelay:
 
     async def _release_leadership(self) -> None:
         self.is_leader = False
+        for hook in self.on_leadership:
+            hook(False)
         for name in ("_publisher", "_watchdog"):
             task = getattr(self, name)
             setattr(self, name, None)

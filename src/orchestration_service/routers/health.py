@@ -38,9 +38,10 @@ async def live() -> JSON:
 )
 async def ready(request: Request) -> JSON:
     c = container(request)
-    ok = c.migrated and c.bus.consuming
+    ok = c.bus.consuming
     try:
         await c.storage.ping()
+        ok = await c.refresh_migrated() and ok
     except Exception:
         ok = False
     return JSON(_base("healthy" if ok else "unhealthy"), status_code=200 if ok else 503)

@@ -20,7 +20,11 @@ class GaugeSink(Protocol):
     """Where readings go (``metrics.Metrics``)."""
 
     def database_read(
-        self, tasks_by_state: Mapping[str, int], outbox_pending: int, outbox_oldest_seconds: float
+        self,
+        tasks_by_state: Mapping[str, int],
+        outbox_pending: int,
+        outbox_oldest_seconds: float,
+        oldest_pending_task_seconds: float = 0.0,
     ) -> None: ...
 
     def database_reachable(self, reachable: bool) -> None: ...
@@ -62,7 +66,10 @@ class GaugeRefresher:
             return False
         self.reads += 1
         self.metrics.database_read(
-            reading.tasks_by_state, reading.outbox_pending, reading.outbox_oldest_seconds
+            reading.tasks_by_state,
+            reading.outbox_pending,
+            reading.outbox_oldest_seconds,
+            reading.oldest_pending_task_seconds,
         )
         return True
 

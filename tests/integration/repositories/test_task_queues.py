@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from orchestration_service.db.engine import Database, create_engine
 from orchestration_service.repositories.ports import Storage
@@ -157,15 +157,20 @@ async def test_hot_path_status_reads_the_task_and_its_flags(storage: Storage) ->
 
 
 async def test_gauges_read_tasks_by_state_and_the_outbox_backlog(storage: Storage) -> None:
+    async with storage.transaction(write=False) as uow:
+        assert (await uow.gauges.read()).oldest_pending_task_seconds == 0.0, "no pending task: 0"
     a = task(1)
+    # Older than the pending task, but running: not waiting, so not what the age measures.
     async with storage.transaction() as uow:
-        await uow.tasks.insert_many([a, task(2, status="running")])
+        await uow.tasks.insert_many([a, task(-3600, status="running")])
         await uow.outbox.add([event(a)])
     async with storage.transaction(write=False) as uow:
         assert await uow.gauges.try_lock()
         reading = await uow.gauges.read()
     assert reading.tasks_by_state == {"pending": 1, "running": 1}
     assert reading.outbox_pending == 1 and reading.outbox_oldest_seconds >= 0
+    expected = (datetime.now(UTC) - a["created_at"]).total_seconds()
+    assert abs(reading.oldest_pending_task_seconds - expected) < 60, (reading, expected)
 
 
 async def test_hot_paths_without_the_asyncpg_pool_use_units_of_work(clean_db: str) -> None:

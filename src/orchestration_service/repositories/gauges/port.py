@@ -12,6 +12,7 @@ class GaugeReading:
     tasks_by_state: dict[str, int]
     outbox_pending: int
     outbox_oldest_seconds: float
+    oldest_pending_task_seconds: float = 0.0  # 0 when no task is pending
 
 
 class GaugeRepository(Protocol):

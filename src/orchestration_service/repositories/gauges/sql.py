@@ -22,7 +22,8 @@ class _SqlGauges:
     async def read(self) -> GaugeReading:
         counts = await SqlTasks(self.tx).counts_by_state()
         pending, oldest = await SqlOutbox(self.tx).pending_stats()
-        return GaugeReading(counts, pending, oldest)
+        waiting = await SqlTasks(self.tx).oldest_pending_age_seconds()
+        return GaugeReading(counts, pending, oldest, waiting)
 
 
 class SqliteGauges(_SqlGauges):

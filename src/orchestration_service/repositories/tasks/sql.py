@@ -7,7 +7,7 @@ from __future__ import annotations
 import functools
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import sqlalchemy as sa
@@ -254,6 +254,18 @@ class SqlTasks:
     async def counts_by_state(self) -> dict[str, int]:
         stmt = sa.select(tasks.c.status, sa.func.count()).group_by(tasks.c.status)
         return {str(status): int(n) for status, n in (await self.conn.execute(stmt)).all()}
+
+    async def oldest_pending_age_seconds(self) -> float:
+        """Age of the oldest pending task of any project (0 when none); ix_tasks_status_created."""
+        stmt = sa.select(sa.func.min(tasks.c.created_at)).where(tasks.c.status == TaskStatus.PENDING.value)
+        value = (await self.conn.execute(stmt)).scalar()
+        if value is None:
+            return 0.0
+        # SQLite's aggregate loses the column type.
+        oldest: datetime = datetime.fromisoformat(value) if isinstance(value, str) else value
+        if oldest.tzinfo is None:
+            oldest = oldest.replace(tzinfo=UTC)
+        return max(0.0, (datetime.now(UTC) - oldest).total_seconds())
 
     async def oldest_waiting(self, project_id: str) -> TaskRecord | None:
         stmt = (
