@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import RowMapping
 
 from orchestration_service.db.engine import Transaction
-from orchestration_service.db.fleet_tables import dead_letters
+from orchestration_service.db.tables import dead_letters
 from orchestration_service.repositories.dead_letters.port import DeadLetter, DeadLetterFilter, DeadLetterPage
 
 dl = dead_letters

@@ -12,8 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from orchestration_service.db.engine import Transaction
-from orchestration_service.db.fleet_tables import worker_tasks, workers
-from orchestration_service.db.tables import tasks
+from orchestration_service.db.tables import tasks, worker_tasks, workers
 from orchestration_service.domain.lifecycle import IN_FLIGHT_STATES, TaskStatus
 from orchestration_service.repositories.workers.port import (
     FailureFilter,

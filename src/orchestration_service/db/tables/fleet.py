@@ -1,13 +1,14 @@
 """Tables of the fleet view (workers, their task attempts) and of stored dead letters.
 
-Beside ``tables.py`` on the same metadata: migration 0012 owns the schema, these mirror it.
+Migration 0012 owns the schema; these mirror it.
 """
 
 from __future__ import annotations
 
 import sqlalchemy as sa
 
-from orchestration_service.db.tables import UTCDateTime, metadata, tasks
+from orchestration_service.db.tables.tasks import tasks
+from orchestration_service.db.tables.types import UTCDateTime, metadata
 
 # One row per worker ever seen: written at most once a second per worker and process (the
 # fleet use case debounces), so a chatty worker does not queue its events on this row's lock.
