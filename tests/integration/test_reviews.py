@@ -383,3 +383,17 @@ async def test_a_task_awaiting_review_frees_its_slot_and_does_not_time_out(clean
         with contextlib.suppress(Exception):
             await svc.client.aclose()
         await lifespan.__aexit__(None, None, None)
+
+
+async def test_a_decision_counts_for_the_worker_whose_output_was_reviewed(h: Harness) -> None:
+    """GET /workers counts a human's decision as QA's: approved → completed, rejected or
+    changes requested → rejected (the worker's attempt is no longer open)."""
+    approved, rid_a = await h.awaiting_review()
+    rejected, rid_r = await h.awaiting_review()
+    assert (await decide(h, rid_a, "approve")).status_code == 200
+    assert (await decide(h, rid_r, "reject", {"reason": "wrong"})).status_code == 200
+    await wait_for_status(h.svc, approved, "completed")
+    await wait_for_status(h.svc, rejected, "failed")
+    r = await h.svc.client.get("/api/v1/workers")
+    worker = {w["worker_id"]: w for w in r.json()["items"]}["worker-7"]
+    assert (worker["completed"], worker["rejected"], worker["in_flight"]) == (1, 1, 0)

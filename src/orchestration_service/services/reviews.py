@@ -228,6 +228,9 @@ class ReviewService:
                 )
             )
         details = {"review_id": str(review.id), "reviewer": d.reviewer, d.decision.text_field: d.text}
+        # A person's decision ends the reviewed attempt for its worker as QA's would (GET /workers).
+        outcome = "completed" if d.decision == ReviewDecision.APPROVED else "rejected"
+        await uow.workers.set_outcome(task["id"], int(task["attempt"]), outcome, now)
         if d.decision == ReviewDecision.APPROVED:
             return await self._approve(uow, task, review, d, cause=cause, events=events, details=details)
         await emit(uow, events)
