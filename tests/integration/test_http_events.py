@@ -263,8 +263,27 @@ async def test_retention_forgets_old_consumed_event_ids(service: Service) -> Non
     assert (before, after) == (2, 1)
 
 
+async def sequenced(svc: Service, task_id: str, to: str) -> None:
+    """Wait until the event log has numbered the task's transition to ``to`` (the relay
+    numbers events after they commit, so a task can be running before its event has a
+    position; a snapshot taken in between stands before it, and a resume replays it)."""
+
+    async def found() -> bool:
+        position = 0
+        while batch := await svc.container.event_log.read(position, 500):
+            for entry in batch:
+                data = entry.envelope.get("data") or {}
+                if data.get("task_id") == task_id and data.get("to") == to:
+                    return True
+            position = batch[-1].seq
+        return False
+
+    await eventually(found, what=f"the log to number {task_id}'s transition to {to}")
+
+
 async def test_task_stream_follows_to_the_final_state(service: Service) -> None:
     tid = await running(service)
+    await sequenced(service, tid, "running")  # else a resume after the snapshot replays it
 
     async with AsgiStream(service.app, f"/api/v1/tasks/{tid}/stream") as stream:
         assert stream.status == 200
