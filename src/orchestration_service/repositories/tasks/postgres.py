@@ -4,6 +4,7 @@ queues in one statement each, and the hand-written asyncpg statements of the hot
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import uuid
 from collections.abc import Sequence
@@ -32,10 +33,10 @@ from orchestration_service.repositories.tasks.port import (
 from orchestration_service.repositories.tasks.sql import (
     IN_FLIGHT,
     SqlTasks,
-    TransactionalHotPaths,
     get_for_update,
     status_read,
 )
+from orchestration_service.repositories.tasks.transactional import TransactionalHotPaths
 
 
 @functools.cache
@@ -189,6 +190,12 @@ class PostgresHotPaths:
             # A sender limited to some projects: its own statement, with its scope.
             return await self._without_pool.record_progress(report, now)
         return await self.progress_batches((report, now))
+
+    async def record_progress_many(self, reports: Sequence[ProgressReport], now: datetime) -> list[bool]:
+        if self.db.pg is None:
+            return await self._without_pool.record_progress_many(reports, now)
+        # Gathered, the Batcher puts them in one statement (a task at most once in each).
+        return list(await asyncio.gather(*(self.record_progress(r, now) for r in reports)))
 
     async def _record_progress(self, items: Sequence[tuple[ProgressReport, datetime]]) -> list[bool]:
         reports = [r for r, _ in items]
