@@ -71,6 +71,8 @@ class FleetService:
         self.settings = settings.fleet
         self.inspector: QueueInspector = inspector or NoBrokerQueues()
         self._touched: dict[str, float] = {}  # worker id -> monotonic time its row was last written
+        # (task id, attempt, worker id) of a progress report -> monotonic time it was recorded
+        self._reported: dict[tuple[uuid.UUID, int | None, str], float] = {}
 
     # -- the event path (called by the handlers, in the event's transaction) --------------
     async def worker_seen(
@@ -109,6 +111,27 @@ class FleetService:
             self._touched[worker_id] = now
 
         uow.after_commit(written)
+
+    async def progress_reported(self, reports: Sequence[tuple[uuid.UUID, int | None, str]]) -> None:
+        """Workers named by kept ``task.progress`` reports (task id, attempt, worker id):
+        ``worker_seen`` on the task's current attempt, in a transaction of its own, at most
+        once per (task, attempt, worker) and ``seen_interval_seconds`` in this process, so that
+        a heartbeat stays one shared UPDATE nearly always."""
+        now = time.monotonic()
+        interval = self.settings.seen_interval_seconds
+        due = [k for k in dict.fromkeys(reports) if now - self._reported.get(k, -interval - 1) >= interval]
+        if not due:
+            return
+        if len(self._reported) > 100_000:
+            self._reported.clear()
+        at = _utcnow()
+        async with self.storage.transaction() as uow:
+            for task_id, attempt, worker_id in due:
+                task = await uow.tasks.get(task_id)
+                if task is not None and (attempt is None or int(task["attempt"]) == attempt):
+                    await self.worker_seen(uow, task, worker_id, at=at)
+        for key in due:
+            self._reported[key] = now
 
     async def attempt_finished(self, uow: UnitOfWork, task: TaskRecord, outcome: str) -> None:
         """QA decided the task's current attempt (completed | rejected): its worker's count."""
