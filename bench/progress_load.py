@@ -268,9 +268,16 @@ async def progress_workload(server: ServerProcess, args: argparse.Namespace, pre
     async with httpx.AsyncClient(base_url=server.base_url, timeout=60) as client:
         page = (await client.get(f"{API}/tasks", params={"status": "running", "limit": 1})).json()
     beating = await heartbeating_tasks(server.base_url, running_before=page["total"])
-    cpu = server.cpu_seconds()
+    # The service's processes alone (not PostgreSQL, the broker or this load generator), less
+    # what they spend idle (background loops) for as long: the cost of a heartbeat that
+    # carries over to another machine.
+    await server.quiesce()
+    cpu, t0 = server.cpu_seconds(), time.perf_counter()
+    await asyncio.sleep(3.0)
+    idle_cores = (server.cpu_seconds() - cpu) / (time.perf_counter() - t0)
+    cpu, t0 = server.cpu_seconds(), time.perf_counter()
     out = await progress_throughput(server.base_url, _amqp(args), prefix, beating, args.progress_reports)
-    # The service's processes alone (not PostgreSQL, the broker or this load generator): the
-    # cost of a heartbeat that carries over to another machine.
-    out["server_cpu_us_per_report"] = round(1e6 * (server.cpu_seconds() - cpu) / out["reports"], 1)
+    busy = server.cpu_seconds() - cpu - idle_cores * (time.perf_counter() - t0)
+    out["server_idle_cores"] = round(idle_cores, 3)
+    out["server_cpu_us_per_report"] = round(1e6 * busy / out["reports"], 1)
     return out
