@@ -12,7 +12,7 @@ import secrets
 import shutil
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import aio_pika
@@ -633,44 +633,3 @@ async def wait_for_status(client: Any, task_id: str, status: str, within: float 
         if time.monotonic() > deadline:
             raise AssertionError(f"task {task_id} is {doc['status']}, expected {status}")
         await asyncio.sleep(0.05)
-
-
-async def test_heartbeats_are_handled_in_batches_retried_in_place_and_acked_at_once(
-    admin: AbstractChannel, prefix: str
-) -> None:
-    b = RabbitMQBus(events_settings(prefix))
-    await b.start()
-    try:
-        ex = await admin.get_exchange(prefix + "task.events", ensure=True)
-        for i in range(40):
-            await ex.publish(aio_pika.Message(f"beat {i}".encode()), routing_key="task.progress")
-        batches: list[list[InboundMessage]] = []
-
-        async def heartbeats(messages: Sequence[InboundMessage]) -> list[HandlerResult]:
-            batches.append(list(messages))
-            if len(batches) == 1:  # the database is away once: the batch is kept and tried again
-                return [HandlerResult(Disposition.RETRY, "retry", "database is down")] * len(messages)
-            return [
-                HandlerResult(Disposition.DEAD_LETTER, "dead_lettered", "schema: bad beat")
-                if m.body == b"beat 7"
-                else ACK
-                for m in messages
-            ]
-
-        await b.consume(Recorder(), heartbeats)
-        handled = lambda: sorted(m.body for batch in batches[1:] for m in batch)  # noqa: E731
-        await wait_until(lambda: len(handled()) >= 40, 15, "every heartbeat handled after the retry")
-        assert len(batches[0]) > 1  # what had arrived went together
-        assert [m.body for m in batches[1]][: len(batches[0])] == [m.body for m in batches[0]]
-        assert not any(m.redelivered for batch in batches for m in batch)
-        dlq = await admin.declare_queue(f"{prefix}orchestration-events.dlq", passive=True)
-        dead = await drain_queue(dlq)
-        assert [(m.body, m.headers["x-death-reason"]) for m in dead] == [(b"beat 7", "schema: bad beat")]
-        # Every delivery was settled: closing the connection hands none back.
-        await b.close()
-        beats = await admin.declare_queue(f"{prefix}orchestration-events.heartbeats", passive=True)
-        assert beats.declaration_result.message_count == 0
-        assert len(handled()) == 40
-    finally:
-        await b.close()
-        await delete_topology(prefix)
