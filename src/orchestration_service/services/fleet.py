@@ -113,14 +113,18 @@ class FleetService:
         uow.after_commit(written)
 
     async def progress_reported(self, reports: Sequence[tuple[uuid.UUID, int | None, str]]) -> None:
-        """Workers named by kept ``task.progress`` reports (task id, attempt, worker id):
-        ``worker_seen`` on the task's current attempt, in a transaction of its own, at most
-        once per (task, attempt, worker) and ``seen_interval_seconds`` in this process, so that
-        a heartbeat stays one shared UPDATE nearly always."""
+        """Workers named by kept ``task.progress`` reports (task id, attempt, worker id), so that
+        a heartbeat stays one shared UPDATE nearly always: in this process, the attempt's row
+        is written at most every tenth of ``worker_stale_seconds`` (its worker stays fresh for
+        a project's callers) and the worker's row every ``seen_interval_seconds``, in a
+        transaction of their own."""
         now = time.monotonic()
+        every = max(self.settings.seen_interval_seconds, self.settings.worker_stale_seconds / 10)
+        keys = dict.fromkeys(reports)
+        due = [k for k in keys if now - self._reported.get(k, -every - 1) >= every]
         interval = self.settings.seen_interval_seconds
-        due = [k for k in dict.fromkeys(reports) if now - self._reported.get(k, -interval - 1) >= interval]
-        if not due:
+        workers = {w for _t, _a, w in keys if now - self._touched.get(w, -interval - 1) >= interval}
+        if not due and not workers:
             return
         if len(self._reported) > 100_000:
             self._reported.clear()
@@ -129,9 +133,14 @@ class FleetService:
             for task_id, attempt, worker_id in due:
                 task = await uow.tasks.get(task_id)
                 if task is not None and (attempt is None or int(task["attempt"]) == attempt):
-                    await self.worker_seen(uow, task, worker_id, at=at)
+                    await self.worker_seen(uow, task, worker_id, at=at)  # touches the worker if due
+                    workers.discard(worker_id)
+            for worker_id in workers:
+                await uow.workers.touch(worker_id, at)
         for key in due:
             self._reported[key] = now
+        for worker_id in workers:
+            self._touched[worker_id] = now
 
     async def attempt_finished(self, uow: UnitOfWork, task: TaskRecord, outcome: str) -> None:
         """QA decided the task's current attempt (completed | rejected): its worker's count."""
