@@ -208,18 +208,25 @@ async def with_and_without_progress(
     for concurrency in args.concurrency:
         runs: dict[str, list[dict[str, Any]]] = {"without": [], "with": []}
         for _ in range(args.repeat):
+            cpu = server.cpu_seconds()
             plain = await lifecycle(
                 server, args.tasks, _amqp(args), prefix, concurrency, also_running=len(beating)
             )
+            plain["server_cpu_s"] = round(server.cpu_seconds() - cpu, 2)
             runs["without"].append(plain)
             print(f"lifecycle ({args.broker}) without progress: {json.dumps(plain)}", flush=True)
+            cpu = server.cpu_seconds()
             async with ProgressLoad(
                 server.base_url, _amqp(args), prefix, beating, args.progress_rate
             ) as load:
                 loaded = await lifecycle(
                     server, args.tasks, _amqp(args), prefix, concurrency, also_running=len(beating)
                 )
+            loaded["server_cpu_s"] = round(server.cpu_seconds() - cpu, 2)
             loaded["progress_load"] = load.stats()
+            # The service's extra CPU for the heartbeats, per heartbeat sent beside this run.
+            extra = loaded["server_cpu_s"] - plain["server_cpu_s"]
+            loaded["server_cpu_us_per_heartbeat"] = round(1e6 * extra / max(1, load.sent), 1)
             runs["with"].append(loaded)
             print(f"lifecycle ({args.broker}) with progress: {json.dumps(loaded)}", flush=True)
         level = {"concurrency": concurrency, **{k: _medians(v) for k, v in runs.items()}}
@@ -247,7 +254,11 @@ def _medians(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "read_p95_ms": round(statistics.median(x[95] for x in reads), 1),
     }
     loads = [r["progress_load"]["achieved_per_s"] for r in runs if "progress_load" in r]
+    got["server_cpu_s"] = round(statistics.median(r["server_cpu_s"] for r in runs), 2)
     if loads:
+        got["server_cpu_us_per_heartbeat"] = round(
+            statistics.median(r["server_cpu_us_per_heartbeat"] for r in runs), 1
+        )
         got["progress_achieved_per_s"] = round(statistics.median(loads), 1)
         got["progress_failed"] = sum(r["progress_load"]["failed"] for r in runs)
     return got
@@ -257,4 +268,16 @@ async def progress_workload(server: ServerProcess, args: argparse.Namespace, pre
     async with httpx.AsyncClient(base_url=server.base_url, timeout=60) as client:
         page = (await client.get(f"{API}/tasks", params={"status": "running", "limit": 1})).json()
     beating = await heartbeating_tasks(server.base_url, running_before=page["total"])
-    return await progress_throughput(server.base_url, _amqp(args), prefix, beating, args.progress_reports)
+    # The service's processes alone (not PostgreSQL, the broker or this load generator), less
+    # what they spend idle (background loops) for as long: the cost of a heartbeat that
+    # carries over to another machine.
+    await server.quiesce()
+    cpu, t0 = server.cpu_seconds(), time.perf_counter()
+    await asyncio.sleep(3.0)
+    idle_cores = (server.cpu_seconds() - cpu) / (time.perf_counter() - t0)
+    cpu, t0 = server.cpu_seconds(), time.perf_counter()
+    out = await progress_throughput(server.base_url, _amqp(args), prefix, beating, args.progress_reports)
+    busy = server.cpu_seconds() - cpu - idle_cores * (time.perf_counter() - t0)
+    out["server_idle_cores"] = round(idle_cores, 3)
+    out["server_cpu_us_per_report"] = round(1e6 * busy / out["reports"], 1)
+    return out

@@ -18,6 +18,7 @@ from orchestration_service.db.engine import Database, create_engine
 from orchestration_service.db.migrate import is_up_to_date
 from orchestration_service.events.bus import EventBus
 from orchestration_service.events.handlers import EventProcessor
+from orchestration_service.events.heartbeats import HeartbeatBatches
 from orchestration_service.events.memory import MemoryBus
 from orchestration_service.events.publisher import OutboxRelay
 from orchestration_service.events.replay import DeadLetterReplay
@@ -220,7 +221,7 @@ class Container:
         while True:
             try:
                 await self.bus.start()
-                await self.bus.consume(self.events.handle_message)
+                await self.bus.consume(self.events.handle_message, HeartbeatBatches(self.events))
                 return
             except asyncio.CancelledError:
                 raise

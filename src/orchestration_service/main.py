@@ -77,6 +77,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             FastLaneMiddleware,
             status_route=_route(tasks.router, "/tasks/{task_id}", "GET"),
             submit_route=_route(tasks.router, "/tasks", "POST"),
+            events_route=_route(events.router, "/events", "POST"),
             counts=app.state.fast_lane,
         )
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.server.max_body_bytes)

@@ -17,6 +17,11 @@ import pytest
 from tests.conftest import Service, make_settings, start_service, truncate_all
 
 JSON = {"content-type": "application/json"}
+CE = {"content-type": "application/cloudevents+json"}
+PROGRESS = (
+    b'{"specversion": "1.0", "type": "dats.task.progress", "source": "/worker", "id": "p-1",'
+    b' "data": {"task_id": "{first}", "progress": 0.5, "worker_id": "w-1"}}'
+)
 BODY = b'{"description": "add a unit test", "project_id": "{project}"}'
 
 # (method, path, body, headers): each is sent to both services, in order.
@@ -43,7 +48,21 @@ REQUESTS: list[Request] = [
     ("GET", f"/api/v1/tasks/{uuid.UUID(int=7)}", None, {}),  # unknown
     ("GET", "/api/v1/tasks/not-a-uuid-but-exactly-36-characters", None, {}),
     ("GET", "/api/v1/tasks/" + "0" * 36, None, {}),
+    # Heartbeats: one task.progress in structured mode is the lane's; anything else is handed on.
+    ("POST", "/api/v1/events", PROGRESS, CE),  # the task is not running: ignored (202)
+    ("POST", "/api/v1/events", PROGRESS, {"content-type": "application/cloudevents+json; charset=utf-8"}),
+    ("POST", "/api/v1/events", PROGRESS.replace(b'"progress": 0.5', b'"progress": 2'), CE),  # 422
+    ("POST", "/api/v1/events", PROGRESS.replace(b"{first}", str(uuid.UUID(int=7)).encode()), CE),  # 422
+    ("POST", "/api/v1/events", PROGRESS.replace(b"dats.task.progress", b"dats.task.unknown"), CE),
+    ("POST", "/api/v1/events", b"{not json", CE),
+    (
+        "POST",
+        "/api/v1/events",
+        b"[" + PROGRESS + b"]",
+        {"content-type": "application/cloudevents-batch+json"},
+    ),
 ]
+ANSWERED = 6  # the two plain submissions, the replay, the status read and two heartbeats
 
 # Fields that differ between two runs by nature (ids, times, estimates).
 VOLATILE = {
@@ -92,7 +111,7 @@ def shape(r: httpx.Response) -> dict[str, Any]:
 async def send(svc: Service, req: Request, first: str, project: str) -> httpx.Response:
     method, path, body, headers = req
     if body is not None:
-        body = body.replace(b"{project}", project.encode())
+        body = body.replace(b"{project}", project.encode()).replace(b"{first}", first.encode())
     return await svc.client.request(method, path.format(first=first), content=body, headers=headers)
 
 
@@ -108,7 +127,6 @@ async def test_the_lane_answers_as_the_reference_routes(services: tuple[Service,
             answers.append(shape(r))
         assert answers[0] == answers[1], (req, answers)
     counts = lane.app.state.fast_lane
-    # Answered: the two plain submissions, the replay and the status read.
-    assert counts.answered == 4, (counts.answered, counts.handed_on)
-    assert counts.handed_on == len(REQUESTS) - 4
+    assert counts.answered == ANSWERED, (counts.answered, counts.handed_on)
+    assert counts.handed_on == len(REQUESTS) - ANSWERED
     assert not hasattr(ref.app.state, "fast_lane")

@@ -269,3 +269,23 @@ async def test_a_workers_row_is_written_at_most_once_per_interval_per_process(se
 
 def clean_url(service: Service) -> str:
     return service.container.settings.storage.database_url
+
+
+async def test_a_worker_seen_only_through_progress_is_listed(fleet: Harness) -> None:
+    h = fleet
+    first = await h.running_task()  # through the broker door
+    report = {"task_id": first, "attempt": 1, "progress": 0.1, "worker_id": "beat-1"}
+    await h.send(cloud_event("task.progress", report), "task.progress")
+    second = await h.running_task()  # through the HTTP ingress
+    beat = cloud_event("task.progress", {"task_id": second, "progress": 0.2, "worker_id": "beat-2"})
+    r = await h.svc.client.post("/api/v1/events", content=orjson.dumps(beat), headers=CE)
+    assert r.status_code == 202, r.text
+    got = await workers(h.svc)
+    for worker in ("beat-1", "beat-2"):
+        assert (got[worker]["in_flight"], got[worker]["tiers"], got[worker]["stale"]) == (1, ["tiny"], False)
+    # A report that is not kept (the task is no longer running) names no worker.
+    await h.svc.client.post(f"/api/v1/tasks/{first}/cancel")
+    await wait_for_status(h.svc, first, "cancelled")
+    late = cloud_event("task.progress", {"task_id": first, "progress": 0.3, "worker_id": "beat-3"})
+    await h.send(late, "task.progress")
+    assert "beat-3" not in await workers(h.svc)

@@ -257,3 +257,52 @@ async def test_progress_through_rabbitmq(clean_db: str) -> None:
         await eventually(last_kept, timeout=15, what="the last report kept")
         history = (await svc.client.get(f"/api/v1/tasks/{tid}/history")).json()["items"]
         assert all("progress" not in e["reason"] for e in history)
+
+
+@pytest.mark.rabbitmq
+async def test_heartbeats_through_rabbitmq_in_batches(clean_db: str) -> None:
+    """Reports arriving together are handled together: the latest of each task kept, a bad one
+    dead-lettered with its reason, the good ones acked, the worker they name listed."""
+    from tests.integration.test_rabbitmq_bus import drain_queue
+
+    async with on_rabbitmq(clean_db) as (svc, exchange):
+        tasks = [(await submit(svc))["task_id"] for _ in range(2)]
+        for tid in tasks:
+            await wait_for_status(svc, tid, "running", timeout=15)
+        bad = progress_event(tasks[0], progress=2.0)
+        messages = [
+            progress_event(tid, progress=n / 100, worker_id="w-batch", time=f"2026-11-24T10:00:{n:02d}Z")
+            for n in range(50)
+            for tid in tasks
+        ]
+        messages.insert(10, bad)
+        messages.append(progress_event(str(uuid.uuid4()), progress=0.5))  # no such task
+        for env in messages:
+            await exchange.publish(
+                aio_pika.Message(orjson.dumps(env), content_type="application/cloudevents+json"),
+                routing_key="task.progress",
+            )
+
+        async def all_kept() -> bool:
+            kept = [((await doc(svc, tid))["progress"] or {}).get("value") for tid in tasks]
+            return kept == [0.49, 0.49]
+
+        await eventually(all_kept, timeout=15, what="the latest report of each task kept")
+        bus = svc.container.bus
+        connection = await aio_pika.connect_robust(AMQP_URL)
+        try:
+            admin = await connection.channel()
+            dlq = await admin.declare_queue(bus.dlq_name, passive=True)  # type: ignore[attr-defined]
+            dead = await drain_queue(dlq, settle=1.0)
+            reasons = sorted(str(m.headers["x-death-reason"]) for m in dead)
+            assert len(reasons) == 2, reasons
+            assert reasons[0].startswith("schema: task.progress: data.progress")
+            assert reasons[1].startswith("unknown-task: task ")
+            listed = (await svc.client.get("/api/v1/workers")).json()["items"]
+            assert [w["in_flight"] for w in listed if w["worker_id"] == "w-batch"] == [2]
+            # Every report was acked: closing the service's connection hands none back.
+            await bus.close()
+            beats = await admin.declare_queue(bus.heartbeat_queue_name, passive=True)  # type: ignore[attr-defined]
+            assert beats.declaration_result.message_count == 0
+        finally:
+            await connection.close()

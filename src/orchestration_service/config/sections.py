@@ -211,11 +211,11 @@ class RabbitMQSettings(_Section):
         "beyond, the oldest are dropped (only a task's latest report matters).",
     )
     heartbeat_prefetch: int = Field(
-        8,
+        256,
         ge=1,
         le=10_000,
-        description="Unacknowledged task.progress deliveries per process: the share of the "
-        "process heartbeats may take (beyond, they wait in their bounded queue).",
+        description="Unacknowledged task.progress deliveries per process, and the largest batch "
+        "of them handled together (beyond, they wait in their bounded queue).",
     )
 
 

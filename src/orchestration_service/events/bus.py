@@ -38,6 +38,8 @@ class HandlerResult:
 
 
 Handler = Callable[[InboundMessage], Awaitable[HandlerResult]]
+# Messages that arrived together (heartbeats), one result each, in order.
+BatchHandler = Callable[[Sequence[InboundMessage]], Awaitable[list[HandlerResult]]]
 
 
 class BusUnavailable(Exception):
@@ -55,8 +57,9 @@ class EventBus(Protocol):
         """Publish and wait for the broker's confirms; raise BusUnavailable if any failed."""
         ...
 
-    async def consume(self, handler: Handler) -> None:
-        """Attach the service's consumer (queue `orchestration-events`)."""
+    async def consume(self, handler: Handler, heartbeats: BatchHandler | None = None) -> None:
+        """Attach the service's consumer (queue `orchestration-events`); ``heartbeats``, where
+        the adapter has a queue of them, takes its deliveries in batches (else ``handler``)."""
         ...
 
     async def stop_consuming(self) -> None: ...

@@ -174,6 +174,11 @@ class EventProcessor:
         if isinstance(payload, TaskProgress):
             # A heartbeat: no claim, no history, one UPDATE (services/progress.py says why).
             outcome, detail = await self.progress.record(payload, at=ce.time, projects=projects)
+            if outcome == "processed" and payload.worker_id and self.fleet is not None:
+                # Debounced: nearly always a dictionary look-up, not a write.
+                await self.fleet.progress_reported(
+                    [(uuid.UUID(payload.task_id), payload.attempt, payload.worker_id)]
+                )
             self.on_outcome(name, outcome)
             return Processed(outcome, detail)
         task_id = (

@@ -18,7 +18,13 @@ import orjson
 from orchestration_service.background import cancel_and_wait
 from orchestration_service.domain.events import CONSUMED_BINDINGS
 from orchestration_service.domain.topics import topic_matches
-from orchestration_service.events.bus import Disposition, Handler, InboundMessage, OutboundMessage
+from orchestration_service.events.bus import (
+    BatchHandler,
+    Disposition,
+    Handler,
+    InboundMessage,
+    OutboundMessage,
+)
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +72,8 @@ class MemoryBus:
         self._listeners.append(q)
         return q
 
-    async def consume(self, handler: Handler) -> None:
+    async def consume(self, handler: Handler, heartbeats: BatchHandler | None = None) -> None:
+        # One queue in process: heartbeats take ``handler`` with the rest.
         self._handler = handler
         self._task = asyncio.create_task(self._run(), name="memory-bus-consumer")
 

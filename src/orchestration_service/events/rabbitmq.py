@@ -10,7 +10,8 @@ Topology (every name carries ``settings.name_prefix``):
 * queue ``orchestration-events.heartbeats`` for ``HEARTBEAT_EVENTS`` (``task.progress``):
   bounded (``x-max-length``, the oldest dropped when full, not dead-lettered: only a task's
   latest report matters), with a consumer and prefetch of its own, so heartbeats never wait in
-  front of the events that move tasks, nor those behind them.
+  front of the events that move tasks, nor those behind them. It is consumed in batches
+  (``rabbitmq_heartbeats``): what has arrived is handled together and acked at once.
 
 Publishing waits for publisher confirms; anything short of an ack for every message of a
 batch raises :class:`BusUnavailable`, so the outbox rows stay unpublished and are retried.
@@ -46,6 +47,7 @@ from yarl import URL
 from orchestration_service.config import EventsSettings
 from orchestration_service.domain.events import CONSUMED_BINDINGS, CONTENT_TYPE, EXCHANGES, HEARTBEAT_EVENTS
 from orchestration_service.events.bus import (
+    BatchHandler,
     BusUnavailable,
     Disposition,
     Handler,
@@ -53,6 +55,7 @@ from orchestration_service.events.bus import (
     InboundMessage,
     OutboundMessage,
 )
+from orchestration_service.events.rabbitmq_heartbeats import HeartbeatConsumer
 from orchestration_service.redaction import error_text, reason
 
 log = logging.getLogger(__name__)
@@ -98,6 +101,7 @@ class RabbitMQBus:
         self._heartbeats: AbstractRobustQueue | None = None
         self._heartbeat_channel: AbstractRobustChannel | None = None
         self._heartbeat_tag: str | None = None
+        self._beats: HeartbeatConsumer | None = None
         self._exchanges: dict[str, AbstractExchange] = {}  # logical name -> exchange on the publish channel
         self._dlx: AbstractExchange | None = None
         self._handler: Handler | None = None
@@ -113,6 +117,15 @@ class RabbitMQBus:
         if self.prefix and name.startswith(self.prefix):
             return name[len(self.prefix) :]
         return name
+
+    def _inbound(self, message: AbstractIncomingMessage) -> InboundMessage:
+        return InboundMessage(
+            body=message.body,
+            routing_key=message.routing_key or "",
+            exchange=self._unprefix(message.exchange or ""),
+            headers=dict(message.headers or {}),
+            redelivered=bool(message.redelivered),
+        )
 
     # -- lifecycle -----------------------------------------------------------------------
     async def start(self) -> None:
@@ -335,7 +348,7 @@ class RabbitMQBus:
             raise BusUnavailable(f"publish not confirmed: {confirmation!r}")
 
     # -- consuming -------------------------------------------------------------------------
-    async def consume(self, handler: Handler) -> None:
+    async def consume(self, handler: Handler, heartbeats: BatchHandler | None = None) -> None:
         if self._queue is None or self._consume_channel is None or not self._is_open():
             raise BusUnavailable("not connected to the broker; call start() first")
         if self._consumer_tag is not None:
@@ -345,8 +358,17 @@ class RabbitMQBus:
         await self._consume_channel.set_qos(prefetch_count=self.settings.rabbitmq.prefetch)
         self._consumer_tag = await self._queue.consume(self._on_message)
         if self._heartbeats is not None and self._heartbeat_channel is not None:
-            await self._heartbeat_channel.set_qos(prefetch_count=self.settings.rabbitmq.heartbeat_prefetch)
-            self._heartbeat_tag = await self._heartbeats.consume(self._on_message)
+            prefetch = self.settings.rabbitmq.heartbeat_prefetch
+            await self._heartbeat_channel.set_qos(prefetch_count=prefetch)
+            self._beats = HeartbeatConsumer(
+                heartbeats or _one_by_one(handler),
+                inbound=self._inbound,
+                dead_letter=self._dead_letter,
+                settle=self._settle,
+                max_batch=prefetch,
+            )
+            self._beats.start()
+            self._heartbeat_tag = await self._heartbeats.consume(self._beats.on_message)
         log.info("event bus: consuming %s and %s", self.queue_name, self.heartbeat_queue_name)
 
     async def stop_consuming(self) -> None:
@@ -356,6 +378,9 @@ class RabbitMQBus:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(queue.cancel(tag), 5.0)
         self._consumer_tag = self._heartbeat_tag = None
+        beats, self._beats = self._beats, None
+        if beats is not None:
+            await beats.stop(STOP_GRACE)
         if self._inflight:
             _done, pending = await asyncio.wait(set(self._inflight), timeout=STOP_GRACE)
             if pending:
@@ -378,13 +403,7 @@ class RabbitMQBus:
         if handler is None:  # pragma: no cover - consume() sets it before attaching
             await message.nack(requeue=True)
             return
-        inbound = InboundMessage(
-            body=message.body,
-            routing_key=message.routing_key or "",
-            exchange=self._unprefix(message.exchange or ""),
-            headers=dict(message.headers or {}),
-            redelivered=bool(message.redelivered),
-        )
+        inbound = self._inbound(message)
         delay = RETRY_INITIAL
         while True:
             try:
@@ -456,3 +475,19 @@ class RabbitMQBus:
             await op
         except Exception as exc:  # channel gone: the broker redelivers the message
             log.warning("event bus: could not %s a delivery (%s); it will be redelivered", what, exc)
+
+
+def _one_by_one(handler: Handler) -> BatchHandler:
+    """A batch handler made of a one-message one (the deliveries handled together)."""
+
+    async def one(message: InboundMessage) -> HandlerResult:
+        try:
+            return await handler(message)
+        except Exception as exc:
+            log.exception("event handler crashed; message dead-lettered")
+            return HandlerResult(Disposition.DEAD_LETTER, "dead_lettered", f"handler crashed: {exc!r}")
+
+    async def handle(messages: Sequence[InboundMessage]) -> list[HandlerResult]:
+        return list(await asyncio.gather(*(one(m) for m in messages)))
+
+    return handle

@@ -1,4 +1,5 @@
-"""The fast lane, an ASGI middleware: ``GET /api/v1/tasks/{id}`` and ``POST /api/v1/tasks`` without FastAPI's
+"""The fast lane, an ASGI middleware: ``GET /api/v1/tasks/{id}``, ``POST /api/v1/tasks`` and
+workers' heartbeats (``POST /api/v1/events`` of one ``task.progress``) without FastAPI's
 per-request machinery.
 
 Reading a task's status and submitting tasks are most of the API's traffic. FastAPI's
@@ -20,6 +21,7 @@ and marks the request with the reference route so metrics and traces label it th
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -27,7 +29,9 @@ from pydantic import ValidationError
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from orchestration_service.domain.errors import OrchestrationError
+from orchestration_service.domain import events as ev
+from orchestration_service.domain.errors import EventRejected, OrchestrationError
+from orchestration_service.events.handlers import EventProcessor, parse_envelope
 from orchestration_service.http import json_default, transient_problem
 from orchestration_service.logs import annotate_access
 from orchestration_service.schemas.tasks import SubmitTask
@@ -35,8 +39,13 @@ from orchestration_service.schemas.views import task_document
 from orchestration_service.services.task_manager import TaskManager
 
 TASKS = "/api/v1/tasks"
+EVENTS = "/api/v1/events"
+STRUCTURED = b"application/cloudevents+json"
 _ONE_TASK_LEN = len(TASKS) + 1 + 36  # /api/v1/tasks/<canonical UUID>
 _JSON_HEADERS = [(b"content-type", b"application/json")]
+
+
+Attempt = Callable[[Scope, Send, bytes], Awaitable[bool]]  # True: answered here
 
 
 class LaneCounts:
@@ -51,11 +60,18 @@ class LaneCounts:
 
 class FastLaneMiddleware:
     def __init__(
-        self, app: ASGIApp, *, status_route: BaseRoute, submit_route: BaseRoute, counts: LaneCounts
+        self,
+        app: ASGIApp,
+        *,
+        status_route: BaseRoute,
+        submit_route: BaseRoute,
+        counts: LaneCounts,
+        events_route: BaseRoute | None = None,
     ) -> None:
         self.app = app
         self.status_route = status_route
         self.submit_route = submit_route
+        self.events_route = events_route
         self.counts = counts
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -68,7 +84,10 @@ class FastLaneMiddleware:
                     return
                 self.counts.handed_on += 1
             elif method == "POST" and path == TASKS:
-                await self._submit(scope, receive, send)
+                await self._lane(scope, receive, send, self._try_submit)
+                return
+            elif method == "POST" and path == EVENTS and self.events_route is not None:
+                await self._lane(scope, receive, send, self._try_progress)
                 return
         await self.app(scope, receive, send)
 
@@ -88,9 +107,9 @@ class FastLaneMiddleware:
         await _respond(send, 200, task_document(view.task, view.subtasks, view.dependencies))
         return True
 
-    async def _submit(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _lane(self, scope: Scope, receive: Receive, send: Send, attempt: Attempt) -> None:
         body = await _read_body(receive)
-        if await self._try_submit(scope, send, body):
+        if await attempt(scope, send, body):
             self.counts.answered += 1
         else:
             self.counts.handed_on += 1
@@ -139,6 +158,30 @@ class FastLaneMiddleware:
             },
             headers,
         )
+        return True
+
+    async def _try_progress(self, scope: Scope, send: Send, body: bytes) -> bool:
+        """One ``task.progress`` in structured mode, kept or ignored; anything else (another
+        event, a batch, binary mode, a rejection) goes to the reference route."""
+        content_type = next((v for n, v in scope["headers"] if n == b"content-type"), b"")
+        if content_type.split(b";")[0].strip().lower() != STRUCTURED:
+            return False
+        try:
+            ce = parse_envelope(body)
+        except EventRejected:
+            return False
+        if ce.source == ev.SOURCE or ev.event_name_of(ce.type) != ev.TASK_PROGRESS:
+            return False
+        events: EventProcessor = scope["app"].state.container.events
+        try:
+            result = await events.process(ce, projects=_project_scope(scope))
+        except EventRejected:
+            return False  # nothing was written: the reference answers, and keeps the dead letter
+        except Exception as exc:
+            return await _unavailable(scope, send, exc)
+        scope["route"] = self.events_route
+        document = {"id": ce.id, "type": ce.type, "outcome": result.outcome, "detail": result.detail}
+        await _respond(send, 202, document)
         return True
 
 

@@ -71,6 +71,8 @@ class FleetService:
         self.settings = settings.fleet
         self.inspector: QueueInspector = inspector or NoBrokerQueues()
         self._touched: dict[str, float] = {}  # worker id -> monotonic time its row was last written
+        # (task id, attempt, worker id) of a progress report -> monotonic time it was recorded
+        self._reported: dict[tuple[uuid.UUID, int | None, str], float] = {}
 
     # -- the event path (called by the handlers, in the event's transaction) --------------
     async def worker_seen(
@@ -109,6 +111,36 @@ class FleetService:
             self._touched[worker_id] = now
 
         uow.after_commit(written)
+
+    async def progress_reported(self, reports: Sequence[tuple[uuid.UUID, int | None, str]]) -> None:
+        """Workers named by kept ``task.progress`` reports (task id, attempt, worker id), so that
+        a heartbeat stays one shared UPDATE nearly always: in this process, the attempt's row
+        is written at most every tenth of ``worker_stale_seconds`` (its worker stays fresh for
+        a project's callers) and the worker's row every ``seen_interval_seconds``, in a
+        transaction of their own."""
+        now = time.monotonic()
+        every = max(self.settings.seen_interval_seconds, self.settings.worker_stale_seconds / 10)
+        keys = dict.fromkeys(reports)
+        due = [k for k in keys if now - self._reported.get(k, -every - 1) >= every]
+        interval = self.settings.seen_interval_seconds
+        workers = {w for _t, _a, w in keys if now - self._touched.get(w, -interval - 1) >= interval}
+        if not due and not workers:
+            return
+        if len(self._reported) > 100_000:
+            self._reported.clear()
+        at = _utcnow()
+        async with self.storage.transaction() as uow:
+            for task_id, attempt, worker_id in due:
+                task = await uow.tasks.get(task_id)
+                if task is not None and (attempt is None or int(task["attempt"]) == attempt):
+                    await self.worker_seen(uow, task, worker_id, at=at)  # touches the worker if due
+                    workers.discard(worker_id)
+            for worker_id in workers:
+                await uow.workers.touch(worker_id, at)
+        for key in due:
+            self._reported[key] = now
+        for worker_id in workers:
+            self._touched[worker_id] = now
 
     async def attempt_finished(self, uow: UnitOfWork, task: TaskRecord, outcome: str) -> None:
         """QA decided the task's current attempt (completed | rejected): its worker's count."""

@@ -93,3 +93,22 @@ async def test_the_hot_path_keeps_each_tasks_latest_report_when_reports_arrive_t
     batches = getattr(fast, "progress_batches", None)
     if batches is not None:  # PostgreSQL: fewer statements than reports
         assert batches.statements < len(reports)
+
+
+async def test_record_progress_many_answers_each_report_of_a_batch(storage: Storage) -> None:
+    # More reports than one statement takes (256 on PostgreSQL), one of them not kept.
+    rows = [task(i, status="running", attempt=1, heartbeat_seconds=10) for i in range(300)]
+    waiting = task(300)
+    async with storage.transaction() as uow:
+        await uow.tasks.insert_many([*rows, waiting])
+    now = T0 + timedelta(minutes=5)
+    reports = [report(t, i / 1000, 1, attempt=1) for i, t in enumerate(rows)]
+    reports.insert(150, report(waiting, 0.5, 1))
+    kept = await storage.task_hot_paths.record_progress_many(reports, now)
+    assert kept == [r.task_id != waiting["id"] for r in reports]
+    assert await storage.task_hot_paths.record_progress_many([], now) == []
+    async with storage.read() as uow:
+        got = await uow.tasks.get_many([t["id"] for t in [*rows, waiting]])
+    assert [got[t["id"]]["progress"]["value"] for t in rows] == [i / 1000 for i in range(300)]  # type: ignore[index]
+    assert got[waiting["id"]]["progress"] is None
+    assert got[rows[0]["id"]]["heartbeat_due_at"] == now + timedelta(seconds=10)

@@ -234,3 +234,8 @@ class TaskHotPaths(Protocol):
         """``TaskRepository.record_progress`` in its own transaction (concurrent reports may
         share one statement)."""
         ...
+
+    async def record_progress_many(self, reports: Sequence[ProgressReport], now: datetime) -> list[bool]:
+        """``record_progress`` of each report (of distinct tasks), one True/False each: one
+        transaction on SQLite, statements shared on PostgreSQL."""
+        ...

@@ -32,10 +32,10 @@ from orchestration_service.repositories.tasks.port import (
 from orchestration_service.repositories.tasks.sql import (
     IN_FLIGHT,
     SqlTasks,
-    TransactionalHotPaths,
     get_for_update,
     status_read,
 )
+from orchestration_service.repositories.tasks.transactional import TransactionalHotPaths
 
 
 @functools.cache
@@ -152,6 +152,9 @@ def _idempotency_slot(submission: Submission) -> tuple[str, str] | None:
     return None if key is None else (submission.task["project_id"], key)
 
 
+PROGRESS_BATCH = 256  # reports in one UPDATE at most
+
+
 class PostgresHotPaths:
     """The hot statements over the asyncpg pool, each behind a ``Batcher``: concurrent calls
     share statements. One per storage. Until ``db.open`` made the pool (or in a service run
@@ -168,7 +171,7 @@ class PostgresHotPaths:
         # Heartbeats: one UPDATE for the reports that arrive together (a task at most once in
         # a statement: UPDATE … FROM applies one row per task).
         self.progress_batches: Batcher[tuple[ProgressReport, datetime], bool] = Batcher(
-            self._record_progress, max_batch=256, exclusive=lambda item: item[0].task_id
+            self._record_progress, max_batch=PROGRESS_BATCH, exclusive=lambda item: item[0].task_id
         )
 
     async def submit(self, submission: Submission) -> bool:
@@ -189,6 +192,15 @@ class PostgresHotPaths:
             # A sender limited to some projects: its own statement, with its scope.
             return await self._without_pool.record_progress(report, now)
         return await self.progress_batches((report, now))
+
+    async def record_progress_many(self, reports: Sequence[ProgressReport], now: datetime) -> list[bool]:
+        if self.db.pg is None:
+            return await self._without_pool.record_progress_many(reports, now)
+        # Already a batch of distinct tasks: straight to the statement, 256 reports at a time.
+        kept: list[bool] = []
+        for start in range(0, len(reports), PROGRESS_BATCH):
+            kept += await self._record_progress([(r, now) for r in reports[start : start + PROGRESS_BATCH]])
+        return kept
 
     async def _record_progress(self, items: Sequence[tuple[ProgressReport, datetime]]) -> list[bool]:
         reports = [r for r, _ in items]

@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import functools
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
 
-from orchestration_service.db.engine import Database, Transaction
+from orchestration_service.db.engine import Transaction
 from orchestration_service.db.tables import task_dependencies, task_history, tasks
 from orchestration_service.domain.events import OutgoingEvent
 from orchestration_service.domain.lifecycle import IN_FLIGHT_STATES, TaskStatus
@@ -25,7 +24,6 @@ from orchestration_service.repositories.tasks.port import (
     HistoryRecord,
     ProgressReport,
     StatusRead,
-    Submission,
     TaskFilter,
     TaskRecord,
 )
@@ -466,34 +464,3 @@ class SqlTasks:
         values = {"progress": report.progress, "progress_at": report.at, "heartbeat_due_at": due}
         result = await self.conn.execute(sa.update(tasks).where(*where).values(values))
         return bool(result.rowcount)
-
-
-class TransactionalHotPaths:
-    """``TaskHotPaths`` through the ordinary units of work: SQLite's, and PostgreSQL's when
-    the service runs without its asyncpg pool."""
-
-    def __init__(self, db: Database, tasks_of: Callable[[Transaction], SqlTasks]) -> None:
-        self.db = db
-        self.tasks_of = tasks_of
-
-    async def submit(self, submission: Submission) -> bool:
-        try:
-            async with self.db.transaction() as tx:
-                repo = self.tasks_of(tx)
-                await repo.insert_many([submission.task])
-                await repo.add_history(submission.history)
-                await SqlOutbox(tx).add(submission.events)
-        except IntegrityError:
-            if submission.task.get("idempotency_key") is None:
-                raise
-            # Two requests raced with one idempotency key: the first one won.
-            return False
-        return True
-
-    async def status(self, task_id: uuid.UUID) -> StatusRead | None:
-        async with self.db.read() as conn:
-            return await self.tasks_of(Transaction(conn)).get_with_flags(task_id)
-
-    async def record_progress(self, report: ProgressReport, now: datetime) -> bool:
-        async with self.db.transaction() as tx:
-            return await self.tasks_of(tx).record_progress(report, now)

@@ -15,7 +15,8 @@ from orchestration_service.domain.lifecycle import TaskStatus
 from orchestration_service.repositories.processed_events.port import ProcessedEventRepository
 from orchestration_service.repositories.processed_events.sql import SqliteProcessedEvents
 from orchestration_service.repositories.tasks.port import TaskRecord
-from orchestration_service.repositories.tasks.sql import IN_FLIGHT, SqlTasks, TransactionalHotPaths
+from orchestration_service.repositories.tasks.sql import IN_FLIGHT, SqlTasks
+from orchestration_service.repositories.tasks.transactional import TransactionalHotPaths
 
 
 class SqliteTasks(SqlTasks):
