@@ -129,7 +129,7 @@ def list_tasks(
     *,
     project_id: str | None = None,
     status: str | list[str] | None = None,
-    priority: str | list[str] | None = None,
+    priority: str | None = None,
     created_after: datetime | str | None = None,
     created_before: datetime | str | None = None,
     limit: int | None = None,

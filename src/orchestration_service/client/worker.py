@@ -33,7 +33,7 @@ from typing import Any, Protocol
 
 from orchestration_service.client import cloudevents as ce
 from orchestration_service.client.aio import AsyncClient
-from orchestration_service.client.errors import NotFound
+from orchestration_service.client.errors import Invalid, NotFound
 
 log = logging.getLogger(__name__)
 
@@ -242,7 +242,13 @@ class Worker:
             "execution_time_ms": int((time.monotonic() - started) * 1000),
             **output.extra,
         }
-        await self._post("task.output.created", job, {k: v for k, v in payload.items() if v is not None})
+        try:
+            await self._post("task.output.created", job, {k: v for k, v in payload.items() if v is not None})
+        except Invalid as exc:  # the handler's output is malformed: the task fails, the worker goes on
+            log.error("task %s: output refused: %s", task_id, exc)
+            refused = {"error": f"output refused: {exc.detail}", "retryable": False}
+            await self._post("task.failed", job, refused)
+            return True
         if self.on_output is not None:
             await self.on_output(job)
         return True
