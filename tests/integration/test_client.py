@@ -5,6 +5,7 @@ typed exceptions, following a task, and the worker helper over the HTTP feed end
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -189,3 +190,44 @@ def test_wait_times_out_on_a_task_nobody_works_on(server: ServerProcess) -> None
         with pytest.raises(TimeoutError):
             api.wait(accepted.task_id, timeout=1.0)
         assert time.monotonic() - started < 10
+
+
+@pytest.mark.rabbitmq
+async def test_the_worker_over_rabbitmq(pg_url: str, tmp_path: Path) -> None:
+    from orchestration_service.client.rabbitmq import RabbitMQ
+    from tests.conftest import AMQP_URL, truncate_all
+    from tests.integration.test_rabbitmq_bus import delete_topology
+
+    await truncate_all(pg_url)
+    prefix = f"cl{secrets.token_hex(3)}."
+    env = {"ORCH_DATABASE_URL": pg_url, "ORCH_BROKER_URL": AMQP_URL, "ORCH_EVENTS__NAME_PREFIX": prefix}
+    transport = RabbitMQ(AMQP_URL, queue=f"{prefix}workers", prefix=prefix)
+    try:
+        with ServerProcess(env, log_path=tmp_path / "server.log").start() as server:
+            async with AsyncClient(server.url) as client:
+                transport.client = client
+                seen: list[float | None] = []
+
+                async def work(job: Job) -> Output:
+                    job.report(0.25, "over amqp")
+                    for _ in range(400):  # until the heartbeat is on the task (or 20 s)
+                        progress = (await client.get_task(job.task_id)).progress
+                        if progress is not None and progress.message == "over amqp":
+                            seen.append(progress.value)
+                            break
+                        await asyncio.sleep(0.05)
+                    return Output([{"id": f"art-{job.task_id}", "type": "code", "path": "/tmp/x.py"}])
+
+                async def validate(job: Job) -> None:
+                    verdict = {"task_id": job.task_id, "attempt": job.attempt, "confidence": 1.0}
+                    await transport.post(ce.envelope("task.validated", "/tests/qa", verdict))
+
+                await transport.declare(("*",))
+                accepted = await client.submit("Write a parser", "amqp-client")
+                worker = Worker(transport, work, source=SOURCE, heartbeat_seconds=0.2, on_output=validate)
+                await asyncio.wait_for(worker.run(limit=1), 60)
+                final = await client.wait(accepted.task_id, timeout=30)
+                assert final.status == "completed" and seen == [0.25]
+    finally:
+        await transport.aclose()
+        await delete_topology(prefix, extra_queues=(f"{prefix}workers",))

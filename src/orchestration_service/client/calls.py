@@ -19,6 +19,7 @@ import orjson
 from pydantic import BaseModel
 
 from orchestration_service.client import models as m
+from orchestration_service.client.errors import ClientError
 
 T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
@@ -54,6 +55,18 @@ def _param(value: Any) -> Any:
     if isinstance(value, list | tuple | set | frozenset):
         return [_param(v) for v in value]
     return value
+
+
+def decode(response: httpx.Response) -> Any:
+    """The JSON of a successful answer (None if empty)."""
+    if not response.content:
+        return None
+    try:
+        return response.json()
+    except ValueError:
+        raise ClientError(
+            f"{response.status_code} answer that is not JSON: {response.text[:100]!r}"
+        ) from None
 
 
 def model(cls: type[M]) -> Callable[[Any], M]:

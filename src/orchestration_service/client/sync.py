@@ -67,7 +67,7 @@ class Client:
                 time.sleep(self.retry.delay(attempt))
                 continue
             if r.status_code < 400:
-                return call.read(r.json() if r.content else None)
+                return call.read(c.decode(r))
             if last or not self.retry.retry_status(call, r.status_code):
                 raise error_for(r)
             time.sleep(self.retry.delay(attempt, r.headers.get("retry-after")))
