@@ -231,3 +231,20 @@ async def test_the_worker_over_rabbitmq(pg_url: str, tmp_path: Path) -> None:
     finally:
         await transport.aclose()
         await delete_topology(prefix, extra_queues=(f"{prefix}workers",))
+
+
+async def test_a_report_just_before_returning_reaches_the_task(server: ServerProcess, tmp_path: Path) -> None:
+    # The heartbeat interval is long: the report goes out when made, not at the next beat.
+    async with AsyncClient(server.url) as client:
+
+        def quick(job: Job) -> Output:
+            job.report(0.9, "almost done")
+            return Output([{"id": f"art-{job.task_id}", "type": "code", "path": f"{tmp_path}/a.py"}])
+
+        accepted = await client.submit("Write it quickly", "quick")
+        worker = Worker(HttpFeed(client), quick, source=SOURCE, heartbeat_seconds=600)
+        await asyncio.wait_for(worker.run(limit=1), 60)
+        task = await client.get_task(accepted.task_id)
+        assert task.status == "validating"  # no QA here: the output is in, waiting for a verdict
+        assert task.progress is not None
+        assert (task.progress.value, task.progress.message) == (0.9, "almost done")

@@ -47,14 +47,19 @@ class Job:
     data: dict[str, Any]
     progress: float | None = None
     message: str | None = None
+    version: int = 0  # of the report; the heartbeats know which one they sent
+    on_report: Callable[[], object] | None = field(default=None, repr=False)
 
     @property
     def description(self) -> str:
         return str(self.data.get("description", ""))
 
     def report(self, progress: float | None = None, message: str | None = None) -> None:
-        """The next heartbeat carries this (safe to call from the handler's thread)."""
+        """Sent as a heartbeat right away (safe to call from the handler's thread)."""
         self.progress, self.message = progress, message
+        self.version += 1
+        if self.on_report is not None:
+            self.on_report()
 
 
 @dataclass
@@ -200,6 +205,8 @@ class Worker:
         self.heartbeat_seconds = heartbeat_seconds
         self.on_output = on_output  # after the output is posted (a stand-in QA, a log line)
         self.handled = 0
+        self._beats = 0
+        self._sent: dict[str, int] = {}  # task id -> the report version its last heartbeat carried
 
     async def run(self, *, limit: int | None = None) -> None:
         """Handle announcements until cancelled (or after ``limit`` tasks handled)."""
@@ -218,8 +225,11 @@ class Worker:
         if not await self.transport.still_current(task_id, attempt):
             return False
         job = Job(task_id, attempt, data)
+        wake = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        job.on_report = lambda: loop.call_soon_threadsafe(wake.set)
         started = time.monotonic()
-        beats = asyncio.create_task(self._heartbeats(job))
+        beats = asyncio.create_task(self._heartbeats(job, wake))
         try:
             output = await self.handler(job)
         except TaskFailed as exc:
@@ -233,6 +243,8 @@ class Worker:
             beats.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await beats
+            if job.version != self._sent.pop(job.task_id, -1):
+                await self._beat(job)  # the last report, before the outcome
         payload = {
             "artifacts": output.artifacts,
             "output": output.output,
@@ -253,22 +265,25 @@ class Worker:
             await self.on_output(job)
         return True
 
-    async def _heartbeats(self, job: Job) -> None:
-        beat = 0
+    async def _heartbeats(self, job: Job, wake: asyncio.Event) -> None:
+        """A heartbeat now, at each report, and every ``heartbeat_seconds`` in between."""
         while True:
-            beat += 1
-            data = {"progress": job.progress, "message": job.message}
-            envelope = ce.envelope(
-                "task.progress",
-                self.source,
-                {"task_id": job.task_id, "attempt": job.attempt, "worker_id": self.worker_id, **data},
-                id=ce.stable_id(self.source, "task.progress", job.task_id, job.attempt, beat),
-            )
-            try:
-                await self.transport.post(envelope)
-            except Exception as exc:  # a lost heartbeat is not the task's failure
-                log.warning("heartbeat for %s not sent: %s", job.task_id, exc)
-            await asyncio.sleep(self.heartbeat_seconds)
+            wake.clear()
+            await self._beat(job)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), self.heartbeat_seconds)
+
+    async def _beat(self, job: Job) -> None:
+        self._beats += 1
+        version = job.version
+        data = {"task_id": job.task_id, "attempt": job.attempt, "worker_id": self.worker_id}
+        data |= {"progress": job.progress, "message": job.message}
+        beat_id = ce.stable_id(self.source, "task.progress", job.task_id, job.attempt, self._beats)
+        try:
+            await self.transport.post(ce.envelope("task.progress", self.source, data, id=beat_id))
+            self._sent[job.task_id] = version
+        except Exception as exc:  # a lost heartbeat is not the task's failure
+            log.warning("heartbeat for %s not sent: %s", job.task_id, exc)
 
     async def _post(self, kind: str, job: Job, data: dict[str, Any]) -> None:
         body = {"task_id": job.task_id, "attempt": job.attempt, "worker_id": self.worker_id, **data}
