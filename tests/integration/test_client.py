@@ -89,6 +89,7 @@ def test_reads_filters_and_paging(server: ServerProcess) -> None:
         assert api.health().status and api.health("ready").status
         assert api.queues().items is not None and api.workers().total == 0
         assert api.list_reviews().total == 0
+        assert api.failures(project_id="reads").total == 0 and api.dead_letters().total == 0
 
 
 def test_errors_are_typed_exceptions(server: ServerProcess) -> None:

@@ -42,6 +42,10 @@ SCHEMAS: dict[type[BaseModel], str] = {
     m.WorkerList: "WorkerList",
     m.TierQueue: "TierQueue",
     m.QueueList: "QueueList",
+    m.Failure: "Failure",
+    m.FailurePage: "FailurePage",
+    m.DeadLetter: "DeadLetterDoc",
+    m.DeadLetterPage: "DeadLetterPage",
 }
 
 
@@ -90,6 +94,8 @@ def test_every_call_names_a_documented_route(openapi: dict[str, Any]) -> None:
         c.post_event({}),
         c.workers(),
         c.queues(),
+        c.failures(),
+        c.dead_letters(),
         c.health(),
         c.health("live"),
         c.health("ready"),

@@ -167,6 +167,12 @@ class AsyncClient:
     async def workers(self, **kw: Any) -> m.WorkerList:
         return await self.call(c.workers(**kw))
 
+    async def failures(self, **filters: Any) -> m.FailurePage:
+        return await self.call(c.failures(**filters))
+
+    async def dead_letters(self, **filters: Any) -> m.DeadLetterPage:
+        return await self.call(c.dead_letters(**filters))
+
     async def queues(self) -> m.QueueList:
         return await self.call(c.queues())
 

@@ -231,6 +231,33 @@ def workers(*, limit: int | None = None, offset: int | None = None) -> Call[m.Wo
     return Call("GET", "/workers", model(m.WorkerList), params={"limit": limit, "offset": offset})
 
 
+def failures(
+    *,
+    project_id: str | None = None,
+    tier: str | None = None,
+    reason: str | None = None,
+    limit: int | None = None,
+    offset: int | None = None,
+    cursor: str | None = None,
+) -> Call[m.FailurePage]:
+    params = {"project_id": project_id, "tier": tier, "reason": reason, **page(limit, offset, cursor)}
+    return Call("GET", "/failures", model(m.FailurePage), params=params)
+
+
+def dead_letters(
+    *,
+    project_id: str | None = None,
+    source: str | None = None,
+    event_type: str | None = None,
+    limit: int | None = None,
+    offset: int | None = None,
+    cursor: str | None = None,
+) -> Call[m.DeadLetterPage]:
+    params = {"project_id": project_id, "source": source, "event_type": event_type}
+    params |= page(limit, offset, cursor)
+    return Call("GET", "/dead-letters", model(m.DeadLetterPage), params=params)
+
+
 def queues() -> Call[m.QueueList]:
     return Call("GET", "/queues", model(m.QueueList))
 

@@ -282,6 +282,44 @@ class QueueList(Model):
     broker: dict[str, Any]
 
 
+class Failure(Model):
+    task_id: str
+    project_id: str
+    description: str
+    tier: str | None
+    domain: str | None
+    attempt: int
+    max_attempts: int
+    parent_id: str | None
+    reason: str | None
+    error: Any
+    created_at: datetime
+    failed_at: datetime | None
+
+
+class FailurePage(Page):
+    items: list[Failure]
+
+
+class DeadLetter(Model):
+    id: str
+    event_id: str | None
+    event_type: str | None
+    source: str
+    kind: str
+    reason: str
+    project_id: str | None
+    payload: str
+    payload_truncated: bool
+    created_at: datetime
+    replays: int
+    last_replayed_at: datetime | None
+
+
+class DeadLetterPage(Page):
+    items: list[DeadLetter]
+
+
 class EventResult(Model):
     """The ingress's answer to one CloudEvent: ``processed``, ``duplicate`` or ``ignored``."""
 

@@ -184,6 +184,12 @@ class Client:
     def workers(self, **kw: Any) -> m.WorkerList:
         return self.call(c.workers(**kw))
 
+    def failures(self, **filters: Any) -> m.FailurePage:
+        return self.call(c.failures(**filters))
+
+    def dead_letters(self, **filters: Any) -> m.DeadLetterPage:
+        return self.call(c.dead_letters(**filters))
+
     def queues(self) -> m.QueueList:
         return self.call(c.queues())
 
