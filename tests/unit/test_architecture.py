@@ -29,6 +29,11 @@ EDGE = {"http", "sse"}
 EDGE_HELPERS = EDGE | {"auth", "cross_site", "metrics", "openapi"}
 # What sqlalchemy/asyncpg code looks like from outside: only db/ and repositories/ use them.
 DATABASE_LIBRARIES = {"sqlalchemy", "asyncpg", "aiosqlite", "alembic"}
+# The client library speaks HTTP and AMQP only: it imports nothing of the server, so it could
+# leave for a distribution of its own as a move (docs/integrating/client.md).
+CLIENT_EXTERNALS = set(sys.stdlib_module_names) | {
+    "httpx", "httpx_sse", "orjson", "pydantic", "aio_pika", "aiormq",
+}  # fmt: skip
 # The domain is pure: the standard library and orjson (canonical JSON), nothing else.
 DOMAIN_EXTERNALS = set(sys.stdlib_module_names) | {"orjson"}
 
@@ -77,11 +82,17 @@ def rule_for(importer: str, imported: str) -> str | None:
     internal = not imported.startswith("!")
     if not internal:
         ext = imported[1:]
+        if src == "client" and ext not in CLIENT_EXTERNALS:
+            return "the client imports only httpx(-sse), orjson, pydantic, aio-pika and the standard library"
         if src == "domain" and ext not in DOMAIN_EXTERNALS:
             return "domain imports only domain, the standard library and orjson"
         if src in {"services", "events", "routers", "middleware", "schemas"} and ext in DATABASE_LIBRARIES:
             return "only db/ and repositories/ use sqlalchemy, asyncpg or alembic"
         return None
+    if src == "client" and dst != "client":
+        return "the client imports nothing of the server (only orchestration_service.client)"
+    if dst == "client" and src not in ROOT | {"client"}:
+        return "only the composition root (the CLI) uses the client library"
     if dst == "" or (src == dst and src not in {"repositories"}):
         return None
     if dst in ROOT and src not in ROOT:
@@ -222,6 +233,14 @@ def test_the_rules_say_what_the_layers_may_import() -> None:
     assert rule_for("services.x", "db.errors") is None
     assert rule_for("services.x", "db.engine") is not None
     assert rule_for("domain.x", "!sqlalchemy") is not None
+    # The client library imports nothing of the server, and only the CLI uses it.
+    assert rule_for("client.sync", "client.models") is None
+    assert rule_for("client.sync", "config") is not None
+    assert rule_for("client.worker", "domain.events") is not None
+    assert rule_for("client.sync", "!sqlalchemy") is not None
+    assert rule_for("client.sync", "!httpx") is None
+    assert rule_for("cli.client", "client.sync") is None
+    assert rule_for("services.remote", "client.sync") is not None
 
 
 def test_a_planted_circle_is_found() -> None:

@@ -11,6 +11,10 @@ import httpx
 import typer
 from httpx_sse import EventSource, connect_sse
 
+from orchestration_service.client import ApiError, Call, Client, ClientError, RetryPolicy, TransportFailed
+from orchestration_service.client.calls import raw
+from orchestration_service.client.errors import error_for
+
 DEFAULT_URL = "http://127.0.0.1:8000"
 
 # Exit codes (documented in the README).
@@ -33,31 +37,44 @@ def fail(message: str, code: int = EXIT_ERROR) -> NoReturn:
 
 
 class Api:
+    """The CLI's calls, made by the client library (``orchestration_service.client``): its
+    retries, timeouts and problem+json parsing; failures become one line and an exit code."""
+
     def __init__(self, url: str, api_key: str | None, timeout: float = 30.0) -> None:
         self.base = url.rstrip("/")
-        headers = {"User-Agent": "orchestration-service-cli"}
-        if api_key:
-            headers["Authorization"] = f"Bearer {api_key}"
-        self.http = httpx.Client(base_url=self.base + "/api/v1", headers=headers, timeout=timeout)
+        self.client = Client(
+            self.base, api_key=api_key, timeout=timeout, user_agent="orchestration-service-cli",
+            retry=RetryPolicy(attempts=3),
+        )  # fmt: skip
+        self.http = self.client.http  # the streams (follow, events) use it directly
 
     def close(self) -> None:
-        self.http.close()
+        self.client.close()
 
-    def request(self, method: str, path: str, **kw: Any) -> Any:
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, Any] | list[tuple[str, Any]] | None = None,
+        json: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> Any:
+        headers = headers or {}
+        # Reads, and submissions carrying their idempotency key, are safe to send again.
+        safe = method == "GET" or "Idempotency-Key" in headers
+        call = Call(method, path, raw, params=as_dict(params), body=json, headers=headers, idempotent=safe)
         try:
-            r = self.http.request(method, path, **kw)
-        except httpx.TimeoutException:
-            fail(f"the service at {self.base} did not answer in time")
-        except httpx.TransportError as exc:
-            fail(f"cannot reach the service at {self.base} ({type(exc).__name__})")
-        if r.status_code >= 400:
-            fail(problem_line(r))
-        if not r.content:
-            return None
-        try:
-            return r.json()
-        except ValueError:
-            fail(f"the service at {self.base} answered {r.status_code} with something that is not JSON")
+            return self.client.call(call)
+        except ApiError as exc:
+            fail(problem_text(exc))
+        except TransportFailed as exc:
+            if isinstance(exc.__cause__, httpx.TimeoutException):
+                fail(f"the service at {self.base} did not answer in time")
+            cause = type(exc.__cause__).__name__ if exc.__cause__ else "no answer"
+            fail(f"cannot reach the service at {self.base} ({cause})")
+        except ClientError as exc:
+            fail(f"the service at {self.base} answered with something unexpected ({exc})")
 
     def get(self, path: str, **params: Any) -> Any:
         return self.request("GET", path, params={k: v for k, v in params.items() if v is not None})
@@ -85,21 +102,27 @@ class Api:
             ) as source:
                 if source.response.status_code >= 400:
                     source.response.read()
-                    fail(problem_line(source.response))
+                    fail(problem_text(error_for(source.response)))
                 yield source
         except httpx.TransportError as exc:
             fail(f"lost the connection to the service at {self.base} ({type(exc).__name__})")
 
 
-def problem_line(r: httpx.Response) -> str:
-    try:
-        body = r.json()
-    except ValueError:
-        return f"error {r.status_code}: {r.text[:200].strip() or r.reason_phrase}"
-    if isinstance(body, dict) and "title" in body:
-        detail = body.get("detail")
-        return f"{body['title']}: {detail}" if detail and detail != body["title"] else str(body["title"])
-    return f"error {r.status_code}: {str(body)[:200]}"
+def as_dict(params: dict[str, Any] | list[tuple[str, Any]] | None) -> dict[str, Any]:
+    """Query parameters as a dict, a repeated name's values as a list."""
+    if params is None or isinstance(params, dict):
+        return dict(params or {})
+    grouped: dict[str, list[Any]] = {}
+    for name, value in params:
+        grouped.setdefault(name, []).append(value)
+    return grouped
+
+
+def problem_text(exc: ApiError) -> str:
+    if exc.type == "about:blank" and not exc.body:
+        return f"error {exc.status}: {exc.detail[:200] or exc.title}"
+    detail = exc.detail
+    return f"{exc.title}: {detail}" if detail and detail != exc.title else exc.title
 
 
 @contextlib.contextmanager
