@@ -31,6 +31,7 @@ from orchestration_service.services.event_log import EventLog, LogNotifier
 from orchestration_service.services.fleet import FleetService, QueueInspector
 from orchestration_service.services.gauges import GaugeRefresher
 from orchestration_service.services.lifecycle import Lifecycle
+from orchestration_service.services.project_settings import ProjectDirectory
 from orchestration_service.services.projects import ProjectService
 from orchestration_service.services.provenance.composition import record_parent_completion
 from orchestration_service.services.provenance_store import ProvenanceStore
@@ -112,6 +113,7 @@ class Container:
         dispatcher = Dispatcher(storage, lifecycle, routing, settings)
         lifecycle.on_slot_freed = dispatcher.slot_freed
         lifecycle.record_parent = record_parent_completion
+        directory = ProjectDirectory(storage, settings)
         tasks = TaskManager(
             storage,
             settings,
@@ -119,6 +121,7 @@ class Container:
             CompletionEstimator(storage, settings.task_management.default_estimate_seconds),
             dispatcher=dispatcher,
             on_accepted=metrics.submitted,
+            projects=directory,
         )
         events = EventProcessor(
             storage,
@@ -155,7 +158,7 @@ class Container:
             bus=bus,
             lifecycle=lifecycle,
             tasks=tasks,
-            projects=ProjectService(storage, settings),
+            projects=ProjectService(storage, settings, directory, on_limit_changed=dispatcher.slot_freed),
             provenance=provenance,
             reviews=reviews,
             events=events,

@@ -274,7 +274,8 @@ async def transition(
 DISPATCHABLE_WITHIN = """
 SELECT {columns} FROM unnest(CAST(:ps AS text[])) AS p(project_id)
 CROSS JOIN LATERAL (
-    SELECT :limit - count(*) AS free FROM tasks c
+    SELECT COALESCE((SELECT pr.max_concurrent FROM projects pr WHERE pr.project_id = p.project_id), :limit)
+           - count(*) AS free FROM tasks c
     WHERE c.project_id = p.project_id AND c.status IN ({in_flight})
 ) AS f
 CROSS JOIN LATERAL (
@@ -295,13 +296,15 @@ LOCK_PROJECTS = (
     "FROM (SELECT unnest(CAST(:ps AS text[])) AS p ORDER BY 1) AS s"
 )
 
+# Project ``p``'s limit: its own ``max_concurrent``, else :lim (the configured one).
+_LIMIT_OF_P = "COALESCE((SELECT pr.max_concurrent FROM projects pr WHERE pr.project_id = p), :lim)"
 # Project ``p`` has a routed task waiting (one probe of the partial ``ix_tasks_dispatch_queue``,
-# however long a queue is) and fewer than :lim in flight (the count stops at :lim rows): a
-# dispatch could start a task there.
+# however long a queue is) and fewer than its limit in flight (the count stops at the limit):
+# a dispatch could start a task there.
 _ROOM_FOR_A_WAITING_TASK = (
     "EXISTS (SELECT 1 FROM tasks WHERE project_id = p AND status = 'pending' AND routed_at IS NOT NULL)"
     " AND (SELECT count(*) FROM (SELECT 1 FROM tasks WHERE project_id = p"
-    " AND status IN ('running', 'validating') LIMIT :lim) AS f) < :lim"
+    f" AND status IN ('running', 'validating') LIMIT {_LIMIT_OF_P}) AS f) < {_LIMIT_OF_P}"
 )
 WITH_WAITING_TASKS = f"SELECT p FROM unnest(CAST(:ps AS text[])) AS p WHERE {_ROOM_FOR_A_WAITING_TASK}"
 # Every project with a pending task, one index probe each (a loose index scan over the

@@ -161,15 +161,16 @@ class TaskRepository(Protocol):
         ...
 
     async def with_waiting_tasks(self, project_ids: Sequence[str], per_project: int) -> list[str]:
-        """The projects among these with a routed task waiting and fewer than
-        ``per_project`` in flight, sorted."""
+        """The projects among these with a routed task waiting and fewer in flight than
+        their limit (a project's own ``max_concurrent``, else ``per_project``), sorted."""
         ...
 
     async def in_flight_counts(self, project_ids: Sequence[str]) -> dict[str, int]: ...
 
     async def dispatchable_within(self, project_ids: Sequence[str], limit: int) -> list[TaskRecord]:
-        """Each project's dispatchable tasks up to its free slots (``limit`` minus its tasks
-        in flight). Call it after ``lock_projects``."""
+        """Each project's dispatchable tasks up to its free slots (its limit, its own
+        ``max_concurrent`` else ``limit``, minus its tasks in flight). Call it after
+        ``lock_projects``."""
         ...
 
     async def dispatchable(self, project_id: str, limit: int) -> Sequence[TaskRecord]:
@@ -196,7 +197,8 @@ class TaskRepository(Protocol):
         ...
 
     async def projects_with_waiting_work(self, per_project: int, limit: int = 1000) -> list[str]:
-        """Projects with a routed task waiting and a free slot, at most ``limit``."""
+        """Projects with a routed task waiting and a free slot (under their own
+        ``max_concurrent``, else ``per_project``), at most ``limit``."""
         ...
 
     # -- progress and heartbeats -------------------------------------------------------

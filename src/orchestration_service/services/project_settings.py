@@ -1,0 +1,104 @@
+"""A project's effective settings, and the submit path's cheap view of them.
+
+Each of a project's settings falls back to the configuration when unset. The submit path
+reads them for every submission, so a process keeps each project's row for a short time
+(``projects.cache_seconds``): a change made on this process is seen at once (the use case
+drops the entry after commit), on another replica within that time. The dispatcher's limit
+does not go through this cache: its statements read ``max_concurrent`` themselves.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from orchestration_service.config import Settings
+from orchestration_service.domain.errors import NotFound, ProjectArchived
+from orchestration_service.repositories.ports import Storage
+from orchestration_service.repositories.projects import SETTING_NAMES, ProjectRecord
+from orchestration_service.services.lifecycle import utcnow
+
+CACHE_ENTRIES = 10_000  # projects remembered at most; beyond, the cache starts afresh
+
+
+def configured(settings: Settings) -> dict[str, Any]:
+    """The configuration's value of each project setting (None: the routing decides)."""
+    tm = settings.task_management
+    return {
+        "max_concurrent": tm.max_concurrent_per_project,
+        "default_priority": tm.default_priority.value,
+        "default_qa_profile": None,
+        "timeout_default_seconds": tm.timeout_default_seconds,
+        "max_attempts_default": tm.max_attempts_default,
+    }
+
+
+def effective(project: ProjectRecord | None, settings: Settings) -> dict[str, dict[str, Any]]:
+    """Each setting's value in effect and where it comes from: ``project`` (its own),
+    ``configuration`` (task_management), or ``routing`` (no QA profile set anywhere: the
+    routing rules choose one per task)."""
+    fallback = configured(settings)
+    out: dict[str, dict[str, Any]] = {}
+    for name in SETTING_NAMES:
+        own = getattr(project, name) if project is not None else None
+        if own is not None:
+            out[name] = {"value": own, "source": "project"}
+        elif fallback[name] is not None:
+            out[name] = {"value": fallback[name], "source": "configuration"}
+        else:
+            out[name] = {"value": None, "source": "routing"}
+    return out
+
+
+def new_project(project_id: str, **values: Any) -> ProjectRecord:
+    now = utcnow()
+    fields: dict[str, Any] = dict.fromkeys(SETTING_NAMES)
+    fields.update(name=None, description=None, constitution_version=None)
+    fields.update(values)
+    return ProjectRecord(project_id=project_id, created_at=now, updated_at=now, archived_at=None, **fields)
+
+
+class ProjectDirectory:
+    """The projects a submission lands in: created on first use (``projects.auto_create``),
+    refused when archived, their settings cached briefly."""
+
+    def __init__(
+        self, storage: Storage, settings: Settings, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.storage = storage
+        self.auto_create = settings.projects.auto_create
+        self.ttl = settings.projects.cache_seconds
+        self.clock = clock
+        self._cache: dict[str, tuple[float, ProjectRecord]] = {}
+
+    def forget(self, project_id: str) -> None:
+        self._cache.pop(project_id, None)
+
+    async def for_submission(self, project_id: str) -> ProjectRecord:
+        """The project a new task goes to; NotFound (auto_create off) or ProjectArchived."""
+        hit = self._cache.get(project_id)
+        now = self.clock()
+        if hit is not None and now - hit[0] < self.ttl:
+            project = hit[1]
+        else:
+            project = await self._load(project_id)
+            if len(self._cache) >= CACHE_ENTRIES:
+                self._cache.clear()
+            self._cache[project_id] = (now, project)
+        if project.archived_at is not None:
+            raise ProjectArchived(f"project {project_id} is archived: it takes no new tasks")
+        return project
+
+    async def _load(self, project_id: str) -> ProjectRecord:
+        async with self.storage.read() as uow:
+            project = await uow.projects.get(project_id)
+        if project is not None:
+            return project
+        if not self.auto_create:
+            raise NotFound(f"project {project_id} does not exist (projects.auto_create is off)")
+        async with self.storage.transaction() as uow:
+            await uow.projects.add(new_project(project_id))  # a concurrent creator may win
+            project = await uow.projects.get(project_id)
+        assert project is not None
+        return project
