@@ -3,6 +3,7 @@ settings effective on the submit and dispatch paths."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -186,3 +187,65 @@ async def test_raising_the_limit_dispatches_at_once_and_lowering_lets_work_finis
 async def _counts_are(svc: Service, project_id: str, **expected: int) -> bool:
     counts = await statuses(svc, project_id)
     return all(counts[k] == v for k, v in expected.items())
+
+
+async def test_constitution_versions_are_kept_and_read_by_number(service: Service) -> None:
+    doc = await create(service, constitution="# Rules\n\nUse type hints.")
+    first = doc["constitution"]
+    assert first["version"] == 1
+    assert first["sha256"] == hashlib.sha256(b"# Rules\n\nUse type hints.").hexdigest()
+    r = await service.client.patch("/api/v1/projects/alpha", json={"constitution": "# Rules v2"})
+    assert r.json()["constitution"]["version"] == 2
+    current = (await service.client.get("/api/v1/projects/alpha/constitution")).json()
+    assert current["version"] == 2 and current["text"] == "# Rules v2"
+    old = (await service.client.get("/api/v1/projects/alpha/constitution", params={"version": 1})).json()
+    assert old["text"] == "# Rules\n\nUse type hints." and old["sha256"] == first["sha256"]
+    assert (
+        await service.client.get("/api/v1/projects/alpha/constitution", params={"version": 3})
+    ).status_code == 404
+    # 64 KiB of UTF-8 at most: 30,000 three-byte characters are 90,000 bytes.
+    big = await service.client.patch("/api/v1/projects/alpha", json={"constitution": "€" * 30_000})
+    assert big.status_code == 422 and big.headers["content-type"].startswith("application/problem+json")
+    assert (await service.client.get("/api/v1/projects/alpha")).json()["constitution"]["version"] == 2
+    await create(service, "bare")
+    assert (await service.client.get("/api/v1/projects/bare/constitution")).status_code == 404
+
+
+async def test_the_constitution_reaches_the_worker_and_the_override_reaches_provenance(
+    service: Service,
+) -> None:
+    h = Harness(service)
+    await create(service, constitution="# House rules")
+    tid = await h.running_task(project_id="alpha")
+    ready = (await h.published("task.ready.tiny", tid))[0]["data"]
+    sha = hashlib.sha256(b"# House rules").hexdigest()
+    assert ready["constitution"] == {
+        "source": "project",
+        "version": 1,
+        "sha256": sha,
+        "text": "# House rules",
+    }
+    own = await h.running_task(project_id="alpha", options={"constitution_override": "# Just this once"})
+    ready = (await h.published("task.ready.tiny", own))[0]["data"]
+    assert (
+        ready["constitution"]["source"] == "override" and ready["constitution"]["text"] == "# Just this once"
+    )
+    assert ready["constitution"]["version"] is None
+    for task_id in (tid, own):
+        await h.send(output_event(task_id, art=f"art-{task_id}"))
+        await h.send(
+            cloud_event("task.validated", {"task_id": task_id, "confidence": 0.9}, source="/qa-service"),
+            "task.validated",
+            "qa.events",
+        )
+    records = {}
+    for task_id in (tid, own):
+        doc = await wait_for_status(service, task_id, "completed")
+        records[task_id] = (await service.client.get(f"/api/v1/provenance/{doc['provenance_id']}")).json()
+    assert records[tid]["execution"]["constitution"] == {"source": "project", "version": 1, "sha256": sha}
+    used = records[own]["execution"]["constitution"]
+    assert used["source"] == "override" and used["text"] == "# Just this once"
+    assert used["sha256"] == hashlib.sha256(b"# Just this once").hexdigest()
+    # A project without a constitution: task.ready says so with null.
+    plain = await h.running_task(project_id="plain")
+    assert (await h.published("task.ready.tiny", plain))[0]["data"]["constitution"] is None
