@@ -249,3 +249,27 @@ async def test_the_constitution_reaches_the_worker_and_the_override_reaches_prov
     # A project without a constitution: task.ready says so with null.
     plain = await h.running_task(project_id="plain")
     assert (await h.published("task.ready.tiny", plain))[0]["data"]["constitution"] is None
+
+
+async def test_another_process_sees_a_change_within_the_cache_interval(clean_db: str) -> None:
+    """Two apps on one database (two replicas): an archive on one is refused by the other
+    once its cache interval has passed."""
+    settings = make_settings(clean_db, projects={"cache_seconds": 0.2})
+    one, one_life = await start_service(settings)
+    two, two_life = await start_service(settings)
+    try:
+        await create(one)
+        await submit(two, project_id="alpha")  # two caches the project
+        tid = (await two.client.get("/api/v1/tasks")).json()["items"][0]["task_id"]
+        await two.client.post(f"/api/v1/tasks/{tid}/cancel", json={})
+        assert (await one.client.delete("/api/v1/projects/alpha")).status_code == 200
+
+        async def refused() -> bool:
+            r = await two.client.post("/api/v1/tasks", json={"description": "x", "project_id": "alpha"})
+            return r.status_code == 409
+
+        await eventually(refused, timeout=5, what="the other process refusing the archived project")
+    finally:
+        for svc, life in ((one, one_life), (two, two_life)):
+            await svc.client.aclose()
+            await life.__aexit__(None, None, None)

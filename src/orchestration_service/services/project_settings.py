@@ -1,10 +1,13 @@
 """A project's effective settings, and the submit path's cheap view of them.
 
 Each of a project's settings falls back to the configuration when unset. The submit path
-reads them for every submission, so a process keeps each project's row for a short time
-(``projects.cache_seconds``): a change made on this process is seen at once (the use case
-drops the entry after commit), on another replica within that time. The dispatcher's limit
-does not go through this cache: its statements read ``max_concurrent`` themselves.
+reads them for every submission, so a process keeps the projects it has seen, and at most
+every ``projects.cache_seconds`` reads one number that every change of a project's settings
+raises (``ProjectRepository.generation``): when it moved, the process forgets them all. A
+change made on this process is seen at once (the use case drops the entry after commit), on
+another replica within that time; one read per process per interval, however many projects
+(the submit benchmark spreads its tasks over 1,000). The dispatcher's limit does not go
+through this cache: its statements read ``max_concurrent`` themselves.
 """
 
 from __future__ import annotations
@@ -70,22 +73,39 @@ class ProjectDirectory:
         self.auto_create = settings.projects.auto_create
         self.ttl = settings.projects.cache_seconds
         self.clock = clock
-        self._cache: dict[str, tuple[float, ProjectRecord]] = {}
+        self._cache: dict[str, ProjectRecord] = {}
+        self._generation: int | None = None
+        self._checked_at = -float("inf")
 
     def forget(self, project_id: str) -> None:
         self._cache.pop(project_id, None)
 
+    async def _check_generation(self) -> None:
+        now = self.clock()
+        if now - self._checked_at < self.ttl:
+            return
+        # Set first: the submissions arriving meanwhile use the cache as it is (it was right
+        # an interval ago) instead of each reading the number too.
+        self._checked_at = now
+        try:
+            async with self.storage.read() as uow:
+                generation = await uow.projects.generation()
+        except BaseException:
+            self._checked_at = -float("inf")
+            raise
+        if generation != self._generation:
+            self._cache.clear()
+            self._generation = generation
+
     async def for_submission(self, project_id: str) -> ProjectRecord:
         """The project a new task goes to; NotFound (auto_create off) or ProjectArchived."""
-        hit = self._cache.get(project_id)
-        now = self.clock()
-        if hit is not None and now - hit[0] < self.ttl:
-            project = hit[1]
-        else:
+        await self._check_generation()
+        project = self._cache.get(project_id)
+        if project is None:
             project = await self._load(project_id)
             if len(self._cache) >= CACHE_ENTRIES:
                 self._cache.clear()
-            self._cache[project_id] = (now, project)
+            self._cache[project_id] = project
         if project.archived_at is not None:
             raise ProjectArchived(f"project {project_id} is archived: it takes no new tasks")
         return project

@@ -156,6 +156,7 @@ class ProjectService:
             if values:
                 values["updated_at"] = utcnow()
                 await uow.projects.update(project_id, values)
+                await uow.projects.changed()  # other processes' caches of settings
             if constitution is not None:
                 await self._new_constitution(uow, project_id, constitution, changed_by, project)
         self.directory.forget(project_id)
@@ -182,6 +183,7 @@ class ProjectService:
                     )
                 now = utcnow()
                 await uow.projects.update(project_id, {"archived_at": now, "updated_at": now})
+                await uow.projects.changed()
         self.directory.forget(project_id)
         return await self.get(project_id)
 

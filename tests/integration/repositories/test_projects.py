@@ -89,3 +89,13 @@ async def test_dispatch_queues_use_each_projects_own_limit(storage: Storage) -> 
     async with storage.transaction() as uow:
         assert await uow.tasks.dispatchable_within(names, 1) == []
         assert await uow.tasks.with_waiting_tasks(names, 1) == []
+
+
+async def test_the_generation_moves_on_every_change(storage: Storage) -> None:
+    async with storage.read() as uow:
+        assert await uow.projects.generation() == 0
+    for expected in (1, 2):
+        async with storage.transaction() as uow:
+            await uow.projects.changed()
+        async with storage.read() as uow:
+            assert await uow.projects.generation() == expected

@@ -33,6 +33,9 @@ from orchestration_service.db.tables.projects import (
 from orchestration_service.db.tables.projects import (
     projects as projects,
 )
+from orchestration_service.db.tables.projects import (
+    projects_generation as projects_generation,
+)
 from orchestration_service.db.tables.provenance import (
     artifact_dependencies as artifact_dependencies,
 )

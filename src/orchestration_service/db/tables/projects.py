@@ -37,3 +37,13 @@ project_constitutions = sa.Table(
     sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.Column("created_by", sa.String(255)),
 )
+
+# One row: a number raised by every change of a project's settings or archive state. Each
+# process checks it now and then (``projects.cache_seconds``) and forgets the projects it
+# cached when it moved: one read per process, however many projects it caches.
+projects_generation = sa.Table(
+    "projects_generation",
+    metadata,
+    sa.Column("id", sa.Integer(), primary_key=True, autoincrement=False),
+    sa.Column("generation", sa.BigInteger(), nullable=False),
+)

@@ -11,22 +11,23 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from orchestration_service.db.engine import Transaction
-from orchestration_service.db.tables import project_constitutions, projects
+from orchestration_service.db.tables import project_constitutions, projects, projects_generation
 from orchestration_service.repositories.projects.port import Constitution, ProjectRecord
 
 p = projects
 pc = project_constitutions
+pg_ = projects_generation
 
 
 class SqlProjects:
     def __init__(self, tx: Transaction) -> None:
         self.conn = tx.conn
 
-    def _insert(self) -> Any:
+    def _upsert(self, table: sa.Table) -> Any:
         raise NotImplementedError
 
     async def add(self, project: ProjectRecord) -> bool:
-        stmt = self._insert().values(dataclasses.asdict(project)).on_conflict_do_nothing()
+        stmt = self._upsert(p).values(dataclasses.asdict(project)).on_conflict_do_nothing()
         result = await self.conn.execute(stmt.returning(p.c.project_id))
         return result.first() is not None
 
@@ -50,6 +51,18 @@ class SqlProjects:
     async def update(self, project_id: str, values: Mapping[str, Any]) -> None:
         await self.conn.execute(p.update().where(p.c.project_id == project_id).values(dict(values)))
 
+    async def generation(self) -> int:
+        stmt = sa.select(sa.func.coalesce(sa.func.max(pg_.c.generation), 0))
+        return int((await self.conn.execute(stmt)).scalar_one())
+
+    async def changed(self) -> None:
+        stmt = (
+            self._upsert(pg_)
+            .values(id=1, generation=1)
+            .on_conflict_do_update(index_elements=[pg_.c.id], set_={"generation": pg_.c.generation + 1})
+        )
+        await self.conn.execute(stmt)
+
     async def add_constitution(self, constitution: Constitution) -> None:
         await self.conn.execute(pc.insert(), dataclasses.asdict(constitution))
 
@@ -70,10 +83,10 @@ class SqlProjects:
 
 
 class PostgresProjects(SqlProjects):
-    def _insert(self) -> Any:
-        return postgresql.insert(p)
+    def _upsert(self, table: sa.Table) -> Any:
+        return postgresql.insert(table)
 
 
 class SqliteProjects(SqlProjects):
-    def _insert(self) -> Any:
-        return sqlite.insert(p)
+    def _upsert(self, table: sa.Table) -> Any:
+        return sqlite.insert(table)

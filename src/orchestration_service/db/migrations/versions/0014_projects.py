@@ -6,8 +6,9 @@ Create Date: 2026-12-06
 
 A project was only a string on its tasks. ``projects`` holds its name, its settings (each
 unset one falls back to the configuration) and whether it is archived;
-``project_constitutions`` every version of its constitution. Every project that has tasks
-gets its row, so a project exists exactly when it has a row.
+``project_constitutions`` every version of its constitution; ``projects_generation`` one
+number raised by every change of settings, which each process's cache of them checks.
+Every project that has tasks gets its row, so a project exists exactly when it has a row.
 """
 
 from __future__ import annotations
@@ -46,6 +47,11 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("created_by", sa.String(255)),
     )
+    op.create_table(
+        "projects_generation",
+        sa.Column("id", sa.Integer(), primary_key=True, autoincrement=False),
+        sa.Column("generation", sa.BigInteger(), nullable=False),
+    )
     op.execute(
         "INSERT INTO projects (project_id, created_at, updated_at) "
         "SELECT project_id, min(created_at), max(updated_at) FROM tasks GROUP BY project_id"
@@ -53,5 +59,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_table("projects_generation")
     op.drop_table("project_constitutions")
     op.drop_table("projects")
