@@ -74,11 +74,22 @@ class ProjectDirectory:
         self.ttl = settings.projects.cache_seconds
         self.clock = clock
         self._cache: dict[str, ProjectRecord] = {}
+        # Cached projects with no row yet: their next submission writes it (auto_create).
+        self._unsaved: set[str] = set()
         self._generation: int | None = None
         self._checked_at = -float("inf")
 
     def forget(self, project_id: str) -> None:
         self._cache.pop(project_id, None)
+        self._unsaved.discard(project_id)
+
+    def unsaved(self, project_id: str) -> bool:
+        """Whether a submission to the project must write its row (it has none yet)."""
+        return project_id in self._unsaved
+
+    def saved(self, project_id: str) -> None:
+        """A submission wrote the project's row (or found one)."""
+        self._unsaved.discard(project_id)
 
     async def _check_generation(self) -> None:
         now = self.clock()
@@ -95,6 +106,7 @@ class ProjectDirectory:
             raise
         if generation != self._generation:
             self._cache.clear()
+            self._unsaved.clear()
             self._generation = generation
 
     async def for_submission(self, project_id: str) -> ProjectRecord:
@@ -105,20 +117,18 @@ class ProjectDirectory:
             project = await self._load(project_id)
             if len(self._cache) >= CACHE_ENTRIES:
                 self._cache.clear()
+                self._unsaved.clear()
             self._cache[project_id] = project
         if project.archived_at is not None:
             raise ProjectArchived(f"project {project_id} is archived: it takes no new tasks")
         return project
 
     async def _load(self, project_id: str) -> ProjectRecord:
-        async with self.storage.read() as uow:
-            project = await uow.projects.get(project_id)
+        project = await self.storage.task_hot_paths.project(project_id)
         if project is not None:
             return project
         if not self.auto_create:
             raise NotFound(f"project {project_id} does not exist (projects.auto_create is off)")
-        async with self.storage.transaction() as uow:
-            await uow.projects.add(new_project(project_id))  # a concurrent creator may win
-            project = await uow.projects.get(project_id)
-        assert project is not None
-        return project
+        # Created with the first submission, in its statement: no transaction of its own.
+        self._unsaved.add(project_id)
+        return new_project(project_id)

@@ -202,9 +202,16 @@ class TaskManager:
 
     async def _insert(self, row: TaskRecord, notes: list[HistoryRecord]) -> bool:
         """The same rows as ``Lifecycle.create`` (and the routing note), through the hot
-        path (on PostgreSQL with whatever other submissions are waiting: group commit)."""
+        path (on PostgreSQL with whatever other submissions are waiting: group commit), and
+        the project's row when it has none yet."""
         history, events = self.lifecycle.creation_records([row], cause="api")
-        inserted = await self.storage.task_hot_paths.submit(Submission(row, [*history, *notes], events))
+        project_id = row["project_id"]
+        new = self.projects.unsaved(project_id)
+        inserted = await self.storage.task_hot_paths.submit(
+            Submission(row, [*history, *notes], events, new_project=new)
+        )
+        if new:
+            self.projects.saved(project_id)
         if inserted:
             self.lifecycle.committed(None, TaskStatus.PENDING.value)
         return inserted

@@ -51,11 +51,20 @@ def submit_statement(on_conflict: bool) -> str:
     history = ", ".join(f"${first + i}::{kind}[]" for i, kind in enumerate(history_types))
     first += len(history_types)
     events = ", ".join(f"${first + i}::{kind}[]" for i, kind in enumerate(("uuid", *_EVENT_TYPES)))
+    first += 1 + len(_EVENT_TYPES)
     # Without Idempotency-Keys nothing can conflict (NULL keys never do): a plain insert
     # skips the speculative insertion that ON CONFLICT costs.
     conflict = "    ON CONFLICT (project_id, idempotency_key) DO NOTHING\n" if on_conflict else ""
+    # The projects seen for the first time (``Submission.new_project``), in id order: two
+    # batches creating the same projects never wait on each other in opposite orders.
     return f"""
-WITH t AS (
+WITH p AS (
+    INSERT INTO projects (project_id, created_at, updated_at)
+    SELECT x.project_id, x.at, x.at
+    FROM unnest(${first}::text[], ${first + 1}::timestamptz[]) AS x(project_id, at)
+    ORDER BY x.project_id
+    ON CONFLICT (project_id) DO NOTHING
+), t AS (
     INSERT INTO tasks ({names}, updated_at)
     SELECT {values}, v.created_at
     FROM unnest({arrays}) WITH ORDINALITY AS v({names}, n)
@@ -290,6 +299,8 @@ CROSS JOIN LATERAL (
     FOR UPDATE OF tasks SKIP LOCKED
 ) AS t
 """
+
+PROJECTS = "SELECT * FROM projects WHERE project_id = ANY($1::text[])"
 
 LOCK_PROJECTS = (
     "SELECT pg_advisory_xact_lock(7301, hashtext(p)) "

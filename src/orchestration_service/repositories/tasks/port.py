@@ -13,6 +13,7 @@ from typing import Any, Protocol
 from orchestration_service.domain.events import OutgoingEvent
 from orchestration_service.domain.tasks import HistoryRecord as HistoryRecord
 from orchestration_service.domain.tasks import TaskRecord as TaskRecord
+from orchestration_service.repositories.projects.port import ProjectRecord
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +33,9 @@ class Submission:
     task: TaskRecord
     history: Sequence[HistoryRecord]
     events: Sequence[OutgoingEvent]
+    # The first task of a project this process has not seen: its row is written too, in the
+    # same statement, unless one exists (``projects.auto_create``).
+    new_project: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,6 +235,10 @@ class TaskHotPaths(Protocol):
         ...
 
     async def status(self, task_id: uuid.UUID) -> StatusRead | None: ...
+
+    async def project(self, project_id: str) -> ProjectRecord | None:
+        """The project a submission goes to (concurrent reads may share one statement)."""
+        ...
 
     async def record_progress(self, report: ProgressReport, now: datetime) -> bool:
         """``TaskRepository.record_progress`` in its own transaction (concurrent reports may

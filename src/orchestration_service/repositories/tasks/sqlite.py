@@ -15,7 +15,8 @@ from orchestration_service.domain.lifecycle import TaskStatus
 from orchestration_service.repositories.processed_events.port import ProcessedEventRepository
 from orchestration_service.repositories.processed_events.sql import SqliteProcessedEvents
 from orchestration_service.repositories.tasks.port import TaskRecord
-from orchestration_service.repositories.tasks.sql import IN_FLIGHT, SqlTasks, TransactionalHotPaths
+from orchestration_service.repositories.tasks.sql import IN_FLIGHT, SqlTasks
+from orchestration_service.repositories.tasks.transactional import ProjectCreatingHotPaths
 
 
 class SqliteTasks(SqlTasks):
@@ -94,6 +95,6 @@ class SqliteTasks(SqlTasks):
         return [str(p) for p in (await self.conn.execute(stmt)).scalars()]
 
 
-class SqliteHotPaths(TransactionalHotPaths):
+class SqliteHotPaths(ProjectCreatingHotPaths):
     def __init__(self, db: Database) -> None:
         super().__init__(db, SqliteTasks)
