@@ -7,6 +7,7 @@ from datetime import timedelta
 
 from orchestration_service.repositories.ports import Storage
 from orchestration_service.repositories.projects import Constitution, ProjectRecord
+from orchestration_service.repositories.tasks import Submission
 from tests.integration.repositories.tasks_data import T0, routed, task
 
 
@@ -99,3 +100,22 @@ async def test_the_generation_moves_on_every_change(storage: Storage) -> None:
             await uow.projects.changed()
         async with storage.read() as uow:
             assert await uow.projects.generation() == expected
+
+
+async def test_a_submission_creates_its_project_when_asked(storage: Storage) -> None:
+    hot = storage.task_hot_paths
+    assert await hot.project("p-new") is None
+    first = task(1, project_id="p-new")
+    assert await hot.submit(Submission(first, [], [], new_project=True))
+    created = await hot.project("p-new")
+    assert (
+        created is not None and created.created_at == first["created_at"] and created.max_concurrent is None
+    )
+    # A second one finds the row there: nothing changes, the task is written.
+    async with storage.transaction() as uow:
+        await uow.projects.update("p-new", {"max_concurrent": 4})
+    assert await hot.submit(Submission(task(2, project_id="p-new"), [], [], new_project=True))
+    again = await hot.project("p-new")
+    assert again is not None and again.max_concurrent == 4
+    assert await hot.submit(Submission(task(3, project_id="p-other"), [], []))
+    assert await hot.project("p-other") is None  # not asked to: no row
