@@ -46,6 +46,8 @@ def test_project_commands(server: ServerProcess, tmp_path: Path) -> None:  # noq
     assert "archived cli-p" in cli(server, "project", "archive", "cli-p").stdout
     listed = json.loads(cli(server, "project", "ls", "--json").stdout)
     assert listed["items"] == []
+    everything = json.loads(cli(server, "project", "ls", "--archived", "--json").stdout)
+    assert [(p["project_id"], p["archived"]) for p in everything["items"]] == [("cli-p", True)]
     missing = cli(server, "project", "get", "nope")
     assert missing.returncode != 0 and "does not exist" in missing.stderr
     assert_no_traceback(missing)

@@ -208,12 +208,17 @@ def constitution_show(
 
 # -- project ----------------------------------------------------------------------------
 @project_app.command("ls")
-def project_ls(url: Url = DEFAULT_URL, api_key: ApiKey = None, as_json: AsJson = False) -> None:
+def project_ls(
+    archived: Annotated[bool, typer.Option("--archived", help="Archived projects too.")] = False,
+    url: Url = DEFAULT_URL,
+    api_key: ApiKey = None,
+    as_json: AsJson = False,
+) -> None:
     """Projects with task counts."""
 
     def body() -> None:
         with api(url, api_key) as client:
-            doc = client.get("/projects")
+            doc = client.get("/projects", include_archived="true" if archived else None)
         if as_json:
             emit_json(doc)
             return
