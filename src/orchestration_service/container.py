@@ -32,6 +32,7 @@ from orchestration_service.services.event_log import EventLog, LogNotifier
 from orchestration_service.services.fleet import FleetService, QueueInspector
 from orchestration_service.services.gauges import GaugeRefresher
 from orchestration_service.services.lifecycle import Lifecycle
+from orchestration_service.services.project_settings import ProjectDirectory
 from orchestration_service.services.projects import ProjectService
 from orchestration_service.services.provenance.composition import record_parent_completion
 from orchestration_service.services.provenance_store import ProvenanceStore
@@ -113,6 +114,7 @@ class Container:
         dispatcher = Dispatcher(storage, lifecycle, routing, settings)
         lifecycle.on_slot_freed = dispatcher.slot_freed
         lifecycle.record_parent = record_parent_completion
+        directory = ProjectDirectory(storage, settings)
         tasks = TaskManager(
             storage,
             settings,
@@ -120,6 +122,7 @@ class Container:
             CompletionEstimator(storage, settings.task_management.default_estimate_seconds),
             dispatcher=dispatcher,
             on_accepted=metrics.submitted,
+            projects=directory,
         )
         events = EventProcessor(
             storage,
@@ -156,7 +159,7 @@ class Container:
             bus=bus,
             lifecycle=lifecycle,
             tasks=tasks,
-            projects=ProjectService(storage, settings),
+            projects=ProjectService(storage, settings, directory, on_limit_changed=dispatcher.slot_freed),
             provenance=provenance,
             reviews=reviews,
             events=events,

@@ -116,12 +116,20 @@ class FakeOutbox:
         self.events.extend(events)
 
 
+class FakeProjects:
+    """Projects without constitutions: the lifecycle only asks for the current ones."""
+
+    async def current_constitutions(self, project_ids: Sequence[str]) -> dict[str, Any]:
+        return {}
+
+
 class FakeUnitOfWork:
     """The ports a lifecycle step uses; ``commit`` runs the after-commit hooks."""
 
     def __init__(self, tasks: FakeTasks | None = None) -> None:
         self.tasks = tasks or FakeTasks()
         self.outbox = FakeOutbox(self.tasks)
+        self.projects = FakeProjects()
         self.hooks: list[Callable[[], None]] = []
 
     def after_commit(self, hook: Callable[[], None]) -> None:

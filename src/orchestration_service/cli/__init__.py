@@ -19,6 +19,7 @@ from orchestration_service.cli import (  # noqa: F401  (registers import/export)
 )
 from orchestration_service.cli.fleet import fleet_app
 from orchestration_service.cli.keys import keys_app
+from orchestration_service.cli.projects import project_app
 from orchestration_service.cli.reviews import review_app
 from orchestration_service.cli.settings import settings_or_exit
 from orchestration_service.redaction import redact
@@ -34,7 +35,7 @@ app = typer.Typer(
 db_app = typer.Typer(help="Database schema management.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(commands.task_app, name="task")
-app.add_typer(commands.project_app, name="project")
+app.add_typer(project_app, name="project")
 app.add_typer(commands.provenance_app, name="provenance")
 app.add_typer(commands.events_app, name="events")
 app.add_typer(keys_app, name="keys")

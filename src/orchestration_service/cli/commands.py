@@ -1,4 +1,4 @@
-"""Client commands: ``task``, ``project``, ``provenance``, ``events``. HTTP only."""
+"""Client commands: ``task``, ``provenance``, ``events`` (``project`` is ``cli/projects.py``). HTTP only."""
 
 from __future__ import annotations
 
@@ -31,7 +31,6 @@ AsJson = Annotated[
 ]
 
 task_app = typer.Typer(help="Submit, inspect and follow tasks.", no_args_is_help=True)
-project_app = typer.Typer(help="Projects and their status.", no_args_is_help=True)
 provenance_app = typer.Typer(help="Provenance records and their graph.", no_args_is_help=True)
 events_app = typer.Typer(help="The event feed.", no_args_is_help=True)
 
@@ -263,67 +262,6 @@ def task_watch(task_id: str, url: Url = DEFAULT_URL, api_key: ApiKey = None, as_
         return exit_for(status)
 
     raise typer.Exit(run(body))
-
-
-# -- project ----------------------------------------------------------------------------
-@project_app.command("ls")
-def project_ls(url: Url = DEFAULT_URL, api_key: ApiKey = None, as_json: AsJson = False) -> None:
-    """Projects with task counts."""
-
-    def body() -> None:
-        with api(url, api_key) as client:
-            doc = client.get("/projects")
-        if as_json:
-            emit_json(doc)
-            return
-        table = Table(show_edge=False, header_style="bold")
-        for col in ("PROJECT", "TOTAL", "IN FLIGHT", "PENDING", "COMPLETED", "FAILED", "CANCELLED"):
-            table.add_column(col)
-        for p in doc["items"]:
-            c = p["counts"]
-            table.add_row(
-                p["project_id"],
-                str(p["total"]),
-                f"{p['in_flight']}/{p['max_concurrent']}",
-                str(c["pending"]),
-                str(c["completed"]),
-                str(c["failed"]),
-                str(c["cancelled"]),
-            )
-        out.print(table)
-
-    run(body)
-
-
-@project_app.command("status")
-def project_status(
-    project: str, url: Url = DEFAULT_URL, api_key: ApiKey = None, as_json: AsJson = False
-) -> None:
-    """A project's status summary."""
-
-    def body() -> None:
-        with api(url, api_key) as client:
-            doc = client.get(f"/projects/{project}/status")
-        if as_json:
-            emit_json(doc)
-            return
-        table = Table.grid(padding=(0, 2))
-        table.add_column(style="bold")
-        table.add_column()
-        table.add_row("project", doc["project_id"])
-        table.add_row("in flight", f"{doc['in_flight']} of {doc['max_concurrent']}")
-        for state, n in doc["counts"].items():
-            table.add_row(state, str(n))
-        oldest = doc.get("oldest_waiting_task")
-        table.add_row(
-            "oldest waiting",
-            f"{oldest['task_id']} since {_short_time(oldest['created_at'])}" if oldest else "-",
-        )
-        median = doc.get("median_execution_time_ms")
-        table.add_row("median execution", f"{median} ms" if median is not None else "-")
-        out.print(table)
-
-    run(body)
 
 
 # -- provenance -------------------------------------------------------------------------

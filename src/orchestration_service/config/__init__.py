@@ -35,6 +35,9 @@ from orchestration_service.config.sections import (
     ObservabilitySettings as ObservabilitySettings,
 )
 from orchestration_service.config.sections import (
+    ProjectsSettings as ProjectsSettings,
+)
+from orchestration_service.config.sections import (
     RabbitMQSettings as RabbitMQSettings,
 )
 from orchestration_service.config.sections import (
@@ -103,6 +106,7 @@ class Settings(BaseSettings):
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     fleet: FleetSettings = Field(default_factory=FleetSettings)
+    projects: ProjectsSettings = Field(default_factory=ProjectsSettings)
     observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
 
     @classmethod

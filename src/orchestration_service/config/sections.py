@@ -282,6 +282,20 @@ class EventsSettings(_Section):
         return self.broker_url.startswith("memory://")
 
 
+class ProjectsSettings(_Section):
+    auto_create: bool = Field(
+        True,
+        description="A submission to an unknown project creates it; false: 404 until POST /projects does.",
+    )
+    cache_seconds: float = Field(
+        2.0,
+        ge=0,
+        le=300,
+        description="How long a process keeps a project's settings for the submit path; a PATCH on "
+        "this process is seen at once, on another replica within this time.",
+    )
+
+
 class FleetSettings(_Section):
     worker_stale_seconds: float = Field(
         300.0, gt=0, description="A worker unseen this long is reported stale by GET /workers."

@@ -92,3 +92,15 @@ class EventRejected(Exception):
         self.kind = kind
         self.reason = reason
         self.field = field
+
+
+class ProjectExists(Conflict):
+    kind, title = "project-exists", "The project already exists"
+
+
+class ProjectArchived(Conflict):
+    kind, title = "project-archived", "The project is archived"
+
+
+class ProjectBusy(Conflict):
+    kind, title = "project-busy", "The project has tasks in flight"

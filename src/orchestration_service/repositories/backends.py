@@ -25,6 +25,8 @@ from orchestration_service.repositories.processed_events.sql import (
     PostgresProcessedEvents,
     SqliteProcessedEvents,
 )
+from orchestration_service.repositories.projects.port import ProjectRepository
+from orchestration_service.repositories.projects.sql import PostgresProjects, SqliteProjects
 from orchestration_service.repositories.provenance.port import ProvenanceRepository, TaintRepository
 from orchestration_service.repositories.provenance.postgres import PostgresProvenance, PostgresTaint
 from orchestration_service.repositories.provenance.sqlite import SqliteProvenance, SqliteTaint
@@ -65,6 +67,7 @@ class Backend:
     reviews: Callable[[Transaction], ReviewRepository]
     workers: Callable[[Transaction], WorkerRepository]
     dead_letters: Callable[[Transaction], DeadLetterRepository]
+    projects: Callable[[Transaction], ProjectRepository]
 
 
 POSTGRES = Backend(
@@ -84,6 +87,7 @@ POSTGRES = Backend(
     reviews=PostgresReviews,
     workers=PostgresWorkers,
     dead_letters=PostgresDeadLetters,
+    projects=PostgresProjects,
 )
 
 SQLITE = Backend(
@@ -103,6 +107,7 @@ SQLITE = Backend(
     reviews=SqliteReviews,
     workers=SqliteWorkers,
     dead_letters=SqliteDeadLetters,
+    projects=SqliteProjects,
 )
 
 

@@ -17,6 +17,7 @@ from orchestration_service.repositories.dead_letters.port import DeadLetterRepos
 from orchestration_service.repositories.gauges.port import GaugeRepository
 from orchestration_service.repositories.outbox.port import LogFeed, OutboxRepository, RelayCoordination
 from orchestration_service.repositories.processed_events.port import ProcessedEventRepository
+from orchestration_service.repositories.projects.port import ProjectRepository
 from orchestration_service.repositories.provenance.port import ProvenanceRepository, TaintRepository
 from orchestration_service.repositories.provenance_import.port import ProvenanceImportRepository
 from orchestration_service.repositories.reviews.port import ReviewRepository
@@ -62,6 +63,9 @@ class UnitOfWork(Protocol):
 
     @property
     def dead_letters(self) -> DeadLetterRepository: ...
+
+    @property
+    def projects(self) -> ProjectRepository: ...
 
     def after_commit(self, hook: Callable[[], None]) -> None: ...
 

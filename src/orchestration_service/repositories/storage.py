@@ -13,6 +13,7 @@ from orchestration_service.repositories.dead_letters.port import DeadLetterRepos
 from orchestration_service.repositories.gauges.port import GaugeRepository
 from orchestration_service.repositories.outbox.port import LogFeed, OutboxRepository, RelayCoordination
 from orchestration_service.repositories.processed_events.port import ProcessedEventRepository
+from orchestration_service.repositories.projects.port import ProjectRepository
 from orchestration_service.repositories.provenance.port import ProvenanceRepository, TaintRepository
 from orchestration_service.repositories.provenance_import.port import ProvenanceImportRepository
 from orchestration_service.repositories.reviews.port import ReviewRepository
@@ -91,6 +92,11 @@ class SqlUnitOfWork:
     @property
     def dead_letters(self) -> DeadLetterRepository:
         repo: DeadLetterRepository = self._repo("dead_letters")
+        return repo
+
+    @property
+    def projects(self) -> ProjectRepository:
+        repo: ProjectRepository = self._repo("projects")
         return repo
 
     def after_commit(self, hook: Callable[[], None]) -> None:

@@ -82,6 +82,8 @@ class OldestWaiting(BaseModel):
 
 class ProjectSummary(BaseModel):
     project_id: str
+    name: str | None = None
+    archived: bool = False
     counts: dict[str, int]
     total: int
     in_flight: int

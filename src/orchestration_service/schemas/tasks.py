@@ -21,6 +21,9 @@ ProjectId = Annotated[
 ]
 
 
+ConstitutionText = Annotated[str, StringConstraints(max_length=65_536, pattern=NO_NUL)]
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -46,6 +49,11 @@ class TaskOptions(_Strict):
         le=7 * 24 * 3600,
         description="Time a running attempt may go without task.progress or output before it is "
         "timed out (reason heartbeat_timeout); default: the service's setting (off unless set).",
+    )
+    constitution_override: ConstitutionText | None = Field(
+        None,
+        description="Markdown sent to the worker in place of the project's constitution, for this task "
+        "only (recorded in its provenance).",
     )
 
 

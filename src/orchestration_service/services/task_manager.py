@@ -31,6 +31,7 @@ from orchestration_service.repositories.ports import Storage
 from orchestration_service.repositories.tasks import Submission, TaskFilter
 from orchestration_service.schemas.tasks import SubmitTask
 from orchestration_service.services.lifecycle import Lifecycle, utcnow
+from orchestration_service.services.project_settings import ProjectDirectory
 from orchestration_service.services.task_tree import load_tree
 
 if TYPE_CHECKING:
@@ -132,6 +133,7 @@ class TaskManager:
         estimator: CompletionEstimator,
         dispatcher: Dispatcher | None = None,
         on_accepted: Callable[[str], None] = lambda _priority: None,
+        projects: ProjectDirectory | None = None,
     ) -> None:
         self.storage = storage
         self.settings = settings
@@ -139,6 +141,7 @@ class TaskManager:
         self.estimator = estimator
         self.dispatcher = dispatcher  # routes at submission when it can; told of every submission
         self.on_accepted = on_accepted  # metrics: a new task of this priority was accepted
+        self.projects = projects or ProjectDirectory(storage, settings)
 
     async def submit(self, cmd: SubmitTask, *, idempotency_key: str | None = None) -> Submitted:
         tm = self.settings.task_management
@@ -147,9 +150,15 @@ class TaskManager:
             replay = await self._replay(cmd.project_id, idempotency_key, digest)
             if replay is not None:
                 return replay
+        project = await self.projects.for_submission(cmd.project_id)
         now = utcnow()
-        priority = cmd.priority or tm.default_priority
+        priority = Priority(cmd.priority or project.default_priority or tm.default_priority)
         opts = cmd.options
+        options = opts.model_dump(mode="json", exclude_none=True)
+        qa_profile = opts.qa_profile.value if opts.qa_profile else None
+        if qa_profile is None and project.default_qa_profile:
+            # The project's QA profile: a pin, as if the submission had named it.
+            qa_profile = options["qa_profile"] = project.default_qa_profile
         row: TaskRecord = {
             "id": uuid7(),
             "project_id": cmd.project_id,
@@ -159,11 +168,13 @@ class TaskManager:
             "status": TaskStatus.PENDING.value,
             "domain": opts.domain.value if opts.domain else None,
             "tier": opts.tier.value if opts.tier else None,
-            "qa_profile": opts.qa_profile.value if opts.qa_profile else None,
-            "options": opts.model_dump(mode="json", exclude_none=True),
+            "qa_profile": qa_profile,
+            "options": options,
             "attempt": 0,
-            "max_attempts": opts.max_attempts or tm.max_attempts_default,
-            "timeout_seconds": opts.timeout_seconds or tm.timeout_default_seconds,
+            "max_attempts": opts.max_attempts or project.max_attempts_default or tm.max_attempts_default,
+            "timeout_seconds": opts.timeout_seconds
+            or project.timeout_default_seconds
+            or tm.timeout_default_seconds,
             "parent_id": None,
             "depth": 0,
             "idempotency_key": idempotency_key,
@@ -191,9 +202,16 @@ class TaskManager:
 
     async def _insert(self, row: TaskRecord, notes: list[HistoryRecord]) -> bool:
         """The same rows as ``Lifecycle.create`` (and the routing note), through the hot
-        path (on PostgreSQL with whatever other submissions are waiting: group commit)."""
+        path (on PostgreSQL with whatever other submissions are waiting: group commit), and
+        the project's row when it has none yet."""
         history, events = self.lifecycle.creation_records([row], cause="api")
-        inserted = await self.storage.task_hot_paths.submit(Submission(row, [*history, *notes], events))
+        project_id = row["project_id"]
+        new = self.projects.unsaved(project_id)
+        inserted = await self.storage.task_hot_paths.submit(
+            Submission(row, [*history, *notes], events, new_project=new)
+        )
+        if new:
+            self.projects.saved(project_id)
         if inserted:
             self.lifecycle.committed(None, TaskStatus.PENDING.value)
         return inserted

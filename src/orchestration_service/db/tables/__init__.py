@@ -27,6 +27,15 @@ from orchestration_service.db.tables.fleet import (
 from orchestration_service.db.tables.fleet import (
     workers as workers,
 )
+from orchestration_service.db.tables.projects import (
+    project_constitutions as project_constitutions,
+)
+from orchestration_service.db.tables.projects import (
+    projects as projects,
+)
+from orchestration_service.db.tables.projects import (
+    projects_generation as projects_generation,
+)
 from orchestration_service.db.tables.provenance import (
     artifact_dependencies as artifact_dependencies,
 )

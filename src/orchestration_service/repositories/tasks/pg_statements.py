@@ -51,11 +51,20 @@ def submit_statement(on_conflict: bool) -> str:
     history = ", ".join(f"${first + i}::{kind}[]" for i, kind in enumerate(history_types))
     first += len(history_types)
     events = ", ".join(f"${first + i}::{kind}[]" for i, kind in enumerate(("uuid", *_EVENT_TYPES)))
+    first += 1 + len(_EVENT_TYPES)
     # Without Idempotency-Keys nothing can conflict (NULL keys never do): a plain insert
     # skips the speculative insertion that ON CONFLICT costs.
     conflict = "    ON CONFLICT (project_id, idempotency_key) DO NOTHING\n" if on_conflict else ""
+    # The projects seen for the first time (``Submission.new_project``), in id order: two
+    # batches creating the same projects never wait on each other in opposite orders.
     return f"""
-WITH t AS (
+WITH p AS (
+    INSERT INTO projects (project_id, created_at, updated_at)
+    SELECT x.project_id, x.at, x.at
+    FROM unnest(${first}::text[], ${first + 1}::timestamptz[]) AS x(project_id, at)
+    ORDER BY x.project_id
+    ON CONFLICT (project_id) DO NOTHING
+), t AS (
     INSERT INTO tasks ({names}, updated_at)
     SELECT {values}, v.created_at
     FROM unnest({arrays}) WITH ORDINALITY AS v({names}, n)
@@ -274,7 +283,8 @@ async def transition(
 DISPATCHABLE_WITHIN = """
 SELECT {columns} FROM unnest(CAST(:ps AS text[])) AS p(project_id)
 CROSS JOIN LATERAL (
-    SELECT :limit - count(*) AS free FROM tasks c
+    SELECT COALESCE((SELECT pr.max_concurrent FROM projects pr WHERE pr.project_id = p.project_id), :limit)
+           - count(*) AS free FROM tasks c
     WHERE c.project_id = p.project_id AND c.status IN ({in_flight})
 ) AS f
 CROSS JOIN LATERAL (
@@ -290,18 +300,22 @@ CROSS JOIN LATERAL (
 ) AS t
 """
 
+PROJECTS = "SELECT * FROM projects WHERE project_id = ANY($1::text[])"
+
 LOCK_PROJECTS = (
     "SELECT pg_advisory_xact_lock(7301, hashtext(p)) "
     "FROM (SELECT unnest(CAST(:ps AS text[])) AS p ORDER BY 1) AS s"
 )
 
+# Project ``p``'s limit: its own ``max_concurrent``, else :lim (the configured one).
+_LIMIT_OF_P = "COALESCE((SELECT pr.max_concurrent FROM projects pr WHERE pr.project_id = p), :lim)"
 # Project ``p`` has a routed task waiting (one probe of the partial ``ix_tasks_dispatch_queue``,
-# however long a queue is) and fewer than :lim in flight (the count stops at :lim rows): a
-# dispatch could start a task there.
+# however long a queue is) and fewer than its limit in flight (the count stops at the limit):
+# a dispatch could start a task there.
 _ROOM_FOR_A_WAITING_TASK = (
     "EXISTS (SELECT 1 FROM tasks WHERE project_id = p AND status = 'pending' AND routed_at IS NOT NULL)"
     " AND (SELECT count(*) FROM (SELECT 1 FROM tasks WHERE project_id = p"
-    " AND status IN ('running', 'validating') LIMIT :lim) AS f) < :lim"
+    f" AND status IN ('running', 'validating') LIMIT {_LIMIT_OF_P}) AS f) < {_LIMIT_OF_P}"
 )
 WITH_WAITING_TASKS = f"SELECT p FROM unnest(CAST(:ps AS text[])) AS p WHERE {_ROOM_FOR_A_WAITING_TASK}"
 # Every project with a pending task, one index probe each (a loose index scan over the

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 from orchestration_service.domain.events import OutgoingEvent
 from orchestration_service.domain.tasks import HistoryRecord as HistoryRecord
 from orchestration_service.domain.tasks import TaskRecord as TaskRecord
+from orchestration_service.repositories.projects.port import ProjectRecord
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +33,9 @@ class Submission:
     task: TaskRecord
     history: Sequence[HistoryRecord]
     events: Sequence[OutgoingEvent]
+    # The first task of a project this process has not seen: its row is written too, in the
+    # same statement, unless one exists (``projects.auto_create``).
+    new_project: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,15 +165,16 @@ class TaskRepository(Protocol):
         ...
 
     async def with_waiting_tasks(self, project_ids: Sequence[str], per_project: int) -> list[str]:
-        """The projects among these with a routed task waiting and fewer than
-        ``per_project`` in flight, sorted."""
+        """The projects among these with a routed task waiting and fewer in flight than
+        their limit (a project's own ``max_concurrent``, else ``per_project``), sorted."""
         ...
 
     async def in_flight_counts(self, project_ids: Sequence[str]) -> dict[str, int]: ...
 
     async def dispatchable_within(self, project_ids: Sequence[str], limit: int) -> list[TaskRecord]:
-        """Each project's dispatchable tasks up to its free slots (``limit`` minus its tasks
-        in flight). Call it after ``lock_projects``."""
+        """Each project's dispatchable tasks up to its free slots (its limit, its own
+        ``max_concurrent`` else ``limit``, minus its tasks in flight). Call it after
+        ``lock_projects``."""
         ...
 
     async def dispatchable(self, project_id: str, limit: int) -> Sequence[TaskRecord]:
@@ -196,7 +201,8 @@ class TaskRepository(Protocol):
         ...
 
     async def projects_with_waiting_work(self, per_project: int, limit: int = 1000) -> list[str]:
-        """Projects with a routed task waiting and a free slot, at most ``limit``."""
+        """Projects with a routed task waiting and a free slot (under their own
+        ``max_concurrent``, else ``per_project``), at most ``limit``."""
         ...
 
     # -- progress and heartbeats -------------------------------------------------------
@@ -229,6 +235,10 @@ class TaskHotPaths(Protocol):
         ...
 
     async def status(self, task_id: uuid.UUID) -> StatusRead | None: ...
+
+    async def project(self, project_id: str) -> ProjectRecord | None:
+        """The project a submission goes to (concurrent reads may share one statement)."""
+        ...
 
     async def record_progress(self, report: ProgressReport, now: datetime) -> bool:
         """``TaskRepository.record_progress`` in its own transaction (concurrent reports may

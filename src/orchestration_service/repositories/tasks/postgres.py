@@ -20,6 +20,7 @@ from orchestration_service.domain.events import OutgoingEvent
 from orchestration_service.domain.tasks import as_task
 from orchestration_service.repositories.processed_events.port import ProcessedEventRepository
 from orchestration_service.repositories.processed_events.sql import PostgresProcessedEvents
+from orchestration_service.repositories.projects.port import ProjectRecord
 from orchestration_service.repositories.tasks import pg_statements as pg
 from orchestration_service.repositories.tasks.port import (
     EventClaim,
@@ -168,6 +169,7 @@ class PostgresHotPaths:
         # (nothing of it written). Two submissions with one key never share a statement.
         self.submit_batches: Batcher[Submission, bool] = Batcher(self._submit, exclusive=_idempotency_slot)
         self.status_batches: Batcher[uuid.UUID, StatusRead | None] = Batcher(self._status, max_batch=128)
+        self.project_batches: Batcher[str, ProjectRecord | None] = Batcher(self._projects, max_batch=128)
         # Heartbeats: one UPDATE for the reports that arrive together (a task at most once in
         # a statement: UPDATE … FROM applies one row per task).
         self.progress_batches: Batcher[tuple[ProgressReport, datetime], bool] = Batcher(
@@ -186,6 +188,16 @@ class PostgresHotPaths:
         if self.db.pg is None:
             return await self._without_pool.status(task_id)
         return await self.status_batches(task_id)
+
+    async def project(self, project_id: str) -> ProjectRecord | None:
+        if self.db.pg is None:
+            return await self._without_pool.project(project_id)
+        return await self.project_batches(project_id)
+
+    async def _projects(self, project_ids: Sequence[str]) -> list[ProjectRecord | None]:
+        rows = await self._fetch(pg.PROJECTS, list(set(project_ids)))
+        found = {row["project_id"]: ProjectRecord(**dict(row)) for row in rows}
+        return [found.get(p) for p in project_ids]
 
     async def record_progress(self, report: ProgressReport, now: datetime) -> bool:
         if self.db.pg is None or report.project_ids is not None:
@@ -228,6 +240,10 @@ class PostgresHotPaths:
         args += [[h["task_id"] for h in history], *pg.history_arrays(history)]
         args.append([h["created_at"] for h in history])
         args += [[s.task["id"] for s in submissions for _ in s.events], *pg.event_arrays(events)]
+        new = sorted(
+            {s.task["project_id"]: s.task["created_at"] for s in submissions if s.new_project}.items()
+        )
+        args += [[p for p, _ in new], [at for _, at in new]]
         statement = pg.submit_statement(any(t.get("idempotency_key") for t in tasks_))
         inserted = {row["id"] for row in await self._fetch(statement, *args)}
         return [t["id"] in inserted for t in tasks_]

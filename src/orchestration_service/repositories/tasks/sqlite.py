@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 
 from orchestration_service.db.engine import Database
-from orchestration_service.db.tables import tasks
+from orchestration_service.db.tables import projects, tasks
 from orchestration_service.domain.lifecycle import TaskStatus
 from orchestration_service.repositories.processed_events.port import ProcessedEventRepository
 from orchestration_service.repositories.processed_events.sql import SqliteProcessedEvents
@@ -43,16 +43,28 @@ class SqliteTasks(SqlTasks):
         )
         waiting = [str(p) for p in rows.scalars()]
         busy = await self.in_flight_counts(waiting) if waiting else {}
-        return sorted(p for p in waiting if busy.get(p, 0) < per_project)
+        limits = await self._limits(waiting, per_project)
+        return sorted(p for p in waiting if busy.get(p, 0) < limits[p])
+
+    async def _limits(self, project_ids: Sequence[str], default: int) -> dict[str, int]:
+        """Each project's limit: its own ``max_concurrent``, else ``default``."""
+        rows = await self.conn.execute(
+            sa.select(projects.c.project_id, projects.c.max_concurrent).where(
+                projects.c.project_id.in_(sorted(set(project_ids))), projects.c.max_concurrent.is_not(None)
+            )
+        )
+        own = {str(r[0]): int(r[1]) for r in rows}
+        return {p: own.get(p, default) for p in project_ids}
 
     async def dispatchable_within(self, project_ids: Sequence[str], limit: int) -> list[TaskRecord]:
         if not project_ids:
             return []
-        projects = sorted(set(project_ids))
-        counts = await self.in_flight_counts(projects)
+        projects_ = sorted(set(project_ids))
+        counts = await self.in_flight_counts(projects_)
+        limits = await self._limits(projects_, limit)
         out: list[TaskRecord] = []
-        for project_id in projects:
-            free = limit - counts.get(project_id, 0)
+        for project_id in projects_:
+            free = limits[project_id] - counts.get(project_id, 0)
             if free > 0:
                 out.extend(await self.dispatchable(project_id, free))
         return out
@@ -64,18 +76,21 @@ class SqliteTasks(SqlTasks):
             .distinct()
             .subquery("w")
         )
-        # Counts at most ``per_project`` rows of a project (an index range on project, status).
         in_flight = (
-            sa.select(sa.literal(1))
+            sa.select(sa.func.count())
             .where(tasks.c.project_id == waiting.c.project_id, tasks.c.status.in_(IN_FLIGHT))
-            .limit(per_project)
             .correlate(waiting)
-            .subquery("f")
+            .scalar_subquery()
+        )
+        # The project's own limit, else the configured one.
+        own = (
+            sa.select(projects.c.max_concurrent)
+            .where(projects.c.project_id == waiting.c.project_id)
+            .correlate(waiting)
+            .scalar_subquery()
         )
         stmt = (
-            sa.select(waiting.c.project_id)
-            .where(sa.select(sa.func.count()).select_from(in_flight).scalar_subquery() < per_project)
-            .limit(limit)
+            sa.select(waiting.c.project_id).where(in_flight < sa.func.coalesce(own, per_project)).limit(limit)
         )
         return [str(p) for p in (await self.conn.execute(stmt)).scalars()]
 

@@ -3,6 +3,7 @@ the artifacts of the tasks it depends on as inputs."""
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Sequence
 from datetime import timedelta
@@ -10,6 +11,7 @@ from typing import Any
 
 from orchestration_service.domain.lifecycle import TaskStatus
 from orchestration_service.repositories.ports import UnitOfWork
+from orchestration_service.repositories.projects import Constitution
 from orchestration_service.repositories.tasks.port import TaskRecord
 from orchestration_service.services.lifecycle import payloads
 from orchestration_service.services.lifecycle.transitions import Step, Transitions, utcnow
@@ -73,6 +75,9 @@ class Attempts(Transitions):
     ) -> list[TaskRecord]:
         now = utcnow()
         inputs_of = await self._dependency_inputs(uow, tasks)
+        constitutions = await uow.projects.current_constitutions(
+            sorted({t["project_id"] for t in tasks if not _override(t)})
+        )
         steps: list[Step] = []
         for task in tasks:
             attempt = int(task["attempt"]) + 1
@@ -82,8 +87,18 @@ class Attempts(Transitions):
             context = dict(task.get("context") or {})
             if inputs:
                 context["inputs"] = inputs
+            constitution = _constitution(task, constitutions.get(task["project_id"]))
+            if constitution is not None:
+                # Which text the worker got, kept on the task for its provenance record.
+                context["constitution"] = {k: v for k, v in constitution.items() if k != "text"}
             ready = payloads.ready(
-                task, tier=tier, attempt=attempt, context=context, feedback=feedback, deadline=deadline
+                task,
+                tier=tier,
+                attempt=attempt,
+                context=context,
+                feedback=feedback,
+                deadline=deadline,
+                constitution=constitution,
             )
             heartbeat = self._heartbeat_seconds(task)
             changes: dict[str, Any] = {
@@ -97,8 +112,9 @@ class Attempts(Transitions):
                 "heartbeat_seconds": heartbeat,
                 "heartbeat_due_at": now + timedelta(seconds=heartbeat) if heartbeat else None,
             }
-            if inputs:
-                # Kept on the task too: its provenance record links the records of these inputs.
+            if inputs or constitution is not None:
+                # Kept on the task too: its provenance record links the records of these inputs
+                # and names the constitution.
                 changes["context"] = context
             if task.get("started_at") is None:
                 changes["started_at"] = now
@@ -147,3 +163,20 @@ class Attempts(Transitions):
                         }
                     )
         return out
+
+
+def _override(task: TaskRecord) -> str | None:
+    override: str | None = (task.get("options") or {}).get("constitution_override")
+    return override
+
+
+def _constitution(task: TaskRecord, current: Constitution | None) -> dict[str, Any] | None:
+    """What ``task.ready`` carries: the task's override, else its project's current
+    constitution, else nothing."""
+    override = _override(task)
+    if override is not None:
+        digest = hashlib.sha256(override.encode()).hexdigest()
+        return {"source": "override", "version": None, "sha256": digest, "text": override}
+    if current is None:
+        return None
+    return {"source": "project", "version": current.version, "sha256": current.sha256, "text": current.text}

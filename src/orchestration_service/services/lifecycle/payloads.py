@@ -65,8 +65,10 @@ def ready(
     context: dict[str, Any],
     feedback: Any,
     deadline: datetime,
+    constitution: dict[str, Any] | None = None,
 ) -> ev.OutgoingEvent:
-    """``task.ready.<tier>``: an attempt starts; the workers of that tier take it."""
+    """``task.ready.<tier>``: an attempt starts; the workers of that tier take it, with the
+    project's constitution (or the task's override) when there is one."""
     return _about(
         task,
         ev.TASK_READY_PREFIX + tier,
@@ -80,6 +82,7 @@ def ready(
             "context": context,
             "feedback": feedback,
             "deadline": _time(deadline),
+            "constitution": constitution,
         },
     )
 

@@ -21,6 +21,18 @@ def _artifact_type(value: Any) -> str:
     return value if value in ARTIFACT_TYPES else "code"
 
 
+def _constitution_used(task: TaskRecord) -> dict[str, Any]:
+    """The constitution the worker was given: the project's (its version and hash) or the
+    submission's override (its text too: it exists nowhere else)."""
+    sent = (task.get("context") or {}).get("constitution")
+    if not sent:
+        return {}
+    used = dict(sent)
+    if used.get("source") == "override":
+        used["text"] = (task.get("options") or {}).get("constitution_override")
+    return {"constitution": used}
+
+
 async def record_completion(uow: UnitOfWork, task: TaskRecord, validation: dict[str, Any]) -> uuid.UUID:
     """Write the provenance record of a validated task and link it to its inputs."""
     repo = uow.provenance
@@ -84,6 +96,7 @@ async def record_completion(uow: UnitOfWork, task: TaskRecord, validation: dict[
                 "worker_id": metrics.get("worker_id") or "",
                 "prompt_template": metrics.get("prompt_template") or {},
                 "parameters": metrics.get("parameters") or {},
+                **_constitution_used(task),
             },
             verification=verification,
             metrics={

@@ -1,4 +1,4 @@
-// One project: status summary, consistency report, checkpoints.
+// One project: status summary, settings and constitution, consistency report, checkpoints.
 // Consistency and checkpoints are newer endpoints: when the server does not document them
 // the page says so instead of failing.
 
@@ -22,6 +22,7 @@ import {
   time,
   unavailable,
 } from "../dom.js";
+import { projectSettings } from "./project-settings.js";
 
 const ACTION_KEYS = ["recommended_action", "recommendation", "action", "recommended"];
 const ISSUE_KEYS = ["issues", "problems", "findings", "inconsistencies", "checks"];
@@ -121,13 +122,15 @@ export default async function projectPage(ctx) {
   const summary = section("Status");
   const consistency = section("Consistency");
   const checkpoints = section("Checkpoints");
+  const own = projectSettings(ctx, projectId, section);
+  for (const sec of own.sections) bodyOf(sec, loading());
   bodyOf(summary, loading());
   bodyOf(consistency, loading());
   bodyOf(checkpoints, loading());
   ctx.root.append(
     h("p", { class: "crumbs" }, h("a", { href: "#/projects" }, "← Projects")),
     h("div", { class: "page-head" }, h("h1", {}, "Project ", h("span", { class: "pid" }, projectId)), h("a", { href: `#/tasks?project=${enc}`, class: "button" }, "Tasks of this project")),
-    h("div", { class: "grid wide" }, summary, consistency, checkpoints),
+    h("div", { class: "grid wide" }, summary, ...own.sections, consistency, checkpoints),
   );
 
   async function loadStatus() {
@@ -168,7 +171,7 @@ export default async function projectPage(ctx) {
       return true;
     } catch (err) {
       if (!ctx.isCurrent()) return false;
-      bodyOf(summary, err instanceof ApiError && err.status === 404 ? empty(`There is no project ${projectId}: a project exists once it has a task.`) : errorBox(err, loadStatus));
+      bodyOf(summary, err instanceof ApiError && err.status === 404 ? empty(`There is no project ${projectId}.`) : errorBox(err, loadStatus));
       return false;
     }
   }
@@ -262,8 +265,9 @@ export default async function projectPage(ctx) {
   }
 
   const exists = await loadStatus();
-  if (exists) await Promise.all([loadConsistency(), loadCheckpoints()]);
+  if (exists) await Promise.all([own.load(), loadConsistency(), loadCheckpoints()]);
   else {
+    for (const sec of own.sections) bodyOf(sec, empty("—"));
     bodyOf(consistency, empty("—"));
     bodyOf(checkpoints, empty("—"));
   }
