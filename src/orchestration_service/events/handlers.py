@@ -21,6 +21,7 @@ from orchestration_service import tracing
 from orchestration_service.db.errors import is_transient, retry_conflicts
 from orchestration_service.domain import events as ev
 from orchestration_service.domain.errors import EventRejected
+from orchestration_service.domain.ids import parse_uuid
 from orchestration_service.domain.json_text import nul_path
 from orchestration_service.domain.lifecycle import FINAL_STATES, TaskStatus
 from orchestration_service.domain.tasks import with_values
@@ -181,9 +182,8 @@ class EventProcessor:
                 )
             self.on_outcome(name, outcome)
             return Processed(outcome, detail)
-        task_id = (
-            None if isinstance(payload, RollbackRequested) else _uuid(str(getattr(payload, "task_id", "")))
-        )
+        is_rollback = isinstance(payload, RollbackRequested)
+        task_id = None if is_rollback else parse_uuid(str(getattr(payload, "task_id", "")))
         async with self.storage.transaction() as uow:
             # The idempotency key is (project, id): the project is resolved, and the sender's
             # scope checked, before the claim, so nothing of another project decides the answer.
@@ -423,13 +423,6 @@ class EventProcessor:
 
 
 _ATTEMPT_OUTCOMES = {ev.TASK_VALIDATED: "completed", ev.TASK_REJECTED: "rejected", ev.TASK_FAILED: "failed"}
-
-
-def _uuid(text: str) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(text)
-    except ValueError:
-        return None
 
 
 def _as_object(output: Any) -> Any:

@@ -17,7 +17,7 @@ import orjson
 
 from orchestration_service.config import Settings
 from orchestration_service.domain.errors import NotFound
-from orchestration_service.domain.ids import uuid7
+from orchestration_service.domain.ids import parse_uuid, uuid7
 from orchestration_service.domain.paging import LIST_TOTAL_CAP
 from orchestration_service.repositories.dead_letters import DeadLetter, DeadLetterFilter, DeadLetterPage
 from orchestration_service.repositories.ports import Storage
@@ -95,7 +95,7 @@ class DeadLetterService:
         letter_id = uuid7()
         async with self.storage.transaction() as uow:
             project = None
-            task_id = _uuid(task_ref)
+            task_id = None if task_ref is None else parse_uuid(task_ref)
             if task_id is not None:
                 task = await uow.tasks.get(task_id)
                 if task is not None and (projects is None or task["project_id"] in projects):
@@ -153,12 +153,3 @@ class DeadLetterService:
         async with self.storage.transaction() as uow:
             if not await uow.dead_letters.delete(letter_id):
                 raise NotFound(f"dead letter {letter_id} does not exist")
-
-
-def _uuid(text: str | None) -> uuid.UUID | None:
-    if text is None:
-        return None
-    try:
-        return uuid.UUID(text)
-    except ValueError:
-        return None

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import cast
 
 from orchestration_service.domain.errors import EventRejected
+from orchestration_service.domain.ids import parse_uuid
 from orchestration_service.domain.lifecycle import TaskStatus, takes_progress
 from orchestration_service.repositories.ports import Storage
 from orchestration_service.repositories.tasks.port import ProgressReport
@@ -121,7 +122,7 @@ def _report(
     p: TaskProgress, at: datetime | None, now: datetime, projects: Collection[str] | None
 ) -> ProgressReport | None:
     """The report as the task keeps it; None when its task id is not a task's."""
-    task_id = _uuid(p.task_id)
+    task_id = parse_uuid(p.task_id)
     if task_id is None:
         return None
     # A sender's clock ahead of ours must not hide its later reports: no time past now.
@@ -151,10 +152,3 @@ def _why_ignored(status: str, current: int, reported: int | None) -> str:
 
 def _utc(at: datetime) -> datetime:
     return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
-
-
-def _uuid(text: str) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(text)
-    except ValueError:
-        return None
