@@ -189,6 +189,7 @@ class Container:
         if self.migrated:
             await self._store_bootstrap_key()
         await self.notifier.start()
+        await self.projects.directory.listen()  # other processes' project changes
         self._bus_task = asyncio.create_task(self._connect_bus(), name="bus-connect")
         self.relay.start()
         self.dispatcher.start()
@@ -249,6 +250,7 @@ class Container:
             self.metrics.process_exit()
         await self.relay.stop(flush_timeout=min(grace, 10.0))
         await self.notifier.stop()
+        await self.projects.directory.close()
         await self.tasks.estimator.close()
         with contextlib.suppress(Exception):
             await self.bus.close()

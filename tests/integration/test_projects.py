@@ -273,3 +273,39 @@ async def test_another_process_sees_a_change_within_the_cache_interval(clean_db:
         for svc, life in ((one, one_life), (two, two_life)):
             await svc.client.aclose()
             await life.__aexit__(None, None, None)
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+async def test_on_postgresql_another_process_hears_a_change_at_once(clean_db: str) -> None:
+    """Two apps on one PostgreSQL database whose caches would keep a project for five
+    minutes: the change's announcement makes the other refuse an archived project and use a
+    new default priority now, not at its next check."""
+    settings = make_settings(clean_db, projects={"cache_seconds": 300})
+    one, one_life = await start_service(settings)
+    two, two_life = await start_service(settings)
+    try:
+        await create(one)
+        await create(one, "beta")
+        await submit(two, project_id="alpha")  # two caches both projects
+        await submit(two, project_id="beta")
+        assert two.container.projects.directory._cache.keys() >= {"alpha", "beta"}
+        tid = (await two.client.get("/api/v1/tasks", params={"project_id": "alpha"})).json()["items"][0]
+        await two.client.post(f"/api/v1/tasks/{tid['task_id']}/cancel", json={})
+        assert (await one.client.delete("/api/v1/projects/alpha")).status_code == 200
+        r = await one.client.patch("/api/v1/projects/beta", json={"settings": {"default_priority": "high"}})
+        assert r.status_code == 200, r.text
+
+        def forgotten() -> bool:
+            return not (two.container.projects.directory._cache.keys() & {"alpha", "beta"})
+
+        await eventually(forgotten, timeout=5, what="the other process forgetting both projects")
+        r = await two.client.post("/api/v1/tasks", json={"description": "x", "project_id": "alpha"})
+        assert r.status_code == 409, r.text
+        assert r.headers["content-type"].startswith("application/problem+json")
+        r = await two.client.post("/api/v1/tasks", json={"description": "x", "project_id": "beta"})
+        assert r.status_code == 201, r.text
+        assert (await two.client.get(f"/api/v1/tasks/{r.json()['task_id']}")).json()["priority"] == "high"
+    finally:
+        for svc, life in ((one, one_life), (two, two_life)):
+            await svc.client.aclose()
+            await life.__aexit__(None, None, None)

@@ -291,8 +291,9 @@ class ProjectsSettings(_Section):
         2.0,
         ge=0,
         le=300,
-        description="How long a process keeps a project's settings for the submit path; a PATCH on "
-        "this process is seen at once, on another replica within this time.",
+        description="How long a process keeps a project's settings for the submit path without "
+        "checking: a change is seen at once by its process and, on PostgreSQL, by the others when "
+        "its NOTIFY arrives; this bounds a missed notification.",
     )
 
 

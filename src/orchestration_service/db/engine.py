@@ -35,6 +35,7 @@ STALE = "orchestration_stale"
 COMMAND_TIMEOUT_MARGIN = 1.0  # seconds past the server's statement timeout (``command_timeout``)
 OUTBOX_CHANNEL = "orch_outbox"  # a commit wrote outbox rows: wake the relay leader
 LOG_CHANNEL = "orch_event_log"  # the leader sequenced rows: wake the event-log readers
+PROJECTS_CHANNEL = "orch_projects"  # a project's settings or archive state changed: forget it
 
 
 async def init_connection(conn: asyncpg.Connection) -> None:

@@ -25,7 +25,8 @@ from orchestration_service.repositories.processed_events.sql import (
     PostgresProcessedEvents,
     SqliteProcessedEvents,
 )
-from orchestration_service.repositories.projects.port import ProjectRepository
+from orchestration_service.repositories.projects.changes import LocalProjectChanges, PostgresProjectChanges
+from orchestration_service.repositories.projects.port import ProjectChanges, ProjectRepository
 from orchestration_service.repositories.projects.sql import PostgresProjects, SqliteProjects
 from orchestration_service.repositories.provenance.port import ProvenanceRepository, TaintRepository
 from orchestration_service.repositories.provenance.postgres import PostgresProvenance, PostgresTaint
@@ -68,6 +69,7 @@ class Backend:
     workers: Callable[[Transaction], WorkerRepository]
     dead_letters: Callable[[Transaction], DeadLetterRepository]
     projects: Callable[[Transaction], ProjectRepository]
+    project_changes: Callable[[Database], ProjectChanges]
 
 
 POSTGRES = Backend(
@@ -88,6 +90,7 @@ POSTGRES = Backend(
     workers=PostgresWorkers,
     dead_letters=PostgresDeadLetters,
     projects=PostgresProjects,
+    project_changes=PostgresProjectChanges,
 )
 
 SQLITE = Backend(
@@ -108,6 +111,7 @@ SQLITE = Backend(
     workers=SqliteWorkers,
     dead_letters=SqliteDeadLetters,
     projects=SqliteProjects,
+    project_changes=LocalProjectChanges,
 )
 
 

@@ -17,7 +17,7 @@ from orchestration_service.repositories.dead_letters.port import DeadLetterRepos
 from orchestration_service.repositories.gauges.port import GaugeRepository
 from orchestration_service.repositories.outbox.port import LogFeed, OutboxRepository, RelayCoordination
 from orchestration_service.repositories.processed_events.port import ProcessedEventRepository
-from orchestration_service.repositories.projects.port import ProjectRepository
+from orchestration_service.repositories.projects.port import ProjectChanges, ProjectRepository
 from orchestration_service.repositories.provenance.port import ProvenanceRepository, TaintRepository
 from orchestration_service.repositories.provenance_import.port import ProvenanceImportRepository
 from orchestration_service.repositories.reviews.port import ReviewRepository
@@ -95,6 +95,10 @@ class Storage(Protocol):
 
     def log_feed(self) -> LogFeed:
         """A new source of event-log wake-ups and reads for one process's feed fan-out."""
+        ...
+
+    def project_changes(self) -> ProjectChanges:
+        """A new channel of project-change announcements between processes."""
         ...
 
     @property

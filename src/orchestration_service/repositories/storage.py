@@ -13,7 +13,7 @@ from orchestration_service.repositories.dead_letters.port import DeadLetterRepos
 from orchestration_service.repositories.gauges.port import GaugeRepository
 from orchestration_service.repositories.outbox.port import LogFeed, OutboxRepository, RelayCoordination
 from orchestration_service.repositories.processed_events.port import ProcessedEventRepository
-from orchestration_service.repositories.projects.port import ProjectRepository
+from orchestration_service.repositories.projects.port import ProjectChanges, ProjectRepository
 from orchestration_service.repositories.provenance.port import ProvenanceRepository, TaintRepository
 from orchestration_service.repositories.provenance_import.port import ProvenanceImportRepository
 from orchestration_service.repositories.reviews.port import ReviewRepository
@@ -140,6 +140,9 @@ class SqlStorage:
 
     def log_feed(self) -> LogFeed:
         return self.backend.log_feed(self.db)
+
+    def project_changes(self) -> ProjectChanges:
+        return self.backend.project_changes(self.db)
 
 
 def unit_of_work(tx: Transaction) -> SqlUnitOfWork:

@@ -4,14 +4,17 @@ Each of a project's settings falls back to the configuration when unset. The sub
 reads them for every submission, so a process keeps the projects it has seen, and at most
 every ``projects.cache_seconds`` reads one number that every change of a project's settings
 raises (``ProjectRepository.generation``): when it moved, the process forgets them all. A
-change made on this process is seen at once (the use case drops the entry after commit), on
-another replica within that time; one read per process per interval, however many projects
-(the submit benchmark spreads its tasks over 1,000). The dispatcher's limit does not go
-through this cache: its statements read ``max_concurrent`` themselves.
+change made on this process is seen at once (the use case drops the entry after commit); on
+PostgreSQL the change is also announced to every other process (``ProjectChanges``), which
+forgets the project when the notification arrives, milliseconds later. The interval's check
+is the safety net for a lost notification: one read per process per interval, however many
+projects (the submit benchmark spreads its tasks over 1,000). The dispatcher's limit does not
+go through this cache: its statements read ``max_concurrent`` themselves.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -21,6 +24,8 @@ from orchestration_service.domain.errors import NotFound, ProjectArchived
 from orchestration_service.repositories.ports import Storage
 from orchestration_service.repositories.projects import SETTING_NAMES, ProjectRecord
 from orchestration_service.services.lifecycle import utcnow
+
+log = logging.getLogger(__name__)
 
 CACHE_ENTRIES = 10_000  # projects remembered at most; beyond, the cache starts afresh
 
@@ -78,10 +83,36 @@ class ProjectDirectory:
         self._unsaved: set[str] = set()
         self._generation: int | None = None
         self._checked_at = -float("inf")
+        self._changes = storage.project_changes()
+        self._deaf = False  # listening failed (warned once until it works again)
 
     def forget(self, project_id: str) -> None:
         self._cache.pop(project_id, None)
         self._unsaved.discard(project_id)
+
+    async def listen(self) -> None:
+        """Hear the other processes' changes (again, after a lost connection)."""
+        try:
+            await self._changes.listen(self.forget)
+        except Exception as exc:  # the interval's check still bounds how stale the cache gets
+            if not self._deaf:
+                log.warning("projects: not listening for changes of other processes: %s", exc)
+            self._deaf = True
+        else:
+            self._deaf = False
+
+    async def changed(self, project_id: str) -> None:
+        """A change of the project has committed here: forget it, and tell the others."""
+        self.forget(project_id)
+        try:
+            await self._changes.announce(project_id)
+        except Exception as exc:
+            log.warning(
+                "projects: other processes see the change of %s within their interval: %s", project_id, exc
+            )
+
+    async def close(self) -> None:
+        await self._changes.close()
 
     def unsaved(self, project_id: str) -> bool:
         """Whether a submission to the project must write its row (it has none yet)."""
@@ -98,6 +129,7 @@ class ProjectDirectory:
         # Set first: the submissions arriving meanwhile use the cache as it is (it was right
         # an interval ago) instead of each reading the number too.
         self._checked_at = now
+        await self.listen()  # a no-op while listening
         try:
             async with self.storage.read() as uow:
                 generation = await uow.projects.generation()

@@ -101,7 +101,7 @@ class ProjectService:
                 raise ProjectExists(f"project {project_id} already exists")
             if constitution is not None:
                 await self._new_constitution(uow, project_id, constitution, created_by)
-        self.directory.forget(project_id)
+        await self.directory.changed(project_id)
         return await self.get(project_id)
 
     async def get(self, project_id: str) -> dict[str, Any]:
@@ -159,7 +159,7 @@ class ProjectService:
                 await uow.projects.changed()  # other processes' caches of settings
             if constitution is not None:
                 await self._new_constitution(uow, project_id, constitution, changed_by, project)
-        self.directory.forget(project_id)
+        await self.directory.changed(project_id)
         if "max_concurrent" in values:
             self.on_limit_changed(project_id)
         return await self.get(project_id)
@@ -184,7 +184,7 @@ class ProjectService:
                 now = utcnow()
                 await uow.projects.update(project_id, {"archived_at": now, "updated_at": now})
                 await uow.projects.changed()
-        self.directory.forget(project_id)
+        await self.directory.changed(project_id)
         return await self.get(project_id)
 
     # -- constitution ----------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -74,3 +74,19 @@ class ProjectRepository(Protocol):
     async def current_constitutions(self, project_ids: Sequence[str]) -> dict[str, Constitution]:
         """Each project's current constitution (projects without one are left out)."""
         ...
+
+
+class ProjectChanges(Protocol):
+    """Word between processes that a project's settings or archive state changed, so each
+    process's submit-path cache forgets it at once instead of at its next interval."""
+
+    async def listen(self, on_change: Callable[[str], None]) -> None:
+        """From now on call ``on_change(project_id)`` when any process announces a change.
+        Idempotent: called again after the connection was lost, it listens anew."""
+        ...
+
+    async def announce(self, project_id: str) -> None:
+        """Tell every listening process (after the change has committed)."""
+        ...
+
+    async def close(self) -> None: ...
