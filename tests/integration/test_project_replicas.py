@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import secrets
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import aio_pika
 import httpx
@@ -24,6 +26,7 @@ from tests.waiting import eventually
 pytestmark = pytest.mark.slow
 
 LIMITS = {"two": 2, "five": 5}
+CONSTITUTION = "# Standards\n\nType hints everywhere."
 PER_PROJECT = 12
 
 
@@ -73,9 +76,10 @@ async def test_each_project_keeps_its_own_limit_and_timeout_across_two_replicas(
     try:
         async with httpx.AsyncClient(base_url=a.url, timeout=10) as c:
             for project, limit in LIMITS.items():
-                r = await c.post(
-                    "/api/v1/projects", json={"project_id": project, "settings": {"max_concurrent": limit}}
-                )
+                body = {"project_id": project, "settings": {"max_concurrent": limit}}
+                if project == "two":
+                    body["constitution"] = CONSTITUTION
+                r = await c.post("/api/v1/projects", json=body)
                 assert r.status_code == 201, r.text
             r = await c.post(
                 "/api/v1/projects",
@@ -89,6 +93,7 @@ async def test_each_project_keeps_its_own_limit_and_timeout_across_two_replicas(
         await ready.bind(prefix + "task.events", routing_key="task.ready.*")
         task_exchange = await amqp.get_exchange(prefix + "task.events")
         qa_exchange = await amqp.get_exchange(prefix + "qa.events")
+        constitutions: dict[str, list[Any]] = {}
 
         async def worker() -> None:
             """Answers every task.ready but the slow project's, after a short random delay."""
@@ -96,6 +101,7 @@ async def test_each_project_keeps_its_own_limit_and_timeout_across_two_replicas(
                 async for msg in it:
                     async with msg.process():
                         data = orjson.loads(msg.body)["data"]
+                        constitutions.setdefault(data["project_id"], []).append(data["constitution"])
                         if data["project_id"] == "slow":
                             continue
                         await asyncio.sleep(secrets.randbelow(80) / 1000)
@@ -145,3 +151,11 @@ async def test_each_project_keeps_its_own_limit_and_timeout_across_two_replicas(
     for project, limit in LIMITS.items():
         assert peak[project] <= limit, f"{peak[project]} of {project} in flight at once (limit {limit})"
     assert peak["five"] > 2, "the limit of 5 let more than 2 run at once (the limits are per project)"
+    # Through RabbitMQ, from either replica, each task.ready carries its project's constitution.
+    sha = hashlib.sha256(CONSTITUTION.encode()).hexdigest()
+    assert len(constitutions["two"]) >= PER_PROJECT
+    assert all(
+        c == {"source": "project", "version": 1, "sha256": sha, "text": CONSTITUTION}
+        for c in constitutions["two"]
+    )
+    assert set(map(str, constitutions["five"])) == {"None"}
