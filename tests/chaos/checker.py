@@ -335,14 +335,17 @@ def recovery(
     return out
 
 
-def recovery_failures(v: Verdict) -> list[str]:
+def recovery_failures(v: Verdict, *, p95_goal: bool = True) -> list[str]:
+    """Recoveries past their bounds. ``p95_goal=False`` (the short run inside ``make test``,
+    on a machine the rest of the suite may load): only the worst-case bound fails, a hang
+    check; the p95 goal is a speed figure, which the full run (``make chaos``) enforces."""
     bad = []
     for col, label in ((1, "ready"), (2, "accepted"), (3, "completed")):
         vals = [math.inf if r[col] is None else r[col] for r in v.recovery]  # type: ignore[misc]
         if not vals:
             continue
         p95 = sorted(vals)[max(0, math.ceil(0.95 * len(vals)) - 1)]
-        if p95 > RECOVERY_P95:
+        if p95 > RECOVERY_P95 and p95_goal:
             bad.append(f"time to {label}: p95 {p95:.1f}s > {RECOVERY_P95:g}s")
         worst = max(vals)
         if worst > RECOVERY_MAX:

@@ -157,7 +157,7 @@ async def run(short: bool, log_dir: Path, only: list[str] | None = None) -> int:
         verdict = checker.check(h, snap, limit=LIMIT, tap_ids=tap, dlq_ids=dlq, poison=poison, faults=windows)
         print(checker.table(verdict))
         failures = [k for k in checker.VIOLATIONS if verdict.counts.get(k)] + checker.recovery_failures(
-            verdict
+            verdict, p95_goal=not short
         )
         print(f"\nwall time {time.monotonic() - started:.0f}s; history and replica logs in {log_dir}")
         if failures:
