@@ -32,6 +32,7 @@ from orchestration_service.services.event_log import EventLog, LogNotifier
 from orchestration_service.services.fleet import FleetService, QueueInspector
 from orchestration_service.services.gauges import GaugeRefresher
 from orchestration_service.services.lifecycle import Lifecycle
+from orchestration_service.services.progress_board import ProgressBoard
 from orchestration_service.services.project_settings import ProjectDirectory
 from orchestration_service.services.projects import ProjectService
 from orchestration_service.services.provenance.composition import record_parent_completion
@@ -88,6 +89,7 @@ class Container:
     fleet: FleetService
     dead_letters: DeadLetterService
     replay: DeadLetterReplay
+    progress_board: ProgressBoard
     migrated: bool = False
     started: bool = False
     _bus_task: asyncio.Task[None] | None = field(default=None, repr=False)
@@ -174,6 +176,7 @@ class Container:
             fleet=fleet,
             dead_letters=dead_letters,
             replay=DeadLetterReplay(dead_letters, events),
+            progress_board=ProgressBoard(storage, settings.events.sse_progress_seconds),
             gauges=GaugeRefresher(metrics, storage, settings.observability.metrics_refresh_seconds)
             if settings.observability.metrics_enabled
             else None,
@@ -250,6 +253,7 @@ class Container:
             self.metrics.process_exit()
         await self.relay.stop(flush_timeout=min(grace, 10.0))
         await self.notifier.stop()
+        await self.progress_board.close()
         await self.projects.directory.close()
         await self.tasks.estimator.close()
         with contextlib.suppress(Exception):

@@ -18,6 +18,7 @@ from orchestration_service.events.replay import DeadLetterReplay
 from orchestration_service.services.dead_letters import DeadLetterService
 from orchestration_service.services.event_log import EventLog, LogNotifier
 from orchestration_service.services.fleet import FleetService
+from orchestration_service.services.progress_board import ProgressBoard
 from orchestration_service.services.projects import ProjectService
 from orchestration_service.services.provenance_store import ProvenanceStore
 from orchestration_service.services.reviews import ReviewService
@@ -71,6 +72,8 @@ class AppServices(Protocol):
     def dead_letters(self) -> DeadLetterService: ...
     @property
     def replay(self) -> DeadLetterReplay: ...
+    @property
+    def progress_board(self) -> ProgressBoard: ...
     async def refresh_migrated(self) -> bool: ...
 
 

@@ -44,8 +44,8 @@ async def task_stream(
 ) -> StreamingResponse:
     """``snapshot`` (the task document) first, then a ``status`` event per transition of the
     task or its subtasks, and a ``progress`` event when the task's worker reports progress
-    (``task.progress``; looked for every ``events.sse_progress_seconds``); closes once the
-    task is final. Resumable with Last-Event-ID."""
+    (``task.progress``; read for all of the process's streams at once, every
+    ``events.sse_progress_seconds``); closes once the task is final. Resumable with Last-Event-ID."""
     c = container(request)
     try:
         tid = uuid.UUID(task_id)
@@ -108,23 +108,26 @@ async def task_stream(
         heartbeat = c.settings.events.sse_heartbeat_seconds
         progress = _ProgressWatch(current.task.get("progress"), heartbeat)
         last_seq = head  # progress events carry the position reached: a resume misses nothing
-        async for arrived in c.event_log.follow(
-            head, flt, heartbeat=min(heartbeat, c.settings.events.sse_progress_seconds), cut=slot.cut
-        ):
-            if (news := progress.news(await c.tasks.progress(tid))) is not None:
-                yield sse_message(last_seq, "progress", {"task_id": str(tid), "progress": news})
-            if arrived is None:
-                if progress.idle_for_heartbeat():
-                    yield sse_comment("keepalive")
-                continue
-            for entry in arrived:
-                last_seq = entry.seq
-                data = entry.envelope.get("data") or {}
-                if data.get("task_id") == str(tid) and _not_after(data.get("time"), shown_until):
+        # The process's board reads the progress of every followed task in one statement per
+        # interval; this stream only looks at it.
+        with c.progress_board.watch(tid, current.task.get("progress")):
+            async for arrived in c.event_log.follow(
+                head, flt, heartbeat=min(heartbeat, c.settings.events.sse_progress_seconds), cut=slot.cut
+            ):
+                if (news := progress.news(c.progress_board.latest(tid))) is not None:
+                    yield sse_message(last_seq, "progress", {"task_id": str(tid), "progress": news})
+                if arrived is None:
+                    if progress.idle_for_heartbeat():
+                        yield sse_comment("keepalive")
                     continue
-                yield sse_message(entry.seq, "status", await _status_payload(entry))
-                if data.get("task_id") == str(tid) and data.get("to") in _FINAL:
-                    return
+                for entry in arrived:
+                    last_seq = entry.seq
+                    data = entry.envelope.get("data") or {}
+                    if data.get("task_id") == str(tid) and _not_after(data.get("time"), shown_until):
+                        continue
+                    yield sse_message(entry.seq, "status", await _status_payload(entry))
+                    if data.get("task_id") == str(tid) and data.get("to") in _FINAL:
+                        return
 
     return SSEResponse(stream(), slot)
 

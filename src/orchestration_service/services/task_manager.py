@@ -241,11 +241,6 @@ class TaskManager:
             deps = await uow.tasks.dependencies_of(ids)
         return TaskView(found.task, subtasks, deps)
 
-    async def progress(self, task_id: uuid.UUID) -> dict[str, Any] | None:
-        """The task's latest progress (the status read's hot path: cheap to poll)."""
-        found = await self.storage.task_hot_paths.status(task_id)
-        return None if found is None else found.task.get("progress")
-
     async def list(
         self,
         f: TaskFilter,

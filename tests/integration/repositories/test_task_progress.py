@@ -112,3 +112,18 @@ async def test_record_progress_many_answers_each_report_of_a_batch(storage: Stor
     assert [got[t["id"]]["progress"]["value"] for t in rows] == [i / 1000 for i in range(300)]  # type: ignore[index]
     assert got[waiting["id"]]["progress"] is None
     assert got[rows[0]["id"]]["heartbeat_due_at"] == now + timedelta(seconds=10)
+
+
+async def test_progress_of_reads_each_tasks_latest_report(storage: Storage) -> None:
+    reporting, quiet = task(1, status="running", attempt=1), task(2, status="running", attempt=1)
+    async with storage.transaction() as uow:
+        await uow.tasks.insert_many([reporting, quiet])
+    async with storage.transaction() as uow:
+        assert await uow.tasks.record_progress(report(reporting, 0.25, 3), T0)
+    unknown = task(3)["id"]
+    async with storage.read() as uow:
+        got = await uow.tasks.progress_of([reporting["id"], quiet["id"], unknown])
+        assert await uow.tasks.progress_of([]) == {}
+    assert set(got) == {reporting["id"], quiet["id"]}
+    assert got[reporting["id"]] == {"value": 0.25, "at": (T0 + timedelta(seconds=3)).isoformat()}
+    assert got[quiet["id"]] is None

@@ -206,6 +206,10 @@ class TaskRepository(Protocol):
         ...
 
     # -- progress and heartbeats -------------------------------------------------------
+    async def progress_of(self, task_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, dict[str, Any] | None]:
+        """Each task's latest progress (None: none yet); unknown ids are left out."""
+        ...
+
     async def record_progress(self, report: ProgressReport, now: datetime) -> bool:
         """Keep ``report`` as the task's latest progress if the task is running, in the
         report's attempt (when it names one), within ``report.project_ids``, and nothing

@@ -438,6 +438,14 @@ class SqlTasks:
     async def heartbeat_overdue(self, now: datetime, limit: int) -> Sequence[TaskRecord]:
         return await self._rows(self._heartbeat_overdue(now, limit))
 
+    async def progress_of(self, task_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, dict[str, Any] | None]:
+        if not task_ids:
+            return {}
+        rows = await self.conn.execute(
+            sa.select(tasks.c.id, tasks.c.progress).where(tasks.c.id.in_(list(task_ids)))
+        )
+        return {row.id: row.progress for row in rows}
+
     @staticmethod
     def _progress_target(report: ProgressReport) -> list[sa.ColumnElement[bool]]:
         """Which row a report may change: its task, running, in its attempt and its sender's
