@@ -237,7 +237,10 @@ class EventsSettings(_Section):
     relay_batch_size: int = Field(500, ge=1, le=10_000)
     sse_heartbeat_seconds: float = Field(15.0, gt=0, description="Comment heartbeat on idle SSE streams.")
     sse_progress_seconds: float = Field(
-        1.0, gt=0, description="How often a task stream looks for new task.progress to send."
+        1.0,
+        gt=0,
+        description="How often the process reads the progress of every task followed by a stream "
+        "(one statement for all of them) to send new task.progress.",
     )
     max_open_streams: int = Field(
         256,
