@@ -99,3 +99,21 @@ def test_a_429_that_stays_is_rate_limited() -> None:
     with client([problem(429)] * 3, seen) as api, pytest.raises(RateLimited):
         api.list_tasks()
     assert len(seen) == 3
+
+
+def test_a_project_change_is_resent_unless_it_carries_a_constitution() -> None:
+    seen: list[httpx.Request] = []
+    with client([problem(502), problem(404)], seen) as api, pytest.raises(NotFound):
+        api.update_project("p", name="n")  # values: the same after a repeat
+    assert len(seen) == 2 and seen[0].content == seen[1].content == b'{"name":"n"}'
+    seen.clear()
+    with client([problem(502)], seen) as api, pytest.raises(ServerError):
+        api.update_project("p", constitution="# v2")  # a repeat would add a second version
+    assert len(seen) == 1
+
+
+def test_a_taint_is_resent_with_its_cascade_id() -> None:
+    seen: list[httpx.Request] = []
+    with client([httpx.ReadError("cut"), problem(404)], seen) as api, pytest.raises(NotFound):
+        api.taint("r-1", "bad")
+    assert len(seen) == 2 and seen[0].content == seen[1].content and b'"cascade_id"' in seen[0].content

@@ -14,6 +14,8 @@ from httpx_sse import aconnect_sse
 
 from orchestration_service.client import calls as c
 from orchestration_service.client import models as m
+from orchestration_service.client import project_calls as pc
+from orchestration_service.client import project_models as pm
 from orchestration_service.client.errors import TransportFailed, error_for
 from orchestration_service.client.sync import DEFAULT_TIMEOUT, client_headers, is_final_event
 
@@ -178,6 +180,103 @@ class AsyncClient:
 
     async def health(self, which: str = "") -> m.Health:
         return await self.call(c.health(which))
+
+    async def health_detailed(self) -> m.DetailedHealth:
+        return await self.call(c.health_detailed())
+
+    async def get_dead_letter(self, letter_id: str) -> m.DeadLetter:
+        return await self.call(c.get_dead_letter(letter_id))
+
+    async def replay_dead_letter(self, letter_id: str) -> m.ReplayResult:
+        """Run the letter's event through the handlers again (not resent after a lost answer)."""
+        return await self.call(c.replay_dead_letter(letter_id))
+
+    async def discard_dead_letter(self, letter_id: str) -> m.DiscardResult:
+        return await self.call(c.discard_dead_letter(letter_id))
+
+    # --- projects ------------------------------------------------------------------------
+
+    async def list_projects(self, *, include_archived: bool | None = None) -> pm.ProjectList:
+        return await self.call(pc.list_projects(include_archived=include_archived))
+
+    async def create_project(
+        self,
+        project_id: str,
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        constitution: str | None = None,
+        settings: dict[str, Any] | None = None,
+    ) -> pm.Project:
+        """``Conflict`` if it exists. ``settings``: see ``project_calls.create_project``."""
+        return await self.call(pc.create_project(project_id, name=name, description=description,
+                                                 constitution=constitution, settings=settings))  # fmt: skip
+
+    async def get_project(self, project_id: str) -> pm.Project:
+        return await self.call(pc.get_project(project_id))
+
+    async def update_project(
+        self,
+        project_id: str,
+        *,
+        name: str | None = pc.UNSET,
+        description: str | None = pc.UNSET,
+        constitution: str | None = None,
+        settings: dict[str, Any] | None = None,
+    ) -> pm.Project:
+        """Only what is given changes (``name=None`` clears it); a ``constitution`` becomes
+        the project's next version."""
+        return await self.call(pc.update_project(project_id, name=name, description=description,
+                                                 constitution=constitution, settings=settings))  # fmt: skip
+
+    async def archive_project(self, project_id: str) -> pm.Project:
+        return await self.call(pc.archive_project(project_id))
+
+    async def get_constitution(self, project_id: str, version: int | None = None) -> pm.Constitution:
+        return await self.call(pc.get_constitution(project_id, version))
+
+    async def project_status(self, project_id: str) -> pm.ProjectStatus:
+        return await self.call(pc.project_status(project_id))
+
+    async def consistency(self, project_id: str) -> pm.Consistency:
+        return await self.call(pc.consistency(project_id))
+
+    async def checkpoints(self, project_id: str, **kw: Any) -> pm.CheckpointPage:
+        """``include_invalid``, ``limit``, ``offset``."""
+        return await self.call(pc.checkpoints(project_id, **kw))
+
+    async def create_checkpoint(self, project_id: str, **fields: Any) -> pm.Checkpoint:
+        """Fields: git_ref, rag_state_ref, work_product_ref, description, trigger."""
+        return await self.call(pc.create_checkpoint(project_id, **fields))
+
+    # --- provenance: queries and writes --------------------------------------------------
+
+    async def list_provenance(self, **filters: Any) -> m.ProvenancePage:
+        """Filters: see ``calls.list_provenance``; paging: limit, offset or cursor."""
+        return await self.call(c.list_provenance(**filters))
+
+    async def taint_events(self, **filters: Any) -> m.TaintEventPage:
+        return await self.call(c.taint_events(**filters))
+
+    async def provenance_by_artifact(
+        self, artifact_id: str, *, project_id: str | None = None
+    ) -> m.ProvenanceRecord:
+        return await self.call(c.provenance_by_artifact(artifact_id, project_id=project_id))
+
+    async def root_cause(self, record_id: str, *, max_depth: int | None = None) -> m.RootCause:
+        return await self.call(c.root_cause(record_id, max_depth=max_depth))
+
+    async def taint(
+        self, record_id: str, reason: str, *, tainted_by: str | None = None, cascade_id: str | None = None
+    ) -> m.TaintResult:
+        """Taint the record and mark everything downstream suspect. Every try carries the
+        same ``cascade_id`` (yours or a fresh one), so a retry never cascades twice."""
+        return await self.call(c.taint(record_id, reason, tainted_by=tainted_by, cascade_id=cascade_id))
+
+    async def clear_suspect(
+        self, record_id: str, *, reason: str | None = None, cleared_by: str | None = None
+    ) -> m.ClearSuspectResult:
+        return await self.call(c.clear_suspect(record_id, reason=reason, cleared_by=cleared_by))
 
     # --- streams -------------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, TypeVar
+from urllib.parse import quote
 
 import httpx
 import orjson
@@ -275,3 +276,129 @@ def feed_params(
         for k, v in {"type": types, "project_id": project_id, "subject": subject, "after": after}.items()
         if v is not None
     }
+
+
+def segment(value: str) -> str:
+    """An id as exactly one path segment, whatever it holds (an artifact id may hold ``/``)."""
+    return quote(value, safe="")
+
+
+# --- provenance: queries and writes ------------------------------------------------------
+# (which writes are resent after a lost answer, and why: ``project_calls``' docstring)
+
+
+def list_provenance(
+    *,
+    project_id: str | None = None,
+    task_id: str | None = None,
+    artifact_id: str | None = None,
+    verification_status: str | None = None,
+    is_tainted: bool | None = None,
+    is_suspect: bool | None = None,
+    model_used: str | None = None,
+    worker_id: str | None = None,
+    tier: str | None = None,
+    domain: str | None = None,
+    created_after: datetime | str | None = None,
+    created_before: datetime | str | None = None,
+    limit: int | None = None,
+    offset: int | None = None,
+    cursor: str | None = None,
+) -> Call[m.ProvenancePage]:
+    params = {
+        "project_id": project_id,
+        "task_id": task_id,
+        "artifact_id": artifact_id,
+        "verification_status": verification_status,
+        "is_tainted": is_tainted,
+        "is_suspect": is_suspect,
+        "model_used": model_used,
+        "worker_id": worker_id,
+        "tier": tier,
+        "domain": domain,
+        "created_after": created_after,
+        "created_before": created_before,
+        **page(limit, offset, cursor),
+    }
+    return Call("GET", "/provenance", model(m.ProvenancePage), params=params)
+
+
+def taint_events(
+    *,
+    project_id: str | None = None,
+    cascade_id: str | None = None,
+    provenance_id: str | None = None,
+    artifact_id: str | None = None,
+    action: str | None = None,
+    limit: int | None = None,
+    offset: int | None = None,
+    cursor: str | None = None,
+) -> Call[m.TaintEventPage]:
+    params = {
+        "project_id": project_id,
+        "cascade_id": cascade_id,
+        "provenance_id": provenance_id,
+        "artifact_id": artifact_id,
+        "action": action,
+        **page(limit, offset, cursor),
+    }
+    return Call("GET", "/provenance/taint-events", model(m.TaintEventPage), params=params)
+
+
+def provenance_by_artifact(artifact_id: str, *, project_id: str | None = None) -> Call[m.ProvenanceRecord]:
+    path = f"/provenance/by-artifact/{segment(artifact_id)}"
+    return Call("GET", path, model(m.ProvenanceRecord), params={"project_id": project_id})
+
+
+def root_cause(record_id: str, *, max_depth: int | None = None) -> Call[m.RootCause]:
+    return Call(
+        "GET", f"/provenance/{record_id}/root-cause", model(m.RootCause), params={"max_depth": max_depth}
+    )
+
+
+def taint(
+    record_id: str, reason: str, *, tainted_by: str | None = None, cascade_id: str | None = None
+) -> Call[m.TaintResult]:
+    """Mark the record tainted and everything downstream suspect, as one cascade."""
+    body: dict[str, Any] = {"reason": reason, "cascade_id": cascade_id or str(uuid.uuid4())}
+    if tainted_by is not None:
+        body["tainted_by"] = tainted_by
+    # One cascade id for every try, as ``submit``'s key: the service applies a cascade id
+    # once, so a taint retried after a lost answer answers ``already_applied`` with the
+    # first cascade's counts instead of starting a second cascade.
+    return Call("POST", f"/provenance/{record_id}/taint", model(m.TaintResult), body=body)
+
+
+def clear_suspect(
+    record_id: str, *, reason: str | None = None, cleared_by: str | None = None
+) -> Call[m.ClearSuspectResult]:
+    body = {k: v for k, v in {"reason": reason, "cleared_by": cleared_by}.items() if v is not None}
+    # Not resent: a retry after a clear that went through answers ``cleared: false``.
+    path = f"/provenance/{record_id}/clear-suspect"
+    return Call("POST", path, model(m.ClearSuspectResult), body=body, idempotent=False)
+
+
+# --- dead letters, detailed health -------------------------------------------------------
+
+
+def get_dead_letter(letter_id: str) -> Call[m.DeadLetter]:
+    return Call("GET", f"/dead-letters/{letter_id}", model(m.DeadLetter))
+
+
+def replay_dead_letter(letter_id: str) -> Call[m.ReplayResult]:
+    """Run the letter's event through the handlers once more: it goes (``processed``,
+    ``duplicate``, ``ignored``) or stays (``dead_lettered``, with the new reason)."""
+    # Not resent: a replay that went through removed the letter, so its retry would answer
+    # 404 and hide the outcome (and one refused again would count a second replay).
+    return Call("POST", f"/dead-letters/{letter_id}/replay", model(m.ReplayResult), idempotent=False)
+
+
+def discard_dead_letter(letter_id: str) -> Call[m.DiscardResult]:
+    # Not resent: a retry after a discard that went through answers 404, as for a letter
+    # that never existed.
+    return Call("DELETE", f"/dead-letters/{letter_id}", model(m.DiscardResult), idempotent=False)
+
+
+def health_detailed() -> Call[m.DetailedHealth]:
+    """Each dependency's state (503 while one the service needs is down)."""
+    return Call("GET", "/health/detailed", model(m.DetailedHealth))

@@ -336,3 +336,84 @@ class FeedEvent(Model):
     id: str | None
     event: str
     data: Any
+
+
+class DetailedHealth(Model):
+    """Each dependency: connected, degraded, unconfigured or disconnected."""
+
+    status: str
+    version: str
+    timestamp: datetime
+    dependencies: dict[str, str]
+    details: dict[str, Any] = {}
+
+
+class TaintEvent(Model):
+    """One entry of the taint audit trail: ``action`` taint, suspect or clear."""
+
+    id: str
+    timestamp: datetime
+    artifact_id: str
+    provenance_id: str | None
+    reason: str
+    source_artifact_id: str | None
+    source_provenance_id: str | None
+    cascade_depth: int
+    cascade_id: str
+    action: str
+    project_id: str | None
+
+
+class TaintEventPage(Page):
+    items: list[TaintEvent]
+
+
+class RootCause(Model):
+    failed_artifact_id: str
+    failed_provenance_id: str
+    immediate_cause: str | None
+    immediate_cause_provenance_id: str | None
+    root_cause: str | None
+    root_cause_provenance_id: str | None
+    path: list[str]
+    path_provenance_ids: list[str]
+    depth: int
+
+
+class TaintResult(Model):
+    """A taint cascade's outcome; ``already_applied``: its cascade id was applied before
+    (a retry, or a repeat), so nothing changed."""
+
+    cascade_id: str
+    provenance_ids: list[str]
+    artifact_ids: list[str]
+    tainted_count: int
+    suspect_count: int
+    max_depth: int
+    events_published: int
+    already_applied: bool
+
+
+class ClearSuspectResult(Model):
+    """``cleared`` is False when the record was not suspect (nothing changed)."""
+
+    provenance_id: str
+    cleared: bool
+    cascade_id: str | None
+    artifact_ids: list[str]
+
+
+class ReplayResult(Model):
+    """A dead letter replayed: ``processed``, ``duplicate`` or ``ignored`` (the letter is
+    gone), or ``dead_lettered`` (refused again: ``kind`` and ``reason`` say why; it stays)."""
+
+    id: str
+    outcome: str
+    detail: str
+    kind: str | None
+    reason: str | None
+
+
+class DiscardResult(Model):
+    id: str
+    outcome: str

@@ -12,6 +12,8 @@ from httpx_sse import EventSource, connect_sse
 
 from orchestration_service.client import calls as c
 from orchestration_service.client import models as m
+from orchestration_service.client import project_calls as pc
+from orchestration_service.client import project_models as pm
 from orchestration_service.client.errors import ApiError, TransportFailed, error_for
 
 T = TypeVar("T")
@@ -195,6 +197,103 @@ class Client:
 
     def health(self, which: str = "") -> m.Health:
         return self.call(c.health(which))
+
+    def health_detailed(self) -> m.DetailedHealth:
+        return self.call(c.health_detailed())
+
+    def get_dead_letter(self, letter_id: str) -> m.DeadLetter:
+        return self.call(c.get_dead_letter(letter_id))
+
+    def replay_dead_letter(self, letter_id: str) -> m.ReplayResult:
+        """Run the letter's event through the handlers again (not resent after a lost answer)."""
+        return self.call(c.replay_dead_letter(letter_id))
+
+    def discard_dead_letter(self, letter_id: str) -> m.DiscardResult:
+        return self.call(c.discard_dead_letter(letter_id))
+
+    # --- projects ------------------------------------------------------------------------
+
+    def list_projects(self, *, include_archived: bool | None = None) -> pm.ProjectList:
+        return self.call(pc.list_projects(include_archived=include_archived))
+
+    def create_project(
+        self,
+        project_id: str,
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        constitution: str | None = None,
+        settings: dict[str, Any] | None = None,
+    ) -> pm.Project:
+        """``Conflict`` if it exists. ``settings``: see ``project_calls.create_project``."""
+        return self.call(pc.create_project(project_id, name=name, description=description,
+                                           constitution=constitution, settings=settings))  # fmt: skip
+
+    def get_project(self, project_id: str) -> pm.Project:
+        return self.call(pc.get_project(project_id))
+
+    def update_project(
+        self,
+        project_id: str,
+        *,
+        name: str | None = pc.UNSET,
+        description: str | None = pc.UNSET,
+        constitution: str | None = None,
+        settings: dict[str, Any] | None = None,
+    ) -> pm.Project:
+        """Only what is given changes (``name=None`` clears it); a ``constitution`` becomes
+        the project's next version."""
+        return self.call(pc.update_project(project_id, name=name, description=description,
+                                           constitution=constitution, settings=settings))  # fmt: skip
+
+    def archive_project(self, project_id: str) -> pm.Project:
+        return self.call(pc.archive_project(project_id))
+
+    def get_constitution(self, project_id: str, version: int | None = None) -> pm.Constitution:
+        return self.call(pc.get_constitution(project_id, version))
+
+    def project_status(self, project_id: str) -> pm.ProjectStatus:
+        return self.call(pc.project_status(project_id))
+
+    def consistency(self, project_id: str) -> pm.Consistency:
+        return self.call(pc.consistency(project_id))
+
+    def checkpoints(self, project_id: str, **kw: Any) -> pm.CheckpointPage:
+        """``include_invalid``, ``limit``, ``offset``."""
+        return self.call(pc.checkpoints(project_id, **kw))
+
+    def create_checkpoint(self, project_id: str, **fields: Any) -> pm.Checkpoint:
+        """Fields: git_ref, rag_state_ref, work_product_ref, description, trigger."""
+        return self.call(pc.create_checkpoint(project_id, **fields))
+
+    # --- provenance: queries and writes --------------------------------------------------
+
+    def list_provenance(self, **filters: Any) -> m.ProvenancePage:
+        """Filters: see ``calls.list_provenance``; paging: limit, offset or cursor."""
+        return self.call(c.list_provenance(**filters))
+
+    def taint_events(self, **filters: Any) -> m.TaintEventPage:
+        return self.call(c.taint_events(**filters))
+
+    def provenance_by_artifact(
+        self, artifact_id: str, *, project_id: str | None = None
+    ) -> m.ProvenanceRecord:
+        return self.call(c.provenance_by_artifact(artifact_id, project_id=project_id))
+
+    def root_cause(self, record_id: str, *, max_depth: int | None = None) -> m.RootCause:
+        return self.call(c.root_cause(record_id, max_depth=max_depth))
+
+    def taint(
+        self, record_id: str, reason: str, *, tainted_by: str | None = None, cascade_id: str | None = None
+    ) -> m.TaintResult:
+        """Taint the record and mark everything downstream suspect. Every try carries the
+        same ``cascade_id`` (yours or a fresh one), so a retry never cascades twice."""
+        return self.call(c.taint(record_id, reason, tainted_by=tainted_by, cascade_id=cascade_id))
+
+    def clear_suspect(
+        self, record_id: str, *, reason: str | None = None, cleared_by: str | None = None
+    ) -> m.ClearSuspectResult:
+        return self.call(c.clear_suspect(record_id, reason=reason, cleared_by=cleared_by))
 
     # --- streams -------------------------------------------------------------------------
 
