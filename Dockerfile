@@ -7,7 +7,7 @@
 # Two stages: "build" turns the project and every pinned requirement into wheels; the final
 # stage installs only those wheels (no index, no compiler) into a virtual environment and runs
 # as an unprivileged user. Checked by tests/contract/test_deploy_files.py (hadolint and the
-# invariants below); docs/deployment.md describes the compose stack built on it.
+# invariants below); docs/operating/compose.md describes the compose stack built on it.
 
 # Both stages use the Python the project is developed and tested on (3.11), pinned to an exact
 # release; keep the two FROM lines equal (the test checks it), since wheels built by one

@@ -1,7 +1,7 @@
 """Topic matching cost (``python -m bench.topics``): ~1 KB of ``type`` patterns against a
 replay of 10,000 events, as ``GET /api/v1/events?type=…&after=0`` does it (issue 16).
 
-Measures the service's matcher (``events.topics``, through the feed's ``LogFilter``) and,
+Measures the service's matcher (``domain.topics``, through the feed's ``LogFilter``) and,
 for comparison, the backtracking matcher it replaced (kept here). The old one takes minutes
 per event on such a pattern: its total
 is extrapolated from one timed match per event type, each in a child process stopped after

@@ -17,7 +17,7 @@ Modes (each set by the runner, for a while):
   connections would hide a client that waits forever; resetting them would tell the client,
   which a dead link never does. A client must find out by its own timeouts (note: TCP
   keepalive probes are answered by this proxy's kernel, so only application-level timeouts
-  notice; see the README's "Fault injection").
+  notice; see docs/developing/tests.md, "Fault injection").
 
 It runs on an event loop of its own (a thread), so a busy load generator does not slow it.
 """

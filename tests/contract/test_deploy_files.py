@@ -570,7 +570,7 @@ def test_replicas_run_with_auth_on_and_a_bootstrap_key_from_env(
         assert settings.auth.bootstrap_admin_key is not None
         assert len(settings.auth.bootstrap_admin_key.get_secret_value()) >= 32, ".env.example's placeholder"
     # The compose docs give turning auth on as the first step.
-    deployment = (ROOT / "docs" / "deployment.md").read_text()
+    deployment = (ROOT / "docs" / "operating" / "compose.md").read_text()
     running = deployment.split("## Running the stack", 1)[1].split("\n## ", 1)[0]
     assert "ORCH_BOOTSTRAP_ADMIN_KEY" in running
 

@@ -25,7 +25,7 @@ from tests.faultproxy import FaultProxy
 from tests.integration.test_event_lifecycle import Harness, cloud_event, output_event
 from tests.waiting import eventually
 
-# Short timeouts, so that the test takes seconds; production defaults are in config.py.
+# Short timeouts, so that the test takes seconds; production defaults are in config/sections.py.
 FAST_STORAGE = {
     "connect_timeout_seconds": 1.0,
     "pool_timeout_seconds": 1.0,

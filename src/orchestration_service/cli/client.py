@@ -17,7 +17,7 @@ from orchestration_service.client.errors import error_for
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 
-# Exit codes (documented in the README).
+# Exit codes (documented in docs/using/cli.md; tests/unit/test_docs_reference.py checks).
 EXIT_OK = 0
 EXIT_ERROR = 1  # API error, unreachable service, task failed
 EXIT_USAGE = 2

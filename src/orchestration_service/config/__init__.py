@@ -1,8 +1,9 @@
 """Typed settings.
 
-Sources, strongest first: explicit arguments, the flat ``ORCH_*`` variables the README
-documents (``ORCH_DATABASE_URL`` …) and the secret settings' ``<VARIABLE>_FILE`` variables,
-nested variables (``ORCH_TASK_MANAGEMENT__MAX_ATTEMPTS``), the files of ``ORCH_SECRETS_DIR``
+Sources, strongest first: explicit arguments, the flat ``ORCH_*`` variables
+(``ORCH_DATABASE_URL`` …; docs/operating/configuration.md lists them) and the secret
+settings' ``<VARIABLE>_FILE`` variables, nested variables
+(``ORCH_TASK_MANAGEMENT__MAX_ATTEMPTS_DEFAULT``), the files of ``ORCH_SECRETS_DIR``
 (``secret_files``), the YAML file (``ORCH_CONFIG``, else ``config/orchestration-service.yaml``
 when present), then the defaults below. Every default is a loopback address or an embedded component, so
 the service starts with no other server.

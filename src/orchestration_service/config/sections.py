@@ -325,7 +325,7 @@ class FleetSettings(_Section):
 
 
 class RedisSettings(_Section):
-    """Kept from the seed's configuration. No component uses Redis yet (see README)."""
+    """Kept from the seed's configuration. No component uses Redis yet."""
 
     host: str = "127.0.0.1"
     port: int = Field(6379, ge=1, le=65535)

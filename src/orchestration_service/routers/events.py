@@ -2,7 +2,7 @@
 
 Ingress events go through exactly the handlers, schema validation and idempotency (the
 CloudEvent ``id``) that broker deliveries go through (``EventProcessor.process``).
-A batch answers per event (see README: each event is its own transaction, as on the bus).
+A batch answers per event (docs/integrating/events.md: each event is its own transaction, as on the bus).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Every event this service publishes about a task, built here and only here: the lifecycle
-steps and the event handlers call these (docs/events.md and the AsyncAPI file describe
+steps and the event handlers call these (docs/integrating/events.md and the AsyncAPI file describe
 them)."""
 
 from __future__ import annotations
