@@ -5,6 +5,10 @@ Target (issue): each p95 < 50 ms at 100,000 records; import of 100,000 in < 120 
 widest walk has its own case, ``impact, 2,000 below``: the impact of the record (of the 300
 oldest) whose walk at the default depth reaches the number of records nearest 2,000.
 
+Each read case also prints the CPU time per request of the server (its process tree) and of
+PostgreSQL (the backends of the database's connections; a local server), from /proc:
+steadier than wall times on a shared machine.
+
 Then, after the reads (a taint changes what they answer), the write that cascades: ``POST
 /provenance/{id}/taint`` on random records and on the one of the 20 oldest records with the
 most records downstream, reported on their own lines with the number of records marked
@@ -23,6 +27,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import asyncpg
@@ -30,7 +35,18 @@ import httpx
 import orjson
 
 from bench.provenance_fixtures import generate
-from bench.server import CLI, ROOT, ServerConfig, ServerProcess, migrate, scratch_database, server_env
+from bench.server import (
+    CLI,
+    ROOT,
+    ServerConfig,
+    ServerProcess,
+    cpu_seconds,
+    database_backends,
+    migrate,
+    process_tree,
+    scratch_database,
+    server_env,
+)
 
 Case = Callable[[], tuple[str, dict[str, Any]]]
 
@@ -184,6 +200,7 @@ async def measure(db_url: str, args: argparse.Namespace) -> int:
     await server.start()
     try:
         dsn = db_url.replace("postgresql+asyncpg://", "postgresql://")
+        database = urlsplit(dsn).path.lstrip("/")
         rng = random.Random(1)
         misses = 0
         api = server.base_url + "/api/v1"
@@ -198,8 +215,14 @@ async def measure(db_url: str, args: argparse.Namespace) -> int:
                 if args.only and not any(o in name for o in args.only):
                     continue
                 times: list[float] = []
+                cpu_start = db_cpu_start = 0.0
                 for i in range(args.samples + 5):
                     path, params = make()
+                    if i == 5:  # CPU over the timed requests (steadier than wall time)
+                        assert server.proc is not None
+                        tree = process_tree(server.proc.pid)
+                        backends = database_backends(database)
+                        cpu_start, db_cpu_start = cpu_seconds(tree), cpu_seconds(backends)
                     start = time.perf_counter()
                     async with session.get(api + path, params=params) as r:
                         body = await r.read()
@@ -207,12 +230,15 @@ async def measure(db_url: str, args: argparse.Namespace) -> int:
                         raise SystemExit(f"{name}: {r.status} {body[:200]!r}")
                     if i >= 5:
                         times.append((time.perf_counter() - start) * 1000)
+                server_cpu = (cpu_seconds(tree) - cpu_start) / len(times) * 1000
+                db_cpu = (cpu_seconds(backends) - db_cpu_start) / len(times) * 1000
                 p95 = pct(times, 95)
                 verdict = "PASS" if p95 < 50 else "MISS"
                 misses += verdict == "MISS"
                 print(
                     f"{name:24s} p50 {statistics.median(times):7.1f} ms  p95 {p95:7.1f} ms  "
-                    f"max {max(times):7.1f} ms  {verdict}",
+                    f"max {max(times):7.1f} ms  {verdict}  "
+                    f"(CPU/request: server {server_cpu:.1f} ms, PostgreSQL {db_cpu:.1f} ms)",
                     flush=True,
                 )
             print(f"{misses} queries over the 50 ms p95 target", flush=True)

@@ -193,6 +193,18 @@ def _cmdline(pid: int) -> str:
         return ""
 
 
+def database_backends(database: str) -> list[int]:
+    """The local PostgreSQL server processes serving connections to ``database``: their title
+    names it (``postgres: user database 127.0.0.1(port) idle``)."""
+    pids: list[int] = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            title = _cmdline(int(entry))
+            if title.startswith("postgres: ") and f" {database} " in title:
+                pids.append(int(entry))
+    return pids
+
+
 def _open_log(path: Path) -> BinaryIO:
     path.parent.mkdir(parents=True, exist_ok=True)
     return open(path, "wb")

@@ -15,6 +15,7 @@ from orchestration_service.domain.provenance import (
     BadCursor,
     LegacyError,
     apply_overrides,
+    canonical_json,
     compute_overrides,
     decode_cursor,
     encode_cursor,
@@ -188,6 +189,18 @@ def test_overrides_are_type_exact() -> None:
     assert set(overrides) == {"a", "c", "d"}
     assert apply_overrides(canonical, overrides) == source
     assert apply_overrides({**canonical, "a": 2}, overrides) == {"a": 2, "b": True, "d": None}
+
+
+_VALUES: list[Any] = [None, True, False, 0, 1, 1.0, 0.5, float("nan"), "", "a", "1", [], [1], {}, {"a": 1}]
+
+
+@pytest.mark.parametrize("a", _VALUES)
+def test_overrides_compare_as_canonical_json(a: Any) -> None:
+    """The override check skips encoding for strings, nulls and booleans: it still decides
+    exactly as comparing canonical JSON does (1 and 1.0 and true differ, NaN encodes as null)."""
+    for b in _VALUES:
+        differs = canonical_json([a]) != canonical_json([b])
+        assert ("k" in compute_overrides({"k": a}, {"k": b})) is differs, (a, b)
 
 
 def test_timestamps_are_naive_utc_iso() -> None:

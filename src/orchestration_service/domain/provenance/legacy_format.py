@@ -134,8 +134,13 @@ def _opt_str(value: Any, width: int | None = None) -> str | None:
     return value[:width] if width is not None else value
 
 
+# A tuple, not ``int | float``: that builds a union object on every call (the import's
+# hottest conversions run a few times per record).
+_NUMBERS = (int, float)
+
+
 def _int(value: Any, limit: int = _INT32) -> int | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if isinstance(value, bool) or not isinstance(value, _NUMBERS):
         return None
     if isinstance(value, float) and (value != value or not value.is_integer()):
         return None
@@ -145,7 +150,7 @@ def _int(value: Any, limit: int = _INT32) -> int | None:
 
 def _confidence(value: Any) -> Decimal | None:
     """NUMERIC(3, 2): two decimals, below 10 (the exact value stays in the overrides)."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if isinstance(value, bool) or not isinstance(value, _NUMBERS):
         return None
     try:
         number = Decimal(str(value)).quantize(Decimal("0.01"))
@@ -180,15 +185,26 @@ def canonical_json(value: Any) -> bytes:
     return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
 
 
+def same_json(a: Any, b: Any) -> bool:
+    """``canonical_json([a]) == canonical_json([b])``, without encoding when both are the same
+    type of string, null or boolean (most fields): equal such values encode alike, unequal
+    ones differently. Numbers and containers are encoded (NaN encodes as null, 1 == 1.0)."""
+    kind = type(a)
+    if kind is type(b) and (kind is str or a is None or kind is bool):
+        return bool(a == b)
+    return canonical_json([a]) == canonical_json([b])
+
+
 # -- the override mechanism ----------------------------------------------------------------
 def compute_overrides(canonical: Mapping[str, Any], source: Mapping[str, Any]) -> dict[str, Any]:
     """For each field the rendering does not reproduce: {c: [rendering], s: [file value]}."""
     out: dict[str, Any] = {}
     for key in dict.fromkeys([*canonical, *source]):
+        if key in canonical and key in source and same_json(canonical[key], source[key]):
+            continue
         c = [canonical[key]] if key in canonical else []
         s = [source[key]] if key in source else []
-        if canonical_json(c) != canonical_json(s):
-            out[key] = {"c": c, "s": s}
+        out[key] = {"c": c, "s": s}
     return out
 
 
