@@ -19,12 +19,11 @@ server's configuration (``ORCH_CONFIG``) or its database: a client runs anywhere
 
 from __future__ import annotations
 
-import os
 import stat
 import sys
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -47,12 +46,8 @@ class Flags:
 
     def over(self, outer: Flags) -> Flags:
         """These flags, falling back to ``outer``'s where not given."""
-        return Flags(
-            **{k: getattr(self, k) if getattr(self, k) is not None else getattr(outer, k) for k in _FIELDS}
-        )
-
-
-_FIELDS = ("url", "api_key", "api_key_file", "output", "profile")
+        mine = {f.name: getattr(self, f.name) for f in fields(self)}
+        return replace(outer, **{k: v for k, v in mine.items() if v is not None})
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,7 +170,7 @@ def read_key_file(name: str, what: str) -> str:
         key = path.read_text(encoding="utf-8").strip()
         mode = path.stat().st_mode
     except (OSError, UnicodeDecodeError) as exc:
-        raise usage(f"{what}: cannot read {path}: {exc}") from None
+        raise usage(f"{what}: cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
     if not key:
         raise usage(f"{what}: {path} is empty")
     if mode & stat.S_IROTH:
@@ -184,7 +179,3 @@ def read_key_file(name: str, what: str) -> str:
             file=sys.stderr,
         )
     return key
-
-
-def environment() -> Mapping[str, str]:
-    return os.environ
