@@ -17,8 +17,11 @@ from orchestration_service.cli import (  # noqa: F401  (registers import/export)
     task_actions,
     task_tree,
 )
+from orchestration_service.cli.events import events_app
 from orchestration_service.cli.fleet import fleet_app
 from orchestration_service.cli.keys import keys_app
+from orchestration_service.cli.output import Format
+from orchestration_service.cli.profiles import Flags
 from orchestration_service.cli.projects import project_app
 from orchestration_service.cli.reviews import review_app
 from orchestration_service.cli.settings import settings_or_exit
@@ -30,14 +33,14 @@ app = typer.Typer(
     help="DATS Orchestration Service: run the server, manage its database, and drive it over HTTP.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    add_completion=True,
 )
 db_app = typer.Typer(help="Database schema management.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(commands.task_app, name="task")
 app.add_typer(project_app, name="project")
 app.add_typer(commands.provenance_app, name="provenance")
-app.add_typer(commands.events_app, name="events")
+app.add_typer(events_app, name="events")
 app.add_typer(keys_app, name="keys")
 app.add_typer(review_app, name="review")
 app.add_typer(fleet_app, name="fleet")
@@ -49,14 +52,55 @@ def _show_version(value: bool) -> None:
         raise typer.Exit()
 
 
+CLIENT = "Client options (every client command; also accepted after its name)"
+
+
 @app.callback()
 def root(
+    ctx: typer.Context,
     version: Annotated[
         bool,
         typer.Option("--version", callback=_show_version, is_eager=True, help="Show the version and exit."),
     ] = False,
+    url: Annotated[
+        str | None,
+        typer.Option(help="Service base URL (env ORCH_URL).", show_default=False, rich_help_panel=CLIENT),
+    ] = None,
+    api_key: Annotated[
+        str | None,
+        typer.Option(help="Bearer token (env ORCH_API_KEY).", show_default=False, rich_help_panel=CLIENT),
+    ] = None,
+    api_key_file: Annotated[
+        str | None,
+        typer.Option(
+            help="A file holding the key (env ORCH_API_KEY_FILE).", show_default=False, rich_help_panel=CLIENT
+        ),
+    ] = None,
+    output: Annotated[
+        Format | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="table, json, jsonl or yaml (env ORCH_OUTPUT).",
+            show_default=False,
+            rich_help_panel=CLIENT,
+        ),
+    ] = None,
+    profile: Annotated[
+        str | None,
+        typer.Option(
+            help="A profile of ~/.config/orchestration-service/config.toml (env ORCH_PROFILE).",
+            show_default=False,
+            rich_help_panel=CLIENT,
+        ),
+    ] = None,
 ) -> None:
-    """Options of the command itself (before any subcommand)."""
+    """Options of the command itself (before any subcommand). Client commands take each
+    setting from the first of: the command line, the environment, the profile, the default;
+    see docs/using/cli-config.md."""
+    # Kept, not resolved: a bad profile must not stop `serve` or `db upgrade`, only the
+    # client commands, which resolve it when they run (cli/session.py).
+    ctx.obj = Flags(url, api_key, api_key_file, None if output is None else str(output), profile)
 
 
 def is_loopback(host: str) -> bool:

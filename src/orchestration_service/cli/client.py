@@ -3,17 +3,15 @@ clear line and an exit code, never a traceback."""
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator
 from typing import Any, NoReturn
 
 import httpx
 import typer
-from httpx_sse import EventSource, connect_sse
 
 from orchestration_service.client import ApiError, Call, Client, ClientError, RetryPolicy, TransportFailed
 from orchestration_service.client.calls import raw
-from orchestration_service.client.errors import error_for
+from orchestration_service.client.models import FeedEvent
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 
@@ -46,7 +44,6 @@ class Api:
             self.base, api_key=api_key, timeout=timeout, user_agent="orchestration-service-cli",
             retry=RetryPolicy(attempts=3),
         )  # fmt: skip
-        self.http = self.client.http  # the streams (follow, events) use it directly
 
     def close(self) -> None:
         self.client.close()
@@ -64,17 +61,7 @@ class Api:
         # Reads, and submissions carrying their idempotency key, are safe to send again.
         safe = method == "GET" or "Idempotency-Key" in headers
         call = Call(method, path, raw, params=as_dict(params), body=json, headers=headers, idempotent=safe)
-        try:
-            return self.client.call(call)
-        except ApiError as exc:
-            fail(problem_text(exc))
-        except TransportFailed as exc:
-            if isinstance(exc.__cause__, httpx.TimeoutException):
-                fail(f"the service at {self.base} did not answer in time")
-            cause = type(exc.__cause__).__name__ if exc.__cause__ else "no answer"
-            fail(f"cannot reach the service at {self.base} ({cause})")
-        except ClientError as exc:
-            fail(f"the service at {self.base} answered with something unexpected ({exc})")
+        return self.run_call(call)
 
     def get(self, path: str, **params: Any) -> Any:
         return self.request("GET", path, params={k: v for k, v in params.items() if v is not None})
@@ -82,30 +69,35 @@ class Api:
     def post(self, path: str, body: Any = None, headers: dict[str, str] | None = None) -> Any:
         return self.request("POST", path, json=body, headers=headers)
 
-    @contextlib.contextmanager
-    def sse(
-        self,
-        path: str,
-        *,
-        headers: dict[str, str] | None = None,
-        read_timeout: float | None = None,
-        **params: Any,
-    ) -> Iterator[EventSource]:
+    def run_call(self, call: Call[Any]) -> Any:
+        """A call of the client library, its failures as one line and exit code 1."""
         try:
-            with connect_sse(
-                self.http,
-                "GET",
-                path,
-                params={k: v for k, v in params.items() if v is not None},
-                headers=dict(headers or {}),
-                timeout=httpx.Timeout(30.0, read=read_timeout),
-            ) as source:
-                if source.response.status_code >= 400:
-                    source.response.read()
-                    fail(problem_text(error_for(source.response)))
-                yield source
-        except httpx.TransportError as exc:
-            fail(f"lost the connection to the service at {self.base} ({type(exc).__name__})")
+            return self.client.call(call)
+        except ApiError as exc:
+            fail(problem_text(exc))
+        except TransportFailed as exc:
+            fail(self._transport_text(exc))
+        except ClientError as exc:
+            fail(f"the service at {self.base} answered with something unexpected ({exc})")
+
+    def stream(self, events: Iterator[FeedEvent]) -> Iterator[FeedEvent]:
+        """A stream of the client library (``follow_task``, ``events``: they resume after a
+        dropped connection themselves), its failures as one line and an exit code."""
+        try:
+            yield from events
+        except ApiError as exc:
+            fail(problem_text(exc))
+        except TransportFailed as exc:
+            fail(f"lost the connection to the service at {self.base} ({self._cause(exc)})")
+
+    def _transport_text(self, exc: TransportFailed) -> str:
+        if isinstance(exc.__cause__, httpx.TimeoutException):
+            return f"the service at {self.base} did not answer in time"
+        return f"cannot reach the service at {self.base} ({self._cause(exc)})"
+
+    @staticmethod
+    def _cause(exc: TransportFailed) -> str:
+        return type(exc.__cause__).__name__ if exc.__cause__ else "no answer"
 
 
 def as_dict(params: dict[str, Any] | list[tuple[str, Any]] | None) -> dict[str, Any]:
@@ -123,15 +115,6 @@ def problem_text(exc: ApiError) -> str:
         return f"error {exc.status}: {exc.detail[:200] or exc.title}"
     detail = exc.detail
     return f"{exc.title}: {detail}" if detail and detail != exc.title else exc.title
-
-
-@contextlib.contextmanager
-def api(url: str, api_key: str | None) -> Iterator[Api]:
-    client = Api(url, api_key)
-    try:
-        yield client
-    finally:
-        client.close()
 
 
 def run(fn: Any) -> Any:

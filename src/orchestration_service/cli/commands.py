@@ -2,46 +2,24 @@
 
 from __future__ import annotations
 
+import re
 import sys
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import orjson
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from orchestration_service.cli.client import (
-    DEFAULT_URL,
-    EXIT_CANCELLED,
-    EXIT_ERROR,
-    EXIT_OK,
-    api,
-    run,
-)
+from orchestration_service.cli.client import EXIT_CANCELLED, EXIT_ERROR, EXIT_OK, EXIT_USAGE, fail, run
 from orchestration_service.cli.follow import follow, progress_text
+from orchestration_service.cli.output import Format, out
+from orchestration_service.cli.session import ApiKey, AsJson, OutputOpt, ProfileOpt, Url, session
 from orchestration_service.domain.lifecycle import FINAL_STATES, Priority, TaskStatus
-
-Url = Annotated[str, typer.Option("--url", envvar="ORCH_URL", help="Service base URL.")]
-ApiKey = Annotated[
-    str | None,
-    typer.Option("--api-key", envvar="ORCH_API_KEY", help="Sent as a bearer token.", show_default=False),
-]
-AsJson = Annotated[
-    bool, typer.Option("--json", help="Machine-readable output (JSON; JSON lines for streams).")
-]
 
 task_app = typer.Typer(help="Submit, inspect and follow tasks.", no_args_is_help=True)
 provenance_app = typer.Typer(help="Provenance records and their graph.", no_args_is_help=True)
-events_app = typer.Typer(help="The event feed.", no_args_is_help=True)
-
-# Piped output (scripts, grep) gets whole lines rather than a table cut to 80 columns.
-out = Console(highlight=False, width=None if sys.stdout.isatty() else 240)
 FINAL = frozenset(s.value for s in FINAL_STATES)
-
-
-def emit_json(doc: Any) -> None:
-    sys.stdout.write(orjson.dumps(doc).decode() + "\n")
-    sys.stdout.flush()
 
 
 def _short_time(value: str | None) -> str:
@@ -106,8 +84,12 @@ def exit_for(status: str) -> int:
 # -- task -------------------------------------------------------------------------------
 @task_app.command("submit")
 def task_submit(
+    ctx: typer.Context,
     description: Annotated[str, typer.Argument(help="What to do.")],
-    project: Annotated[str, typer.Option("--project", "-p", help="Project id.")],
+    project: Annotated[
+        str | None,
+        typer.Option("--project", "-p", help="Project id (env ORCH_PROJECT, or the profile's project)."),
+    ] = None,
     priority: Annotated[Priority | None, typer.Option(help="Default: the service's (normal).")] = None,
     decompose: Annotated[bool, typer.Option("--decompose", help="Allow splitting into subtasks.")] = False,
     qa_profile: Annotated[str | None, typer.Option("--qa-profile", help="Pin the QA profile.")] = None,
@@ -118,9 +100,11 @@ def task_submit(
     timeout: Annotated[
         float | None, typer.Option(help="With --wait: give up after S seconds (exit 4).")
     ] = None,
-    url: Url = DEFAULT_URL,
+    url: Url = None,
     api_key: ApiKey = None,
     as_json: AsJson = False,
+    output: OutputOpt = None,
+    profile: ProfileOpt = None,
 ) -> None:
     """Submit a task. Exit 0 when accepted (or, with --wait, completed); 1 failed; 3 cancelled; 4 timeout."""
 
@@ -129,101 +113,177 @@ def task_submit(
         for key, value in (("qa_profile", qa_profile), ("domain", domain), ("tier", tier)):
             if value:
                 options[key] = value
-        payload: dict[str, Any] = {"description": description, "project_id": project, "options": options}
-        if priority:
-            payload["priority"] = priority.value
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
-        with api(url, api_key) as client:
-            accepted = client.post("/tasks", payload, headers=headers)
+        with session(ctx) as s:
+            project_id = project or s.conn.project
+            if not project_id:
+                fail("give --project (or a project in ORCH_PROJECT or the profile)", EXIT_USAGE)
+            payload: dict[str, Any] = {"description": description, "project_id": project_id}
+            payload["options"] = options
+            if priority:
+                payload["priority"] = priority.value
+            accepted = s.api.post("/tasks", payload, headers=headers)
             task_id = accepted["task_id"]
             if not wait:
-                if as_json:
-                    emit_json(client.get(f"/tasks/{task_id}"))
-                else:
+                if s.for_people:
                     out.print(task_id)
+                else:
+                    s.emit(s.api.get(f"/tasks/{task_id}"), show_task)
                 return EXIT_OK
-            final = follow(
-                client, task_id, timeout=timeout, live=not as_json and sys.stdout.isatty(), quiet=as_json
-            )
-            if as_json:
-                emit_json(final)
-            else:
-                show_task(final)
+            live = s.for_people and sys.stdout.isatty()
+            final = follow(s.api, task_id, timeout=timeout, live=live, quiet=not s.for_people)
+            s.emit(final, show_task)
             return exit_for(final["status"])
 
     raise typer.Exit(run(body))
 
 
 @task_app.command("get")
-def task_get(task_id: str, url: Url = DEFAULT_URL, api_key: ApiKey = None, as_json: AsJson = False) -> None:
+def task_get(
+    ctx: typer.Context,
+    task_id: str,
+    url: Url = None,
+    api_key: ApiKey = None,
+    as_json: AsJson = False,
+    output: OutputOpt = None,
+    profile: ProfileOpt = None,
+) -> None:
     """Show a task."""
 
     def body() -> None:
-        with api(url, api_key) as client:
-            doc = client.get(f"/tasks/{task_id}")
-        emit_json(doc) if as_json else show_task(doc)
+        with session(ctx) as s:
+            s.emit(s.api.get(f"/tasks/{task_id}"), show_task)
 
     run(body)
+
+
+_AGE = re.compile(r"(\d+)\s*([smhdw])")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
+
+
+def parse_when(value: str | None) -> str | None:
+    """An RFC 3339 time (without an offset: UTC, as the API reads it) or an age before now
+    (``30m``, ``2h``, ``7d``), as the RFC 3339 text the API takes."""
+    if value is None:
+        return None
+    age = _AGE.fullmatch(value.strip())
+    if age:
+        seconds = int(age[1]) * _UNIT_SECONDS[age[2]]
+        return (datetime.now(UTC) - timedelta(seconds=seconds)).isoformat()
+    try:
+        when = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise typer.BadParameter(
+            f"{value!r}: give a time (2026-12-01T08:00:00Z) or an age (30m, 2h, 7d)"
+        ) from None
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).isoformat()
 
 
 @task_app.command("ls")
 def task_ls(
+    ctx: typer.Context,
     project: Annotated[str | None, typer.Option("--project", "-p")] = None,
-    status: Annotated[list[str] | None, typer.Option("--status", "-s", help="Repeatable.")] = None,
-    limit: Annotated[int, typer.Option(min=1, max=500)] = 50,
-    url: Url = DEFAULT_URL,
+    status: Annotated[list[TaskStatus] | None, typer.Option("--status", "-s", help="Repeatable.")] = None,
+    priority: Annotated[Priority | None, typer.Option("--priority")] = None,
+    created_after: Annotated[
+        str | None,
+        typer.Option(
+            "--since",
+            "--created-after",
+            callback=parse_when,
+            help="Created after: a time or an age (2h, 7d).",
+        ),
+    ] = None,
+    created_before: Annotated[
+        str | None,
+        typer.Option(
+            "--until", "--created-before", callback=parse_when, help="Created before: a time or an age."
+        ),
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, max=500, help="Per page.")] = 50,
+    offset: Annotated[int | None, typer.Option(min=0, help="Skip this many (or use --cursor).")] = None,
+    cursor: Annotated[str | None, typer.Option(help="next_cursor of the previous page.")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Follow every page.")] = False,
+    url: Url = None,
     api_key: ApiKey = None,
     as_json: AsJson = False,
+    output: OutputOpt = None,
+    profile: ProfileOpt = None,
 ) -> None:
-    """List tasks, newest first."""
+    """List tasks, newest first (every filter of GET /api/v1/tasks, and paging)."""
 
     def body() -> None:
-        params: list[tuple[str, str]] = [("limit", str(limit))]
-        if project:
-            params.append(("project_id", project))
-        params += [("status", s) for s in status or []]
-        with api(url, api_key) as client:
-            page = client.request("GET", "/tasks", params=params)
-        if as_json:
-            emit_json(page)
-            return
-        out.print(_task_table(page["items"]))
-        more = "+" if page.get("total_capped") else ""  # the service stops counting at 10,000
-        out.print(f"{len(page['items'])} of {page['total']}{more}")
+        filters: dict[str, Any] = {
+            "project_id": project,
+            "status": [s.value for s in status or []] or None,
+            "priority": priority.value if priority else None,
+            "created_after": created_after,
+            "created_before": created_before,
+            "limit": limit,
+            "offset": offset,
+            "cursor": cursor,
+        }
+        with session(ctx) as s:
+            page = s.api.get("/tasks", **filters)
+            if not all_:
+                s.emit_page(page, _people_page)
+                return
+            items: list[dict[str, Any]] = []
+            while True:
+                items += page["items"]
+                if s.fmt is Format.jsonl:  # each page as it comes
+                    s.emit_page(page, _people_page)
+                if not (page.get("next_cursor") and page["items"]):
+                    break
+                page = s.api.get("/tasks", **{**filters, "offset": None, "cursor": page["next_cursor"]})
+        if s.fmt is not Format.jsonl:
+            s.emit({"items": items, "total": len(items)}, _people_page)
 
     run(body)
 
 
+def _people_page(page: dict[str, Any]) -> None:
+    out.print(_task_table(page["items"]))
+    more = "+" if page.get("total_capped") else ""  # the service stops counting at 10,000
+    out.print(f"{len(page['items'])} of {page['total']}{more}")
+    if page.get("next_cursor"):
+        out.print(f"more: --cursor {page['next_cursor']} (or --all)")
+
+
 @task_app.command("cancel")
 def task_cancel(
+    ctx: typer.Context,
     task_id: str,
     reason: Annotated[str | None, typer.Option(help="Why (kept in the history).")] = None,
-    url: Url = DEFAULT_URL,
+    url: Url = None,
     api_key: ApiKey = None,
     as_json: AsJson = False,
+    output: OutputOpt = None,
+    profile: ProfileOpt = None,
 ) -> None:
     """Cancel a task (and its subtasks)."""
 
     def body() -> None:
-        with api(url, api_key) as client:
-            doc = client.post(f"/tasks/{task_id}/cancel", {"reason": reason} if reason else None)
-        emit_json(doc) if as_json else out.print(f"{doc['task_id']} {doc['status']}")
+        with session(ctx) as s:
+            doc = s.api.post(f"/tasks/{task_id}/cancel", {"reason": reason} if reason else None)
+        s.emit(doc, lambda d: out.print(f"{d['task_id']} {d['status']}"))
 
     run(body)
 
 
 @task_app.command("history")
 def task_history(
-    task_id: str, url: Url = DEFAULT_URL, api_key: ApiKey = None, as_json: AsJson = False
+    ctx: typer.Context,
+    task_id: str,
+    url: Url = None,
+    api_key: ApiKey = None,
+    as_json: AsJson = False,
+    output: OutputOpt = None,
+    profile: ProfileOpt = None,
 ) -> None:
     """Every transition of a task, in order."""
 
-    def body() -> None:
-        with api(url, api_key) as client:
-            doc = client.get(f"/tasks/{task_id}/history")
-        if as_json:
-            emit_json(doc)
-            return
+    def people(doc: dict[str, Any]) -> None:
         table = Table(show_edge=False, header_style="bold")
         for col in ("TIME", "FROM", "TO", "CAUSE", "REASON"):
             table.add_column(col, overflow="fold")
@@ -233,107 +293,96 @@ def task_history(
             )
         out.print(table)
 
+    def body() -> None:
+        with session(ctx) as s:
+            s.emit_page(s.api.get(f"/tasks/{task_id}/history"), people)
+
     run(body)
 
 
 @task_app.command("watch")
-def task_watch(task_id: str, url: Url = DEFAULT_URL, api_key: ApiKey = None, as_json: AsJson = False) -> None:
-    """Follow a task's stream until it is final (JSON lines with --json)."""
+def task_watch(
+    ctx: typer.Context,
+    task_id: str,
+    url: Url = None,
+    api_key: ApiKey = None,
+    as_json: AsJson = False,
+    output: OutputOpt = None,
+    profile: ProfileOpt = None,
+) -> None:
+    """Follow a task's stream until it is final (JSON lines with --json or -o jsonl)."""
+
+    def people(e: dict[str, Any]) -> None:
+        data = e["data"]
+        if e["event"] == "snapshot":
+            out.print(f"{_short_time(data['updated_at'])}  {task_id}  {data['status']}")
+        elif e["event"] == "status":
+            out.print(
+                f"{_short_time(data['time'])}  {data['task_id']}  {data['from']} -> {data['to']}"
+                f"  {data.get('reason') or ''}"
+            )
+        elif e["event"] == "progress":
+            out.print(
+                f"{_short_time(data['progress'].get('at'))}  {task_id}  {progress_text(data['progress'])}"
+            )
 
     def body() -> int:
-        with api(url, api_key) as client, client.sse(f"/tasks/{task_id}/stream") as source:
-            status: str = TaskStatus.PENDING
-            for sse in source.iter_sse():
-                if not sse.data:
-                    continue
-                data = orjson.loads(sse.data)
-                if as_json:
-                    emit_json({"id": sse.id, "event": sse.event, "data": data})
-                elif sse.event == "snapshot":
-                    status = data["status"]
-                    out.print(f"{_short_time(data['updated_at'])}  {task_id}  {status}")
-                else:
-                    out.print(
-                        f"{_short_time(data['time'])}  {data['task_id']}  {data['from']} -> {data['to']}"
-                        f"  {data.get('reason') or ''}"
-                    )
-                if sse.event == "status" and data["task_id"] == task_id:
-                    status = data["to"]
+        status: str = TaskStatus.PENDING
+        with session(ctx) as s:
+            for event in s.api.stream(s.api.client.follow_task(task_id)):
+                s.emit_event(event.model_dump(), people)
+                if event.event == "snapshot":
+                    status = event.data["status"]
+                elif event.event == "status" and event.data["task_id"] == task_id:
+                    status = event.data["to"]
         return exit_for(status)
 
     raise typer.Exit(run(body))
 
 
 # -- provenance -------------------------------------------------------------------------
-def _show_json(doc: Any, as_json: bool) -> None:
-    if as_json:
-        emit_json(doc)
-    else:
-        out.print_json(orjson.dumps(doc).decode())
+def _provenance(ctx: typer.Context, path: str) -> None:
+    with session(ctx) as s:
+        s.emit(s.api.get(path), lambda doc: out.print_json(orjson.dumps(doc).decode()))
 
 
 @provenance_app.command("get")
 def provenance_get(
-    record_id: str, url: Url = DEFAULT_URL, api_key: ApiKey = None, as_json: AsJson = False
+    ctx: typer.Context,
+    record_id: str,
+    url: Url = None,
+    api_key: ApiKey = None,
+    as_json: AsJson = False,
+    output: OutputOpt = None,
+    profile: ProfileOpt = None,
 ) -> None:
     """A provenance record."""
-    run(lambda: _provenance(url, api_key, f"/provenance/{record_id}", as_json))
+    run(lambda: _provenance(ctx, f"/provenance/{record_id}"))
 
 
 @provenance_app.command("lineage")
 def provenance_lineage(
-    record_id: str, url: Url = DEFAULT_URL, api_key: ApiKey = None, as_json: AsJson = False
+    ctx: typer.Context,
+    record_id: str,
+    url: Url = None,
+    api_key: ApiKey = None,
+    as_json: AsJson = False,
+    output: OutputOpt = None,
+    profile: ProfileOpt = None,
 ) -> None:
     """Everything upstream of a record."""
-    run(lambda: _provenance(url, api_key, f"/provenance/{record_id}/lineage", as_json))
+    run(lambda: _provenance(ctx, f"/provenance/{record_id}/lineage"))
 
 
 @provenance_app.command("impact")
 def provenance_impact(
-    record_id: str, url: Url = DEFAULT_URL, api_key: ApiKey = None, as_json: AsJson = False
-) -> None:
-    """Everything downstream of a record, and the tasks in flight that consume it."""
-    run(lambda: _provenance(url, api_key, f"/provenance/{record_id}/impact", as_json))
-
-
-def _provenance(url: str, api_key: str | None, path: str, as_json: bool) -> None:
-    with api(url, api_key) as client:
-        _show_json(client.get(path), as_json)
-
-
-# -- events -----------------------------------------------------------------------------
-@events_app.command("tail")
-def events_tail(
-    type_: Annotated[
-        list[str] | None, typer.Option("--type", "-t", help="Topic pattern; repeatable.")
-    ] = None,
-    after: Annotated[
-        int | None, typer.Option(min=0, help="Replay from after this sequence (0 = all).")
-    ] = None,
-    limit: Annotated[int | None, typer.Option(min=1, help="Stop after N events.")] = None,
-    project: Annotated[str | None, typer.Option("--project", "-p")] = None,
-    url: Url = DEFAULT_URL,
+    ctx: typer.Context,
+    record_id: str,
+    url: Url = None,
     api_key: ApiKey = None,
     as_json: AsJson = False,
+    output: OutputOpt = None,
+    profile: ProfileOpt = None,
 ) -> None:
-    """Follow the event feed (JSON lines with --json)."""
-
-    def body() -> None:
-        params: dict[str, Any] = {"after": after, "limit": limit, "project_id": project}
-        with api(url, api_key) as client:
-            if type_:
-                params["type"] = type_
-            with client.sse("/events", **params) as source:
-                for sse in source.iter_sse():
-                    if not sse.data:
-                        continue
-                    event = orjson.loads(sse.data)
-                    if as_json:
-                        emit_json({"seq": int(sse.id), "event": sse.event, "cloudevent": event})
-                    else:
-                        out.print(
-                            f"{sse.id:>8}  {_short_time(event.get('time'))}  {sse.event:<24} "
-                            f"{event.get('subject') or ''}"
-                        )
-
-    run(body)
+    """Everything downstream of a record, and the tasks in flight that consume it."""
+    run(lambda: _provenance(ctx, f"/provenance/{record_id}/impact"))

@@ -9,8 +9,10 @@ import orjson
 import typer
 from rich.table import Table
 
-from orchestration_service.cli.client import DEFAULT_URL, api, run
-from orchestration_service.cli.commands import ApiKey, AsJson, Url, _short_time, emit_json, out
+from orchestration_service.cli.client import run
+from orchestration_service.cli.commands import _short_time
+from orchestration_service.cli.output import Format, emit, out
+from orchestration_service.cli.session import ApiKey, AsJson, OutputOpt, ProfileOpt, Url, session
 
 fleet_app = typer.Typer(help="The fleet: workers, queues, failures and dead letters.", no_args_is_help=True)
 dead_letters_app = typer.Typer(
@@ -31,20 +33,18 @@ def _table(*columns: str) -> Table:
 
 @fleet_app.command("workers")
 def workers(
+    ctx: typer.Context,
     limit: Limit = 100,
     offset: int = 0,
-    url: Url = DEFAULT_URL,
+    url: Url = None,
     api_key: ApiKey = None,
     as_json: AsJson = False,
+    output: OutputOpt = None,
+    profile: ProfileOpt = None,
 ) -> None:
     """Workers seen on task events: last seen, stale, tiers, models, counts."""
 
-    def body() -> None:
-        with api(url, api_key) as client:
-            doc = client.get("/workers", limit=limit, offset=offset)
-        if as_json:
-            emit_json(doc)
-            return
+    def people(doc: dict[str, Any]) -> None:
         table = _table(
             "WORKER", "LAST SEEN", "STALE", "TIERS", "MODELS", "IN FLIGHT", "DONE", "FAILED", "REJECTED"
         )
@@ -63,19 +63,25 @@ def workers(
         out.print(table)
         out.print(f"{doc['total']} workers; stale after {doc['stale_after_seconds']:g} s unseen")
 
+    def body() -> None:
+        with session(ctx) as s:
+            s.emit_page(s.api.get("/workers", limit=limit, offset=offset), people)
+
     run(body)
 
 
 @fleet_app.command("queues")
-def queues(url: Url = DEFAULT_URL, api_key: ApiKey = None, as_json: AsJson = False) -> None:
+def queues(
+    ctx: typer.Context,
+    url: Url = None,
+    api_key: ApiKey = None,
+    as_json: AsJson = False,
+    output: OutputOpt = None,
+    profile: ProfileOpt = None,
+) -> None:
     """Tasks pending, running and validating per tier, and the broker's queues."""
 
-    def body() -> None:
-        with api(url, api_key) as client:
-            doc = client.get("/queues")
-        if as_json:
-            emit_json(doc)
-            return
+    def people(doc: dict[str, Any]) -> None:
         table = _table(
             "TIER", "PENDING", "RUNNING", "VALIDATING", "OLDEST WAITING", "BROKER MSGS", "CONSUMERS"
         )
@@ -96,30 +102,30 @@ def queues(url: Url = DEFAULT_URL, api_key: ApiKey = None, as_json: AsJson = Fal
         note = f" ({source['error']})" if source.get("error") else ""
         out.print(f"broker figures: {source['source']}{note}")
 
+    def body() -> None:
+        with session(ctx) as s:
+            s.emit_page(s.api.get("/queues"), people)
+
     run(body)
 
 
 @fleet_app.command("failures")
 def failures(
+    ctx: typer.Context,
     project: Annotated[str | None, typer.Option("--project", "-p")] = None,
     tier: Annotated[str | None, typer.Option()] = None,
     reason: Annotated[str | None, typer.Option(help="The reason starts with this.")] = None,
     limit: Limit = 50,
     cursor: Annotated[str | None, typer.Option(help="next_cursor of the previous page.")] = None,
-    url: Url = DEFAULT_URL,
+    url: Url = None,
     api_key: ApiKey = None,
     as_json: AsJson = False,
+    output: OutputOpt = None,
+    profile: ProfileOpt = None,
 ) -> None:
     """Recently failed tasks, newest first."""
 
-    def body() -> None:
-        with api(url, api_key) as client:
-            doc = client.get(
-                "/failures", project_id=project, tier=tier, reason=reason, limit=limit, cursor=cursor
-            )
-        if as_json:
-            emit_json(doc)
-            return
+    def people(doc: dict[str, Any]) -> None:
         table = _table("TASK", "PROJECT", "TIER", "FAILED", "REASON", "ERROR")
         for f in doc["items"]:
             error = f.get("error")
@@ -134,6 +140,13 @@ def failures(
         out.print(table)
         if doc.get("next_cursor"):
             out.print(f"more: --cursor {doc['next_cursor']}")
+
+    def body() -> None:
+        with session(ctx) as s:
+            doc = s.api.get(
+                "/failures", project_id=project, tier=tier, reason=reason, limit=limit, cursor=cursor
+            )
+        s.emit_page(doc, people)
 
     run(body)
 
@@ -160,47 +173,60 @@ def dead_letters(
     project: Annotated[str | None, typer.Option("--project", "-p")] = None,
     source: Annotated[str | None, typer.Option(help="broker or ingress")] = None,
     limit: Limit = 50,
-    url: Url = DEFAULT_URL,
+    url: Url = None,
     api_key: ApiKey = None,
     as_json: AsJson = False,
+    output: OutputOpt = None,
+    profile: ProfileOpt = None,
 ) -> None:
     """List dead letters, newest first (or run one of the commands)."""
     if ctx.invoked_subcommand is not None:
         return
 
     def body() -> None:
-        with api(url, api_key) as client:
-            doc = client.get("/dead-letters", project_id=project, source=source, limit=limit)
-        if as_json:
-            emit_json(doc)
-            return
-        out.print(_letters_table(doc["items"]))
+        with session(ctx) as s:
+            doc = s.api.get("/dead-letters", project_id=project, source=source, limit=limit)
+        s.emit_page(doc, lambda d: out.print(_letters_table(d["items"])))
 
     run(body)
 
 
 @dead_letters_app.command("show")
-def show(letter_id: str, url: Url = DEFAULT_URL, api_key: ApiKey = None) -> None:
-    """One dead letter with its payload (JSON)."""
+def show(
+    ctx: typer.Context,
+    letter_id: str,
+    url: Url = None,
+    api_key: ApiKey = None,
+    as_json: AsJson = False,
+    output: OutputOpt = None,
+    profile: ProfileOpt = None,
+) -> None:
+    """One dead letter with its payload (JSON unless -o yaml)."""
 
     def body() -> None:
-        with api(url, api_key) as client:
-            emit_json(client.get(f"/dead-letters/{letter_id}"))
+        with session(ctx) as s:
+            doc = s.api.get(f"/dead-letters/{letter_id}")
+        emit(doc, Format.yaml if s.fmt is Format.yaml else Format.json, lambda _: None)
 
     run(body)
 
 
 @dead_letters_app.command("replay")
-def replay(letter_id: str, url: Url = DEFAULT_URL, api_key: ApiKey = None, as_json: AsJson = False) -> None:
+def replay(
+    ctx: typer.Context,
+    letter_id: str,
+    url: Url = None,
+    api_key: ApiKey = None,
+    as_json: AsJson = False,
+    output: OutputOpt = None,
+    profile: ProfileOpt = None,
+) -> None:
     """Run the event through the handlers again, once (admin). Exit 1 if it is still refused."""
 
     def body() -> None:
-        with api(url, api_key) as client:
-            doc = client.post(f"/dead-letters/{letter_id}/replay")
-        if as_json:
-            emit_json(doc)
-        else:
-            out.print(f"{doc['outcome']}: {doc['detail']}")
+        with session(ctx) as s:
+            doc = s.api.post(f"/dead-letters/{letter_id}/replay")
+        s.emit(doc, lambda d: out.print(f"{d['outcome']}: {d['detail']}"))
         if doc["outcome"] == "dead_lettered":
             raise typer.Exit(1)
 
@@ -209,18 +235,20 @@ def replay(letter_id: str, url: Url = DEFAULT_URL, api_key: ApiKey = None, as_js
 
 @dead_letters_app.command("discard")
 def discard(
+    ctx: typer.Context,
     letter_id: str,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
-    url: Url = DEFAULT_URL,
+    url: Url = None,
     api_key: ApiKey = None,
+    profile: ProfileOpt = None,
 ) -> None:
     """Delete a dead letter for good (admin)."""
     if not yes:
         typer.confirm(f"Discard dead letter {letter_id}? Its event is lost", abort=True)
 
     def body() -> None:
-        with api(url, api_key) as client:
-            client.request("DELETE", f"/dead-letters/{letter_id}")
+        with session(ctx) as s:
+            s.api.request("DELETE", f"/dead-letters/{letter_id}")
         out.print(f"discarded {letter_id}")
 
     run(body)

@@ -6,11 +6,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import orjson
 from rich.console import Console
 from rich.live import Live
 
-from orchestration_service.cli.client import EXIT_TIMEOUT, Api, CliError, fail
+from orchestration_service.cli.client import EXIT_TIMEOUT, Api, fail
 from orchestration_service.domain.lifecycle import FINAL_STATES, TaskStatus
 
 FINAL = frozenset(s.value for s in FINAL_STATES)
@@ -33,7 +32,6 @@ def follow(client: Api, task_id: str, *, timeout: float | None, live: bool, quie
     line on stderr; else, unless ``quiet``, each progress report as a line on stderr."""
     started = time.monotonic()
     doc: dict[str, Any] = client.get(f"/tasks/{task_id}")
-    last_id: str | None = None
     err = Console(stderr=True, highlight=False)
 
     def line() -> str:
@@ -48,40 +46,26 @@ def follow(client: Api, task_id: str, *, timeout: float | None, live: bool, quie
     if display:
         display.start()
     try:
-        while doc["status"] not in FINAL:
-            if timeout is not None and time.monotonic() - started > timeout:
-                fail(f"task {task_id} is still {doc['status']} after {timeout:g}s", EXIT_TIMEOUT)
-            headers = {"Last-Event-ID": last_id} if last_id else None
-            try:
-                remaining = None if timeout is None else max(0.1, timeout - (time.monotonic() - started))
-                with client.sse(
-                    f"/tasks/{task_id}/stream", headers=headers, read_timeout=remaining
-                ) as source:
-                    for sse in source.iter_sse():
-                        if not sse.data:
-                            continue  # a heartbeat comment
-                        last_id = sse.id or last_id
-                        data = orjson.loads(sse.data)
-                        if sse.event == "snapshot":
-                            doc = data
-                        elif sse.event == "progress":
-                            doc["progress"] = data["progress"]
-                            if not display and not quiet:
-                                err.print(f"{task_id}  progress {progress_text(data['progress'])}")
-                        elif sse.event == "status" and data.get("task_id") == task_id:
-                            doc = data["task"]
-                        elif sse.event == "status":
-                            doc = client.get(f"/tasks/{task_id}")
-                        if display:
-                            display.update(line())
-                        if timeout is not None and time.monotonic() - started > timeout:
-                            fail(f"task {task_id} is still {doc['status']} after {timeout:g}s", EXIT_TIMEOUT)
-            except CliError as exc:
-                if exc.code == EXIT_TIMEOUT:
-                    raise
-                # The stream dropped (server restart, proxy timeout): resume from the last id.
-                time.sleep(0.5)
+        if doc["status"] in FINAL:
+            return doc
+        # The client library's stream: it resumes from the last id after a dropped connection
+        # and ends at the task's final state.
+        for event in client.stream(client.client.follow_task(task_id, timeout=timeout)):
+            data = event.data
+            if event.event == "snapshot":
+                doc = data
+            elif event.event == "progress":
+                doc["progress"] = data["progress"]
+                if not display and not quiet:
+                    err.print(f"{task_id}  progress {progress_text(data['progress'])}")
+            elif event.event == "status" and data.get("task_id") == task_id:
+                doc = data["task"]
+            elif event.event == "status":  # a subtask's: the parent's summary changed
                 doc = client.get(f"/tasks/{task_id}")
+            if display:
+                display.update(line())
+    except TimeoutError:
+        fail(f"task {task_id} is still {doc['status']} after {timeout:g}s", EXIT_TIMEOUT)
     finally:
         if display:
             display.stop()

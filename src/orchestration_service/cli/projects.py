@@ -9,8 +9,10 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from orchestration_service.cli.client import DEFAULT_URL, CliError, api, run
-from orchestration_service.cli.commands import ApiKey, AsJson, Url, _short_time, emit_json, out
+from orchestration_service.cli.client import CliError, run
+from orchestration_service.cli.commands import _short_time
+from orchestration_service.cli.output import out
+from orchestration_service.cli.session import ApiKey, AsJson, OutputOpt, ProfileOpt, Url, session
 from orchestration_service.domain.lifecycle import Priority
 from orchestration_service.domain.vocabulary import QAProfile
 
@@ -65,6 +67,7 @@ def _read(file: Path) -> str:
 
 @project_app.command("create")
 def project_create(
+    ctx: typer.Context,
     project: str,
     name: Annotated[str | None, typer.Option(help="A readable name.")] = None,
     description: Annotated[str | None, typer.Option(help="What the project is.")] = None,
@@ -74,9 +77,11 @@ def project_create(
     qa_profile: QaProfileOpt = None,
     timeout: Timeout = None,
     max_attempts: MaxAttempts = None,
-    url: Url = DEFAULT_URL,
+    url: Url = None,
     api_key: ApiKey = None,
     as_json: AsJson = False,
+    output: OutputOpt = None,
+    profile: ProfileOpt = None,
 ) -> None:
     """Create a project (unset settings fall back to the configuration)."""
 
@@ -91,29 +96,35 @@ def project_create(
             timeout_default_seconds=timeout,
             max_attempts_default=max_attempts,
         )
-        with api(url, api_key) as client:
-            created = client.post("/projects", {k: v for k, v in doc.items() if v is not None})
-        emit_json(created) if as_json else _show_project(created)
+        with session(ctx) as s:
+            created = s.api.post("/projects", {k: v for k, v in doc.items() if v is not None})
+        s.emit(created, _show_project)
 
     run(body)
 
 
 @project_app.command("get")
 def project_get(
-    project: str, url: Url = DEFAULT_URL, api_key: ApiKey = None, as_json: AsJson = False
+    ctx: typer.Context,
+    project: str,
+    url: Url = None,
+    api_key: ApiKey = None,
+    as_json: AsJson = False,
+    output: OutputOpt = None,
+    profile: ProfileOpt = None,
 ) -> None:
     """A project: its settings in effect (and where each comes from), constitution, tasks."""
 
     def body() -> None:
-        with api(url, api_key) as client:
-            doc = client.get(f"/projects/{project}")
-        emit_json(doc) if as_json else _show_project(doc)
+        with session(ctx) as s:
+            s.emit(s.api.get(f"/projects/{project}"), _show_project)
 
     run(body)
 
 
 @project_app.command("update")
 def project_update(
+    ctx: typer.Context,
     project: str,
     name: Annotated[str | None, typer.Option(help="A readable name.")] = None,
     description: Annotated[str | None, typer.Option(help="What the project is.")] = None,
@@ -123,9 +134,11 @@ def project_update(
     timeout: Timeout = None,
     max_attempts: MaxAttempts = None,
     reset: Reset = None,
-    url: Url = DEFAULT_URL,
+    url: Url = None,
     api_key: ApiKey = None,
     as_json: AsJson = False,
+    output: OutputOpt = None,
+    profile: ProfileOpt = None,
 ) -> None:
     """Change a project's name, description or settings; effective at once."""
 
@@ -142,44 +155,53 @@ def project_update(
         doc: dict[str, Any] = {k: v for k, v in {"name": name, "description": description}.items() if v}
         if settings:
             doc["settings"] = settings
-        with api(url, api_key) as client:
-            changed = client.request("PATCH", f"/projects/{project}", json=doc)
-        emit_json(changed) if as_json else _show_project(changed)
+        with session(ctx) as s:
+            changed = s.api.request("PATCH", f"/projects/{project}", json=doc)
+        s.emit(changed, _show_project)
 
     run(body)
 
 
 @project_app.command("archive")
 def project_archive(
-    project: str, url: Url = DEFAULT_URL, api_key: ApiKey = None, as_json: AsJson = False
+    ctx: typer.Context,
+    project: str,
+    url: Url = None,
+    api_key: ApiKey = None,
+    as_json: AsJson = False,
+    output: OutputOpt = None,
+    profile: ProfileOpt = None,
 ) -> None:
     """Archive a project: it takes no new tasks (refused while it has unfinished ones)."""
 
     def body() -> None:
-        with api(url, api_key) as client:
-            doc = client.request("DELETE", f"/projects/{project}")
-        emit_json(doc) if as_json else out.print(f"archived {doc['project_id']}")
+        with session(ctx) as s:
+            doc = s.api.request("DELETE", f"/projects/{project}")
+        s.emit(doc, lambda d: out.print(f"archived {d['project_id']}"))
 
     run(body)
 
 
 @constitution_app.command("set")
 def constitution_set(
+    ctx: typer.Context,
     project: str,
     file: Path,
-    url: Url = DEFAULT_URL,
+    url: Url = None,
     api_key: ApiKey = None,
     as_json: AsJson = False,
+    output: OutputOpt = None,
+    profile: ProfileOpt = None,
 ) -> None:
     """Make FILE (Markdown, up to 64 KiB) the project's constitution: a new version."""
 
     def body() -> None:
         text = _read(file)
-        with api(url, api_key) as client:
-            doc = client.request("PATCH", f"/projects/{project}", json={"constitution": text})
-        c = doc["constitution"]
-        emit_json(c) if as_json else out.print(
-            f"{project}: constitution v{c['version']} sha256 {c['sha256']}"
+        with session(ctx) as s:
+            doc = s.api.request("PATCH", f"/projects/{project}", json={"constitution": text})
+        s.emit(
+            doc["constitution"],
+            lambda c: out.print(f"{project}: constitution v{c['version']} sha256 {c['sha256']}"),
         )
 
     run(body)
@@ -187,21 +209,21 @@ def constitution_set(
 
 @constitution_app.command("show")
 def constitution_show(
+    ctx: typer.Context,
     project: str,
     version: Annotated[int | None, typer.Option(help="This version (default: the current).", min=1)] = None,
-    url: Url = DEFAULT_URL,
+    url: Url = None,
     api_key: ApiKey = None,
     as_json: AsJson = False,
+    output: OutputOpt = None,
+    profile: ProfileOpt = None,
 ) -> None:
     """Print the project's constitution (its text; --json: with version and sha256)."""
 
     def body() -> None:
-        with api(url, api_key) as client:
-            doc = client.get(f"/projects/{project}/constitution", version=version)
-        if as_json:
-            emit_json(doc)
-        else:
-            typer.echo(doc["text"], nl=not doc["text"].endswith("\n"))
+        with session(ctx) as s:
+            doc = s.api.get(f"/projects/{project}/constitution", version=version)
+        s.emit(doc, lambda d: typer.echo(d["text"], nl=not d["text"].endswith("\n")))
 
     run(body)
 
@@ -209,19 +231,17 @@ def constitution_show(
 # -- project ----------------------------------------------------------------------------
 @project_app.command("ls")
 def project_ls(
+    ctx: typer.Context,
     archived: Annotated[bool, typer.Option("--archived", help="Archived projects too.")] = False,
-    url: Url = DEFAULT_URL,
+    url: Url = None,
     api_key: ApiKey = None,
     as_json: AsJson = False,
+    output: OutputOpt = None,
+    profile: ProfileOpt = None,
 ) -> None:
     """Projects with task counts."""
 
-    def body() -> None:
-        with api(url, api_key) as client:
-            doc = client.get("/projects", include_archived="true" if archived else None)
-        if as_json:
-            emit_json(doc)
-            return
+    def people(doc: dict[str, Any]) -> None:
         table = Table(show_edge=False, header_style="bold")
         for col in ("PROJECT", "TOTAL", "IN FLIGHT", "PENDING", "COMPLETED", "FAILED", "CANCELLED"):
             table.add_column(col)
@@ -238,21 +258,26 @@ def project_ls(
             )
         out.print(table)
 
+    def body() -> None:
+        with session(ctx) as s:
+            s.emit_page(s.api.get("/projects", include_archived="true" if archived else None), people)
+
     run(body)
 
 
 @project_app.command("status")
 def project_status(
-    project: str, url: Url = DEFAULT_URL, api_key: ApiKey = None, as_json: AsJson = False
+    ctx: typer.Context,
+    project: str,
+    url: Url = None,
+    api_key: ApiKey = None,
+    as_json: AsJson = False,
+    output: OutputOpt = None,
+    profile: ProfileOpt = None,
 ) -> None:
     """A project's status summary."""
 
-    def body() -> None:
-        with api(url, api_key) as client:
-            doc = client.get(f"/projects/{project}/status")
-        if as_json:
-            emit_json(doc)
-            return
+    def people(doc: dict[str, Any]) -> None:
         table = Table.grid(padding=(0, 2))
         table.add_column(style="bold")
         table.add_column()
@@ -268,5 +293,9 @@ def project_status(
         median = doc.get("median_execution_time_ms")
         table.add_row("median execution", f"{median} ms" if median is not None else "-")
         out.print(table)
+
+    def body() -> None:
+        with session(ctx) as s:
+            s.emit(s.api.get(f"/projects/{project}/status"), people)
 
     run(body)

@@ -9,8 +9,10 @@ import orjson
 import typer
 from rich.table import Table
 
-from orchestration_service.cli.client import DEFAULT_URL, api, run
-from orchestration_service.cli.commands import ApiKey, AsJson, Url, _short_time, emit_json, out
+from orchestration_service.cli.client import run
+from orchestration_service.cli.commands import _short_time
+from orchestration_service.cli.output import out
+from orchestration_service.cli.session import ApiKey, AsJson, OutputOpt, ProfileOpt, Url, session
 
 review_app = typer.Typer(help="Human reviews: the queue, one review, and decisions.", no_args_is_help=True)
 
@@ -69,92 +71,108 @@ def _show(doc: dict[str, Any]) -> None:
         )
 
 
+def _people_page(page: dict[str, Any]) -> None:
+    out.print(_review_table(page["items"]))
+    more = "+" if page.get("total_capped") else ""
+    out.print(f"{len(page['items'])} of {page['total']}{more}")
+
+
 @review_app.command("ls")
 def review_ls(
+    ctx: typer.Context,
     project: Annotated[str | None, typer.Option("--project", "-p")] = None,
     status: Annotated[str | None, typer.Option("--status", "-s", help="open, decided or closed.")] = "open",
     all_: Annotated[bool, typer.Option("--all", help="Every status (overrides --status).")] = False,
     limit: Annotated[int, typer.Option(min=1, max=500)] = 50,
-    url: Url = DEFAULT_URL,
+    url: Url = None,
     api_key: ApiKey = None,
     as_json: AsJson = False,
+    output: OutputOpt = None,
+    profile: ProfileOpt = None,
 ) -> None:
     """List reviews, oldest request first (by default the open queue)."""
 
     def body() -> None:
-        with api(url, api_key) as client:
-            page = client.get("/reviews", limit=limit, project_id=project, status=None if all_ else status)
-        if as_json:
-            emit_json(page)
-            return
-        out.print(_review_table(page["items"]))
-        more = "+" if page.get("total_capped") else ""
-        out.print(f"{len(page['items'])} of {page['total']}{more}")
+        with session(ctx) as s:
+            page = s.api.get("/reviews", limit=limit, project_id=project, status=None if all_ else status)
+        s.emit_page(page, _people_page)
 
     run(body)
 
 
 @review_app.command("show")
 def review_show(
-    review_id: str, url: Url = DEFAULT_URL, api_key: ApiKey = None, as_json: AsJson = False
+    ctx: typer.Context,
+    review_id: str,
+    url: Url = None,
+    api_key: ApiKey = None,
+    as_json: AsJson = False,
+    output: OutputOpt = None,
+    profile: ProfileOpt = None,
 ) -> None:
     """A review: its task, the worker's output and artifacts, and QA's reason."""
 
     def body() -> None:
-        with api(url, api_key) as client:
-            doc = client.get(f"/reviews/{review_id}")
-        emit_json(doc) if as_json else _show(doc)
+        with session(ctx) as s:
+            s.emit(s.api.get(f"/reviews/{review_id}"), _show)
 
     run(body)
 
 
-def _decide(
-    url: str, api_key: str | None, review_id: str, action: str, payload: dict[str, Any], as_json: bool
-) -> None:
+def _decided(doc: dict[str, Any]) -> None:
+    task = doc["task"]
+    decided = f"{doc['review_id']} {doc['decision']} by {doc['reviewer']}"
+    out.print(f"{decided}; task {task['task_id']} is {task['status']}")
+
+
+def _decide(ctx: typer.Context, review_id: str, action: str, payload: dict[str, Any]) -> None:
     def body() -> None:
-        with api(url, api_key) as client:
-            doc = client.post(f"/reviews/{review_id}/{action}", payload)
-        if as_json:
-            emit_json(doc)
-            return
-        task = doc["task"]
-        decided = f"{doc['review_id']} {doc['decision']} by {doc['reviewer']}"
-        out.print(f"{decided}; task {task['task_id']} is {task['status']}")
+        with session(ctx) as s:
+            s.emit(s.api.post(f"/reviews/{review_id}/{action}", payload), _decided)
 
     run(body)
 
 
 @review_app.command("approve")
 def review_approve(
+    ctx: typer.Context,
     review_id: str,
     comment: Annotated[str | None, typer.Option(help="Kept with the decision.")] = None,
-    url: Url = DEFAULT_URL,
+    url: Url = None,
     api_key: ApiKey = None,
     as_json: AsJson = False,
+    output: OutputOpt = None,
+    profile: ProfileOpt = None,
 ) -> None:
     """Approve: the task completes, its provenance naming you."""
-    _decide(url, api_key, review_id, "approve", {"comment": comment} if comment else {}, as_json)
+    _decide(ctx, review_id, "approve", {"comment": comment} if comment else {})
 
 
 @review_app.command("reject")
 def review_reject(
+    ctx: typer.Context,
     review_id: str,
     reason: Annotated[str, typer.Option(help="Why (required).")],
-    url: Url = DEFAULT_URL,
+    url: Url = None,
     api_key: ApiKey = None,
     as_json: AsJson = False,
+    output: OutputOpt = None,
+    profile: ProfileOpt = None,
 ) -> None:
     """Reject: the task fails."""
-    _decide(url, api_key, review_id, "reject", {"reason": reason}, as_json)
+    _decide(ctx, review_id, "reject", {"reason": reason})
 
 
 @review_app.command("request-changes")
 def review_request_changes(
+    ctx: typer.Context,
     review_id: str,
     feedback: Annotated[str, typer.Option(help="What to change (sent to the worker; required).")],
-    url: Url = DEFAULT_URL,
+    url: Url = None,
     api_key: ApiKey = None,
     as_json: AsJson = False,
+    output: OutputOpt = None,
+    profile: ProfileOpt = None,
 ) -> None:
     """Request changes: a new attempt starts with the feedback."""
-    _decide(url, api_key, review_id, "request-changes", {"feedback": feedback}, as_json)
+    _decide(ctx, review_id, "request-changes", {"feedback": feedback})

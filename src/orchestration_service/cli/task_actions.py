@@ -7,30 +7,26 @@ from typing import Annotated
 
 import typer
 
-from orchestration_service.cli.client import DEFAULT_URL, EXIT_OK, api, run
-from orchestration_service.cli.commands import (
-    ApiKey,
-    AsJson,
-    Url,
-    emit_json,
-    exit_for,
-    out,
-    show_task,
-    task_app,
-)
+from orchestration_service.cli.client import EXIT_OK, run
+from orchestration_service.cli.commands import exit_for, show_task, task_app
 from orchestration_service.cli.follow import follow
+from orchestration_service.cli.output import out
+from orchestration_service.cli.session import ApiKey, AsJson, OutputOpt, ProfileOpt, Url, session
 
 
 @task_app.command("retry")
 def task_retry(
+    ctx: typer.Context,
     task_id: str,
     wait: Annotated[bool, typer.Option("--wait", help="Follow the task until it is final.")] = False,
     timeout: Annotated[
         float | None, typer.Option(help="With --wait: give up after S seconds (exit 4).")
     ] = None,
-    url: Url = DEFAULT_URL,
+    url: Url = None,
     api_key: ApiKey = None,
     as_json: AsJson = False,
+    output: OutputOpt = None,
+    profile: ProfileOpt = None,
 ) -> None:
     """Run a failed or cancelled task again (of a decomposed one, the failed and cancelled subtasks).
 
@@ -38,19 +34,14 @@ def task_retry(
     4 timeout."""
 
     def body() -> int:
-        with api(url, api_key) as client:
-            doc = client.post(f"/tasks/{task_id}/retry", None)
+        with session(ctx) as s:
+            doc = s.api.post(f"/tasks/{task_id}/retry", None)
             if not wait:
-                emit_json(doc) if as_json else out.print(f"{doc['task_id']} {doc['status']}")
+                s.emit(doc, lambda d: out.print(f"{d['task_id']} {d['status']}"))
                 return EXIT_OK
-            final = follow(
-                client,
-                doc["task_id"],
-                timeout=timeout,
-                live=not as_json and sys.stdout.isatty(),
-                quiet=as_json,
-            )
-            emit_json(final) if as_json else show_task(final)
+            live = s.for_people and sys.stdout.isatty()
+            final = follow(s.api, doc["task_id"], timeout=timeout, live=live, quiet=not s.for_people)
+            s.emit(final, show_task)
             return exit_for(final["status"])
 
     raise typer.Exit(run(body))

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import typer
 from rich.markup import escape
 from rich.tree import Tree
 
-from orchestration_service.cli.client import DEFAULT_URL, api, run
-from orchestration_service.cli.commands import ApiKey, AsJson, Url, emit_json, out, task_app
+from orchestration_service.cli.client import run
+from orchestration_service.cli.commands import task_app
+from orchestration_service.cli.output import out
+from orchestration_service.cli.session import ApiKey, AsJson, OutputOpt, ProfileOpt, Url, session
 
 STATUS_STYLE = {
     "completed": "green",
@@ -51,17 +54,24 @@ def draw(doc: dict[str, Any]) -> Tree:
 
 
 @task_app.command("tree")
-def task_tree(task_id: str, url: Url = DEFAULT_URL, api_key: ApiKey = None, as_json: AsJson = False) -> None:
+def task_tree(
+    ctx: typer.Context,
+    task_id: str,
+    url: Url = None,
+    api_key: ApiKey = None,
+    as_json: AsJson = False,
+    output: OutputOpt = None,
+    profile: ProfileOpt = None,
+) -> None:
     """Show a task and its subtasks, all levels, as a tree."""
 
-    def body() -> None:
-        with api(url, api_key) as client:
-            doc = client.get(f"/tasks/{task_id}/tree")
-        if as_json:
-            emit_json(doc)
-            return
+    def people(doc: dict[str, Any]) -> None:
         out.print(draw(doc))
         more = " (cut: more subtasks exist)" if doc.get("truncated") else ""
         out.print(f"{doc['subtask_count']} subtasks{more}")
+
+    def body() -> None:
+        with session(ctx) as s:
+            s.emit(s.api.get(f"/tasks/{task_id}/tree"), people)
 
     run(body)

@@ -108,8 +108,11 @@ class AsyncClient:
     async def task_tree(self, task_id: str) -> m.TaskTree:
         return await self.call(c.task_tree(task_id))
 
-    def follow_task(self, task_id: str, *, last_event_id: str | None = None) -> AsyncIterator[m.FeedEvent]:
-        return self._stream(f"/tasks/{task_id}/stream", {}, last_event_id, None, final_of=task_id)
+    def follow_task(
+        self, task_id: str, *, last_event_id: str | None = None, timeout: float | None = None
+    ) -> AsyncIterator[m.FeedEvent]:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        return self._stream(f"/tasks/{task_id}/stream", {}, last_event_id, deadline, final_of=task_id)
 
     async def wait(self, task_id: str, *, timeout: float | None = None) -> m.Task:
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -307,6 +310,9 @@ class AsyncClient:
                         raise error_for(source.response)
                     failures = 0
                     async for sse in source.aiter_sse():
+                        # Checked on keep-alives too: they keep the read timeout from firing.
+                        if deadline is not None and time.monotonic() > deadline:
+                            raise TimeoutError(f"{path}: still going after the timeout")
                         if not sse.data:
                             continue
                         last_id = sse.id or last_id

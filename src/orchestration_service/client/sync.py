@@ -118,10 +118,14 @@ class Client:
     def task_tree(self, task_id: str) -> m.TaskTree:
         return self.call(c.task_tree(task_id))
 
-    def follow_task(self, task_id: str, *, last_event_id: str | None = None) -> Iterator[m.FeedEvent]:
+    def follow_task(
+        self, task_id: str, *, last_event_id: str | None = None, timeout: float | None = None
+    ) -> Iterator[m.FeedEvent]:
         """The task's stream (``snapshot``, ``status``, ``progress`` events), resumed from the
-        last id after a dropped connection; ends when the task is final."""
-        yield from self._stream(f"/tasks/{task_id}/stream", {}, last_event_id, None, final_of=task_id)
+        last id after a dropped connection; ends when the task is final. ``TimeoutError``
+        after ``timeout`` seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        yield from self._stream(f"/tasks/{task_id}/stream", {}, last_event_id, deadline, final_of=task_id)
 
     def wait(self, task_id: str, *, timeout: float | None = None) -> m.Task:
         """Follow the task until it is final; its final document. ``TimeoutError`` after
@@ -317,6 +321,9 @@ class Client:
                 with self._connect(path, params, last_id, remaining) as source:
                     failures = 0
                     for sse in source.iter_sse():
+                        # Checked on keep-alives too: they keep the read timeout from firing.
+                        if deadline is not None and time.monotonic() > deadline:
+                            raise TimeoutError(f"{path}: still going after the timeout")
                         if not sse.data:
                             continue  # a keep-alive comment
                         last_id = sse.id or last_id
