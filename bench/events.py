@@ -462,6 +462,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--repeat", type=int, default=1, help="with --progress-rate: pairs of runs per level")
     p.add_argument("--progress-reports", type=int, default=20000, help="the progress workload's reports")
+    p.add_argument(
+        "--progress-batch",
+        type=int,
+        default=1,
+        help="the progress workload over HTTP: reports a request (a cloudevents batch; at most 100)",
+    )
     p.add_argument("--listeners", type=int, default=100)
     p.add_argument("--idle-listeners", type=int, default=1000)
     p.add_argument("--pg-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
