@@ -1,7 +1,7 @@
 """The consumer of ``<queue>.heartbeats``: deliveries taken in batches.
 
 A delivery callback only queues the message; one loop takes what has arrived (up to
-``max_batch``, waiting ``BATCH_WINDOW`` for more when fewer are there), hands it to the
+``max_batch``, waiting up to ``BATCH_WINDOW`` for more when fewer are there), hands it to the
 ``BatchHandler`` and settles it: dead letters one by one (with their reason), the rest with a
 single ``ack(multiple=True)``, which is sound because this loop alone settles the deliveries
 of its channel, in the order they came. A transient failure (database away) keeps the
@@ -53,6 +53,7 @@ class HeartbeatConsumer:
         self.max_batch = max(1, max_batch)
         self._buffer: list[AbstractIncomingMessage] = []
         self._arrived = asyncio.Event()
+        self._full = asyncio.Event()  # max_batch deliveries in hand (or stopping): no more waiting
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -63,11 +64,14 @@ class HeartbeatConsumer:
     async def on_message(self, message: AbstractIncomingMessage) -> None:
         self._buffer.append(message)
         self._arrived.set()
+        if len(self._buffer) >= self.max_batch:
+            self._full.set()
 
     async def stop(self, grace: float) -> None:
         """Finish the batch in hand (within ``grace``), hand the waiting deliveries back."""
         self._stopping.set()
         self._arrived.set()
+        self._full.set()
         task, self._task = self._task, None
         if task is not None:
             _done, pending = await asyncio.wait({task}, timeout=grace)
@@ -86,8 +90,10 @@ class HeartbeatConsumer:
             if self._stopping.is_set():
                 return
             if len(self._buffer) < self.max_batch:
+                # A full batch goes at once: the prefetch is max_batch, so no more would come.
+                self._full.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), BATCH_WINDOW)
+                    await asyncio.wait_for(self._full.wait(), BATCH_WINDOW)
             batch = self._buffer[: self.max_batch]
             del self._buffer[: self.max_batch]
             if not self._buffer:
