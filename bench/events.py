@@ -16,7 +16,8 @@ a throwaway PostgreSQL database:
 * **feed** — latency from a committed transition to its SSE message with 100 listeners.
 * **idle** — the server's resident memory with 1,000 idle SSE listeners.
 * **progress** — ``task.progress`` applied per second at full speed (``--progress-reports``
-  reports over 100 running tasks; HTTP ingress, or RabbitMQ with ``--broker amqp``).
+  reports over 100 running tasks; HTTP ingress, or RabbitMQ with ``--broker amqp``;
+  ``--progress-batch N``: N reports a request over HTTP, a CloudEvents batch).
 
 ``--progress-rate R`` runs each lifecycle level twice, ``--repeat`` times: without, then
 with R ``task.progress`` a second beside it (to 100 other running tasks), and prints the
