@@ -16,7 +16,8 @@ a throwaway PostgreSQL database:
 * **feed** — latency from a committed transition to its SSE message with 100 listeners.
 * **idle** — the server's resident memory with 1,000 idle SSE listeners.
 * **progress** — ``task.progress`` applied per second at full speed (``--progress-reports``
-  reports over 100 running tasks; HTTP ingress, or RabbitMQ with ``--broker amqp``).
+  reports over 100 running tasks; HTTP ingress, or RabbitMQ with ``--broker amqp``;
+  ``--progress-batch N``: N reports a request over HTTP, a CloudEvents batch).
 
 ``--progress-rate R`` runs each lifecycle level twice, ``--repeat`` times: without, then
 with R ``task.progress`` a second beside it (to 100 other running tasks), and prints the
@@ -462,6 +463,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--repeat", type=int, default=1, help="with --progress-rate: pairs of runs per level")
     p.add_argument("--progress-reports", type=int, default=20000, help="the progress workload's reports")
+    p.add_argument(
+        "--progress-batch",
+        type=int,
+        default=1,
+        help="the progress workload over HTTP: reports a request (a cloudevents batch; at most 100)",
+    )
     p.add_argument("--listeners", type=int, default=100)
     p.add_argument("--idle-listeners", type=int, default=1000)
     p.add_argument("--pg-url", default="postgresql://postgres@127.0.0.1:5432/postgres")

@@ -289,3 +289,37 @@ async def test_a_worker_seen_only_through_progress_is_listed(fleet: Harness) -> 
     late = cloud_event("task.progress", {"task_id": first, "progress": 0.3, "worker_id": "beat-3"})
     await h.send(late, "task.progress")
     assert "beat-3" not in await workers(h.svc)
+
+
+async def test_a_batch_of_heartbeats_records_its_attempts_and_workers_together(service: Service) -> None:
+    """``progress_reported`` of a batch: each current attempt once (of two workers on one
+    attempt, the later report's), a report of another attempt or of no task names no attempt,
+    and each worker is touched once."""
+    from orchestration_service.services.fleet import FleetService
+
+    storage = service.container.storage
+    a = task_row(1, status="running", attempt=1, tier="small")
+    b = task_row(2, status="running", attempt=2, tier="large")
+    async with storage.transaction() as uow:
+        await uow.tasks.insert_many([a, b])
+    fleet = FleetService(storage, make_settings(clean_url(service)))
+    await fleet.progress_reported(
+        [
+            (a["id"], 1, "early"),
+            (b["id"], 1, "stale"),  # attempt 1 of b is over
+            (b["id"], None, "current"),
+            (uuid.uuid4(), None, "nobody"),  # no such task
+            (a["id"], 1, "late"),  # takes a's attempt over from "early"
+            (b["id"], None, "current"),
+        ]
+    )
+    async with storage.read() as uow:
+        page = await uow.workers.page(None, limit=10)
+    got = {w.worker_id: (w.in_flight, w.tiers) for w in page.rows}
+    assert got == {
+        "early": (0, ()),
+        "late": (1, ("small",)),
+        "stale": (0, ()),
+        "current": (1, ("large",)),
+        "nobody": (0, ()),
+    }

@@ -67,3 +67,31 @@ async def test_heartbeats_are_handled_in_batches_retried_in_place_and_acked_at_o
     finally:
         await b.close()
         await delete_topology(prefix)
+
+
+async def test_a_full_batch_does_not_wait_for_the_window(
+    admin: AbstractChannel, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The window is for a batch that is not full: as many deliveries as the prefetch go at
+    once (else a busy queue is held to one batch a window, whatever the CPU left)."""
+    from orchestration_service.events import rabbitmq_heartbeats
+
+    monkeypatch.setattr(rabbitmq_heartbeats, "BATCH_WINDOW", 3600.0)
+    b = RabbitMQBus(events_settings(prefix, rabbitmq={"heartbeat_prefetch": 8}))
+    await b.start()
+    try:
+        ex = await admin.get_exchange(prefix + "task.events", ensure=True)
+        for i in range(24):
+            await ex.publish(aio_pika.Message(f"beat {i}".encode()), routing_key="task.progress")
+        batches: list[int] = []
+
+        async def heartbeats(messages: Sequence[InboundMessage]) -> list[HandlerResult]:
+            batches.append(len(messages))
+            return [ACK] * len(messages)
+
+        await b.consume(Recorder(), heartbeats)
+        await wait_until(lambda: sum(batches) >= 24, 15, "three full batches handled")
+        assert batches == [8, 8, 8]
+    finally:
+        await b.close()
+        await delete_topology(prefix)

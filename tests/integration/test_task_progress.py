@@ -306,3 +306,43 @@ async def test_heartbeats_through_rabbitmq_in_batches(clean_db: str) -> None:
             assert beats.declaration_result.message_count == 0
         finally:
             await connection.close()
+
+
+async def test_a_batch_of_heartbeats_over_the_ingress_is_answered_per_report(service: Service) -> None:
+    """Heartbeats in one ``cloudevents-batch`` request: answered in order, one by one; of a
+    task's reports without a time the later in the batch wins; a stale attempt, an unknown
+    task and a bad report are answered as alone; another event between them keeps its place."""
+    svc = service
+    a, b = [(await submit(svc))["task_id"] for _ in range(2)]
+    for tid in (a, b):
+        await wait_for_status(svc, tid, "running", timeout=15)
+    batch = [
+        progress_event(a, progress=0.1, worker_id="w-a"),
+        progress_event(b, progress=0.2, attempt=2),  # not the current attempt
+        progress_event(a, progress=0.3, message="later"),  # the same task: after the first
+        progress_event(str(uuid.uuid4()), progress=0.5),  # no such task
+        progress_event(b, progress=1.5),  # out of range
+        output_event(b),
+        progress_event(b, progress=0.9),  # b is validating now
+    ]
+    r = await svc.client.post(
+        "/api/v1/events",
+        content=orjson.dumps(batch),
+        headers={"content-type": "application/cloudevents-batch+json"},
+    )
+    assert r.status_code == 200, r.text
+    results = r.json()["results"]
+    assert [x["index"] for x in results] == list(range(len(batch)))
+    assert [x["outcome"] for x in results] == [
+        "processed",
+        "ignored",
+        "processed",
+        "rejected",
+        "rejected",
+        "processed",
+        "ignored",
+    ]
+    assert [results[3]["field"], results[4]["field"]] == ["data.task_id", "data.progress"]
+    kept = (await doc(svc, a))["progress"]
+    assert (kept["value"], kept["message"], kept["worker_id"]) == (0.3, "later", None)
+    assert (await doc(svc, b))["progress"] is None

@@ -7,6 +7,7 @@ A batch answers per event (docs/integrating/events.md: each event is its own tra
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
@@ -16,6 +17,7 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
 from starlette.responses import Response
 
+from orchestration_service.domain import events as ev
 from orchestration_service.domain.errors import (
     BadRequest,
     EventRejected,
@@ -191,24 +193,60 @@ async def _batch(request: Request, body: bytes) -> Response:
     if len(items) > 1000:
         raise ValidationFailed("a batch holds at most 1000 events", extra={"field": "batch"})
     results: list[dict[str, Any]] = []
+    # Heartbeats of distinct tasks in a row are answered together, so that they share the
+    # statements of the progress hot path (a worker's heartbeats of its tasks in one request);
+    # a report is idempotent, decided by its time. Everything else goes one by one, in order.
+    beats: dict[str, int] = {}  # task id -> the index of its report in the run at hand
     for i, item in enumerate(items):
-        try:
-            status, out = await _process_one(request, item if isinstance(item, dict) else {"_": item})
-        except EventRejected as exc:
-            problem = _problem_for(exc)
-            out = {
-                "index": i,
-                "id": item.get("id") if isinstance(item, dict) else None,
-                "status": problem.status,
-                "outcome": "rejected",
-                "type": problem.type,
-                "detail": exc.reason,
-                "field": exc.field,
-            }
-            results.append(out)
+        task_id = _heartbeat_task(item)
+        if task_id is not None and task_id not in beats:
+            beats[task_id] = i
             continue
-        results.append({"index": i, "status": status, **out})
+        results += await _answer_together(request, items, list(beats.values()))
+        beats.clear()
+        if task_id is not None:
+            beats[task_id] = i
+        else:
+            results.append(await _answer(request, i, item))
+    results += await _answer_together(request, items, list(beats.values()))
     return JSON({"results": results}, status_code=200)
+
+
+def _heartbeat_task(item: Any) -> str | None:
+    """The task id of a ``task.progress`` batch item, as sent (validated when processed)."""
+    kind = item.get("type") if isinstance(item, dict) else None
+    if not isinstance(kind, str) or ev.event_name_of(kind) != ev.TASK_PROGRESS:
+        return None
+    data = item.get("data")
+    task_id = data.get("task_id") if isinstance(data, dict) else None
+    return task_id if isinstance(task_id, str) else None
+
+
+async def _answer_together(request: Request, items: list[Any], indexes: list[int]) -> list[dict[str, Any]]:
+    if len(indexes) < 2:
+        return [await _answer(request, i, items[i]) for i in indexes]
+    answers = await asyncio.gather(*(_answer(request, i, items[i]) for i in indexes), return_exceptions=True)
+    for answer in answers:
+        if isinstance(answer, BaseException):  # a 503 (database away) for the request, as one by one
+            raise answer
+    return [a for a in answers if not isinstance(a, BaseException)]
+
+
+async def _answer(request: Request, i: int, item: Any) -> dict[str, Any]:
+    try:
+        status, out = await _process_one(request, item if isinstance(item, dict) else {"_": item})
+    except EventRejected as exc:
+        problem = _problem_for(exc)
+        return {
+            "index": i,
+            "id": item.get("id") if isinstance(item, dict) else None,
+            "status": problem.status,
+            "outcome": "rejected",
+            "type": problem.type,
+            "detail": exc.reason,
+            "field": exc.field,
+        }
+    return {"index": i, "status": status, **out}
 
 
 # -- the feed -----------------------------------------------------------------------------

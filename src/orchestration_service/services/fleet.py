@@ -27,7 +27,7 @@ from orchestration_service.domain.paging import LIST_TOTAL_CAP
 from orchestration_service.domain.tasks import TaskRecord
 from orchestration_service.domain.vocabulary import TIERS
 from orchestration_service.repositories.ports import Storage, UnitOfWork
-from orchestration_service.repositories.workers import FailureFilter, FailurePage
+from orchestration_service.repositories.workers import AttemptSeen, FailureFilter, FailurePage
 
 __all__ = ["FailureFilter", "FailurePage", "FleetService", "QueueInspector"]
 
@@ -117,7 +117,9 @@ class FleetService:
         a heartbeat stays one shared UPDATE nearly always: in this process, the attempt's row
         is written at most every tenth of ``worker_stale_seconds`` (its worker stays fresh for
         a project's callers) and the worker's row every ``seen_interval_seconds``, in a
-        transaction of their own."""
+        transaction of their own. The batch's due rows go in three statements (its tasks read,
+        its attempts and its workers written), whatever its size: with many tasks heartbeating,
+        a report is often the first this process sees of its attempt."""
         now = time.monotonic()
         every = max(self.settings.seen_interval_seconds, self.settings.worker_stale_seconds / 10)
         keys = dict.fromkeys(reports)
@@ -128,15 +130,23 @@ class FleetService:
             return
         if len(self._reported) > 100_000:
             self._reported.clear()
+        if len(self._touched) > 100_000:
+            self._touched.clear()
         at = _utcnow()
         async with self.storage.transaction() as uow:
-            for task_id, attempt, worker_id in due:
-                task = await uow.tasks.get(task_id)
-                if task is not None and (attempt is None or int(task["attempt"]) == attempt):
-                    await self.worker_seen(uow, task, worker_id, at=at)  # touches the worker if due
-                    workers.discard(worker_id)
-            for worker_id in workers:
-                await uow.workers.touch(worker_id, at)
+            seen: dict[tuple[uuid.UUID, int], AttemptSeen] = {}
+            if due:
+                found = await uow.tasks.get_many(list({t for t, _a, _w in due}))
+                for task_id, attempt, worker_id in due:
+                    task = found.get(task_id)
+                    if task is not None and (attempt is None or int(task["attempt"]) == attempt):
+                        # Of two workers on one attempt in a batch, the later report's is kept.
+                        current = int(task["attempt"])
+                        seen[(task_id, current)] = AttemptSeen(
+                            task_id, current, worker_id, task["project_id"], task.get("tier")
+                        )
+                await uow.workers.record_attempts(list(seen.values()), at)
+            await uow.workers.touch_many(sorted(workers), at)
         for key in due:
             self._reported[key] = now
         for worker_id in workers:

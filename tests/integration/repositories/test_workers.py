@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from orchestration_service.repositories.ports import Storage
-from orchestration_service.repositories.workers import FailureFilter
+from orchestration_service.repositories.workers import AttemptSeen, FailureFilter
 from tests.integration.repositories.tasks_data import T0, task
 
 
@@ -186,3 +186,27 @@ async def test_failures_newest_first_filtered_and_paged(storage: Storage) -> Non
     assert first.has_more and [r["description"] for r in rest.rows] == ["task 2", "task 1"]
     assert not rest.has_more
     assert (capped.total, capped.total_capped) == (2, True)
+
+
+async def test_attempts_and_workers_are_written_many_at_once(storage: Storage) -> None:
+    """The batch writes (heartbeats): the same upserts as one at a time, in one statement each."""
+    a = task(1, status="running", tier="small", attempt=1)
+    b = task(2, status="running", tier="large", attempt=1)
+    async with storage.transaction() as uow:
+        await uow.tasks.insert_many([a, b])
+        await uow.workers.record_attempt(
+            task_id=b["id"], attempt=1, worker_id="w1", project_id="p1", tier=None, model="m1", at=T0
+        )
+        assert await uow.workers.set_outcome(b["id"], 1, "completed", T0)
+        await uow.workers.touch("w1", T0 + timedelta(seconds=30))
+        rows = [AttemptSeen(a["id"], 1, "w1", "p1", "small"), AttemptSeen(b["id"], 1, "w2", "p1", "large")]
+        await uow.workers.record_attempts(rows, T0 + timedelta(seconds=10))
+        await uow.workers.touch_many(["w2", "w1"], T0 + timedelta(seconds=10))
+    async with storage.read() as uow:
+        page = await uow.workers.page(None, limit=10)
+    got = {w.worker_id: (w.last_seen, w.in_flight, w.completed, w.tiers, w.models) for w in page.rows}
+    assert got == {
+        # w1's last_seen does not move back; b's attempt went over to w2 with its outcome and model.
+        "w1": (T0 + timedelta(seconds=30), 1, 0, ("small",), ()),
+        "w2": (T0 + timedelta(seconds=10), 0, 1, ("large",), ("m1",)),
+    }

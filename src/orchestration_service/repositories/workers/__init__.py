@@ -1,6 +1,7 @@
 """Workers seen on consumed events and the fleet's reads: the port, one implementation per backend."""
 
 from orchestration_service.repositories.workers.port import (
+    AttemptSeen,
     FailureFilter,
     FailurePage,
     TierCount,
@@ -9,4 +10,12 @@ from orchestration_service.repositories.workers.port import (
     WorkerSummary,
 )
 
-__all__ = ["FailureFilter", "FailurePage", "TierCount", "WorkerPage", "WorkerRepository", "WorkerSummary"]
+__all__ = [
+    "AttemptSeen",
+    "FailureFilter",
+    "FailurePage",
+    "TierCount",
+    "WorkerPage",
+    "WorkerRepository",
+    "WorkerSummary",
+]

@@ -24,6 +24,17 @@ class WorkerSummary:
 
 
 @dataclass(frozen=True, slots=True)
+class AttemptSeen:
+    """A worker reported on a task's attempt (``WorkerRepository.record_attempts``)."""
+
+    task_id: uuid.UUID
+    attempt: int
+    worker_id: str
+    project_id: str
+    tier: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class WorkerPage:
     rows: Sequence[WorkerSummary]
     total: int
@@ -71,6 +82,15 @@ class WorkerRepository(Protocol):
     ) -> None:
         """The worker reported on this attempt of the task (insert or update its row; a
         known outcome is never cleared, a later worker of the same attempt takes it over)."""
+        ...
+
+    async def record_attempts(self, rows: Sequence[AttemptSeen], at: datetime) -> None:
+        """``record_attempt`` (no model, no outcome) of attempts of distinct (task, attempt), in
+        one statement: a batch of heartbeats."""
+        ...
+
+    async def touch_many(self, worker_ids: Sequence[str], at: datetime) -> None:
+        """``touch`` of distinct workers in one statement."""
         ...
 
     async def set_outcome(self, task_id: uuid.UUID, attempt: int, outcome: str, at: datetime) -> bool:

@@ -15,6 +15,7 @@ from orchestration_service.db.engine import Transaction
 from orchestration_service.db.tables import tasks, worker_tasks, workers
 from orchestration_service.domain.lifecycle import IN_FLIGHT_STATES, TaskStatus
 from orchestration_service.repositories.workers.port import (
+    AttemptSeen,
     FailureFilter,
     FailurePage,
     TierCount,
@@ -52,7 +53,14 @@ class SqlWorkers:
 
     # -- writes --------------------------------------------------------------------------
     async def touch(self, worker_id: str, at: datetime) -> None:
-        ins = self._insert(workers).values(worker_id=worker_id, first_seen=at, last_seen=at)
+        await self.touch_many([worker_id], at)
+
+    async def touch_many(self, worker_ids: Sequence[str], at: datetime) -> None:
+        if not worker_ids:
+            return
+        # In one order, so that two processes' statements take the rows' locks alike.
+        rows = [{"worker_id": w, "first_seen": at, "last_seen": at} for w in sorted(set(worker_ids))]
+        ins = self._insert(workers).values(rows)
         stmt = ins.on_conflict_do_update(
             index_elements=[workers.c.worker_id],
             set_={"last_seen": ins.excluded.last_seen},
@@ -72,18 +80,41 @@ class SqlWorkers:
         at: datetime,
         outcome: str | None = None,
     ) -> None:
+        row = {
+            "task_id": task_id,
+            "attempt": attempt,
+            "worker_id": worker_id,
+            "project_id": project_id,
+            "tier": tier,
+            "model": model,
+            "first_seen": at,
+            "last_seen": at,
+            "outcome": outcome,
+        }
+        await self._upsert_attempts([row])
+
+    async def record_attempts(self, rows: Sequence[AttemptSeen], at: datetime) -> None:
+        if not rows:
+            return
+        values = [
+            {
+                "task_id": r.task_id,
+                "attempt": r.attempt,
+                "worker_id": r.worker_id,
+                "project_id": r.project_id,
+                "tier": r.tier,
+                "model": None,
+                "first_seen": at,
+                "last_seen": at,
+                "outcome": None,
+            }
+            for r in sorted(rows, key=lambda r: (r.task_id, r.attempt))  # one lock order
+        ]
+        await self._upsert_attempts(values)
+
+    async def _upsert_attempts(self, values: list[dict[str, Any]]) -> None:
         wt = worker_tasks
-        ins = self._insert(wt).values(
-            task_id=task_id,
-            attempt=attempt,
-            worker_id=worker_id,
-            project_id=project_id,
-            tier=tier,
-            model=model,
-            first_seen=at,
-            last_seen=at,
-            outcome=outcome,
-        )
+        ins = self._insert(wt).values(values)
         x = ins.excluded
         stmt = ins.on_conflict_do_update(
             index_elements=[wt.c.task_id, wt.c.attempt],
