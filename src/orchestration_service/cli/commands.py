@@ -14,7 +14,10 @@ from rich.table import Table
 from orchestration_service.cli.client import EXIT_CANCELLED, EXIT_ERROR, EXIT_OK, EXIT_USAGE, fail, run
 from orchestration_service.cli.follow import follow, progress_text
 from orchestration_service.cli.output import Format, out
-from orchestration_service.cli.session import ApiKey, AsJson, OutputOpt, ProfileOpt, Url, session
+from orchestration_service.cli.session import (
+    client_command,
+    session,
+)
 from orchestration_service.domain.lifecycle import FINAL_STATES, Priority, TaskStatus
 
 task_app = typer.Typer(help="Submit, inspect and follow tasks.", no_args_is_help=True)
@@ -83,6 +86,7 @@ def exit_for(status: str) -> int:
 
 # -- task -------------------------------------------------------------------------------
 @task_app.command("submit")
+@client_command
 def task_submit(
     ctx: typer.Context,
     description: Annotated[str, typer.Argument(help="What to do.")],
@@ -100,11 +104,6 @@ def task_submit(
     timeout: Annotated[
         float | None, typer.Option(help="With --wait: give up after S seconds (exit 4).")
     ] = None,
-    url: Url = None,
-    api_key: ApiKey = None,
-    as_json: AsJson = False,
-    output: OutputOpt = None,
-    profile: ProfileOpt = None,
 ) -> None:
     """Submit a task. Exit 0 when accepted (or, with --wait, completed); 1 failed; 3 cancelled; 4 timeout."""
 
@@ -139,14 +138,10 @@ def task_submit(
 
 
 @task_app.command("get")
+@client_command
 def task_get(
     ctx: typer.Context,
     task_id: str,
-    url: Url = None,
-    api_key: ApiKey = None,
-    as_json: AsJson = False,
-    output: OutputOpt = None,
-    profile: ProfileOpt = None,
 ) -> None:
     """Show a task."""
 
@@ -180,6 +175,7 @@ def parse_when(value: str | None) -> str | None:
 
 
 @task_app.command("ls")
+@client_command
 def task_ls(
     ctx: typer.Context,
     project: Annotated[str | None, typer.Option("--project", "-p")] = None,
@@ -204,11 +200,6 @@ def task_ls(
     offset: Annotated[int | None, typer.Option(min=0, help="Skip this many (or use --cursor).")] = None,
     cursor: Annotated[str | None, typer.Option(help="next_cursor of the previous page.")] = None,
     all_: Annotated[bool, typer.Option("--all", help="Follow every page.")] = False,
-    url: Url = None,
-    api_key: ApiKey = None,
-    as_json: AsJson = False,
-    output: OutputOpt = None,
-    profile: ProfileOpt = None,
 ) -> None:
     """List tasks, newest first (every filter of GET /api/v1/tasks, and paging)."""
 
@@ -251,15 +242,11 @@ def _people_page(page: dict[str, Any]) -> None:
 
 
 @task_app.command("cancel")
+@client_command
 def task_cancel(
     ctx: typer.Context,
     task_id: str,
     reason: Annotated[str | None, typer.Option(help="Why (kept in the history).")] = None,
-    url: Url = None,
-    api_key: ApiKey = None,
-    as_json: AsJson = False,
-    output: OutputOpt = None,
-    profile: ProfileOpt = None,
 ) -> None:
     """Cancel a task (and its subtasks)."""
 
@@ -272,14 +259,10 @@ def task_cancel(
 
 
 @task_app.command("history")
+@client_command
 def task_history(
     ctx: typer.Context,
     task_id: str,
-    url: Url = None,
-    api_key: ApiKey = None,
-    as_json: AsJson = False,
-    output: OutputOpt = None,
-    profile: ProfileOpt = None,
 ) -> None:
     """Every transition of a task, in order."""
 
@@ -301,14 +284,10 @@ def task_history(
 
 
 @task_app.command("watch")
+@client_command
 def task_watch(
     ctx: typer.Context,
     task_id: str,
-    url: Url = None,
-    api_key: ApiKey = None,
-    as_json: AsJson = False,
-    output: OutputOpt = None,
-    profile: ProfileOpt = None,
 ) -> None:
     """Follow a task's stream until it is final (JSON lines with --json or -o jsonl)."""
 
@@ -347,42 +326,30 @@ def _provenance(ctx: typer.Context, path: str) -> None:
 
 
 @provenance_app.command("get")
+@client_command
 def provenance_get(
     ctx: typer.Context,
     record_id: str,
-    url: Url = None,
-    api_key: ApiKey = None,
-    as_json: AsJson = False,
-    output: OutputOpt = None,
-    profile: ProfileOpt = None,
 ) -> None:
     """A provenance record."""
     run(lambda: _provenance(ctx, f"/provenance/{record_id}"))
 
 
 @provenance_app.command("lineage")
+@client_command
 def provenance_lineage(
     ctx: typer.Context,
     record_id: str,
-    url: Url = None,
-    api_key: ApiKey = None,
-    as_json: AsJson = False,
-    output: OutputOpt = None,
-    profile: ProfileOpt = None,
 ) -> None:
     """Everything upstream of a record."""
     run(lambda: _provenance(ctx, f"/provenance/{record_id}/lineage"))
 
 
 @provenance_app.command("impact")
+@client_command
 def provenance_impact(
     ctx: typer.Context,
     record_id: str,
-    url: Url = None,
-    api_key: ApiKey = None,
-    as_json: AsJson = False,
-    output: OutputOpt = None,
-    profile: ProfileOpt = None,
 ) -> None:
     """Everything downstream of a record, and the tasks in flight that consume it."""
     run(lambda: _provenance(ctx, f"/provenance/{record_id}/impact"))

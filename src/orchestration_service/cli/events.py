@@ -13,7 +13,10 @@ from rich.table import Table
 from orchestration_service.cli.client import EXIT_ERROR, EXIT_OK, EXIT_USAGE, CliError, run
 from orchestration_service.cli.commands import _short_time
 from orchestration_service.cli.output import Format, out
-from orchestration_service.cli.session import ApiKey, AsJson, OutputOpt, ProfileOpt, Url, session
+from orchestration_service.cli.session import (
+    client_command,
+    session,
+)
 from orchestration_service.client import Call
 from orchestration_service.client import calls as c
 
@@ -22,6 +25,7 @@ BATCH = "application/cloudevents-batch+json"
 
 
 @events_app.command("tail")
+@client_command
 def events_tail(
     ctx: typer.Context,
     type_: Annotated[
@@ -33,11 +37,6 @@ def events_tail(
     limit: Annotated[int | None, typer.Option(min=1, help="Stop after N events.")] = None,
     project: Annotated[str | None, typer.Option("--project", "-p")] = None,
     subject: Annotated[str | None, typer.Option(help="Only events about this subject (a task id).")] = None,
-    url: Url = None,
-    api_key: ApiKey = None,
-    as_json: AsJson = False,
-    output: OutputOpt = None,
-    profile: ProfileOpt = None,
 ) -> None:
     """Follow the event feed (JSON lines with --json or -o jsonl)."""
 
@@ -90,14 +89,10 @@ def _people(doc: dict[str, Any]) -> None:
 
 
 @events_app.command("post")
+@client_command
 def events_post(
     ctx: typer.Context,
     file: Annotated[str, typer.Argument(help="A JSON file: a CloudEvent, or an array of them; - for stdin.")],
-    url: Url = None,
-    api_key: ApiKey = None,
-    as_json: AsJson = False,
-    output: OutputOpt = None,
-    profile: ProfileOpt = None,
 ) -> None:
     """Send a CloudEvent (or a batch) to the ingress, POST /api/v1/events, and print the outcome.
 

@@ -12,7 +12,13 @@ from rich.table import Table
 from orchestration_service.cli.client import run
 from orchestration_service.cli.commands import _short_time
 from orchestration_service.cli.output import Format, emit, out
-from orchestration_service.cli.session import ApiKey, AsJson, OutputOpt, ProfileOpt, Url, session
+from orchestration_service.cli.session import (
+    ApiKey,
+    ProfileOpt,
+    Url,
+    client_command,
+    session,
+)
 
 fleet_app = typer.Typer(help="The fleet: workers, queues, failures and dead letters.", no_args_is_help=True)
 dead_letters_app = typer.Typer(
@@ -32,15 +38,11 @@ def _table(*columns: str) -> Table:
 
 
 @fleet_app.command("workers")
+@client_command
 def workers(
     ctx: typer.Context,
     limit: Limit = 100,
     offset: int = 0,
-    url: Url = None,
-    api_key: ApiKey = None,
-    as_json: AsJson = False,
-    output: OutputOpt = None,
-    profile: ProfileOpt = None,
 ) -> None:
     """Workers seen on task events: last seen, stale, tiers, models, counts."""
 
@@ -71,13 +73,9 @@ def workers(
 
 
 @fleet_app.command("queues")
+@client_command
 def queues(
     ctx: typer.Context,
-    url: Url = None,
-    api_key: ApiKey = None,
-    as_json: AsJson = False,
-    output: OutputOpt = None,
-    profile: ProfileOpt = None,
 ) -> None:
     """Tasks pending, running and validating per tier, and the broker's queues."""
 
@@ -110,6 +108,7 @@ def queues(
 
 
 @fleet_app.command("failures")
+@client_command
 def failures(
     ctx: typer.Context,
     project: Annotated[str | None, typer.Option("--project", "-p")] = None,
@@ -117,11 +116,6 @@ def failures(
     reason: Annotated[str | None, typer.Option(help="The reason starts with this.")] = None,
     limit: Limit = 50,
     cursor: Annotated[str | None, typer.Option(help="next_cursor of the previous page.")] = None,
-    url: Url = None,
-    api_key: ApiKey = None,
-    as_json: AsJson = False,
-    output: OutputOpt = None,
-    profile: ProfileOpt = None,
 ) -> None:
     """Recently failed tasks, newest first."""
 
@@ -168,16 +162,12 @@ def _letters_table(items: list[dict[str, Any]]) -> Table:
 
 
 @dead_letters_app.callback()
+@client_command
 def dead_letters(
     ctx: typer.Context,
     project: Annotated[str | None, typer.Option("--project", "-p")] = None,
     source: Annotated[str | None, typer.Option(help="broker or ingress")] = None,
     limit: Limit = 50,
-    url: Url = None,
-    api_key: ApiKey = None,
-    as_json: AsJson = False,
-    output: OutputOpt = None,
-    profile: ProfileOpt = None,
 ) -> None:
     """List dead letters, newest first (or run one of the commands)."""
     if ctx.invoked_subcommand is not None:
@@ -192,14 +182,10 @@ def dead_letters(
 
 
 @dead_letters_app.command("show")
+@client_command
 def show(
     ctx: typer.Context,
     letter_id: str,
-    url: Url = None,
-    api_key: ApiKey = None,
-    as_json: AsJson = False,
-    output: OutputOpt = None,
-    profile: ProfileOpt = None,
 ) -> None:
     """One dead letter with its payload (JSON unless -o yaml)."""
 
@@ -212,14 +198,10 @@ def show(
 
 
 @dead_letters_app.command("replay")
+@client_command
 def replay(
     ctx: typer.Context,
     letter_id: str,
-    url: Url = None,
-    api_key: ApiKey = None,
-    as_json: AsJson = False,
-    output: OutputOpt = None,
-    profile: ProfileOpt = None,
 ) -> None:
     """Run the event through the handlers again, once (admin). Exit 1 if it is still refused."""
 

@@ -12,7 +12,10 @@ from rich.table import Table
 from orchestration_service.cli.client import CliError, run
 from orchestration_service.cli.commands import _short_time
 from orchestration_service.cli.output import out
-from orchestration_service.cli.session import ApiKey, AsJson, OutputOpt, ProfileOpt, Url, session
+from orchestration_service.cli.session import (
+    client_command,
+    session,
+)
 from orchestration_service.domain.lifecycle import Priority
 from orchestration_service.domain.vocabulary import QAProfile
 
@@ -66,6 +69,7 @@ def _read(file: Path) -> str:
 
 
 @project_app.command("create")
+@client_command
 def project_create(
     ctx: typer.Context,
     project: str,
@@ -77,11 +81,6 @@ def project_create(
     qa_profile: QaProfileOpt = None,
     timeout: Timeout = None,
     max_attempts: MaxAttempts = None,
-    url: Url = None,
-    api_key: ApiKey = None,
-    as_json: AsJson = False,
-    output: OutputOpt = None,
-    profile: ProfileOpt = None,
 ) -> None:
     """Create a project (unset settings fall back to the configuration)."""
 
@@ -104,14 +103,10 @@ def project_create(
 
 
 @project_app.command("get")
+@client_command
 def project_get(
     ctx: typer.Context,
     project: str,
-    url: Url = None,
-    api_key: ApiKey = None,
-    as_json: AsJson = False,
-    output: OutputOpt = None,
-    profile: ProfileOpt = None,
 ) -> None:
     """A project: its settings in effect (and where each comes from), constitution, tasks."""
 
@@ -123,6 +118,7 @@ def project_get(
 
 
 @project_app.command("update")
+@client_command
 def project_update(
     ctx: typer.Context,
     project: str,
@@ -134,11 +130,6 @@ def project_update(
     timeout: Timeout = None,
     max_attempts: MaxAttempts = None,
     reset: Reset = None,
-    url: Url = None,
-    api_key: ApiKey = None,
-    as_json: AsJson = False,
-    output: OutputOpt = None,
-    profile: ProfileOpt = None,
 ) -> None:
     """Change a project's name, description or settings; effective at once."""
 
@@ -163,14 +154,10 @@ def project_update(
 
 
 @project_app.command("archive")
+@client_command
 def project_archive(
     ctx: typer.Context,
     project: str,
-    url: Url = None,
-    api_key: ApiKey = None,
-    as_json: AsJson = False,
-    output: OutputOpt = None,
-    profile: ProfileOpt = None,
 ) -> None:
     """Archive a project: it takes no new tasks (refused while it has unfinished ones)."""
 
@@ -183,15 +170,11 @@ def project_archive(
 
 
 @constitution_app.command("set")
+@client_command
 def constitution_set(
     ctx: typer.Context,
     project: str,
     file: Path,
-    url: Url = None,
-    api_key: ApiKey = None,
-    as_json: AsJson = False,
-    output: OutputOpt = None,
-    profile: ProfileOpt = None,
 ) -> None:
     """Make FILE (Markdown, up to 64 KiB) the project's constitution: a new version."""
 
@@ -208,15 +191,11 @@ def constitution_set(
 
 
 @constitution_app.command("show")
+@client_command
 def constitution_show(
     ctx: typer.Context,
     project: str,
     version: Annotated[int | None, typer.Option(help="This version (default: the current).", min=1)] = None,
-    url: Url = None,
-    api_key: ApiKey = None,
-    as_json: AsJson = False,
-    output: OutputOpt = None,
-    profile: ProfileOpt = None,
 ) -> None:
     """Print the project's constitution (its text; --json: with version and sha256)."""
 
@@ -230,14 +209,10 @@ def constitution_show(
 
 # -- project ----------------------------------------------------------------------------
 @project_app.command("ls")
+@client_command
 def project_ls(
     ctx: typer.Context,
     archived: Annotated[bool, typer.Option("--archived", help="Archived projects too.")] = False,
-    url: Url = None,
-    api_key: ApiKey = None,
-    as_json: AsJson = False,
-    output: OutputOpt = None,
-    profile: ProfileOpt = None,
 ) -> None:
     """Projects with task counts."""
 
@@ -266,14 +241,10 @@ def project_ls(
 
 
 @project_app.command("status")
+@client_command
 def project_status(
     ctx: typer.Context,
     project: str,
-    url: Url = None,
-    api_key: ApiKey = None,
-    as_json: AsJson = False,
-    output: OutputOpt = None,
-    profile: ProfileOpt = None,
 ) -> None:
     """A project's status summary."""
 

@@ -12,7 +12,10 @@ from rich.table import Table
 from orchestration_service.cli.client import run
 from orchestration_service.cli.commands import _short_time
 from orchestration_service.cli.output import out
-from orchestration_service.cli.session import ApiKey, AsJson, OutputOpt, ProfileOpt, Url, session
+from orchestration_service.cli.session import (
+    client_command,
+    session,
+)
 
 review_app = typer.Typer(help="Human reviews: the queue, one review, and decisions.", no_args_is_help=True)
 
@@ -78,17 +81,13 @@ def _people_page(page: dict[str, Any]) -> None:
 
 
 @review_app.command("ls")
+@client_command
 def review_ls(
     ctx: typer.Context,
     project: Annotated[str | None, typer.Option("--project", "-p")] = None,
     status: Annotated[str | None, typer.Option("--status", "-s", help="open, decided or closed.")] = "open",
     all_: Annotated[bool, typer.Option("--all", help="Every status (overrides --status).")] = False,
     limit: Annotated[int, typer.Option(min=1, max=500)] = 50,
-    url: Url = None,
-    api_key: ApiKey = None,
-    as_json: AsJson = False,
-    output: OutputOpt = None,
-    profile: ProfileOpt = None,
 ) -> None:
     """List reviews, oldest request first (by default the open queue)."""
 
@@ -101,14 +100,10 @@ def review_ls(
 
 
 @review_app.command("show")
+@client_command
 def review_show(
     ctx: typer.Context,
     review_id: str,
-    url: Url = None,
-    api_key: ApiKey = None,
-    as_json: AsJson = False,
-    output: OutputOpt = None,
-    profile: ProfileOpt = None,
 ) -> None:
     """A review: its task, the worker's output and artifacts, and QA's reason."""
 
@@ -134,45 +129,33 @@ def _decide(ctx: typer.Context, review_id: str, action: str, payload: dict[str, 
 
 
 @review_app.command("approve")
+@client_command
 def review_approve(
     ctx: typer.Context,
     review_id: str,
     comment: Annotated[str | None, typer.Option(help="Kept with the decision.")] = None,
-    url: Url = None,
-    api_key: ApiKey = None,
-    as_json: AsJson = False,
-    output: OutputOpt = None,
-    profile: ProfileOpt = None,
 ) -> None:
     """Approve: the task completes, its provenance naming you."""
     _decide(ctx, review_id, "approve", {"comment": comment} if comment else {})
 
 
 @review_app.command("reject")
+@client_command
 def review_reject(
     ctx: typer.Context,
     review_id: str,
     reason: Annotated[str, typer.Option(help="Why (required).")],
-    url: Url = None,
-    api_key: ApiKey = None,
-    as_json: AsJson = False,
-    output: OutputOpt = None,
-    profile: ProfileOpt = None,
 ) -> None:
     """Reject: the task fails."""
     _decide(ctx, review_id, "reject", {"reason": reason})
 
 
 @review_app.command("request-changes")
+@client_command
 def review_request_changes(
     ctx: typer.Context,
     review_id: str,
     feedback: Annotated[str, typer.Option(help="What to change (sent to the worker; required).")],
-    url: Url = None,
-    api_key: ApiKey = None,
-    as_json: AsJson = False,
-    output: OutputOpt = None,
-    profile: ProfileOpt = None,
 ) -> None:
     """Request changes: a new attempt starts with the feedback."""
     _decide(ctx, review_id, "request-changes", {"feedback": feedback})

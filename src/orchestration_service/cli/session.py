@@ -11,8 +11,9 @@ then come the environment, the profile and the defaults (``profiles.resolve``).
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -40,6 +41,36 @@ ProfileOpt = Annotated[
         "--profile", help="A profile of the configuration file (env ORCH_PROFILE).", show_default=False
     ),
 ]
+
+
+# The parameters ``client_command`` adds to a command: Typer makes them options, the context
+# keeps their values, and ``session(ctx)`` reads them from there.
+_CLIENT_OPTIONS = (
+    inspect.Parameter("url", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Url),
+    inspect.Parameter("api_key", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=ApiKey),
+    inspect.Parameter("as_json", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=AsJson),
+    inspect.Parameter("output", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=OutputOpt),
+    inspect.Parameter("profile", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=ProfileOpt),
+)
+
+
+def client_command(func: Callable[..., None]) -> Callable[..., None]:
+    """Give a client command ``--url``, ``--api-key``, ``--json``, ``--output`` and ``--profile``
+    after its name, without each command declaring (and ignoring) five parameters: they are
+    added to the signature Typer reads and dropped before the call."""
+    signature = inspect.signature(func, eval_str=True)
+    names = {p.name for p in _CLIENT_OPTIONS}
+
+    def command(*args: Any, **kwargs: Any) -> None:
+        func(*args, **{k: v for k, v in kwargs.items() if k not in names})
+
+    parameters = [*signature.parameters.values(), *_CLIENT_OPTIONS]
+    command.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+    command.__annotations__ = {p.name: p.annotation for p in parameters}
+    command.__annotations__["return"] = signature.return_annotation
+    for attribute in ("__module__", "__name__", "__qualname__", "__doc__"):
+        setattr(command, attribute, getattr(func, attribute))
+    return command
 
 
 def command_flags(params: dict[str, Any]) -> Flags:

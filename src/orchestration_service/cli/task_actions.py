@@ -11,10 +11,14 @@ from orchestration_service.cli.client import EXIT_OK, run
 from orchestration_service.cli.commands import exit_for, show_task, task_app
 from orchestration_service.cli.follow import follow
 from orchestration_service.cli.output import out
-from orchestration_service.cli.session import ApiKey, AsJson, OutputOpt, ProfileOpt, Url, session
+from orchestration_service.cli.session import (
+    client_command,
+    session,
+)
 
 
 @task_app.command("retry")
+@client_command
 def task_retry(
     ctx: typer.Context,
     task_id: str,
@@ -22,11 +26,6 @@ def task_retry(
     timeout: Annotated[
         float | None, typer.Option(help="With --wait: give up after S seconds (exit 4).")
     ] = None,
-    url: Url = None,
-    api_key: ApiKey = None,
-    as_json: AsJson = False,
-    output: OutputOpt = None,
-    profile: ProfileOpt = None,
 ) -> None:
     """Run a failed or cancelled task again (of a decomposed one, the failed and cancelled subtasks).
 

@@ -11,7 +11,10 @@ from rich.tree import Tree
 from orchestration_service.cli.client import run
 from orchestration_service.cli.commands import task_app
 from orchestration_service.cli.output import out
-from orchestration_service.cli.session import ApiKey, AsJson, OutputOpt, ProfileOpt, Url, session
+from orchestration_service.cli.session import (
+    client_command,
+    session,
+)
 
 STATUS_STYLE = {
     "completed": "green",
@@ -54,14 +57,10 @@ def draw(doc: dict[str, Any]) -> Tree:
 
 
 @task_app.command("tree")
+@client_command
 def task_tree(
     ctx: typer.Context,
     task_id: str,
-    url: Url = None,
-    api_key: ApiKey = None,
-    as_json: AsJson = False,
-    output: OutputOpt = None,
-    profile: ProfileOpt = None,
 ) -> None:
     """Show a task and its subtasks, all levels, as a tree."""
 
