@@ -41,6 +41,11 @@ async def _main() -> None:
     engine = create_admin_engine(StorageSettings(database_url=url))
     try:
         async with engine.connect() as conn:
+            if conn.dialect.name == "sqlite":
+                # Take the write lock at BEGIN: a deferred transaction's first read fixes a
+                # snapshot, and once a running server commits after it SQLite refuses the
+                # upgrade to a writer at once ("database is locked", no busy_timeout wait).
+                conn = await conn.execution_options(sqlite_begin="IMMEDIATE")
             await conn.run_sync(_run)
     finally:
         await engine.dispose()
