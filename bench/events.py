@@ -21,7 +21,10 @@ a throwaway PostgreSQL database:
 
 ``--progress-rate R`` runs each lifecycle level twice, ``--repeat`` times: without, then
 with R ``task.progress`` a second beside it (to 100 other running tasks), and prints the
-medians of both and the slowdown (``bench/progress_load.py``).
+medians of both and the slowdown (``bench/progress_load.py``). ``--progress-control`` (with
+``--broker amqp``) adds a third run between them: the same messages through the same broker
+to a queue the service does not read, so the slowdown splits into what the broker and the
+generator cost the shared cores and what the service's own handling costs.
 """
 
 from __future__ import annotations
@@ -462,12 +465,19 @@ def main(argv: list[str] | None = None) -> int:
         help="lifecycle: run each level without and with this many task.progress/s beside it",
     )
     p.add_argument("--repeat", type=int, default=1, help="with --progress-rate: pairs of runs per level")
+    p.add_argument(
+        "--progress-control",
+        action="store_true",
+        help="with --progress-rate and --broker amqp: a third run, the same messages through the broker "
+        "to a queue the service does not read (what the broker and the generator alone cost)",
+    )
     p.add_argument("--progress-reports", type=int, default=20000, help="the progress workload's reports")
     p.add_argument(
         "--progress-batch",
         type=int,
         default=1,
-        help="the progress workload over HTTP: reports a request (a cloudevents batch; at most 100)",
+        help="over HTTP (the progress workload, and --progress-rate without a broker): reports a request "
+        "(a cloudevents batch; at most 100)",
     )
     p.add_argument("--listeners", type=int, default=100)
     p.add_argument("--idle-listeners", type=int, default=1000)

@@ -46,8 +46,20 @@ async def heartbeating_tasks(base_url: str, n: int = HEARTBEATERS, running_befor
 class ProgressLoad:
     """Sends ``rate`` task.progress a second, round-robin over ``task_ids``, until closed."""
 
-    def __init__(self, base_url: str, amqp_url: str | None, prefix: str, task_ids: list[str], rate: float):
+    def __init__(
+        self,
+        base_url: str,
+        amqp_url: str | None,
+        prefix: str,
+        task_ids: list[str],
+        rate: float,
+        *,
+        control: bool = False,
+        batch: int = 1,
+    ):
         self.base_url = base_url
+        self.control = control
+        self.batch = batch
         self.amqp_url = amqp_url
         self.prefix = prefix
         self.task_ids = task_ids
@@ -81,11 +93,12 @@ class ProgressLoad:
         connector = aiohttp.TCPConnector(limit=64)
         async with (
             aiohttp.ClientSession(base_url=self.base_url, connector=connector) as session,
-            _Heartbeats(session, self.amqp_url, self.prefix) as sender,
+            _Heartbeats(session, self.amqp_url, self.prefix, control=self.control) as sender,
         ):
             base = datetime.now(UTC)
             self._started = time.perf_counter()
             pending: set[asyncio.Task[None]] = set()
+            chunk: list[dict[str, Any]] = []
             i = 0
             while not self._stop.is_set():
                 due = int((time.perf_counter() - self._started) * self.rate)
@@ -105,7 +118,15 @@ class ProgressLoad:
                         # (this generator shares the two cores with the service it measures).
                         await self._send(sender, env)
                         continue
-                    job = asyncio.create_task(self._send(sender, env))
+                    if self.batch > 1:
+                        # A worker running many tasks: what is due goes in one request.
+                        chunk.append(env)
+                        if len(chunk) < self.batch and i < due:
+                            continue
+                        job = asyncio.create_task(self._send_batch(session, chunk))
+                        chunk = []
+                    else:
+                        job = asyncio.create_task(self._send(sender, env))
                     pending.add(job)
                     job.add_done_callback(pending.discard)
                 with contextlib.suppress(TimeoutError):
@@ -113,6 +134,16 @@ class ProgressLoad:
             self._elapsed = time.perf_counter() - self._started
             if pending:
                 await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _send_batch(self, session: aiohttp.ClientSession, envs: list[dict[str, Any]]) -> None:
+        try:
+            async with session.post(f"{API}/events", data=orjson.dumps(envs), headers=BATCH) as r:
+                if r.status != 200:
+                    raise RuntimeError(f"ingress answered {r.status}")
+                await r.read()
+            self.sent += len(envs)
+        except Exception:  # a refused or failed send is counted, not fatal to the benchmark
+            self.failed += len(envs)
 
     async def _send(self, sender: _Heartbeats, env: dict[str, Any]) -> None:
         try:
@@ -126,12 +157,21 @@ class _Heartbeats:
     """How a worker sends heartbeats: over the ingress, or to RabbitMQ without publisher
     confirms and not persistent (a lost heartbeat is replaced by the next one), through the
     AMQP channel itself: aio_pika's message and exchange objects cost the generator, on the
-    service's cores, more CPU than the publish."""
+    service's cores, more CPU than the publish.
 
-    def __init__(self, session: aiohttp.ClientSession, amqp_url: str | None, prefix: str) -> None:
+    ``control``: the same messages through the same broker to a queue the service does not
+    read, drained here (no acks): what the broker and this generator alone take from the
+    two cores the lifecycle runs on."""
+
+    def __init__(
+        self, session: aiohttp.ClientSession, amqp_url: str | None, prefix: str, *, control: bool = False
+    ) -> None:
         self.http = Sender(session, None, prefix)
         self.amqp_url = amqp_url
         self.prefix = prefix
+        self.control = control
+        self.exchange = prefix + ("bench.noise" if control else "task.events")
+        self.drained = 0
         self._conn: Any = None
         self._channel: Any = None
 
@@ -145,9 +185,26 @@ class _Heartbeats:
 
             self._conn = await aio_pika.connect(self.amqp_url)
             channel = await self._conn.channel(publisher_confirms=False)
-            await channel.get_exchange(self.prefix + "task.events")  # it exists
+            if self.control:
+                await self._drain_noise(channel)
+            else:
+                await channel.get_exchange(self.exchange)  # it exists
             self._channel = await channel.get_underlay_channel()
         return self
+
+    async def _drain_noise(self, channel: Any) -> None:
+        import aio_pika
+
+        topic = aio_pika.ExchangeType.TOPIC
+        exchange = await channel.declare_exchange(self.exchange, topic, auto_delete=True)
+        queue = await channel.declare_queue(exclusive=True, auto_delete=True)
+        await queue.bind(exchange, routing_key="#")
+        underlay = await channel.get_underlay_channel()
+
+        async def drained(_message: Any) -> None:
+            self.drained += 1
+
+        await underlay.basic_consume(queue.name, drained, no_ack=True)
 
     async def __aexit__(self, *exc: object) -> None:
         if self._conn is not None:
@@ -157,9 +214,8 @@ class _Heartbeats:
         if self._channel is None:
             await self.http.send("task.events", env)
             return
-        await self._channel.basic_publish(
-            orjson.dumps(env), exchange=self.prefix + "task.events", routing_key="task.progress"
-        )
+        body = orjson.dumps(env)
+        await self._channel.basic_publish(body, exchange=self.exchange, routing_key="task.progress")
 
 
 async def progress_throughput(
@@ -237,44 +293,71 @@ async def with_and_without_progress(
         "heartbeating_tasks": len(beating),
         "levels": [],
     }
+    control = bool(getattr(args, "progress_control", False)) and _amqp(args) is not None
+    kinds = ["without", "control", "with"] if control else ["without", "with"]
     for concurrency in args.concurrency:
-        runs: dict[str, list[dict[str, Any]]] = {"without": [], "with": []}
+        runs: dict[str, list[dict[str, Any]]] = {k: [] for k in kinds}
         for _ in range(args.repeat):
-            cpu = server.cpu_seconds()
-            plain = await lifecycle(
-                server, args.tasks, _amqp(args), prefix, concurrency, also_running=len(beating)
-            )
-            plain["server_cpu_s"] = round(server.cpu_seconds() - cpu, 2)
-            runs["without"].append(plain)
-            print(f"lifecycle ({args.broker}) without progress: {json.dumps(plain)}", flush=True)
-            cpu = server.cpu_seconds()
-            async with ProgressLoad(
-                server.base_url, _amqp(args), prefix, beating, args.progress_rate
-            ) as load:
-                loaded = await lifecycle(
-                    server, args.tasks, _amqp(args), prefix, concurrency, also_running=len(beating)
-                )
-            loaded["server_cpu_s"] = round(server.cpu_seconds() - cpu, 2)
-            loaded["progress_load"] = load.stats()
-            # The service's extra CPU for the heartbeats, per heartbeat sent beside this run.
-            extra = loaded["server_cpu_s"] - plain["server_cpu_s"]
-            loaded["server_cpu_us_per_heartbeat"] = round(1e6 * extra / max(1, load.sent), 1)
-            runs["with"].append(loaded)
-            print(f"lifecycle ({args.broker}) with progress: {json.dumps(loaded)}", flush=True)
-        level = {"concurrency": concurrency, **{k: _medians(v) for k, v in runs.items()}}
+            plain: dict[str, Any] = {}
+            for kind in kinds:
+                cpu = server.cpu_seconds()
+                if kind == "without":
+                    got = await lifecycle(
+                        server, args.tasks, _amqp(args), prefix, concurrency, also_running=len(beating)
+                    )
+                else:
+                    async with ProgressLoad(
+                        server.base_url,
+                        _amqp(args),
+                        prefix,
+                        beating,
+                        args.progress_rate,
+                        control=kind == "control",
+                        batch=1 if _amqp(args) else args.progress_batch,
+                    ) as load:
+                        got = await lifecycle(
+                            server, args.tasks, _amqp(args), prefix, concurrency, also_running=len(beating)
+                        )
+                    got["progress_load"] = load.stats()
+                got["server_cpu_s"] = round(server.cpu_seconds() - cpu, 2)
+                if kind == "without":
+                    plain = got
+                else:
+                    # The service's extra CPU, per heartbeat sent beside this run.
+                    extra = got["server_cpu_s"] - plain["server_cpu_s"]
+                    got["server_cpu_us_per_heartbeat"] = round(1e6 * extra / max(1, load.sent), 1)
+                runs[kind].append(got)
+                print(f"lifecycle ({args.broker}) {kind} progress: {json.dumps(got)}", flush=True)
+        level: dict[str, Any] = {"concurrency": concurrency, **{k: _medians(v) for k, v in runs.items()}}
         w, p = level["without"], level["with"]
         level["events_per_s_change_pct"] = round(100 * (p["events_per_s"] / w["events_per_s"] - 1), 1)
         level["read_p50_change_pct"] = round(100 * (p["read_p50_ms"] / w["read_p50_ms"] - 1), 1)
+        control_text = ""
+        if control:
+            c = level["control"]
+            level["control_events_per_s_change_pct"] = _change(c["events_per_s"], w["events_per_s"])
+            # The service's own share: with its heartbeats against the same load elsewhere.
+            level["service_events_per_s_change_pct"] = _change(p["events_per_s"], c["events_per_s"])
+            control_text = (
+                f"; the same load to a queue the service does not read: {c['events_per_s']} "
+                f"({level['control_events_per_s_change_pct']:+}%), so the service's own share is "
+                f"{level['service_events_per_s_change_pct']:+}%"
+            )
         out["levels"].append(level)
         print(
             f"lifecycle ({args.broker}, {concurrency} workers, medians of {args.repeat}): "
             f"{w['events_per_s']} events/s without progress, {p['events_per_s']} with "
-            f"{p.get('progress_achieved_per_s')} progress/s ({level['events_per_s_change_pct']:+}%); "
+            f"{p.get('progress_achieved_per_s')} progress/s ({level['events_per_s_change_pct']:+}%)"
+            f"{control_text}; "
             f"task.validated → reads completed p50 {w['read_p50_ms']} → {p['read_p50_ms']} ms, "
             f"p95 {w['read_p95_ms']} → {p['read_p95_ms']} ms",
             flush=True,
         )
     return out
+
+
+def _change(value: float, base: float) -> float:
+    return round(100 * (value / base - 1), 1)
 
 
 def _medians(runs: list[dict[str, Any]]) -> dict[str, Any]:
