@@ -13,12 +13,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from alembic.script import ScriptDirectory
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from orchestration_service.db.migrate import MIGRATIONS_DIR
 from tests.conftest import PG_ADMIN_URL, missing_service
 from tests.process import BIN, ServerProcess
+from tests.revisions import previous_revision
 from tests.waiting import eventually_sync
 
 ADMIN_KEY = "m" * 40
@@ -55,13 +54,6 @@ def _cli(env: dict[str, str], *args: str) -> None:
     assert done.returncode == 0, done.stderr
 
 
-def _previous_revision() -> str:
-    scripts = ScriptDirectory(str(MIGRATIONS_DIR))
-    head = scripts.get_revision(scripts.get_current_head())
-    assert head is not None and isinstance(head.down_revision, str)
-    return head.down_revision
-
-
 def _ready(server: ServerProcess) -> int:
     try:
         return httpx.get(f"{server.url}/api/v1/health/ready", timeout=5).status_code
@@ -76,7 +68,7 @@ def test_a_replica_becomes_ready_once_the_migration_has_run(empty_database: str,
         "ORCH_AUTH__BOOTSTRAP_ADMIN_KEY": ADMIN_KEY,
     }
     server = ServerProcess(env, log_path=tmp_path / "server.log")
-    _cli(server.env, "db", "upgrade", _previous_revision())
+    _cli(server.env, "db", "upgrade", previous_revision())
     with server.start("--no-migrate"):
         assert _ready(server) == 503, "unmigrated: not ready"
         assert _ready(server) == 503, "asked again: still not ready"
@@ -108,7 +100,7 @@ def test_db_wait_returns_once_the_migration_has_run(empty_database: str, tmp_pat
     )
     try:
         # Not migrated: it keeps waiting (it has not exited) until the migration runs.
-        _cli(env, "db", "upgrade", _previous_revision())
+        _cli(env, "db", "upgrade", previous_revision())
         assert waiting.poll() is None, "db wait returned before the schema was current"
         _cli(env, "db", "upgrade")
         out, err = waiting.communicate(timeout=120)

@@ -12,25 +12,18 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from alembic.script import ScriptDirectory
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 from orchestration_service.config import load_settings
-from orchestration_service.db.migrate import MIGRATIONS_DIR, current_revision, head_revision, upgrade
-
-
-def _previous_revision() -> str:
-    scripts = ScriptDirectory(str(MIGRATIONS_DIR))
-    head = scripts.get_revision(scripts.get_current_head())
-    assert head is not None and isinstance(head.down_revision, str)
-    return head.down_revision
+from orchestration_service.db.migrate import current_revision, head_revision, upgrade
+from tests.revisions import previous_revision
 
 
 def test_a_migration_waits_for_a_writer_that_commits_meanwhile(tmp_path: Path) -> None:
     path = tmp_path / "busy.db"
     settings = load_settings(storage={"database_url": f"sqlite+aiosqlite:///{path}"}).storage
-    upgrade(settings, _previous_revision())
+    upgrade(settings, previous_revision())
 
     writer = sqlite3.connect(path, isolation_level=None, timeout=30)
     writer.execute("BEGIN IMMEDIATE")
