@@ -22,6 +22,7 @@ from tests.integration.test_tasks_api import submit, wait_for_status
 from tests.waiting import all_published, eventually
 
 CE = {"content-type": "application/cloudevents+json"}
+CE_BATCH = {"content-type": "application/cloudevents-batch+json"}
 
 
 def parse_sse(text: str) -> list[dict[str, Any]]:
@@ -41,6 +42,10 @@ def parse_sse(text: str) -> list[dict[str, Any]]:
 
 async def post_event(svc: Service, envelope: dict[str, Any]) -> Any:
     return await svc.client.post("/api/v1/events", content=orjson.dumps(envelope), headers=CE)
+
+
+async def post_batch(svc: Service, batch: list[Any]) -> Any:
+    return await svc.client.post("/api/v1/events", content=orjson.dumps(batch), headers=CE_BATCH)
 
 
 async def running(svc: Service, **body: Any) -> str:
@@ -97,11 +102,7 @@ async def test_batch_answers_per_event(service: Service) -> None:
     tid = await running(service)
     good = output_event(tid)
     batch = [good, good, cloud_event("task.output.created", {"task_id": tid}), {"not": "an event"}]
-    r = await service.client.post(
-        "/api/v1/events",
-        content=orjson.dumps(batch),
-        headers={"content-type": "application/cloudevents-batch+json"},
-    )
+    r = await post_batch(service, batch)
     assert r.status_code == 200, r.text
     results = r.json()["results"]
     assert [x["status"] for x in results] == [202, 200, 422, 400]

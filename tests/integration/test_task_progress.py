@@ -21,7 +21,7 @@ import pytest
 from tests.asgi_stream import AsgiStream
 from tests.conftest import AMQP_URL, Service, make_settings, start_service
 from tests.integration.test_event_lifecycle import Harness, cloud_event, h, output_event  # noqa: F401
-from tests.integration.test_http_events import CE, parse_sse, post_event
+from tests.integration.test_http_events import CE, parse_sse, post_batch, post_event
 from tests.integration.test_tasks_api import submit, wait_for_status
 from tests.waiting import eventually
 
@@ -325,11 +325,7 @@ async def test_a_batch_of_heartbeats_over_the_ingress_is_answered_per_report(ser
         output_event(b),
         progress_event(b, progress=0.9),  # b is validating now
     ]
-    r = await svc.client.post(
-        "/api/v1/events",
-        content=orjson.dumps(batch),
-        headers={"content-type": "application/cloudevents-batch+json"},
-    )
+    r = await post_batch(svc, batch)
     assert r.status_code == 200, r.text
     results = r.json()["results"]
     assert [x["index"] for x in results] == list(range(len(batch)))
