@@ -68,6 +68,7 @@ class ProgressLoad:
         self.failed = 0
         self._stop = asyncio.Event()
         self._runner: asyncio.Task[None] | None = None
+        self.drained = 0  # control: messages that came back through the broker
         self._started = 0.0
         self._elapsed = 0.0
 
@@ -86,6 +87,7 @@ class ProgressLoad:
             "sent": self.sent,
             "failed": self.failed,
             "achieved_per_s": round(self.sent / self._elapsed, 1) if self._elapsed else 0.0,
+            **({"drained": self.drained} if self.control else {}),
         }
 
     async def _run(self) -> None:
@@ -134,6 +136,7 @@ class ProgressLoad:
             self._elapsed = time.perf_counter() - self._started
             if pending:
                 await asyncio.gather(*pending, return_exceptions=True)
+            self.drained = sender.drained
 
     async def _send_batch(self, session: aiohttp.ClientSession, envs: list[dict[str, Any]]) -> None:
         try:
@@ -293,7 +296,7 @@ async def with_and_without_progress(
         "heartbeating_tasks": len(beating),
         "levels": [],
     }
-    control = bool(getattr(args, "progress_control", False)) and _amqp(args) is not None
+    control = args.progress_control and _amqp(args) is not None
     kinds = ["without", "control", "with"] if control else ["without", "with"]
     for concurrency in args.concurrency:
         runs: dict[str, list[dict[str, Any]]] = {k: [] for k in kinds}
@@ -301,12 +304,9 @@ async def with_and_without_progress(
             plain: dict[str, Any] = {}
             for kind in kinds:
                 cpu = server.cpu_seconds()
-                if kind == "without":
-                    got = await lifecycle(
-                        server, args.tasks, _amqp(args), prefix, concurrency, also_running=len(beating)
-                    )
-                else:
-                    async with ProgressLoad(
+                load = None
+                if kind != "without":
+                    load = ProgressLoad(
                         server.base_url,
                         _amqp(args),
                         prefix,
@@ -314,13 +314,15 @@ async def with_and_without_progress(
                         args.progress_rate,
                         control=kind == "control",
                         batch=1 if _amqp(args) else args.progress_batch,
-                    ) as load:
-                        got = await lifecycle(
-                            server, args.tasks, _amqp(args), prefix, concurrency, also_running=len(beating)
-                        )
+                    )
+                async with load or contextlib.nullcontext():
+                    got = await lifecycle(
+                        server, args.tasks, _amqp(args), prefix, concurrency, also_running=len(beating)
+                    )
+                if load is not None:
                     got["progress_load"] = load.stats()
                 got["server_cpu_s"] = round(server.cpu_seconds() - cpu, 2)
-                if kind == "without":
+                if load is None:
                     plain = got
                 else:
                     # The service's extra CPU, per heartbeat sent beside this run.
@@ -330,8 +332,8 @@ async def with_and_without_progress(
                 print(f"lifecycle ({args.broker}) {kind} progress: {json.dumps(got)}", flush=True)
         level: dict[str, Any] = {"concurrency": concurrency, **{k: _medians(v) for k, v in runs.items()}}
         w, p = level["without"], level["with"]
-        level["events_per_s_change_pct"] = round(100 * (p["events_per_s"] / w["events_per_s"] - 1), 1)
-        level["read_p50_change_pct"] = round(100 * (p["read_p50_ms"] / w["read_p50_ms"] - 1), 1)
+        level["events_per_s_change_pct"] = _change(p["events_per_s"], w["events_per_s"])
+        level["read_p50_change_pct"] = _change(p["read_p50_ms"], w["read_p50_ms"])
         control_text = ""
         if control:
             c = level["control"]
